@@ -1,0 +1,23 @@
+"""sweeprun: git-native, pytest-style parameter sweeps.
+
+Public API: :func:`main`, :data:`hookimpl`, and :mod:`sweeprun.api`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pluggy
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl", "main"]
+
+#: Decorator for hook implementations in ``sweepconf.py`` and plugins.
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run sweeprun as the command line would, in-process; return the exit code."""
+    from sweeprun.cli import main as _main
+
+    return _main(args)

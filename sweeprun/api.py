@@ -1,0 +1,20 @@
+"""The Python API for notebooks and programs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sweeprun.git import discover
+
+
+def experiments(repo: str | os.PathLike[str] = ".", all_baselines: bool = False) -> list[
+        dict[str, Any]]:
+    """Records of the experiments of ``repo`` (what ``show --json`` prints).
+
+    ``pandas.DataFrame(experiments())`` gives a table; ``params`` and ``metrics`` are
+    nested per file, as in the JSON output.
+    """
+    from sweeprun.show import load_records
+
+    return load_records(discover(repo), all_baselines=all_baselines)

@@ -1,0 +1,224 @@
+"""Running one experiment: the job function that local and remote workers execute.
+
+A :class:`Job` is a small picklable value (what to run, at which commit); the worker
+checks the commit out in a pooled workspace, runs the stages, writes the result as git
+*objects* (never refs) and returns a small :class:`JobReport`. The parent process turns
+reports into refs. Nothing here knows about YAML, plugins or the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeprun import workspace
+from sweeprun.git import run_git
+from sweeprun.spec import Stage
+
+LOG_TAIL_LINES = 40
+LOG_TAIL_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to run one experiment."""
+
+    key: str
+    name: str
+    exp_id: str
+    commit: str  # the queued commit (baseline + workspace + params)
+    baseline: str
+    repo_root: str
+    common_dir: str
+    stages: tuple[Stage, ...]
+    meta: dict[str, Any] = field(hash=False)
+    env: tuple[tuple[str, str], ...] = ()
+    log_path: str = ""
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What comes back from a worker: small, picklable, enough to publish and report."""
+
+    key: str
+    name: str
+    exp_id: str
+    outcome: str  # "passed", "failed" or "error" (sweeprun itself failed)
+    returncode: int | None
+    started: float
+    finished: float
+    result_commit: str | None
+    log_path: str
+    log_tail: str
+    metrics: dict[str, Any] = field(default_factory=dict, hash=False)
+    message: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
+def log_tail(path: str | os.PathLike[str]) -> str:
+    """The last lines of a log file (bounded in lines and bytes)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    lines = data.decode(errors="replace").splitlines()
+    if size > LOG_TAIL_BYTES and lines:
+        lines = lines[1:]  # the first line is probably cut
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def read_metrics(ws: Path, stages: tuple[Stage, ...]) -> dict[str, Any]:
+    """Parse every declared metrics file present in the workspace (path → data)."""
+    out: dict[str, Any] = {}
+    for stage in stages:
+        for rel in stage.metrics:
+            path = ws / rel
+            if not path.is_file():
+                continue
+            out[rel] = parse_metrics_file(path)
+    return out
+
+
+def parse_metrics_file(path: Path) -> Any:
+    """JSON, YAML or TOML by suffix; an unreadable file yields ``None``."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        if path.suffix == ".toml":
+            import tomlkit
+
+            return tomlkit.parse(text).unwrap()
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception:
+        return None
+
+
+def job_env(job: Job, ws: Path) -> dict[str, str]:
+    """The environment of the experiment's commands."""
+    env = dict(os.environ)
+    env.update(dict(job.env))
+    env.update({
+        "SWEEPRUN_EXP_NAME": job.name,
+        "SWEEPRUN_EXP_ID": job.exp_id,
+        "SWEEPRUN_BASELINE_REV": job.baseline,
+        "SWEEPRUN_ROOT": job.repo_root,
+        "SWEEPRUN_WORKSPACE": str(ws),
+    })
+    return env
+
+
+def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
+                 timeout: float | None) -> int:
+    # A session of its own: the whole process tree can be signalled as one group.
+    proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.wait()
+        return -signal.SIGKILL
+    except BaseException:
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def commit_result(ws: Path, job: Job, meta: dict[str, Any]) -> str:
+    """Record the workspace as a commit whose parent is the baseline; return its sha."""
+    from sweeprun.gitstore import format_message
+
+    excludes = [f":(exclude){o.path}" for s in job.stages for o in s.outs if o.cache]
+    run_git(["add", "-A", "--", ".", *excludes], ws)
+    tree = run_git(["write-tree"], ws).strip()
+    subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
+    return run_git(
+        ["commit-tree", tree, "-p", job.baseline],
+        ws,
+        input=format_message(subject, meta),
+        env=dict(job.env),  # carries the commit identity when git has none configured
+    ).strip()
+
+
+def run_job(job: Job) -> JobReport:
+    """Run one experiment end to end in a pooled workspace and return its report.
+
+    Never raises for a failing command (that is a failed experiment); an error of
+    sweeprun itself becomes an ``error`` report without a result commit.
+    """
+    started = time.time()
+    log_path = Path(job.log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with workspace.acquire(job.common_dir, job.repo_root, job.commit) as ws:
+            env = job_env(job, ws)
+            rc = 0
+            message = ""
+            with open(log_path, "wb") as log:
+                for stage in job.stages:
+                    log.write(f"+ [{stage.name}] {stage.cmd}\n".encode())
+                    log.flush()
+                    rc = _run_command(stage.cmd, ws / stage.wdir, env, log, job.timeout)
+                    if rc != 0:
+                        message = f"stage {stage.name!r} exited with code {rc}"
+                        break
+            metrics = read_metrics(ws, job.stages)
+            finished = time.time()
+            outcome = "passed" if rc == 0 else "failed"
+            tail = log_tail(log_path)
+            meta = dict(job.meta)
+            meta.update({
+                "state": "success" if outcome == "passed" else "failed",
+                "returncode": rc,
+                "started": started,
+                "finished": finished,
+                "duration": round(finished - started, 6),
+                "metrics": metrics,
+                "message": message,
+                "log_tail": tail,
+                "queue_commit": job.commit,
+                "host": socket.gethostname(),
+            })
+            result = commit_result(ws, job, meta)
+    except Exception:
+        finished = time.time()
+        return JobReport(
+            key=job.key, name=job.name, exp_id=job.exp_id, outcome="error", returncode=None,
+            started=started, finished=finished, result_commit=None, log_path=str(log_path),
+            log_tail=traceback.format_exc(limit=6), message="sweeprun could not run the job",
+        )
+    return JobReport(
+        key=job.key, name=job.name, exp_id=job.exp_id, outcome=outcome, returncode=rc,
+        started=started, finished=finished, result_commit=result, log_path=str(log_path),
+        log_tail=tail, metrics=metrics, message=message,
+    )

@@ -1,0 +1,297 @@
+"""Thin, fast wrappers around git plumbing.
+
+GitPython is convenient but spawns or parses more than we need on hot paths, so the
+store speaks to git directly: one ``update-ref --stdin`` process per runner for
+compare-and-swap transactions, ``fast-import`` for writing many commits at once and
+``for-each-ref`` for reading every record in a single call.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeprun.exceptions import GitError, NotARepositoryError
+
+ZERO = "0" * 40
+#: Identity used when the user has none configured (e.g. in CI containers).
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "sweeprun",
+    "GIT_AUTHOR_EMAIL": "sweeprun@localhost",
+    "GIT_COMMITTER_NAME": "sweeprun",
+    "GIT_COMMITTER_EMAIL": "sweeprun@localhost",
+}
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: str | os.PathLike[str],
+    *,
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> str:
+    """Run ``git ARGS`` in ``cwd`` and return its stdout (text, trailing newline kept)."""
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=data,
+        capture_output=True,
+        env=full_env,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise GitError(f"git {' '.join(args[:3])} failed ({proc.returncode}): {err}")
+    return proc.stdout.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    """Where a repository lives: its work-tree root and its (common) git directory."""
+
+    root: Path
+    git_dir: Path
+    common_dir: Path
+
+    @property
+    def state_dir(self) -> Path:
+        """sweeprun's private directory, shared by every worktree of the repository."""
+        return self.common_dir / "sweeprun"
+
+
+def discover(path: str | os.PathLike[str]) -> RepoPaths:
+    """Find the repository containing ``path``; refuse non-repos and repos with no commit."""
+    p = Path(path).resolve()
+    if not p.exists():
+        raise NotARepositoryError(f"{p}: no such directory")
+    cwd = p if p.is_dir() else p.parent
+    proc = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir", "--verify",
+         "-q", "HEAD"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.splitlines()
+    if len(lines) < 3:
+        raise NotARepositoryError(
+            f"{cwd}: not inside a git work tree (run 'git init' and commit first)"
+        )
+    if proc.returncode != 0 or len(lines) < 4:
+        raise NotARepositoryError(
+            f"{lines[0]}: the repository has no commit yet (sweeprun needs a baseline commit)"
+        )
+    root = Path(lines[0])
+    git_dir = (cwd / lines[1]).resolve()
+    common = (cwd / lines[2]).resolve()
+    return RepoPaths(root=root, git_dir=git_dir, common_dir=common)
+
+
+def identity_env(cwd: str | os.PathLike[str]) -> dict[str, str]:
+    """Environment that gives commits an author when git has none configured."""
+    env: dict[str, str] = {}
+    name = run_git(["config", "user.name"], cwd, check=False).strip()
+    email = run_git(["config", "user.email"], cwd, check=False).strip()
+    if not name and "GIT_AUTHOR_NAME" not in os.environ:
+        env.update({k: v for k, v in FALLBACK_IDENTITY.items() if k.endswith("NAME")})
+    if not email and "GIT_AUTHOR_EMAIL" not in os.environ:
+        env.update({k: v for k, v in FALLBACK_IDENTITY.items() if k.endswith("EMAIL")})
+    return env
+
+
+class RefConflict(GitError):
+    """A compare-and-swap ref transaction failed: another process changed a ref first."""
+
+
+@dataclass(frozen=True)
+class RefOp:
+    """One line of an ``update-ref --stdin`` transaction.
+
+    ``old`` is the value the ref must have (``ZERO`` = must not exist); ``new`` the value
+    to set (``ZERO`` = delete).
+    """
+
+    ref: str
+    new: str
+    old: str
+
+    def line(self) -> str:
+        if self.new == ZERO:
+            return f"delete {self.ref} {self.old}"
+        if self.old == ZERO:
+            return f"create {self.ref} {self.new}"
+        return f"update {self.ref} {self.new} {self.old}"
+
+
+class RefUpdater:
+    """A long-lived ``git update-ref --stdin`` process running atomic transactions.
+
+    Every transaction is all-or-nothing and checks old values, so concurrent runners can
+    never half-write or overwrite each other's refs. Thread-safe.
+    """
+
+    def __init__(self, cwd: str | os.PathLike[str]) -> None:
+        self._cwd = str(cwd)
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                ["git", "update-ref", "--stdin"],
+                cwd=self._cwd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        return self._proc
+
+    def _expect(self, proc: subprocess.Popen[str], word: str) -> None:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != f"{word}: ok":
+            assert proc.stderr is not None
+            proc.wait()
+            err = proc.stderr.read().strip()
+            self._proc = None
+            raise RefConflict(err or f"update-ref {word} failed")
+
+    def transaction(self, ops: Iterable[RefOp]) -> None:
+        """Apply ``ops`` atomically; raise :class:`RefConflict` if any old value mismatches."""
+        ops = list(ops)
+        if not ops:
+            return
+        with self._lock:
+            proc = self._start()
+            assert proc.stdin is not None
+            body = "start\n" + "".join(op.line() + "\n" for op in ops) + "prepare\n"
+            try:
+                proc.stdin.write(body)
+                proc.stdin.flush()
+            except BrokenPipeError as exc:  # the process died on an earlier failure
+                self._proc = None
+                raise RefConflict("update-ref process ended unexpectedly") from exc
+            self._expect(proc, "start")
+            self._expect(proc, "prepare")
+            proc.stdin.write("commit\n")
+            proc.stdin.flush()
+            self._expect(proc, "commit")
+
+    def close(self) -> None:
+        """End the process (pending nothing: every transaction is already committed)."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                assert self._proc.stdin is not None
+                self._proc.stdin.close()
+                self._proc.wait()
+                for stream in (self._proc.stdout, self._proc.stderr):
+                    if stream is not None:
+                        stream.close()
+            self._proc = None
+
+
+@dataclass
+class FastCommit:
+    """A commit for :func:`fast_import_commits`: baseline parent, root tree, changed files."""
+
+    parent: str
+    tree: str
+    message: str
+    files: dict[str, bytes]
+    timestamp: int
+
+
+def fast_import_commits(
+    cwd: str | os.PathLike[str], commits: Sequence[FastCommit], identity: tuple[str, str]
+) -> list[str]:
+    """Write ``commits`` as git objects in one ``fast-import`` run; return their shas.
+
+    No ref is left behind: fast-import needs one, so a scratch ref is used and deleted.
+    Creating the refs that point at the commits is the caller's (atomic) business.
+    """
+    if not commits:
+        return []
+    scratch = f"refs/sweeprun/tmp/import-{os.getpid()}-{threading.get_ident()}"
+    name, email = identity
+    chunks: list[bytes] = []
+    mark = 0
+    commit_marks: list[int] = []
+    blob_marks: dict[bytes, int] = {}
+    for c in commits:
+        for content in c.files.values():
+            if content not in blob_marks:
+                mark += 1
+                blob_marks[content] = mark
+                chunks.append(b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(content), content))
+        mark += 1
+        commit_marks.append(mark)
+        msg = c.message.encode()
+        lines = [
+            f"commit {scratch}",
+            f"mark :{mark}",
+            f"author {name} <{email}> {c.timestamp} +0000",
+            f"committer {name} <{email}> {c.timestamp} +0000",
+        ]
+        chunks.append("\n".join(lines).encode() + b"\ndata %d\n%s\n" % (len(msg), msg))
+        body = [f"from {c.parent}", "deleteall", f'M 040000 {c.tree} ""']
+        for path, content in c.files.items():
+            body.append(f"M 100644 :{blob_marks[content]} {_quote_path(path)}")
+        chunks.append(("\n".join(body) + "\n\n").encode())
+    chunks.append(b"done\n")
+    with tempfile.TemporaryDirectory(prefix="sweeprun-import-") as tmp:
+        marks_file = Path(tmp) / "marks"
+        proc = subprocess.run(
+            ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks_file}"],
+            cwd=cwd,
+            input=b"".join(chunks),
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GitError(f"git fast-import failed: {proc.stderr.decode(errors='replace')}")
+        marks = dict(
+            line.split(" ", 1) for line in marks_file.read_text().splitlines() if line
+        )
+    run_git(["update-ref", "-d", scratch], cwd, check=False)
+    return [marks[f":{m}"].strip() for m in commit_marks]
+
+
+def _quote_path(path: str) -> str:
+    if any(ch in path for ch in ('"', "\n", "\\")) or path.startswith(" "):
+        escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    return path
+
+
+def for_each_ref(cwd: str | os.PathLike[str], patterns: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Return ``(refname, objectname, full message)`` for every ref under ``patterns``.
+
+    One git process reads every commit message, which is what makes ``show`` fast.
+    """
+    sep = "\x1f\x1e"
+    out = run_git(
+        ["for-each-ref", f"--format=%(refname)%00%(objectname)%00%(contents){sep}", *patterns],
+        cwd,
+    )
+    records = []
+    for chunk in out.split(sep):
+        chunk = chunk.lstrip("\n")
+        if not chunk:
+            continue
+        ref, sha, contents = chunk.split("\x00", 2)
+        records.append((ref, sha, contents))
+    return records

@@ -1,0 +1,109 @@
+"""Grid expansion: pure functions from a sweep block to a list of points.
+
+A *point* maps a param key (``train.lr`` or ``file.yaml:key``) to a value. ``matrix``
+follows GitHub Actions: the cartesian product of the non-reserved keys, then ``exclude``
+(partial matches remove combinations), then ``include`` (extends every combination whose
+original values it does not overwrite, else adds a new one).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sweeprun.exceptions import SweepValueError
+
+Point = dict[str, Any]
+MATRIX_RESERVED = ("include", "exclude")
+
+
+def _entries(block: Mapping[str, Any], word: str) -> list[Mapping[str, Any]]:
+    raw = block.get(word, [])
+    if raw is None:
+        return []
+    if not isinstance(raw, Sequence) or isinstance(raw, str):
+        raise SweepValueError(f"'{word}' must be a list of mappings", (word,))
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, Mapping) or not entry:
+            raise SweepValueError(f"'{word}' entry {i + 1} must be a non-empty mapping", (word, i))
+    return list(raw)
+
+
+def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
+    """Expand a ``matrix:`` block into points, in a stable order."""
+    axes: list[tuple[str, list[Any]]] = []
+    for key, values in block.items():
+        if key in MATRIX_RESERVED:
+            continue
+        if not isinstance(values, Sequence) or isinstance(values, str):
+            raise SweepValueError(f"matrix key {key!r} must be a list of values", (key,))
+        if not values:
+            raise SweepValueError(f"matrix key {key!r} has no values", (key,))
+        axes.append((str(key), list(values)))
+    exclude = _entries(block, "exclude")
+    include = _entries(block, "include")
+    original = {k for k, _ in axes}
+    for word, entries in (("exclude", exclude),):
+        for i, entry in enumerate(entries):
+            for k in entry:
+                if k not in original:
+                    raise SweepValueError(
+                        f"{word} entry {i + 1} names {k!r}, which is not a matrix key", (word, i)
+                    )
+    combos: list[Point] = []
+    if axes:
+        keys = [k for k, _ in axes]
+        for values in itertools.product(*(v for _, v in axes)):
+            combo = dict(zip(keys, values))
+            if any(all(_eq(combo.get(k), v) for k, v in ex.items()) for ex in exclude):
+                continue
+            combos.append(combo)
+    product_count = len(combos)
+    for entry in include:
+        extended = False
+        for combo in combos[:product_count]:
+            if all(_eq(combo[k], v) for k, v in entry.items() if k in original):
+                combo.update(entry)
+                extended = True
+        if not extended:
+            combos.append({str(k): v for k, v in entry.items()})
+    return combos
+
+
+def _eq(a: Any, b: Any) -> bool:
+    # 1 == True in Python; a matrix must not confuse them.
+    return type(a) is type(b) and a == b or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float))
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
+    )
+
+
+def product(left: list[Point], right: list[Point]) -> list[Point]:
+    """Cartesian product of two point lists (later keys win on overlap)."""
+    if not left:
+        return [dict(p) for p in right]
+    if not right:
+        return [dict(p) for p in left]
+    return [{**a, **b} for a in left for b in right]
+
+
+# -- plugin -------------------------------------------------------------------------------
+
+import pluggy  # noqa: E402
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+
+@hookimpl
+def sweeprun_block_types() -> list[str]:
+    """The blocks this built-in expander understands."""
+    return ["matrix"]
+
+
+@hookimpl(trylast=True)
+def sweeprun_expand_block(kind: str, block: Any) -> list[Point] | None:
+    """Expand a ``matrix`` block."""
+    if kind == "matrix":
+        return expand_matrix(block)
+    return None

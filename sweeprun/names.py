@@ -1,0 +1,79 @@
+"""Experiment ids and names: pytest-style ids, name templates and git-ref safety."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sweeprun.exceptions import SweepValueError
+
+# git check-ref-format forbids these anywhere in a component; we also forbid '/'.
+_BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]")
+_TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
+
+
+def format_value(value: Any) -> str:
+    """A value as it appears in an id: ``0.1``, ``true``, ``null``, ``adam``, ``[1,2]``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value) if not isinstance(value, float) else repr(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def make_id(sweep: str, point: Mapping[str, Any]) -> str:
+    """``grid[train.lr=0.1,train.units=64]``; the bare sweep name for an empty point."""
+    if not point:
+        return sweep
+    inner = ",".join(f"{k}={format_value(v)}" for k, v in point.items())
+    return f"{sweep}[{inner}]"
+
+
+def is_ref_safe(name: str) -> bool:
+    """Whether ``name`` is usable as one git ref component (and so one path segment)."""
+    return bool(
+        name
+        and not _BAD_CHARS.search(name)
+        and ".." not in name
+        and "@{" not in name
+        and name != "@"
+        and not name.startswith((".", "-"))
+        and not name.endswith((".", ".lock"))
+        and len(name.encode()) <= 200
+    )
+
+
+def sanitize(name: str) -> str:
+    """Turn arbitrary text into a ref-safe component (deterministic, never empty)."""
+    out = _BAD_CHARS.sub("_", name)
+    out = re.sub(r"\.{2,}", ".", out).replace("@{", "@_")
+    out = out.lstrip(".-")
+    while out.endswith((".", ".lock")):
+        out = out[:-1] if out.endswith(".") else out[: -len(".lock")] + "_lock"
+    out = out.encode()[:200].decode(errors="ignore")
+    if not out or out == "@":
+        out = "exp"
+    return out
+
+
+def render_name(template: str, point: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    """Fill ``{key}`` fields from the point (else the full params), then sanitize."""
+
+    def field(match: re.Match[str]) -> str:
+        key = match.group(1).strip()
+        if key in point:
+            return format_value(point[key])
+        if key in params:
+            return format_value(params[key])
+        raise SweepValueError(f"name template field {{{key}}} is not a param key", ("name",))
+
+    return sanitize(_TEMPLATE_FIELD.sub(field, template))
+
+
+def default_name(key: str) -> str:
+    """``exp-<7 hex>`` from the experiment's content key."""
+    return f"exp-{key[:7]}"

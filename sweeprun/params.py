@@ -1,0 +1,253 @@
+"""Params files: read them, look keys up by dotted path, write points with minimal diffs.
+
+A queued experiment's params file must differ from the baseline only where its point
+differs, so ``git diff`` shows the sweep and nothing else. YAML and JSON values are
+spliced into the original text at the positions the parser reports (comments, order,
+quoting and layout untouched); TOML goes through tomlkit, which preserves formatting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeprun import yamlio
+from sweeprun.exceptions import SpecError, UsageError
+
+_MISSING = object()
+
+
+def split_key(key: str) -> list[str | int]:
+    """``"train.layers.0"`` → ``["train", "layers", 0]``."""
+    parts: list[str | int] = []
+    for part in key.split("."):
+        parts.append(int(part) if part.isdigit() else part)
+    return parts
+
+
+def get_path(data: Any, key: str, default: Any = _MISSING) -> Any:
+    """Value at dotted ``key`` in nested dicts/lists; ``KeyError`` if absent and no default."""
+    cur = data
+    for part in split_key(key):
+        if isinstance(cur, Mapping) and (part in cur or str(part) in cur):
+            cur = cur[part] if part in cur else cur[str(part)]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+    return cur
+
+
+def has_path(data: Any, key: str) -> bool:
+    """Whether dotted ``key`` exists in ``data``."""
+    return get_path(data, key, _MISSING) is not _MISSING
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys (lists are leaves, as in DVC's tables)."""
+    out: dict[str, Any] = {}
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, Mapping) and v:
+                out.update(flatten(v, key))
+            else:
+                out[key] = v
+    elif prefix:
+        out[prefix] = data
+    return out
+
+
+def suggest(key: str, candidates: list[str]) -> str:
+    """A ``" (did you mean 'x'?)"`` hint, or ``""``."""
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def fmt_of(path: str) -> str:
+    """Params format from the file name."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    if suffix == ".json":
+        return "json"
+    if suffix == ".toml":
+        return "toml"
+    raise UsageError(f"{path}: unsupported params file type (use .yaml, .yml, .json or .toml)")
+
+
+@dataclass
+class ParamsFile:
+    """One params file as it is in the workspace being queued."""
+
+    path: str  # relative to the repository root, POSIX separators
+    text: str
+    fmt: str
+    data: dict[str, Any]
+    _node: yaml.Node | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, root: Path, rel: str) -> ParamsFile:
+        """Read and parse ``rel`` below ``root``; parse errors are located ``SpecError``s."""
+        full = root / rel
+        try:
+            text = full.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"{rel}: params file not found") from None
+        fmt = fmt_of(rel)
+        data: Any
+        if fmt == "yaml":
+            data = yamlio.plain(yamlio.load_located(text, rel)) if text.strip() else {}
+        elif fmt == "json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SpecError(rel, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}") from None
+        else:
+            import tomlkit
+            import tomlkit.exceptions
+
+            try:
+                data = tomlkit.parse(text).unwrap()
+            except tomlkit.exceptions.ParseError as exc:
+                raise SpecError(rel, exc.line, exc.col, f"invalid TOML: {exc}") from None
+        if not isinstance(data, dict):
+            raise SpecError(rel, 1, 1, "a params file must hold a mapping at the top level")
+        return cls(path=rel, text=text, fmt=fmt, data=data)
+
+    def keys(self) -> list[str]:
+        """Every dotted key (leaves and sub-trees)."""
+        out: list[str] = []
+
+        def walk(d: Any, prefix: str) -> None:
+            if isinstance(d, Mapping):
+                for k, v in d.items():
+                    key = f"{prefix}.{k}" if prefix else str(k)
+                    out.append(key)
+                    walk(v, key)
+
+        walk(self.data, "")
+        return out
+
+    def check_key(self, key: str, where: str) -> None:
+        """Raise a ``UsageError`` naming ``where`` if ``key`` does not exist here."""
+        if not has_path(self.data, key):
+            raise UsageError(
+                f"{where}: unknown param key {key!r} in {self.path}"
+                f"{suggest(key, self.keys())} (prefix it with '+' to add a new key)"
+            )
+
+    def render(self, changes: Mapping[str, Any]) -> str:
+        """Text of this file with ``changes`` (dotted key → value) applied minimally."""
+        real = {k: v for k, v in changes.items() if not _same(get_path(self.data, k, _MISSING), v)}
+        if not real:
+            return self.text
+        if self.fmt == "toml":
+            return self._render_toml(real)
+        return self._splice(real)
+
+    def apply(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The parsed data with ``changes`` applied (no text involved)."""
+        data = json.loads(json.dumps(self.data, default=str)) if changes else self.data
+        for key, value in changes.items():
+            parts = split_key(key)
+            cur = data
+            for part in parts[:-1]:
+                cur = cur[part] if not isinstance(cur, dict) or part in cur else cur[str(part)]
+            last = parts[-1]
+            if isinstance(cur, dict) and last not in cur and str(last) in cur:
+                last = str(last)
+            cur[last] = value
+        return data
+
+    # -- YAML / JSON splicing -------------------------------------------------------------
+
+    def _splice(self, changes: Mapping[str, Any]) -> str:
+        if self._node is None:
+            self._node = yamlio.compose(self.text)
+        spans: list[tuple[int, int, str]] = []
+        for key, value in changes.items():
+            node = _find_node(self._node, split_key(key))
+            if node is None:
+                raise UsageError(f"{self.path}: cannot locate {key!r} to change it")
+            new = json.dumps(value) if self.fmt == "json" else yamlio.dump_scalar(value)
+            spans.append((node.start_mark.index, node.end_mark.index, new))
+        text = self.text
+        for start, end, new in sorted(spans, reverse=True):
+            text = text[:start] + new + text[end:]
+        return text
+
+    def _render_toml(self, changes: Mapping[str, Any]) -> str:
+        import tomlkit
+
+        doc = tomlkit.parse(self.text)
+        for key, value in changes.items():
+            parts = split_key(key)
+            cur: Any = doc
+            for part in parts[:-1]:
+                cur = cur[part]
+            cur[parts[-1]] = value
+        return tomlkit.dumps(doc)
+
+
+def _same(old: Any, new: Any) -> bool:
+    return old is not _MISSING and type(old) is type(new) and old == new
+
+
+def _find_node(node: yaml.Node | None, parts: list[str | int]) -> yaml.Node | None:
+    for part in parts:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    node = v
+                    break
+            else:
+                return None
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return None
+            node = node.value[part]
+        else:
+            return None
+    return node
+
+
+class ParamsSet:
+    """All params files of a spec; the first one is the default for bare keys."""
+
+    def __init__(self, files: list[ParamsFile]) -> None:
+        self.files = files
+        self.by_path = {f.path: f for f in files}
+
+    @property
+    def default(self) -> ParamsFile | None:
+        return self.files[0] if self.files else None
+
+    def __iter__(self) -> Iterator[ParamsFile]:
+        return iter(self.files)
+
+    def resolve(self, key: str) -> tuple[ParamsFile, str]:
+        """Split ``[file:]key`` into the params file and the dotted key inside it."""
+        if ":" in key:
+            fname, _, inner = key.rpartition(":")
+            pf = self.by_path.get(fname)
+            if pf is None:
+                known = ", ".join(self.by_path) or "none"
+                raise UsageError(f"{key!r}: {fname!r} is not a params file of the spec ({known})")
+            return pf, inner
+        if self.default is None:
+            raise UsageError(f"{key!r}: the spec declares no params file (add 'params:')")
+        return self.default, key
+
+    def qualify(self, key: str) -> str:
+        """Canonical form of a point key: bare for the default file, ``file:key`` else."""
+        pf, inner = self.resolve(key)
+        return inner if pf is self.default else f"{pf.path}:{inner}"

@@ -1,0 +1,125 @@
+"""The run loop: claim queued records, hand jobs to joblib, publish results as they come.
+
+Jobs are claimed lazily, one per free slot, so several runners can drain one queue and
+``-x`` stops dispatching at once. Results are published in completion order by this
+(parent) process only; workers never write refs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from sweeprun.executor import Job, run_job
+from sweeprun.git import identity_env
+from sweeprun.spec import Out, Stage
+
+if TYPE_CHECKING:
+    from sweeprun.commands import CommandRegistry
+    from sweeprun.gitstore import Record
+    from sweeprun.session import Session
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+BACKENDS = {"threads": "threading", "loky": "loky", "dask": "dask"}
+
+
+def stages_from_record(meta: dict[str, Any]) -> tuple[Stage, ...]:
+    """Rebuild the stages stored in a queue record."""
+    stages = []
+    for s in meta.get("stages", []):
+        stages.append(Stage(
+            name=s["name"], cmd=s["cmd"], wdir=s.get("wdir", "."),
+            deps=tuple(s.get("deps", ())), outs=tuple(Out(**o) for o in s.get("outs", ())),
+            params=tuple(s.get("params", ())), metrics=tuple(s.get("metrics", ())),
+            plots=tuple(s.get("plots", ())),
+        ))
+    return tuple(stages)
+
+
+def make_job(session: Session, record: Record, env: dict[str, str]) -> Job:
+    """The picklable job for a claimed record."""
+    repo = session.config.repo
+    extra = dict(env)
+    for got in session.hook.sweeprun_job_env(config=session.config, record=record):
+        if got:
+            extra.update(got)
+    return Job(
+        key=record.key,
+        name=record.name,
+        exp_id=record.id,
+        commit=record.commit,
+        baseline=record.baseline,
+        repo_root=str(repo.root),
+        common_dir=str(repo.common_dir),
+        stages=stages_from_record(record.meta),
+        meta=record.meta,
+        env=tuple(sorted(extra.items())),
+        log_path=str(repo.state_dir / "logs" / f"{record.key}.log"),
+        timeout=session.config.getoption("timeout"),
+    )
+
+
+@hookimpl
+def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
+    """Where jobs run."""
+    g = parser.add_argument_group("scheduling")
+    g.add_argument("--backend", choices=sorted(BACKENDS), default="threads",
+                   help="joblib backend (threads: default; dask: a Dask cluster)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+
+
+def _stop_after(session: Session) -> int:
+    if session.config.getoption("exitfirst"):
+        return 1
+    return int(session.config.getoption("maxfail") or 0)
+
+
+@hookimpl(trylast=True)
+def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
+    """Run ``records`` on ``-j`` parallel slots of the chosen joblib backend."""
+    import joblib
+
+    config = session.config
+    n_jobs = max(1, int(config.getoption("jobs") or 1))
+    backend = BACKENDS[config.getoption("backend") or "threads"]
+    ident = identity_env(config.repo.root)
+    maxfail = _stop_after(session)
+
+    def jobs() -> Iterator[Any]:
+        for record in records:
+            if session.shouldstop:
+                return
+            claimed = session.store.claim(record)
+            if claimed is None:
+                continue  # another runner took it
+            session.running[record.key] = claimed
+            yield joblib.delayed(run_job)(make_job(session, claimed, ident))
+
+    client = None
+    if backend == "dask":
+        from distributed import Client
+
+        client = Client(config.getoption("scheduler")) if config.getoption("scheduler") \
+            else Client(processes=False)
+    try:
+        with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
+            parallel = joblib.Parallel(return_as="generator_unordered", pre_dispatch="n_jobs",
+                                       batch_size=1)
+            failures = 0
+            for report in parallel(jobs()):
+                session.hook.sweeprun_store_result(session=session, report=report)
+                session.reports.append(report)
+                session.hook.sweeprun_report(session=session, report=report)
+                if not report.passed:
+                    failures += 1
+                    if maxfail and failures >= maxfail and not session.shouldstop:
+                        session.shouldstop = f"stopping after {failures} failures"
+    finally:
+        if client is not None:
+            client.close()
+    return True

@@ -1,0 +1,419 @@
+"""The session: collect experiments from specs, queue them, run them — as pytest does.
+
+``wrap_session`` is the skeleton (start → collect → queue → run loop → finish) with
+cleanup guaranteed; exceptions become exit codes in ``cli``. Collection knows nothing of
+processes; the scheduler knows nothing of YAML: they meet in queue records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from sweeprun import names
+from sweeprun.exceptions import SpecError, SweepValueError, UsageError
+from sweeprun.gitstore import QUEUE, ExpStore, Record
+from sweeprun.overrides import Override, parse_override
+from sweeprun.params import ParamsSet, flatten, get_path
+from sweeprun.spec import Spec, Stage, Sweep, locate
+from sweeprun.yamlio import LocatedDict, LocatedList, Mark
+
+if TYPE_CHECKING:
+    from sweeprun.commands import CommandRegistry
+    from sweeprun.config import Config
+    from sweeprun.executor import JobReport
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOTHING = range(6)
+SPEC_NAMES = ("sweeps.yaml", "sweeps.yml")
+SPEC_GLOBS = ("*.sweeps.yaml", "*.sweeps.yml")
+DEFAULT_SWEEP = "run"
+_INTERP = re.compile(r"\$\{([^}]*)\}")
+
+
+@dataclass
+class Experiment:
+    """One collected experiment: a point of a sweep of a spec."""
+
+    id: str
+    sweep: str
+    spec: Spec
+    params: ParamsSet
+    point: dict[str, Any]  # qualified key → value
+    stages: list[Stage]
+    name: str | None = None
+    name_mark: Mark | None = None
+    _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """Point values grouped by params file: path → {dotted key: value}."""
+        if self._changes is None:
+            grouped: dict[str, dict[str, Any]] = {}
+            for key, value in self.point.items():
+                pf, inner = self.params.resolve(key)
+                grouped.setdefault(pf.path, {})[inner] = value
+            self._changes = grouped
+        return self._changes
+
+    def rendered_files(self) -> dict[str, str]:
+        """New text of each params file this experiment changes (unchanged ones omitted)."""
+        out = {}
+        for path, changes in self.changes().items():
+            pf = self.params.by_path[path]
+            text = pf.render(changes)
+            if text != pf.text:
+                out[path] = text
+        return out
+
+    def full_params(self) -> dict[str, Any]:
+        """Every params file's data with the point applied: path → data."""
+        changes = self.changes()
+        return {pf.path: pf.apply(changes.get(pf.path, {})) for pf in self.params}
+
+    def stages_record(self) -> list[dict[str, Any]]:
+        """The stages as stored in the queue record (commands already interpolated)."""
+        return [
+            {"name": s.name, "cmd": s.cmd, "wdir": s.wdir, "deps": list(s.deps),
+             "outs": [vars(o) for o in s.outs], "params": list(s.params),
+             "metrics": list(s.metrics), "plots": list(s.plots)}
+            for s in self.stages
+        ]
+
+    def record(self, *, key: str, name: str, baseline: str, queued_at: int) -> dict[str, Any]:
+        """The JSON record stored in the queued commit's message."""
+        return {
+            "version": 1,
+            "key": key,
+            "name": name,
+            "id": self.id,
+            "sweep": self.sweep,
+            "spec": self.spec.path,
+            "baseline": baseline,
+            "point": self.point,
+            "params": self.full_params(),
+            "stages": self.stages_record(),
+            "queued_at": queued_at,
+        }
+
+    def name_error(self, message: str) -> UsageError:
+        """An error about this experiment's name, located at its template if it has one."""
+        if self.name_mark is not None:
+            return SpecError(self.spec.path, self.name_mark[0], self.name_mark[1], message)
+        return UsageError(f"-n/--name: {message}")
+
+
+class Session:
+    """State of one ``sweeprun [SPEC…]`` invocation."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.items: list[Experiment] = []
+        self.specs: list[Spec] = []
+        self.queued: list[Record] = []
+        self.skipped_duplicates: list[tuple[Experiment, Record]] = []
+        self.running: dict[str, Record] = {}
+        self.reports: list[JobReport] = []
+        self.shouldstop: str | None = None
+        self.started = time.time()
+        self.exitstatus = EXIT_OK
+        self._store: ExpStore | None = None
+
+    @property
+    def store(self) -> ExpStore:
+        if self._store is None:
+            self._store = ExpStore(self.config.repo)
+        return self._store
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        return self.config.hook
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    # -- collection -------------------------------------------------------------------------
+
+    def spec_paths(self) -> list[Path]:
+        """SPEC arguments resolved to spec files (directories are searched)."""
+        args: list[str] = self.config.getoption("specs") or []
+        base = self.config.invocation_dir
+        if not args:
+            for name in SPEC_NAMES:
+                if (base / name).is_file():
+                    return [base / name]
+            raise UsageError(
+                f"no sweeps.yaml in {base} (pass a spec file or directory as SPEC)"
+            )
+        paths: list[Path] = []
+        for arg in args:
+            p = (base / arg).resolve()
+            if p.is_dir():
+                found = [f for f in sorted(p.rglob("*"))
+                         if f.is_file() and ".git" not in f.relative_to(p).parts
+                         and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))]
+                paths.extend(found)
+            elif p.is_file():
+                paths.append(p)
+            else:
+                raise UsageError(f"{arg}: no such spec file or directory")
+        root = self.config.repo.root
+        for p in paths:
+            try:
+                p.relative_to(root)
+            except ValueError:
+                raise UsageError(f"{p}: outside the repository {root}") from None
+        return list(dict.fromkeys(paths))
+
+    def collect(self) -> list[Experiment]:
+        """Load every spec and expand its sweeps into experiments."""
+        overrides = [parse_override(s) for s in self.config.getoption("set_params") or []]
+        repo = self.config.repo
+        items: list[Experiment] = []
+        for path in self.spec_paths():
+            self.config.pluginmanager.load_conftests(repo.root, path.parent)
+            spec = self.hook.sweeprun_load_spec(path=path, config=self.config)
+            self.specs.append(spec)
+            items.extend(self._collect_spec(spec, overrides))
+        name = self.config.getoption("name")
+        if name:
+            if not names.is_ref_safe(name):
+                raise UsageError(f"-n/--name {name!r}: not usable as a git ref name")
+            for i, item in enumerate(items, 1):
+                item.name = name if len(items) == 1 else f"{name}-{i}"
+                item.name_mark = None
+        self.items = items
+        return items
+
+    def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
+        from sweeprun.params import ParamsFile
+
+        params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
+        fixed: dict[str, Any] = {}
+        for ov in overrides:
+            pf, inner = params.resolve(ov.key)
+            pf.check_key(inner, f"-S {ov.text}")
+            fixed[params.qualify(ov.key)] = ov.value
+        sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, blocks=[])]
+        items = []
+        for sweep in sweeps:
+            points = self._expand(spec, sweep, params) if sweep.blocks else [{}]
+            name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
+            for point in points:
+                point = {**point, **fixed}
+                exp = Experiment(
+                    id=names.make_id(sweep.name, point), sweep=sweep.name, spec=spec,
+                    params=params, point=point, stages=[], name_mark=name_mark,
+                )
+                exp.stages = interpolate_stages(spec, exp)
+                templ = self.hook.sweeprun_make_name(
+                    experiment=exp, template=sweep.name_template, config=self.config
+                )
+                exp.name = templ
+                items.append(exp)
+        return items
+
+    def _expand(self, spec: Spec, sweep: Sweep, params: ParamsSet) -> list[dict[str, Any]]:
+        from sweeprun.grid import product
+
+        points: list[dict[str, Any]] = []
+        for kind, block, mark in sweep.blocks:
+            try:
+                got = self.hook.sweeprun_expand_block(
+                    kind=kind, block=block, sweep=sweep, spec=spec, config=self.config
+                )
+            except SweepValueError as exc:
+                where = locate(block, exc.keypath, mark)
+                raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
+            if got is None:
+                raise spec.error(mark, f"no plugin expands '{kind}' blocks")
+            points = product(points, got)
+        out = []
+        for point in points:
+            qualified = {}
+            for key, value in point.items():
+                try:
+                    pf, inner = params.resolve(key)
+                    pf.check_key(inner, "")
+                except UsageError as exc:
+                    where = find_key_mark(sweep.raw, key) or mark
+                    detail = str(exc).lstrip(": ")
+                    raise spec.error(where, f"sweep {sweep.name!r}: {detail}") from None
+                qualified[params.qualify(key)] = value
+            out.append(qualified)
+        return out
+
+
+def find_key_mark(value: Any, key: str) -> Mark | None:
+    """Position of the first mapping key equal to ``key`` anywhere inside ``value``."""
+    if isinstance(value, LocatedDict):
+        for k, v in value.items():
+            if k == key:
+                return value.key_marks[k]
+            found = find_key_mark(v, key)
+            if found:
+                return found
+    elif isinstance(value, LocatedList):
+        for v in value:
+            found = find_key_mark(v, key)
+            if found:
+                return found
+    return None
+
+
+def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
+    """Substitute ``${key}`` in each command with the shell-quoted param value."""
+    import shlex
+    from dataclasses import replace
+
+    stages = []
+    full: dict[str, Any] | None = None
+    for stage in spec.stages:
+        if "${" not in stage.cmd:
+            stages.append(stage)
+            continue
+        if full is None:
+            full = exp.full_params()
+        data = full
+
+        def sub(match: re.Match[str], stage: Stage = stage) -> str:
+            key = match.group(1).strip()
+            try:
+                pf, inner = exp.params.resolve(key)
+                value = get_path(data[pf.path], inner)
+            except (UsageError, KeyError):
+                raw = spec.raw.get("stages", spec.raw)
+                mark = find_key_mark(raw, "cmd") or (0, 0)
+                raise spec.error(
+                    mark, f"stage {stage.name!r}: ${{{key}}} is not a param key"
+                ) from None
+            text = value if isinstance(value, str) else names.format_value(value)
+            return shlex.quote(text)
+
+        stages.append(replace(stage, cmd=_INTERP.sub(sub, stage.cmd)))
+    return stages
+
+
+# -- hooks --------------------------------------------------------------------------------
+
+
+@hookimpl
+def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
+    """Options of the main mode."""
+    g = parser.add_argument_group("collection and queueing")
+    g.add_argument("-S", "--set-param", dest="set_params", action="append", default=[],
+                   metavar="[FILE:]KEY=VALUE", help="override a param (repeatable)")
+    g.add_argument("-k", dest="keyword", metavar="EXPR",
+                   help="only experiments whose id, name or sweep matches EXPR")
+    g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
+    g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
+    g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
+    g.add_argument("--force", action="store_true",
+                   help="queue again experiments already queued or finished")
+    r = parser.add_argument_group("running")
+    r.add_argument("--run", action="store_true", help="queue, then run what was collected")
+    r.add_argument("--run-all", action="store_true", help="run everything queued")
+    r.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="parallel jobs")
+    r.add_argument("-x", "--exitfirst", action="store_true", help="stop after the first failure")
+    r.add_argument("--maxfail", type=int, default=0, metavar="N",
+                   help="stop after N failures")
+
+
+@hookimpl(trylast=True)
+def sweeprun_make_name(
+    experiment: Experiment, template: str | None, config: Config
+) -> str | None:
+    """Render the sweep's ``name:`` template, if any."""
+    if not template:
+        return None
+    flat: dict[str, Any] = {}
+    for path, data in experiment.full_params().items():
+        flat.update(flatten(data))
+        flat.update({f"{path}:{k}": v for k, v in flatten(data).items()})
+    try:
+        return names.render_name(template, experiment.point, flat)
+    except SweepValueError as exc:
+        raise experiment.name_error(exc.message) from None
+
+
+@hookimpl(trylast=True)
+def sweeprun_collection_modifyitems(session: Session, config: Config,
+                                    items: list[Experiment]) -> None:
+    """``-k EXPR``: keep experiments whose id, name or sweep contains every word."""
+    expr = config.getoption("keyword")
+    if not expr:
+        return
+    from sweeprun.keyword import compile_keyword
+
+    match = compile_keyword(expr)
+    items[:] = [i for i in items if match(i)]
+
+
+@hookimpl(trylast=True)
+def sweeprun_cmdline_main(config: Config) -> int:
+    """The main mode: collect → queue → (run)."""
+    return wrap_session(config, _main)
+
+
+def wrap_session(config: Config, body: Callable[[Session], int]) -> int:
+    """Run ``body`` inside session start/finish; the exit status reaches every plugin."""
+    session = Session(config)
+    status = EXIT_INTERNAL
+    try:
+        config.hook.sweeprun_sessionstart(session=session)
+        status = body(session)
+        return status
+    except UsageError:
+        status = EXIT_USAGE
+        raise
+    except KeyboardInterrupt:
+        status = EXIT_INTERRUPTED
+        session.shouldstop = "interrupted"
+        session.store.release(list(session.running.values()))
+        return status
+    finally:
+        session.exitstatus = status
+        try:
+            config.hook.sweeprun_sessionfinish(session=session, exitstatus=status)
+        finally:
+            session.close()
+
+
+def _main(session: Session) -> int:
+    config = session.config
+    run_all = bool(config.getoption("run_all"))
+    run_now = bool(config.getoption("run"))
+    items: list[Experiment] = []
+    if config.getoption("specs") or not run_all:
+        items = session.collect()
+        config.hook.sweeprun_collection_modifyitems(session=session, config=config, items=items)
+        session.items = items
+    config.hook.sweeprun_collection_finish(session=session)
+    if config.getoption("collect_only"):
+        return EXIT_OK if items else EXIT_NOTHING
+    if not items and not run_all:
+        return EXIT_NOTHING
+    queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
+    session.queued = queued
+    if run_all:
+        records = sorted(session.store.records(QUEUE),
+                         key=lambda r: (r.meta.get("queued_at", 0), r.id))
+    elif run_now:
+        skipped = [rec for _, rec in session.skipped_duplicates if rec.ref.startswith(QUEUE)]
+        records = list(queued) + skipped
+    else:
+        return EXIT_OK
+    if not records:
+        return EXIT_NOTHING if not items else EXIT_OK
+    config.hook.sweeprun_runloop(session=session, records=records)
+    if session.shouldstop == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(not r.passed for r in session.reports) else EXIT_OK

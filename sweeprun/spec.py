@@ -1,0 +1,342 @@
+"""``sweeps.yaml``: the data model and a strict, located loader.
+
+Every problem is a :class:`SpecError` with ``file:line:col``. Paths inside a spec are
+relative to the spec's directory (as in ``dvc.yaml``); the model stores them relative
+to the repository root so nothing downstream needs to know where the spec was.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeprun import yamlio
+from sweeprun.exceptions import SpecError
+from sweeprun.yamlio import LocatedDict, LocatedList, Mark
+
+TOP_KEYS = ("params", "cmd", "deps", "outs", "metrics", "plots", "wdir", "stages", "sweeps")
+STAGE_KEYS = ("cmd", "deps", "outs", "params", "metrics", "plots", "wdir", "desc")
+OUT_FLAGS = {"checkpoint": bool, "cache": bool, "persist": bool}
+#: Keys of a sweep mapping besides its blocks; block types come from the expander plugins.
+SWEEP_META_KEYS = ("name",)
+DEFAULT_STAGE = "main"
+
+
+@dataclass(frozen=True)
+class Out:
+    """A declared output of a stage (path relative to the repository root)."""
+
+    path: str
+    cache: bool = True
+    checkpoint: bool = False
+    persist: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage, with every path relative to the repository root."""
+
+    name: str
+    cmd: str
+    wdir: str = "."
+    deps: tuple[str, ...] = ()
+    outs: tuple[Out, ...] = ()
+    params: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    plots: tuple[str, ...] = ()
+
+
+@dataclass
+class Sweep:
+    """A named sweep: its blocks (raw, located mappings) and options."""
+
+    name: str
+    blocks: list[tuple[str, Any, Mark]]  # (block type, block value, position)
+    name_template: str | None = None
+    raw: LocatedDict = field(default_factory=LocatedDict)
+    mark: Mark = (0, 0)
+
+
+@dataclass
+class Spec:
+    """A loaded ``sweeps.yaml``."""
+
+    path: str  # relative to the repository root (POSIX)
+    root: Path
+    params_files: list[str]
+    stages: list[Stage]
+    sweeps: list[Sweep]
+    raw: LocatedDict
+
+    @property
+    def dir(self) -> str:
+        """The spec's directory relative to the root (``""`` for the root)."""
+        d = posixpath.dirname(self.path)
+        return d
+
+    def error(self, mark: Mark, message: str) -> SpecError:
+        """A located error in this spec."""
+        return SpecError(self.path, mark[0], mark[1], message)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "null"}.get(
+        type(value).__mro__[-2] if isinstance(value, (LocatedDict, LocatedList)) else type(value),
+        type(value).__name__,
+    )
+
+
+class _Loader:
+    """Validates one spec; keeps the path for located errors."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def err(self, mark: Mark, message: str) -> SpecError:
+        return SpecError(self.path, mark[0], mark[1], message)
+
+    def check_keys(self, d: LocatedDict, allowed: tuple[str, ...], what: str) -> None:
+        for key in d:
+            if key not in allowed:
+                raise self.err(
+                    d.key_marks[key],
+                    f"unknown key {key!r} in {what} (valid: {', '.join(allowed)})",
+                )
+
+    def str_list(self, d: LocatedDict, key: str) -> list[tuple[str, Mark]]:
+        value = d.get(key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [(value, d.value_marks[key])]
+        if not isinstance(value, list):
+            raise self.err(
+                d.value_marks[key], f"{key!r} must be a string or a list of strings, "
+                f"not {_type_name(value)}"
+            )
+        out = []
+        for item, mark in zip(value, value.marks):
+            if not isinstance(item, str):
+                raise self.err(mark, f"items of {key!r} must be strings, not {_type_name(item)}")
+            out.append((item, mark))
+        return out
+
+    def string(self, d: LocatedDict, key: str, required: bool = False) -> str | None:
+        value = d.get(key)
+        if value is None:
+            if required:
+                raise self.err(d.mark, f"missing required key {key!r}")
+            return None
+        if not isinstance(value, str):
+            raise self.err(d.value_marks[key], f"{key!r} must be a string, not {_type_name(value)}")
+        return value
+
+
+def _rel(spec_dir: str, wdir: str, path: str) -> str:
+    joined = posixpath.normpath(posixpath.join(spec_dir, wdir, path))
+    return "" if joined == "." else joined
+
+
+def _check_inside(ld: _Loader, path: str, mark: Mark) -> None:
+    if path.startswith("../") or path == ".." or posixpath.isabs(path):
+        raise ld.err(mark, f"path {path!r} is outside the repository")
+
+
+def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
+    value = d.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        value_list = LocatedList([value])
+        value_list.marks = [d.value_marks[key]]
+        value = value_list
+    outs = []
+    for item, mark in zip(value, value.marks):
+        if isinstance(item, str):
+            path = _rel(base, "", item)
+            _check_inside(ld, path, mark)
+            outs.append(Out(path=path, cache=key == "outs"))
+            continue
+        if not isinstance(item, LocatedDict) or len(item) != 1:
+            raise ld.err(mark, f"items of {key!r} must be a path or {{path: {{flags}}}}")
+        (name, flags), = item.items()
+        if flags is None:
+            flags = LocatedDict()
+        if not isinstance(name, str) or not isinstance(flags, LocatedDict):
+            raise ld.err(mark, f"items of {key!r} must be a path or {{path: {{flags}}}}")
+        kwargs: dict[str, bool] = {}
+        for flag, fval in flags.items():
+            if flag not in OUT_FLAGS:
+                raise ld.err(
+                    flags.key_marks[flag],
+                    f"unknown flag {flag!r} on {name!r} (valid: {', '.join(OUT_FLAGS)})",
+                )
+            if not isinstance(fval, bool):
+                raise ld.err(flags.value_marks[flag], f"{flag!r} must be true or false")
+            kwargs[flag] = fval
+        path = _rel(base, "", name)
+        _check_inside(ld, path, mark)
+        kwargs.setdefault("cache", key == "outs")
+        outs.append(Out(path=path, **kwargs))
+    return outs
+
+
+def _load_stage(ld: _Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
+    ld.check_keys(d, STAGE_KEYS, f"stage {name!r}")
+    cmd_value = d.get("cmd")
+    if isinstance(cmd_value, list) and all(isinstance(c, str) for c in cmd_value):
+        cmd = " && ".join(cmd_value)
+    else:
+        cmd = ld.string(d, "cmd", required=True) or ""
+    if not cmd.strip():
+        raise ld.err(d.value_marks.get("cmd", d.mark), f"stage {name!r} has an empty 'cmd'")
+    wdir = ld.string(d, "wdir") or "."
+    base = _rel(spec_dir, wdir, ".")
+    _check_inside(ld, base or ".", d.value_marks.get("wdir", d.mark))
+
+    def paths(key: str) -> tuple[str, ...]:
+        out = []
+        for p, mark in ld.str_list(d, key):
+            rel = _rel(base, "", p)
+            _check_inside(ld, rel, mark)
+            out.append(rel)
+        return tuple(out)
+
+    outs = _load_outs(ld, d, "outs", base)
+    metrics = [o.path for o in _load_outs(ld, d, "metrics", base)]
+    plots = [o.path for o in _load_outs(ld, d, "plots", base)]
+    return Stage(
+        name=name,
+        cmd=cmd,
+        wdir=base or ".",
+        deps=paths("deps"),
+        outs=tuple(outs),
+        params=tuple(p for p, _ in ld.str_list(d, "params")),
+        metrics=tuple(metrics),
+        plots=tuple(plots),
+    )
+
+
+def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
+    """Load and validate the spec at ``path`` (absolute) in the repository at ``root``.
+
+    ``block_types`` are the sweep block keys the registered expanders understand.
+    """
+    rel = path.resolve().relative_to(root).as_posix()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(rel, 0, 0, "file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(rel, 0, 0, "not UTF-8 text") from None
+    data = yamlio.load_located(text, rel)
+    ld = _Loader(rel)
+    if data is None:
+        data = LocatedDict()
+    if not isinstance(data, LocatedDict):
+        raise ld.err((1, 1), f"the spec must be a mapping, not {_type_name(data)}")
+    ld.check_keys(data, TOP_KEYS, "the spec")
+    spec_dir = posixpath.dirname(rel)
+
+    params_files = []
+    for p, mark in ld.str_list(data, "params"):
+        prel = _rel(spec_dir, "", p)
+        _check_inside(ld, prel, mark)
+        if not (root / prel).is_file():
+            raise ld.err(mark, f"params file {p!r} not found")
+        params_files.append(prel)
+    if "params" not in data and (root / _rel(spec_dir, "", "params.yaml")).is_file():
+        params_files.append(_rel(spec_dir, "", "params.yaml"))
+
+    stage_keys = [k for k in ("cmd", "deps", "outs", "metrics", "plots", "wdir") if k in data]
+    stages: list[Stage] = []
+    if "stages" in data:
+        if stage_keys:
+            raise ld.err(
+                data.key_marks[stage_keys[0]],
+                f"{stage_keys[0]!r} at top level cannot be combined with 'stages:' "
+                "(move it into a stage)",
+            )
+        raw_stages = data["stages"]
+        if not isinstance(raw_stages, LocatedDict) or not raw_stages:
+            raise ld.err(data.value_marks["stages"], "'stages' must be a non-empty mapping")
+        for name, sd in raw_stages.items():
+            if not isinstance(sd, LocatedDict):
+                raise ld.err(raw_stages.value_marks[name], f"stage {name!r} must be a mapping")
+            stages.append(_load_stage(ld, str(name), sd, spec_dir))
+    elif stage_keys:
+        top = LocatedDict({k: data[k] for k in stage_keys})
+        top.key_marks = {k: data.key_marks[k] for k in stage_keys}
+        top.value_marks = {k: data.value_marks[k] for k in stage_keys}
+        top.mark = data.mark
+        stages.append(_load_stage(ld, DEFAULT_STAGE, top, spec_dir))
+    else:
+        raise ld.err(data.mark, "nothing to run: add a top-level 'cmd:' or 'stages:'")
+
+    sweeps: list[Sweep] = []
+    raw_sweeps = data.get("sweeps")
+    if raw_sweeps is not None:
+        if not isinstance(raw_sweeps, LocatedDict):
+            raise ld.err(data.value_marks["sweeps"], "'sweeps' must be a mapping of named sweeps")
+        for name, sd in raw_sweeps.items():
+            sweeps.append(_load_sweep(ld, str(name), sd, raw_sweeps.value_marks[name],
+                                      block_types))
+    return Spec(path=rel, root=root, params_files=params_files, stages=stages,
+                sweeps=sweeps, raw=data)
+
+
+def _load_sweep(
+    ld: _Loader, name: str, sd: Any, mark: Mark, block_types: tuple[str, ...]
+) -> Sweep:
+    from sweeprun.names import is_ref_safe
+
+    if not isinstance(sd, LocatedDict):
+        raise ld.err(mark, f"sweep {name!r} must be a mapping")
+    allowed = (*block_types, *SWEEP_META_KEYS)
+    ld.check_keys(sd, allowed, f"sweep {name!r}")
+    blocks = [(k, v, sd.value_marks[k]) for k, v in sd.items() if k in block_types]
+    if not blocks:
+        raise ld.err(mark, f"sweep {name!r} has no block (one of: {', '.join(block_types)})")
+    for kind, value, bmark in blocks:
+        if not isinstance(value, Mapping):
+            raise ld.err(bmark, f"'{kind}' of sweep {name!r} must be a mapping")
+    template = ld.string(sd, "name")
+    if not is_ref_safe(name.replace("[", "").replace("]", "")):
+        raise ld.err(mark, f"sweep name {name!r} is not usable in ids and refs")
+    return Sweep(name=name, blocks=blocks, name_template=template, raw=sd, mark=mark)
+
+
+def locate(value: Any, keypath: tuple[str | int, ...], fallback: Mark) -> Mark:
+    """The source position of ``keypath`` inside located ``value`` (best effort)."""
+    mark = fallback
+    cur = value
+    for part in keypath:
+        if isinstance(cur, LocatedDict) and part in cur:
+            mark = cur.key_marks[part]
+            cur = cur[part]
+        elif isinstance(cur, LocatedList) and isinstance(part, int) and part < len(cur):
+            mark = cur.marks[part]
+            cur = cur[part]
+        else:
+            break
+    return mark
+
+
+# -- plugin -------------------------------------------------------------------------------
+
+import pluggy  # noqa: E402
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+
+@hookimpl(trylast=True)
+def sweeprun_load_spec(path: Path, config: Any) -> Spec:
+    """Load a ``sweeps.yaml`` with the block types every expander plugin declares."""
+    kinds: list[str] = []
+    for got in config.hook.sweeprun_block_types():
+        kinds.extend(k for k in got if k not in kinds)
+    return load_spec(config.repo.root, path, tuple(kinds))

@@ -1,0 +1,136 @@
+"""YAML loading that remembers where every key and value came from.
+
+Errors must say ``file:line:col``, so the spec loader builds :class:`LocatedDict` and
+:class:`LocatedList` values whose marks point back into the source. Floats follow YAML
+1.2 (``1e-3`` is a float, as users expect), not PyYAML's YAML 1.1 default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from sweeprun.exceptions import SpecError
+
+Mark = tuple[int, int]  # 1-based (line, col)
+
+
+class LocatedDict(dict[Any, Any]):
+    """A dict that knows the source position of each key and value."""
+
+    key_marks: dict[Any, Mark]
+    value_marks: dict[Any, Mark]
+    mark: Mark
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_marks = {}
+        self.value_marks = {}
+        self.mark = (0, 0)
+
+
+class LocatedList(list[Any]):
+    """A list that knows the source position of each item."""
+
+    marks: list[Mark]
+    mark: Mark
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.marks = []
+        self.mark = (0, 0)
+
+
+def _m(node: yaml.Node) -> Mark:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class LocatedLoader(yaml.SafeLoader):
+    """SafeLoader that builds located containers, rejects duplicate keys, YAML 1.2 floats."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LocatedDict:  # type: ignore[override]
+        result = LocatedDict()
+        result.mark = _m(node)
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if key in result:
+                line, col = _m(key_node)
+                raise SpecError(self.name, line, col, f"duplicate key {key!r}")
+            result[key] = self.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+            result.key_marks[key] = _m(key_node)
+            result.value_marks[key] = _m(value_node)
+        return result
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LocatedList:  # type: ignore[override]
+        result = LocatedList()
+        result.mark = _m(node)
+        for child in node.value:
+            result.append(self.construct_object(child, deep=True))  # type: ignore[no-untyped-call]
+            result.marks.append(_m(child))
+        return result
+
+
+# Replace the YAML 1.1 float resolver with a YAML 1.2 one on our loader only.
+LocatedLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+LocatedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+LocatedLoader.add_constructor("tag:yaml.org,2002:map", LocatedLoader.construct_mapping)  # type: ignore[arg-type]
+LocatedLoader.add_constructor("tag:yaml.org,2002:seq", LocatedLoader.construct_sequence)  # type: ignore[arg-type]
+
+
+def load_located(text: str, path: str) -> Any:
+    """Parse YAML ``text``; a syntax error becomes a located :class:`SpecError`."""
+    loader = LocatedLoader(text)
+    loader.name = path
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(path, line, col, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(path, 0, 0, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def plain(value: Any) -> Any:
+    """Strip location info: LocatedDict/LocatedList become plain dict/list, recursively."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def compose(text: str) -> yaml.Node | None:
+    """Compose ``text`` into a node graph (for text splicing) with YAML 1.2 floats."""
+    return yaml.compose(text, Loader=LocatedLoader)
+
+
+def dump_scalar(value: Any) -> str:
+    """Render ``value`` as a one-line YAML flow value that round-trips to the same value."""
+    text: str = yaml.dump(
+        value, Dumper=yaml.SafeDumper, default_flow_style=True, width=2**31, allow_unicode=True
+    )
+    if text.endswith("\n...\n"):
+        text = text[: -len("\n...\n")]
+    text = text.rstrip("\n")
+    # PyYAML writes 1e-05 as "1.0e-05" which YAML 1.2 parses fine; keep it.
+    return text
