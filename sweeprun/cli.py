@@ -149,9 +149,9 @@ def _describe_crash(exc: BaseException, config: Config | None) -> str:
             if f:
                 files[str(Path(f).resolve())] = name
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            name = files.get(str(Path(frame.filename).resolve()))
-            if name is not None:
-                where = (f"\nsweeprun: internal error in plugin {name!r} "
+            owner = files.get(str(Path(frame.filename).resolve()))
+            if owner is not None:
+                where = (f"\nsweeprun: internal error in plugin {owner!r} "
                          f"({frame.filename}:{frame.lineno}, in {frame.name})")
                 break
     return "".join(tb) + where

@@ -8,6 +8,7 @@ reports into refs. Nothing here knows about YAML, plugins or the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -148,10 +149,8 @@ def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def commit_result(ws: Path, job: Job, meta: dict[str, Any]) -> str:

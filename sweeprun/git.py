@@ -277,7 +277,9 @@ def _quote_path(path: str) -> str:
     return path
 
 
-def for_each_ref(cwd: str | os.PathLike[str], patterns: Sequence[str]) -> list[tuple[str, str, str]]:
+def for_each_ref(
+    cwd: str | os.PathLike[str], patterns: Sequence[str]
+) -> list[tuple[str, str, str]]:
     """Return ``(refname, objectname, full message)`` for every ref under ``patterns``.
 
     One git process reads every commit message, which is what makes ``show`` fast.

@@ -241,13 +241,14 @@ class ExpStore:
             or "sweeprun@localhost",
         )
         shas = fast_import_commits(self.cwd, commits, author)
-        ops = [RefOp(QUEUE + m["key"], sha, ZERO) for m, sha in zip(metas, shas)]
+        ops = [RefOp(QUEUE + m["key"], sha, ZERO) for m, sha in zip(metas, shas, strict=True)]
         try:
             self.updater.transaction(ops)
         except RefConflict as exc:
             raise UsageError(f"queue changed while queueing, nothing queued: {exc}") from None
         outcome.queued = [
-            Record(ref=QUEUE + m["key"], commit=sha, meta=m) for m, sha in zip(metas, shas)
+            Record(ref=QUEUE + m["key"], commit=sha, meta=m)
+            for m, sha in zip(metas, shas, strict=True)
         ]
         return outcome
 

@@ -55,7 +55,7 @@ def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
     if axes:
         keys = [k for k, _ in axes]
         for values in itertools.product(*(v for _, v in axes)):
-            combo = dict(zip(keys, values))
+            combo = dict(zip(keys, values, strict=True))
             if any(all(_eq(combo.get(k), v) for k, v in ex.items()) for ex in exclude):
                 continue
             combos.append(combo)
@@ -73,10 +73,11 @@ def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
 
 def _eq(a: Any, b: Any) -> bool:
     # 1 == True in Python; a matrix must not confuse them.
-    return type(a) is type(b) and a == b or (
-        isinstance(a, (int, float)) and isinstance(b, (int, float))
-        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
-    )
+    if type(a) is type(b):
+        return bool(a == b)
+    numeric = (int, float)
+    return (isinstance(a, numeric) and isinstance(b, numeric)
+            and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
 
 
 def product(left: list[Point], right: list[Point]) -> list[Point]:

@@ -94,6 +94,7 @@ def sweeprun_load_spec(path: Path, config: Config) -> Spec | None:
 @hookspec
 def sweeprun_block_types() -> list[str]:
     """Return the sweep block keys (``matrix``, …) this plugin can expand."""
+    return []
 
 
 @hookspec(firstresult=True)
@@ -119,7 +120,9 @@ def sweeprun_make_name(
 
 
 @hookspec
-def sweeprun_collection_modifyitems(session: Session, config: Config, items: list[Experiment]) -> None:
+def sweeprun_collection_modifyitems(
+    session: Session, config: Config, items: list[Experiment]
+) -> None:
     """Filter or reorder the collected experiments in place (``-k`` does this)."""
 
 

@@ -28,7 +28,7 @@ def compile_keyword(expr: str) -> Callable[[Any], bool]:
 
     def take() -> str:
         nonlocal pos
-        tok = tokens[pos]
+        tok: str = tokens[pos]
         pos += 1
         return tok
 

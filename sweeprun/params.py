@@ -156,17 +156,10 @@ class ParamsFile:
 
     def apply(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """The parsed data with ``changes`` applied (no text involved)."""
-        data = json.loads(json.dumps(self.data, default=str)) if changes else self.data
+        data: Any = self.data
         for key, value in changes.items():
-            parts = split_key(key)
-            cur = data
-            for part in parts[:-1]:
-                cur = cur[part] if not isinstance(cur, dict) or part in cur else cur[str(part)]
-            last = parts[-1]
-            if isinstance(cur, dict) and last not in cur and str(last) in cur:
-                last = str(last)
-            cur[last] = value
-        return data
+            data = _set_copy(data, split_key(key), value)
+        return dict(data)
 
     # -- YAML / JSON splicing -------------------------------------------------------------
 
@@ -196,6 +189,27 @@ class ParamsFile:
                 cur = cur[part]
             cur[parts[-1]] = value
         return tomlkit.dumps(doc)
+
+
+def _set_copy(node: Any, parts: list[str | int], value: Any) -> Any:
+    """``node`` with ``parts`` set to ``value``, copying only the containers on the path.
+
+    Points of a sweep share everything they do not change, which keeps expanding
+    100,000 points cheap.
+    """
+    if not parts:
+        return value
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, dict):
+        key: Any = head if head in node or str(head) not in node else str(head)
+        copy = dict(node)
+        copy[key] = _set_copy(node.get(key), rest, value)
+        return copy
+    if isinstance(node, list) and isinstance(head, int):
+        items = list(node)
+        items[head] = _set_copy(items[head], rest, value)
+        return items
+    return {head: _set_copy(None, rest, value)}
 
 
 def _same(old: Any, new: Any) -> bool:

@@ -104,8 +104,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     if backend == "dask":
         from distributed import Client
 
-        client = Client(config.getoption("scheduler")) if config.getoption("scheduler") \
-            else Client(processes=False)
+        address = config.getoption("scheduler")
+        client = Client(address) if address else Client(processes=False)  # type: ignore[no-untyped-call]
     try:
         with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
             parallel = joblib.Parallel(return_as="generator_unordered", pre_dispatch="n_jobs",
@@ -121,5 +121,5 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
                         session.shouldstop = f"stopping after {failures} failures"
     finally:
         if client is not None:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
     return True

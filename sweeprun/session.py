@@ -282,9 +282,7 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
             continue
         if full is None:
             full = exp.full_params()
-        data = full
-
-        def sub(match: re.Match[str], stage: Stage = stage) -> str:
+        def sub(match: re.Match[str], stage: Stage = stage, data: dict[str, Any] = full) -> str:
             key = match.group(1).strip()
             try:
                 pf, inner = exp.params.resolve(key)

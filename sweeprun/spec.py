@@ -113,13 +113,13 @@ class _Loader:
             return []
         if isinstance(value, str):
             return [(value, d.value_marks[key])]
-        if not isinstance(value, list):
+        if not isinstance(value, LocatedList):
             raise self.err(
                 d.value_marks[key], f"{key!r} must be a string or a list of strings, "
                 f"not {_type_name(value)}"
             )
         out = []
-        for item, mark in zip(value, value.marks):
+        for item, mark in zip(value, value.marks, strict=True):
             if not isinstance(item, str):
                 raise self.err(mark, f"items of {key!r} must be strings, not {_type_name(item)}")
             out.append((item, mark))
@@ -150,12 +150,12 @@ def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
     value = d.get(key)
     if value is None:
         return []
-    if not isinstance(value, list):
+    if not isinstance(value, LocatedList):
         value_list = LocatedList([value])
         value_list.marks = [d.value_marks[key]]
         value = value_list
     outs = []
-    for item, mark in zip(value, value.marks):
+    for item, mark in zip(value, value.marks, strict=True):
         if isinstance(item, str):
             path = _rel(base, "", item)
             _check_inside(ld, path, mark)

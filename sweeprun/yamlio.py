@@ -60,25 +60,25 @@ _FLOAT_12 = re.compile(
 class LocatedLoader(yaml.SafeLoader):
     """SafeLoader that builds located containers, rejects duplicate keys, YAML 1.2 floats."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LocatedDict:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LocatedDict:
         result = LocatedDict()
         result.mark = _m(node)
         self.flatten_mapping(node)
         for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if key in result:
                 line, col = _m(key_node)
                 raise SpecError(self.name, line, col, f"duplicate key {key!r}")
-            result[key] = self.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+            result[key] = self.construct_object(value_node, deep=True)
             result.key_marks[key] = _m(key_node)
             result.value_marks[key] = _m(value_node)
         return result
 
-    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LocatedList:  # type: ignore[override]
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LocatedList:
         result = LocatedList()
         result.mark = _m(node)
         for child in node.value:
-            result.append(self.construct_object(child, deep=True))  # type: ignore[no-untyped-call]
+            result.append(self.construct_object(child, deep=True))
             result.marks.append(_m(child))
         return result
 
@@ -89,8 +89,8 @@ LocatedLoader.yaml_implicit_resolvers = {
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
 }
 LocatedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
-LocatedLoader.add_constructor("tag:yaml.org,2002:map", LocatedLoader.construct_mapping)  # type: ignore[arg-type]
-LocatedLoader.add_constructor("tag:yaml.org,2002:seq", LocatedLoader.construct_sequence)  # type: ignore[arg-type]
+LocatedLoader.add_constructor("tag:yaml.org,2002:map", LocatedLoader.construct_mapping)
+LocatedLoader.add_constructor("tag:yaml.org,2002:seq", LocatedLoader.construct_sequence)
 
 
 def load_located(text: str, path: str) -> Any:
