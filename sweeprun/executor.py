@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,10 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeprun import workspace
+from sweeprun import gitobjects, workspace
 from sweeprun.git import run_git
 from sweeprun.spec import Stage
 
+# Anything that needs a shell: operators, expansions, globs, redirections, comments,
+# a leading VAR=value assignment, or shell keywords/builtins as the first word.
+_SHELL_SYNTAX = re.compile(
+    r"[|&;<>()$`\\*?\[\]#~{}!\n]|^\s*[A-Za-z_][A-Za-z0-9_]*="
+    r"|^\s*(?:cd|export|source|\.|exec|if|for|while|case|set|ulimit|umask|alias|eval)\b"
+)
 LOG_TAIL_LINES = 40
 LOG_TAIL_BYTES = 8192
 
@@ -44,6 +52,15 @@ class Job:
     env: tuple[tuple[str, str], ...] = ()
     log_path: str = ""
     timeout: float | None = None
+    #: ``Name <email>`` of result commits; empty → let git decide (slow path).
+    author: str = ""
+    committer: str = ""
+    #: Whether result objects may be written in-process (SHA-1 repositories).
+    fast_objects: bool = False
+    #: ``commit`` described as the workspace snapshot tree plus these params files, which
+    #: lets a pooled workspace switch between sibling experiments without git.
+    base_tree: str = ""
+    files: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,11 +148,32 @@ def job_env(job: Job, ws: Path) -> dict[str, str]:
     return env
 
 
+def command_argv(cmd: str) -> list[str] | None:
+    """``cmd`` as an argv when no shell feature is used, else ``None`` (run via the shell).
+
+    Skipping ``/bin/sh`` saves a process per stage, which matters for short commands.
+    """
+    if _SHELL_SYNTAX.search(cmd):
+        return None
+    try:
+        argv = shlex.split(cmd)
+    except ValueError:
+        return None
+    return argv or None
+
+
 def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
                  timeout: float | None) -> int:
-    # A session of its own: the whole process tree can be signalled as one group.
-    proc = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    argv = command_argv(cmd)
+    try:
+        # A session of its own: the whole process tree can be signalled as one group.
+        proc = subprocess.Popen(argv or cmd, shell=argv is None, cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        # What the shell would have said and returned.
+        log.write(f"sweeprun: {cmd}: {exc.strerror}\n".encode())
+        return 127 if isinstance(exc, FileNotFoundError) else 126
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -159,12 +197,23 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any]) -> str:
 
     excludes = [f":(exclude){o.path}" for s in job.stages for o in s.outs if o.cache]
     run_git(["add", "-A", "--", ".", *excludes], ws)
-    tree = run_git(["write-tree"], ws).strip()
     subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
+    message = format_message(subject, meta)
+    if job.fast_objects and job.author and job.committer:
+        entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
+        if entries is not None:
+            objects = Path(job.common_dir) / "objects"
+            tree = gitobjects.write_tree(objects, entries)
+            return gitobjects.write_commit(
+                objects, tree, [job.baseline], gitobjects.format_ident(job.author),
+                gitobjects.format_ident(job.committer), message)
+    # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
+    # user's hooks and leaves the worktree's HEAD alone.
+    tree = run_git(["write-tree"], ws).strip()
     return run_git(
         ["commit-tree", tree, "-p", job.baseline],
         ws,
-        input=format_message(subject, meta),
+        input=message,
         env=dict(job.env),  # carries the commit identity when git has none configured
     ).strip()
 
@@ -179,7 +228,8 @@ def run_job(job: Job) -> JobReport:
     log_path = Path(job.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with workspace.acquire(job.common_dir, job.repo_root, job.commit) as ws:
+        with workspace.acquire(job.common_dir, job.repo_root, job.commit, job.base_tree,
+                               dict(job.files)) as ws:
             env = job_env(job, ws)
             rc = 0
             message = ""
@@ -196,6 +246,7 @@ def run_job(job: Job) -> JobReport:
             outcome = "passed" if rc == 0 else "failed"
             tail = log_tail(log_path)
             meta = dict(job.meta)
+            meta.pop("files", None)  # already in the tree; keep records small
             meta.update({
                 "state": "success" if outcome == "passed" else "failed",
                 "returncode": rc,

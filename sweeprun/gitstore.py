@@ -222,6 +222,8 @@ class ExpStore:
             batch_keys.add(key)
             taken[name] = Record(ref="", commit="", meta={"key": key, "name": name, "id": item.id})
             meta = item.record(key=key, name=name, baseline=baseline, queued_at=now)
+            meta["tree"] = tree
+            meta["files"] = files
             metas.append(meta)
             commits.append(FastCommit(
                 parent=baseline,
@@ -280,11 +282,15 @@ class ExpStore:
     def finish(self, running: Record, result_commit: str, name: str) -> str:
         """Publish a result and drop the running ref, in one transaction."""
         ref = result_ref(running.baseline, name)
-        current = run_git(["rev-parse", "-q", "--verify", ref], self.cwd, check=False).strip()
-        self.updater.transaction([
-            RefOp(ref, result_commit, current or ZERO),
-            RefOp(running.ref, ZERO, running.commit),
-        ])
+        drop = RefOp(running.ref, ZERO, running.commit)
+        try:
+            # The common case: a new name. Re-runs (--force) take the slower path below.
+            self.updater.transaction([RefOp(ref, result_commit, ZERO), drop])
+        except RefConflict:
+            current = run_git(["rev-parse", "-q", "--verify", ref], self.cwd, check=False)
+            if not current.strip():
+                raise
+            self.updater.transaction([RefOp(ref, result_commit, current.strip()), drop])
         return ref
 
 

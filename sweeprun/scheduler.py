@@ -8,13 +8,14 @@ Jobs are claimed lazily, one per free slot, so several runners can drain one que
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from sweeprun.executor import Job, run_job
-from sweeprun.git import identity_env
+from sweeprun.git import FALLBACK_IDENTITY, identity_env, run_git
 from sweeprun.spec import Out, Stage
 
 if TYPE_CHECKING:
@@ -40,7 +41,28 @@ def stages_from_record(meta: dict[str, Any]) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
-def make_job(session: Session, record: Record, env: dict[str, str]) -> Job:
+def commit_identity(cwd: str | os.PathLike[str]) -> tuple[str, str, bool]:
+    """(author, committer) as ``Name <email>`` and whether objects can be written in-process.
+
+    Resolved once per run with ``git var`` (honours GIT_AUTHOR_* and config); the
+    fallback identity when none is configured.
+    """
+    fmt = run_git(["rev-parse", "--show-object-format"], cwd, check=False).strip() or "sha1"
+    idents = []
+    for var, fallback in (("GIT_AUTHOR_IDENT", "AUTHOR"), ("GIT_COMMITTER_IDENT", "COMMITTER")):
+        out = run_git(["var", var], cwd, check=False).strip()
+        if out:
+            idents.append(out.rsplit(" ", 2)[0])  # drop the timestamp and zone
+        else:
+            name = os.environ.get(f"GIT_{fallback}_NAME") or FALLBACK_IDENTITY["GIT_AUTHOR_NAME"]
+            email = (os.environ.get(f"GIT_{fallback}_EMAIL")
+                     or FALLBACK_IDENTITY["GIT_AUTHOR_EMAIL"])
+            idents.append(f"{name} <{email}>")
+    return idents[0], idents[1], fmt == "sha1"
+
+
+def make_job(session: Session, record: Record, env: dict[str, str],
+             identity: tuple[str, str, bool] = ("", "", False)) -> Job:
     """The picklable job for a claimed record."""
     repo = session.config.repo
     extra = dict(env)
@@ -60,6 +82,11 @@ def make_job(session: Session, record: Record, env: dict[str, str]) -> Job:
         env=tuple(sorted(extra.items())),
         log_path=str(repo.state_dir / "logs" / f"{record.key}.log"),
         timeout=session.config.getoption("timeout"),
+        author=identity[0],
+        committer=identity[1],
+        fast_objects=identity[2],
+        base_tree=str(record.meta.get("tree", "")),
+        files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
     )
 
 
@@ -88,6 +115,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     n_jobs = max(1, int(config.getoption("jobs") or 1))
     backend = BACKENDS[config.getoption("backend") or "threads"]
     ident = identity_env(config.repo.root)
+    commit_ident = commit_identity(config.repo.root)
     maxfail = _stop_after(session)
 
     def jobs() -> Iterator[Any]:
@@ -98,7 +126,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             if claimed is None:
                 continue  # another runner took it
             session.running[record.key] = claimed
-            yield joblib.delayed(run_job)(make_job(session, claimed, ident))
+            yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident))
 
     client = None
     if backend == "dask":

@@ -12,14 +12,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from sweeprun import gitobjects
 from sweeprun.git import run_git
 
 MAX_SLOTS = 512
+#: Above this many index entries, walking the tree in Python is slower than git clean.
+FAST_CLEAN_MAX_ENTRIES = 5000
+
+
+def worktree_git_dir(ws: Path) -> Path:
+    """The private git directory of the linked worktree ``ws`` (holds its index and HEAD)."""
+    return _worktree_git_dir(ws)
 
 
 def pool_dir(common_dir: str | os.PathLike[str]) -> Path:
@@ -28,8 +37,14 @@ def pool_dir(common_dir: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def acquire(common_dir: str, repo_root: str, commit: str) -> Iterator[Path]:
-    """Yield a clean worktree checked out (detached) at ``commit``; release it after."""
+def acquire(common_dir: str, repo_root: str, commit: str, base_tree: str = "",
+            files: dict[str, bytes] | None = None) -> Iterator[Path]:
+    """Yield a clean worktree checked out (detached) at ``commit``; release it after.
+
+    ``base_tree`` and ``files`` describe ``commit`` as "this tree plus these files"
+    (a queued experiment: the workspace snapshot plus its params files). When the slot
+    last held a sibling of it, switching is done in-process — see :func:`_fast_switch`.
+    """
     base = pool_dir(common_dir)
     base.mkdir(parents=True, exist_ok=True)
     for i in itertools.count():
@@ -43,19 +58,118 @@ def acquire(common_dir: str, repo_root: str, commit: str) -> Iterator[Path]:
             continue
         break
     ws = base / f"w{i}"
+    state = base / f"w{i}.json"
     try:
-        _checkout(ws, repo_root, commit)
+        if not (base_tree and files and _fast_switch(ws, state, commit, base_tree, files)):
+            _checkout(ws, repo_root, commit)
+            _remember(ws, state, commit, base_tree, files or {})
         yield ws
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
 
+def clean(ws: Path) -> None:
+    """Remove everything the index does not track, like ``git clean -ffdx``.
+
+    After the previous experiment's ``git add -A`` the index holds every file that is
+    not ignored, so what is left untracked is exactly its ignored output. Doing this in
+    Python saves a process per experiment; large or unusual indexes go to git.
+    """
+    entries = gitobjects.read_index(_worktree_git_dir(ws) / "index")
+    if entries is None or len(entries) > FAST_CLEAN_MAX_ENTRIES:
+        run_git(["clean", "-ffdxq"], ws)
+        return
+    for path in gitobjects.untracked_paths(ws, {e.path for e in entries}):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _worktree_git_dir(ws: Path) -> Path:
+    text = (ws / ".git").read_text().strip()
+    if not text.startswith("gitdir:"):
+        raise RuntimeError(f"{ws}: not a linked worktree")
+    return Path(text.split(":", 1)[1].strip())
+
+
+def _pristine(state: Path) -> Path:
+    return state.with_suffix(".index")
+
+
+def _remember(ws: Path, state: Path, commit: str, base_tree: str,
+              files: dict[str, bytes]) -> None:
+    """Record what a fresh checkout holds, so the next sibling can switch fast."""
+    if not base_tree or not files:
+        state.unlink(missing_ok=True)
+        return
+    shutil.copyfile(_worktree_git_dir(ws) / "index", _pristine(state))
+    state.write_text(json.dumps({"base_tree": base_tree, "files": sorted(files)}))
+
+
+def _fast_switch(ws: Path, state: Path, commit: str, base_tree: str,
+                 files: dict[str, bytes]) -> bool:
+    """Turn the slot into ``commit`` without git, when it last held a sibling of it.
+
+    Siblings share the workspace snapshot and differ only in the same params files.
+    The pristine index saved at checkout time tells what the last command changed:
+    files it added (tracked by ``git add -A``, or ignored) are removed, the params files
+    rewritten, and the index and HEAD set as ``git checkout`` would set them. If the
+    command modified or deleted a tracked file, this returns ``False`` and the caller
+    does a real checkout. Saves the most expensive process of an experiment.
+    """
+    try:
+        old = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    if old.get("base_tree") != base_tree or old.get("files") != sorted(files):
+        return False
+    if not (ws / ".git").is_file():
+        return False
+    gd = _worktree_git_dir(ws)
+    pristine = gitobjects.read_index(_pristine(state))
+    current = gitobjects.read_index(gd / "index")
+    if pristine is None or current is None or len(pristine) > FAST_CLEAN_MAX_ENTRIES:
+        return False
+    params = {p.encode() for p in files}
+    now = {e.path: e for e in current}
+    for e in pristine:
+        if e.path in params:
+            continue
+        c = now.get(e.path)
+        if c is None or c.sha != e.sha or c.mode != e.mode:
+            return False
+    if not params <= {e.path for e in pristine}:
+        return False
+    for path in gitobjects.untracked_paths(ws, {e.path for e in pristine}):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    entries = []
+    for e in pristine:
+        if e.path in params:
+            content = files[e.path.decode()]
+            target = ws / e.path.decode()
+            if target.is_symlink() or not target.is_file():
+                return False
+            target.write_bytes(content)
+            # The blob is in the object store already: it is part of ``commit``.
+            sha = gitobjects.blob_id(content)
+            e = gitobjects.IndexEntry(e.path, e.mode, sha, gitobjects.stat_fields(target, e.mode))
+        entries.append(e)
+    data = gitobjects.write_index(gd / "index", entries)
+    _pristine(state).write_bytes(data)
+    (gd / "HEAD").write_text(commit + "\n")
+    return True
+
+
 def _checkout(ws: Path, repo_root: str, commit: str) -> None:
     if (ws / ".git").is_file():
         try:
-            # -x: outputs of the previous experiment (ignored or not) must not leak.
-            run_git(["clean", "-ffdxq"], ws)
+            # Outputs of the previous experiment (ignored or not) must not leak.
+            clean(ws)
             run_git(["checkout", "-q", "-f", "--detach", commit], ws)
             return
         except Exception:

@@ -1,0 +1,111 @@
+"""Benchmark of the walking skeleton (issue 2).
+
+(a) queueing 1,000 matrix points, beside the raw cost of creating 1,000 refs with one
+    ``git update-ref --stdin`` in the same run;
+(b) ``--run-all -j 2`` of N experiments whose command is a tiny ``python -c``, beside N
+    bare runs of that command on 2 parallel slots.
+
+Run: ``python benchmarks/bench_skeleton.py [--points 1000] [--runs 200] [--repeat 3]``.
+Prints medians and ratios; the machine is noisy, so compare ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "SWEEPRUN_ADDOPTS": "",
+}
+TINY = 'import json; json.dump({"ok": 1}, open("metrics.json", "w"))'
+
+
+def sh(args: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, **ENV)
+    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True,
+                          **kw)  # type: ignore[call-overload]
+
+
+def make_repo(base: Path, n_points: int, cmd: str) -> Path:
+    repo = Path(tempfile.mkdtemp(dir=base))
+    sh(["git", "init", "-q", "-b", "main"], repo)
+    (repo / "params.yaml").write_text("# bench\nx: 0   # the swept value\ny: 1\n")
+    (repo / "sweeps.yaml").write_text(
+        "params: params.yaml\n"
+        f"cmd: {json.dumps(cmd)}\n"
+        "metrics: [metrics.json]\n"
+        "sweeps:\n  grid:\n    matrix:\n"
+        f"      x: [{', '.join(str(i) for i in range(1, n_points + 1))}]\n"
+    )
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", "baseline"], repo)
+    return repo
+
+
+def sweeprun(repo: Path, *args: str) -> float:
+    start = time.perf_counter()
+    sh([sys.executable, "-m", "sweeprun", *args], repo)
+    return time.perf_counter() - start
+
+
+def raw_refs(repo: Path, n: int) -> float:
+    head = sh(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    body = "".join(f"create refs/bench/r{i} {head}\n" for i in range(n))
+    start = time.perf_counter()
+    sh(["git", "update-ref", "--stdin"], repo, input=body)
+    return time.perf_counter() - start
+
+
+def bare_runs(cwd: Path, n: int, slots: int) -> float:
+    def one(_: int) -> None:
+        subprocess.run([sys.executable, "-c", TINY], cwd=cwd, check=True)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(slots) as pool:
+        list(pool.map(one, range(n)))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--points", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    opts = ap.parse_args()
+    cmd = f"{sys.executable} -c '{TINY}'"
+    with tempfile.TemporaryDirectory(prefix="sweeprun-bench-") as tmp:
+        base = Path(tmp)
+        queue_t, refs_t, run_t, bare_t = [], [], [], []
+        for _ in range(opts.repeat):
+            repo = make_repo(base, opts.points, cmd)
+            refs_t.append(raw_refs(repo, opts.points))
+            queue_t.append(sweeprun(repo, "sweeps.yaml", "-q"))
+            repo = make_repo(base, opts.runs, cmd)
+            sweeprun(repo, "sweeps.yaml", "-q")
+            run_t.append(sweeprun(repo, "--run-all", "-j", "2", "-q"))
+            bare_t.append(bare_runs(repo, opts.runs, 2))
+        q, r = statistics.median(queue_t), statistics.median(refs_t)
+        ra, b = statistics.median(run_t), statistics.median(bare_t)
+        print(f"(a) queue {opts.points} points: median {q:.3f} s "
+              f"(raw update-ref of {opts.points} refs: {r:.3f} s; target < 2 s)")
+        print(f"(b) run-all -j 2 of {opts.runs}: median {ra:.3f} s; "
+              f"bare {opts.runs} runs on 2 slots: {b:.3f} s; ratio {ra / b:.2f}x "
+              "(target <= 1.5x, aim 1.3x)")
+        print(f"    per-experiment overhead: {(ra - b) / opts.runs * 2 * 1000:.1f} ms per slot")
+
+
+if __name__ == "__main__":
+    main()
