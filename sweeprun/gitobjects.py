@@ -40,7 +40,7 @@ class IndexEntry:
 
 
 def read_index(path: str | os.PathLike[str]) -> list[IndexEntry] | None:
-    """Parse a git index file (versions 2–4); ``None`` when we should let git do it."""
+    """Parse a git index file (versions 2-4); ``None`` when we should let git do it."""
     try:
         data = Path(path).read_bytes()
     except OSError:

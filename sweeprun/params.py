@@ -48,7 +48,8 @@ def get_path(data: Any, key: str, default: Any = _MISSING) -> Any:
 
 def has_path(data: Any, key: str) -> bool:
     """Whether dotted ``key`` exists in ``data``."""
-    return get_path(data, key, _MISSING) is not _MISSING
+    absent = object()
+    return get_path(data, key, absent) is not absent
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -137,12 +138,13 @@ class ParamsFile:
         walk(self.data, "")
         return out
 
-    def check_key(self, key: str, where: str) -> None:
+    def check_key(self, key: str, where: str, add_hint: bool = True) -> None:
         """Raise a ``UsageError`` naming ``where`` if ``key`` does not exist here."""
         if not has_path(self.data, key):
+            hint = " (prefix it with '+' to add a new key)" if add_hint else ""
             raise UsageError(
                 f"{where}: unknown param key {key!r} in {self.path}"
-                f"{suggest(key, self.keys())} (prefix it with '+' to add a new key)"
+                f"{suggest(key, self.keys())}{hint}"
             )
 
     def render(self, changes: Mapping[str, Any]) -> str:

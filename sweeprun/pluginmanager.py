@@ -116,10 +116,20 @@ class PluginManager(pluggy.PluginManager):
 
     def check_pending(self) -> None:
         """Fail on a hook implementation that matches no spec (a misspelled hook)."""
-        try:
-            super().check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise UsageError(f"plugin {exc.plugin!r}: {exc}") from None
+        import difflib
+
+        known = [n for n in dir(hookspec) if n.startswith("sweeprun_")]
+        for name in dir(self.hook):
+            caller = getattr(self.hook, name)
+            if name.startswith("_") or caller.spec is not None:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                where = getattr(impl.plugin, "__file__", None) or impl.plugin_name
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UsageError(f"{where}: unknown hook {name!r}{hint}")
 
     def plugin_names(self) -> list[str]:
         """Names of registered plugins that are not built in (for the header)."""

@@ -183,15 +183,19 @@ class Session:
             spec = self.hook.sweeprun_load_spec(path=path, config=self.config)
             self.specs.append(spec)
             items.extend(self._collect_spec(spec, overrides))
-        name = self.config.getoption("name")
-        if name:
-            if not names.is_ref_safe(name):
-                raise UsageError(f"-n/--name {name!r}: not usable as a git ref name")
-            for i, item in enumerate(items, 1):
-                item.name = name if len(items) == 1 else f"{name}-{i}"
-                item.name_mark = None
         self.items = items
         return items
+
+    def apply_name_option(self, items: list[Experiment]) -> None:
+        """``-n NAME`` names the one selected experiment; ``-n PREFIX`` a sweep PREFIX-1…N."""
+        name = self.config.getoption("name")
+        if not name:
+            return
+        if not names.is_ref_safe(name):
+            raise UsageError(f"-n/--name {name!r}: not usable as a git ref name")
+        for i, item in enumerate(items, 1):
+            item.name = name if len(items) == 1 else f"{name}-{i}"
+            item.name_mark = None
 
     def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
         from sweeprun.params import ParamsFile
@@ -242,7 +246,7 @@ class Session:
             for key, value in point.items():
                 try:
                     pf, inner = params.resolve(key)
-                    pf.check_key(inner, "")
+                    pf.check_key(inner, "", add_hint=False)
                 except UsageError as exc:
                     where = find_key_mark(sweep.raw, key) or mark
                     detail = str(exc).lstrip(": ")
@@ -393,6 +397,7 @@ def _main(session: Session) -> int:
     if config.getoption("specs") or not run_all:
         items = session.collect()
         config.hook.sweeprun_collection_modifyitems(session=session, config=config, items=items)
+        session.apply_name_option(items)
         session.items = items
     config.hook.sweeprun_collection_finish(session=session)
     if config.getoption("collect_only"):

@@ -191,6 +191,9 @@ def _load_stage(ld: _Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
     if isinstance(cmd_value, list) and all(isinstance(c, str) for c in cmd_value):
         cmd = " && ".join(cmd_value)
     else:
+        if cmd_value is not None and not isinstance(cmd_value, str):
+            raise ld.err(d.value_marks["cmd"], "'cmd' must be a string or a list of strings, "
+                         f"not {_type_name(cmd_value)}")
         cmd = ld.string(d, "cmd", required=True) or ""
     if not cmd.strip():
         raise ld.err(d.value_marks.get("cmd", d.mark), f"stage {name!r} has an empty 'cmd'")

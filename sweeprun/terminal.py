@@ -68,6 +68,9 @@ class TerminalReporter:
     @hookimpl(trylast=True)
     def sweeprun_sessionstart(self, session: Session) -> None:
         self._started = session.started
+
+    def _header(self, session: Session) -> None:
+        # Printed once collection succeeded, so a usage error is one line and nothing else.
         if self.verbosity < 0 or self.json_collect:
             return
         self.sep("=", "sweeprun session starts")
@@ -86,6 +89,7 @@ class TerminalReporter:
 
     @hookimpl(trylast=True)
     def sweeprun_collection_finish(self, session: Session) -> None:
+        self._header(session)
         items = session.items
         if self.json_collect:
             self.write(json.dumps([collect_record(i) for i in items], indent=2) + "\n")

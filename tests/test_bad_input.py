@@ -1,0 +1,134 @@
+"""Bad input: one line naming the file and position (or option), exit 4, nothing queued."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeprun.testing import SweepProject
+
+PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "args", "expected"),
+    [
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrix:\n      model.alpha: [1, 2\n",
+            (),
+            "sweeps.yaml:6:1: invalid YAML: *",
+        ),
+        ("cmd: echo\nbogus: 1\n", (), "sweeps.yaml:2:1: unknown key 'bogus' in the spec (valid: *"),
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrix:\n      model.alpah: [1, 2]\n",
+            (),
+            "sweeps.yaml:5:7: sweep 'g': unknown param key 'model.alpah' in params.yaml"
+            " (did you mean 'model.alpha'?)",
+        ),
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrixx:\n      model.alpha: [1]\n",
+            (),
+            "sweeps.yaml:4:5: unknown key 'matrixx' in sweep 'g' (valid: matrix, *",
+        ),
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrix:\n      model.alpha: 3\n",
+            (),
+            "sweeps.yaml:5:7: sweep 'g': matrix key 'model.alpha' must be a list of values",
+        ),
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrix:\n      model.alpha: [1]\n"
+            "      exclude: [{seed: 1}]\n",
+            (),
+            "sweeps.yaml:6:17: sweep 'g': exclude entry 1 names 'seed', which is not a matrix key",
+        ),
+        ("cmd: [1]\n", (), "sweeps.yaml:1:6: 'cmd' must be a string or a list of strings*"),
+        ("cmd: echo\ncmd: again\n", (), "sweeps.yaml:2:1: duplicate key 'cmd'"),
+        ("sweeps: {}\n", (), "sweeps.yaml:1:1: nothing to run: add a top-level 'cmd:' *"),
+        ("cmd: echo\ndeps: 3\n", (), "sweeps.yaml:2:7: 'deps' must be a string or a list*"),
+        ("cmd: echo ${model.beta}\n", (), "sweeps.yaml:1:1: stage 'main': ${model.beta} is not*"),
+        (
+            "cmd: echo\nparams: nope.yaml\n",
+            (),
+            "sweeps.yaml:2:9: params file 'nope.yaml' not found",
+        ),
+        (
+            "cmd: echo\n",
+            ("-S", "model.alpah=3"),
+            "-S model.alpah=3: unknown param key 'model.alpah' in params.yaml"
+            " (did you mean 'model.alpha'?)*",
+        ),
+        ("cmd: echo\n", ("-S", "model.alpha"), "-S 'model.alpha': expected [file:]key=value*"),
+        ("cmd: echo\n", ("-S", "other.yaml:x=1"), "'other.yaml:x': 'other.yaml' is not a params*"),
+        ("cmd: echo\n", ("-j", "two"), "sweeprun: argument -j/--jobs: invalid int value: 'two'"),
+        ("cmd: echo\n", ("--bogus",), "sweeprun: unrecognized arguments: --bogus"),
+        ("cmd: echo\n", ("-n", "a/b"), "-n/--name 'a/b': not usable as a git ref name"),
+        ("cmd: echo\n", ("missing.yaml",), "missing.yaml: no such spec file or directory"),
+    ],
+)
+def test_bad_input_is_one_line_exit_4_nothing_queued(
+    sweepproject: SweepProject, spec: str, args: tuple[str, ...], expected: str
+) -> None:
+    sweepproject.write("params.yaml", PARAMS)
+    sweepproject.write("sweeps.yaml", spec)
+    sweepproject.commit()
+    res = sweepproject.run(*args)
+    assert res.ret == 4, res.stdout + res.stderr
+    assert len(res.errlines) == 1, res.stderr
+    assert res.stdout == ""
+    res.fnmatch_lines([f"sweeprun: error: {expected}"], stream="stderr")
+    assert sweepproject.refs() == {}
+    assert sweepproject.status() == ""
+
+
+def test_name_template_collision_is_an_error_at_queue_time(sweepproject: SweepProject) -> None:
+    sweepproject.write("params.yaml", PARAMS)
+    sweepproject.write(
+        "sweeps.yaml",
+        """
+        cmd: echo
+        sweeps:
+          g:
+            matrix:
+              model.alpha: [1, 2]
+            name: "fixed"
+    """,
+    )
+    sweepproject.commit()
+    res = sweepproject.run()
+    assert res.ret == 4
+    res.fnmatch_lines(
+        [
+            "sweeprun: error: sweeps.yaml:6:11: experiment name 'fixed' is already "
+            "used by 'g[model.alpha=1]'*"
+        ],
+        stream="stderr",
+    )
+    assert sweepproject.refs() == {}
+
+
+def test_name_clash_with_existing_experiment(sweepproject: SweepProject) -> None:
+    sweepproject.quickstart()
+    assert sweepproject.run("-k", "alpha=0.5 and degree=1", "-n", "best").ret == 0
+    res = sweepproject.run("-k", "alpha=1.5 and degree=1", "-n", "best")
+    assert res.ret == 4
+    res.fnmatch_lines(
+        ["sweeprun: error: -n/--name: experiment name 'best' is already used*"], stream="stderr"
+    )
+    assert len(sweepproject.refs()) == 1
+
+
+def test_not_a_repository_and_no_commit(sweepproject: SweepProject, tmp_path: object) -> None:
+    res = sweepproject.run()  # repo exists but has no commit
+    assert res.ret == 4
+    res.fnmatch_lines(["sweeprun: error: *: the repository has no commit yet*"], stream="stderr")
+    (sweepproject.path / ".git").rename(sweepproject.path / "not-git")
+    res = sweepproject.run()
+    assert res.ret == 4
+    res.fnmatch_lines(["sweeprun: error: *: not inside a git work tree*"], stream="stderr")
+
+
+def test_nothing_collected_is_exit_5(sweepproject: SweepProject) -> None:
+    sweepproject.quickstart()
+    res = sweepproject.run("-k", "nomatch")
+    assert res.ret == 5
+    res.fnmatch_lines(["collected 0 experiments"])
+    assert sweepproject.refs() == {}

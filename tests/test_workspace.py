@@ -1,0 +1,73 @@
+"""Pooled workspaces: every experiment starts from exactly its queued commit."""
+
+from __future__ import annotations
+
+from sweeprun.testing import SweepProject
+
+# Records the workspace's state as the command sees it, then dirties it on purpose:
+# an ignored file, an untracked file, a changed tracked file and a new directory.
+PROBE = """
+import json, os, subprocess, yaml
+p = yaml.safe_load(open("params.yaml"))
+def git(*a):
+    return subprocess.run(["git", *a], capture_output=True, text=True).stdout
+state = {
+    "x": p["x"],
+    "status": git("status", "--porcelain", "--untracked-files=all"),
+    "head": git("rev-parse", "HEAD").strip(),
+    "files": sorted(os.listdir(".")),
+    "tracked": open("tracked.txt").read(),
+}
+json.dump(state, open("state.json", "w"))
+open("ignored.log", "w").write("x")
+open("tracked.txt", "a").write("changed by %s\\n" % p["x"] if p["x"] == 2 else "")
+os.makedirs("newdir/sub", exist_ok=True)
+open("newdir/sub/f", "w").write("x")
+"""
+
+
+def test_each_experiment_sees_a_clean_checkout(sweepproject: SweepProject) -> None:
+    sweepproject.write("params.yaml", "x: 0\n")
+    sweepproject.write("probe.py", PROBE)
+    sweepproject.write("tracked.txt", "original\n")
+    sweepproject.write(".gitignore", "*.log\n__pycache__/\n")
+    sweepproject.write("sweeps.yaml", """
+        cmd: python3 probe.py
+        metrics: [state.json]
+        sweeps:
+          s:
+            matrix:
+              x: [1, 2, 3, 4]
+    """)
+    sweepproject.commit()
+    assert sweepproject.run("sweeps.yaml").ret == 0
+    queued = {r["id"]: r["commit"] for r in sweepproject.records()}
+    res = sweepproject.run("--run-all", "-j", "1")
+    assert res.ret == 0, res.stdout + res.stderr
+    recs = sweepproject.records()
+    assert len(recs) == 4
+    for rec in recs:
+        state = rec["metrics"]["state.json"]
+        assert state["status"] == "", state  # nothing left over from the previous run
+        assert state["tracked"] == "original\n"
+        assert state["files"] == sorted(
+            [".git", ".gitignore", "params.yaml", "probe.py", "sweeps.yaml", "tracked.txt"])
+        assert state["head"] == queued[rec["id"]]
+        tree = sweepproject.git("ls-tree", "-r", "--name-only", rec["commit"]).split()
+        assert "ignored.log" not in tree
+        assert "newdir/sub/f" in tree  # untracked, not ignored: recorded
+    by_x = {r["metrics"]["state.json"]["x"]: r for r in recs}
+    changed = sweepproject.git("show", f"{by_x[2]['commit']}:tracked.txt")
+    assert changed == "original\nchanged by 2\n"
+    sweepproject.git("fsck", "--strict", "--no-dangling")
+
+
+def test_user_workspace_untouched_by_runs(sweepproject: SweepProject) -> None:
+    sweepproject.quickstart()
+    sweepproject.write("wip.txt", "work in progress\n")
+    before_status = sweepproject.status()
+    before_index = (sweepproject.path / ".git" / "index").read_bytes()
+    assert sweepproject.run("sweeps.yaml", "--run", "-j", "2").ret == 0
+    assert sweepproject.status() == before_status
+    assert (sweepproject.path / ".git" / "index").read_bytes() == before_index
+    assert not (sweepproject.path / "metrics.json").exists()
