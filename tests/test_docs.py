@@ -16,7 +16,7 @@ def test_hooks_reference_is_current() -> None:
 
 def test_readme_opens_with_the_two_commands() -> None:
     text = (ROOT / "README.md").read_text()
-    commands = [line.strip() for line in text.splitlines() if line.startswith("    python3 -m venv")]
+    commands = [ln.strip() for ln in text.splitlines() if ln.startswith("    python3 -m venv")]
     assert commands[0].endswith("pip install . && sweeprun demo")
     assert commands[1].endswith('pip install -e ".[test]" && python -m pytest')
     ci = (ROOT / ".ci" / "run").read_text()
