@@ -242,8 +242,16 @@ def run_job(job: Job) -> JobReport:
                         message = f"stage {stage.name!r} exited with code {rc}"
                         break
             metrics = read_metrics(ws, job.stages)
+            if rc == 0 and job.meta.get("expect"):
+                from sweeprun.expect import check
+
+                missed = check(job.meta["expect"], metrics)
+                if missed:
+                    message = "; ".join(missed)
+                    with open(log_path, "ab") as log:
+                        log.write(("\n".join(missed) + "\n").encode())
             finished = time.time()
-            outcome = "passed" if rc == 0 else "failed"
+            outcome = "passed" if rc == 0 and not message else "failed"
             tail = log_tail(log_path)
             meta = dict(job.meta)
             meta.pop("files", None)  # already in the tree; keep records small

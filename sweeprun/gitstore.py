@@ -200,11 +200,12 @@ class ExpStore:
         now = int(time.time())
         commits: list[FastCommit] = []
         metas: list[dict[str, Any]] = []
-        batch_keys: set[str] = set()
+        batch: dict[str, Record] = {}
         for item in items:
             files = item.rendered_files()
             key = content_key(baseline, tree, files, item.stages_record())
-            if key in batch_keys:
+            if key in batch:
+                outcome.skipped.append((item, batch[key]))  # the same point twice
                 continue
             old = by_key.get(key)
             if old is not None and not force:
@@ -213,15 +214,20 @@ class ExpStore:
             if old is not None and old.state == "queued":
                 continue  # forcing something still queued: it will run anyway
             name = item.name or names.default_name(key)
+            if item.name is None:
+                # Default names are hash prefixes: lengthen on the rare collision.
+                width = 7
+                while name in taken and taken[name].key != key and width < len(key):
+                    width += 1
+                    name = names.default_name(key, width)
             clash = taken.get(name)
             if clash is not None and clash.key != key:
                 raise item.name_error(
                     f"experiment name {name!r} is already used by {clash.id!r} "
                     f"at baseline {baseline[:7]} (choose another name)"
                 )
-            batch_keys.add(key)
-            taken[name] = Record(ref="", commit="", meta={"key": key, "name": name, "id": item.id})
             meta = item.record(key=key, name=name, baseline=baseline, queued_at=now)
+            batch[key] = taken[name] = Record(ref=QUEUE + key, commit="", meta=meta)
             meta["tree"] = tree
             meta["files"] = files
             metas.append(meta)

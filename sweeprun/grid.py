@@ -15,7 +15,7 @@ from typing import Any
 from sweeprun.exceptions import SweepValueError
 
 Point = dict[str, Any]
-MATRIX_RESERVED = ("include", "exclude")
+MATRIX_RESERVED = ("include", "exclude", "zip")
 
 
 def _entries(block: Mapping[str, Any], word: str) -> list[Mapping[str, Any]]:
@@ -41,9 +41,14 @@ def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
         if not values:
             raise SweepValueError(f"matrix key {key!r} has no values", (key,))
         axes.append((str(key), list(values)))
+    paired: list[Point] = []
+    if "zip" in block:
+        if not isinstance(block["zip"], Mapping):
+            raise SweepValueError("'zip' inside a matrix must be a mapping of lists", ("zip",))
+        paired = expand_zip(block["zip"], ("zip",))
     exclude = _entries(block, "exclude")
     include = _entries(block, "include")
-    original = {k for k, _ in axes}
+    original = {k for k, _ in axes} | {k for p in paired[:1] for k in p}
     for word, entries in (("exclude", exclude),):
         for i, entry in enumerate(entries):
             for k in entry:
@@ -52,10 +57,11 @@ def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
                         f"{word} entry {i + 1} names {k!r}, which is not a matrix key", (word, i)
                     )
     combos: list[Point] = []
-    if axes:
+    if axes or paired:
         keys = [k for k, _ in axes]
-        for values in itertools.product(*(v for _, v in axes)):
-            combo = dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(v for _, v in axes), paired or [{}]):
+            combo = dict(zip(keys, values[:-1], strict=True))
+            combo.update(values[-1])
             if any(all(_eq(combo.get(k), v) for k, v in ex.items()) for ex in exclude):
                 continue
             combos.append(combo)
@@ -89,6 +95,40 @@ def product(left: list[Point], right: list[Point]) -> list[Point]:
     return [{**a, **b} for a in left for b in right]
 
 
+def _list_of(value: Any, key: str, keypath: tuple[str | int, ...]) -> list[Any]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise SweepValueError(f"{key!r} must be a list of values", keypath)
+    if not value:
+        raise SweepValueError(f"{key!r} has no values", keypath)
+    return list(value)
+
+
+def expand_zip(block: Mapping[str, Any], at: tuple[str | int, ...] = ()) -> list[Point]:
+    """``zip:``: the i-th point takes the i-th value of every list (lengths must match)."""
+    if not block:
+        raise SweepValueError("'zip' needs at least one key", at)
+    lists = {str(k): _list_of(v, str(k), (*at, k)) for k, v in block.items()}
+    lengths = {k: len(v) for k, v in lists.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        first = next(iter(lists))
+        raise SweepValueError(f"zip lists must have equal lengths ({detail})", (*at, first))
+    keys = list(lists)
+    return [dict(zip(keys, vals, strict=True)) for vals in zip(*lists.values(), strict=True)]
+
+
+def expand_values(block: Any) -> list[Point]:
+    """``values:``: an explicit list of points (mappings)."""
+    if not isinstance(block, Sequence) or isinstance(block, str) or not block:
+        raise SweepValueError("'values' must be a non-empty list of mappings", ())
+    out = []
+    for i, point in enumerate(block):
+        if not isinstance(point, Mapping) or not point:
+            raise SweepValueError(f"values entry {i + 1} must be a non-empty mapping", (i,))
+        out.append({str(k): v for k, v in point.items()})
+    return out
+
+
 # -- plugin -------------------------------------------------------------------------------
 
 import pluggy  # noqa: E402
@@ -99,12 +139,20 @@ hookimpl = pluggy.HookimplMarker("sweeprun")
 @hookimpl
 def sweeprun_block_types() -> list[str]:
     """The blocks this built-in expander understands."""
-    return ["matrix"]
+    return ["matrix", "zip", "values", "random"]
 
 
 @hookimpl(trylast=True)
 def sweeprun_expand_block(kind: str, block: Any) -> list[Point] | None:
-    """Expand a ``matrix`` block."""
+    """Expand a ``matrix``, ``zip``, ``values`` or ``random`` block."""
     if kind == "matrix":
         return expand_matrix(block)
+    if kind == "zip":
+        return expand_zip(block)
+    if kind == "values":
+        return expand_values(block)
+    if kind == "random":
+        from sweeprun.randomsearch import expand_random
+
+        return expand_random(block)
     return None

@@ -2,7 +2,9 @@
 
 A word matches an experiment when it is a case-insensitive substring of its id, name
 or sweep. Words are any run of characters other than whitespace and parentheses, so a
-value such as ``lr=0.1`` or ``model.alpha=0.5`` can be selected as it is written.
+value such as ``lr=0.1``, ``model.alpha=0.5`` or ``grid[a=1,b=x/y]`` can be selected as
+it is written; quote a word (``"opt=adam w"``) to include spaces, parentheses or the
+words ``and``/``or``/``not``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from sweeprun.exceptions import UsageError
 
-_TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
+_TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|\(|\)|[^\s()]+)""")
 
 
 def compile_keyword(expr: str) -> Callable[[Any], bool]:
@@ -71,6 +73,8 @@ def compile_keyword(expr: str) -> Callable[[Any], bool]:
         if tok in (")", "and", "or"):
             raise UsageError(f"-k {expr!r}: unexpected {tok!r}")
         word = take().lower()
+        if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"":
+            word = word[1:-1]  # quoted: spaces, parentheses and 'and' are literal
         return lambda s: word in s
 
     pred = parse_or()

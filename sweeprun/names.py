@@ -12,6 +12,7 @@ from sweeprun.exceptions import SweepValueError
 # git check-ref-format forbids these anywhere in a component; we also forbid '/'.
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]")
 _TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
+_ID_SYNTAX = re.compile(r"[,=\[\]'\"]|^\s|\s$")
 
 
 def format_value(value: Any) -> str:
@@ -20,16 +21,27 @@ def format_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float, str)):
-        return str(value) if not isinstance(value, float) else repr(value)
+    if isinstance(value, str):
+        from sweeprun.overrides import parse_value
+
+        # Quote strings that would read back as another type ('1', 'true') or that hold
+        # id syntax, so that two different points never get the same id.
+        if value and not _ID_SYNTAX.search(value) and parse_value(value) == value:
+            return value
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (int, float)):
+        return repr(value)
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def make_id(sweep: str, point: Mapping[str, Any]) -> str:
     """``grid[train.lr=0.1,train.units=64]``; the bare sweep name for an empty point."""
+    from sweeprun.overrides import DELETE
+
     if not point:
         return sweep
-    inner = ",".join(f"{k}={format_value(v)}" for k, v in point.items())
+    inner = ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}"
+                     for k, v in point.items())
     return f"{sweep}[{inner}]"
 
 
@@ -74,6 +86,6 @@ def render_name(template: str, point: Mapping[str, Any], params: Mapping[str, An
     return sanitize(_TEMPLATE_FIELD.sub(field, template))
 
 
-def default_name(key: str) -> str:
-    """``exp-<7 hex>`` from the experiment's content key."""
-    return f"exp-{key[:7]}"
+def default_name(key: str, width: int = 7) -> str:
+    """``exp-<7 hex>`` from the experiment's content key (longer if 7 would clash)."""
+    return f"exp-{key[:width]}"

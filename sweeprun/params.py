@@ -19,8 +19,10 @@ import yaml
 
 from sweeprun import yamlio
 from sweeprun.exceptions import SpecError, UsageError
+from sweeprun.overrides import DELETE
 
 _MISSING = object()
+_NO_DEFAULT = object()
 
 
 def split_key(key: str) -> list[str | int]:
@@ -31,7 +33,7 @@ def split_key(key: str) -> list[str | int]:
     return parts
 
 
-def get_path(data: Any, key: str, default: Any = _MISSING) -> Any:
+def get_path(data: Any, key: str, default: Any = _NO_DEFAULT) -> Any:
     """Value at dotted ``key`` in nested dicts/lists; ``KeyError`` if absent and no default."""
     cur = data
     for part in split_key(key):
@@ -40,7 +42,7 @@ def get_path(data: Any, key: str, default: Any = _MISSING) -> Any:
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             cur = cur[part]
         else:
-            if default is _MISSING:
+            if default is _NO_DEFAULT:
                 raise KeyError(key)
             return default
     return cur
@@ -148,19 +150,36 @@ class ParamsFile:
             )
 
     def render(self, changes: Mapping[str, Any]) -> str:
-        """Text of this file with ``changes`` (dotted key → value) applied minimally."""
+        """Text of this file with ``changes`` (dotted key → value) applied minimally.
+
+        A value of :data:`sweeprun.overrides.DELETE` removes the key; a key that does not
+        exist is added (callers check that adding was asked for).
+        """
         real = {k: v for k, v in changes.items() if not _same(get_path(self.data, k, _MISSING), v)}
+        real = {k: v for k, v in real.items() if not (v is DELETE and not has_path(self.data, k))}
         if not real:
             return self.text
         if self.fmt == "toml":
             return self._render_toml(real)
-        return self._splice(real)
+        replace = {k: v for k, v in real.items() if v is not DELETE and has_path(self.data, k)}
+        text = self._splice(replace) if replace else self.text
+        structural = {k: v for k, v in real.items() if k not in replace}
+        if not structural:
+            return text
+        if self.fmt == "json":
+            return _json_dump_like(self.text, self.apply(real))
+        for key, value in structural.items():
+            text = _yaml_structural(text, split_key(key), value)
+        return text
 
     def apply(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """The parsed data with ``changes`` applied (no text involved)."""
         data: Any = self.data
         for key, value in changes.items():
-            data = _set_copy(data, split_key(key), value)
+            if value is DELETE:
+                data = _delete_copy(data, split_key(key))
+            else:
+                data = _set_copy(data, split_key(key), value)
         return dict(data)
 
     # -- YAML / JSON splicing -------------------------------------------------------------
@@ -188,8 +207,13 @@ class ParamsFile:
             parts = split_key(key)
             cur: Any = doc
             for part in parts[:-1]:
+                if part not in cur:
+                    cur[part] = tomlkit.table()
                 cur = cur[part]
-            cur[parts[-1]] = value
+            if value is DELETE:
+                del cur[parts[-1]]
+            else:
+                cur[parts[-1]] = value
         return tomlkit.dumps(doc)
 
 
@@ -212,6 +236,121 @@ def _set_copy(node: Any, parts: list[str | int], value: Any) -> Any:
         items[head] = _set_copy(items[head], rest, value)
         return items
     return {head: _set_copy(None, rest, value)}
+
+
+def _delete_copy(node: Any, parts: list[str | int]) -> Any:
+    """``node`` without the key at ``parts`` (containers on the path copied)."""
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, dict):
+        key: Any = head if head in node or str(head) not in node else str(head)
+        if key not in node:
+            return node
+        copy = dict(node)
+        if rest:
+            copy[key] = _delete_copy(node[key], rest)
+        else:
+            del copy[key]
+        return copy
+    if isinstance(node, list) and isinstance(head, int) and head < len(node):
+        items = list(node)
+        if rest:
+            items[head] = _delete_copy(items[head], rest)
+        else:
+            del items[head]
+        return items
+    return node
+
+
+def _json_dump_like(original: str, data: Any) -> str:
+    """Re-serialise JSON with the original's indentation (JSON has no comments to keep)."""
+    indent: int | None = None
+    for line in original.splitlines()[1:]:
+        stripped = line.lstrip(" ")
+        if stripped and len(stripped) < len(line):
+            indent = len(line) - len(stripped)
+            break
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    return text + "\n" if original.endswith("\n") else text
+
+
+def _yaml_structural(text: str, parts: list[str | int], value: Any) -> str:
+    """Add (``value``) or delete (``DELETE``) one key in YAML text, touching only its lines.
+
+    Block mappings are edited line by line; anything else (flow style, sequences on the
+    path) falls back to re-dumping the file, which loses its comments.
+    """
+    root = yamlio.compose(text)
+    if value is DELETE:
+        edited = _yaml_delete_lines(text, root, parts)
+    else:
+        edited = _yaml_add_lines(text, root, parts, value)
+    if edited is not None:
+        return edited
+    data = yamlio.plain(yamlio.load_located(text, "params")) or {}
+    data = _delete_copy(data, parts) if value is DELETE else _set_copy(data, parts, value)
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True))
+
+
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
+
+
+def _after_line(text: str, index: int) -> int:
+    """Index just past the line containing position ``index`` (a node's end)."""
+    if index > 0 and text[index - 1] == "\n":
+        return index
+    nl = text.find("\n", index)
+    return len(text) if nl < 0 else nl + 1
+
+
+def _yaml_delete_lines(text: str, root: yaml.Node | None, parts: list[str | int]
+                       ) -> str | None:
+    parent = _find_node(root, parts[:-1])
+    if not isinstance(parent, yaml.MappingNode) or parent.flow_style:
+        return None
+    for i, (k, v) in enumerate(parent.value):
+        if k.value == str(parts[-1]):
+            if len(parent.value) == 1:
+                return None  # the mapping would become empty: let the dump decide
+            start = _line_start(text, k.start_mark.index)
+            end = _after_line(text, v.end_mark.index)
+            if i + 1 < len(parent.value):
+                end = min(end, _line_start(text, parent.value[i + 1][0].start_mark.index))
+            return text[:start] + text[end:]
+    return text
+
+
+def _yaml_add_lines(text: str, root: yaml.Node | None, parts: list[str | int],
+                    value: Any) -> str | None:
+    node = root
+    depth = 0
+    while depth < len(parts) - 1:
+        child = _find_node(node, [parts[depth]])
+        if not isinstance(child, yaml.MappingNode):
+            break
+        node, depth = child, depth + 1
+    if root is None:
+        body = yaml.safe_dump(_nest(parts, value), sort_keys=False, default_flow_style=False,
+                              allow_unicode=True)
+        return text + ("" if not text or text.endswith("\n") else "\n") + body
+    if not isinstance(node, yaml.MappingNode) or node.flow_style or not node.value:
+        return None
+    if _find_node(node, [parts[depth]]) is not None:
+        return None  # a non-mapping is in the way
+    indent = node.value[0][0].start_mark.column
+    body = yaml.safe_dump(_nest(parts[depth:], value), sort_keys=False,
+                          default_flow_style=False, allow_unicode=True)
+    lines = "".join(" " * indent + line + "\n" for line in body.splitlines())
+    at = _after_line(text, node.value[-1][1].end_mark.index)
+    prefix = text[:at] if at == 0 or text[at - 1] == "\n" else text[:at] + "\n"
+    return prefix + lines + text[at:]
+
+
+def _nest(parts: list[str | int], value: Any) -> Any:
+    for part in reversed(parts):
+        value = {part: value}
+    return value
 
 
 def _same(old: Any, new: Any) -> bool:

@@ -21,7 +21,7 @@ from sweeprun import names
 from sweeprun.exceptions import SpecError, SweepValueError, UsageError
 from sweeprun.gitstore import QUEUE, ExpStore, Record
 from sweeprun.overrides import Override, parse_override
-from sweeprun.params import ParamsSet, flatten, get_path
+from sweeprun.params import ParamsSet, flatten, get_path, has_path
 from sweeprun.spec import Spec, Stage, Sweep, locate
 from sweeprun.yamlio import LocatedDict, LocatedList, Mark
 
@@ -51,6 +51,7 @@ class Experiment:
     stages: list[Stage]
     name: str | None = None
     name_mark: Mark | None = None
+    expect: dict[str, str] = field(default_factory=dict)
     _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, dict[str, Any]]:
@@ -100,6 +101,7 @@ class Experiment:
             "point": self.point,
             "params": self.full_params(),
             "stages": self.stages_record(),
+            "expect": self.expect,
             "queued_at": queued_at,
         }
 
@@ -142,31 +144,40 @@ class Session:
 
     # -- collection -------------------------------------------------------------------------
 
-    def spec_paths(self) -> list[Path]:
-        """SPEC arguments resolved to spec files (directories are searched)."""
+    def spec_paths(self) -> list[tuple[Path, str | None]]:
+        """SPEC arguments resolved to spec files (directories are searched).
+
+        ``sweeps.yaml::grid`` and ``sweeps.yaml::grid[a=1]`` select one sweep or one
+        experiment, as pytest node ids do.
+        """
         args: list[str] = self.config.getoption("specs") or []
         base = self.config.invocation_dir
         if not args:
             for name in SPEC_NAMES:
                 if (base / name).is_file():
-                    return [base / name]
+                    return [(base / name, None)]
             raise UsageError(
                 f"no sweeps.yaml in {base} (pass a spec file or directory as SPEC)"
             )
-        paths: list[Path] = []
+        paths: list[tuple[Path, str | None]] = []
         for arg in args:
-            p = (base / arg).resolve()
+            file_part, sep, selector = arg.partition("::")
+            p = (base / file_part).resolve()
+            if sep and not p.is_file():
+                raise UsageError(f"{arg}: {file_part!r} is not a spec file")
             if p.is_dir():
                 found = [f for f in sorted(p.rglob("*"))
                          if f.is_file() and ".git" not in f.relative_to(p).parts
                          and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))]
-                paths.extend(found)
+                if not found:
+                    raise UsageError(f"{arg}: no sweeps.yaml or *.sweeps.yaml below it")
+                paths.extend((f, None) for f in found)
             elif p.is_file():
-                paths.append(p)
+                paths.append((p, selector if sep else None))
             else:
                 raise UsageError(f"{arg}: no such spec file or directory")
         root = self.config.repo.root
-        for p in paths:
+        for p, _ in paths:
             try:
                 p.relative_to(root)
             except ValueError:
@@ -178,11 +189,26 @@ class Session:
         overrides = [parse_override(s) for s in self.config.getoption("set_params") or []]
         repo = self.config.repo
         items: list[Experiment] = []
-        for path in self.spec_paths():
-            self.config.pluginmanager.load_conftests(repo.root, path.parent)
-            spec = self.hook.sweeprun_load_spec(path=path, config=self.config)
-            self.specs.append(spec)
-            items.extend(self._collect_spec(spec, overrides))
+        loaded: dict[Path, list[Experiment]] = {}
+        seen: set[tuple[str, str]] = set()
+        for path, selector in self.spec_paths():
+            if path not in loaded:
+                self.config.pluginmanager.load_conftests(repo.root, path.parent)
+                spec = self.hook.sweeprun_load_spec(path=path, config=self.config)
+                self.specs.append(spec)
+                loaded[path] = self._collect_spec(spec, overrides)
+            got = loaded[path]
+            if selector is not None:
+                want = [i for i in got if i.id == selector or i.sweep == selector]
+                if not want:
+                    rel = path.relative_to(repo.root).as_posix()
+                    raise UsageError(f"{rel}::{selector}: no such sweep or experiment "
+                                     "(see --collect-only)")
+                got = want
+            for item in got:
+                if (item.spec.path, item.id) not in seen:
+                    seen.add((item.spec.path, item.id))
+                    items.append(item)
         self.items = items
         return items
 
@@ -197,31 +223,58 @@ class Session:
             item.name = name if len(items) == 1 else f"{name}-{i}"
             item.name_mark = None
 
+    def _overrides(self, params: ParamsSet, overrides: list[Override]
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Check ``-S`` against the params: (fixed values, -S sweep points)."""
+        fixed: dict[str, Any] = {}
+        axes: list[list[dict[str, Any]]] = []
+        for ov in overrides:
+            pf, inner = params.resolve(ov.key)
+            where = f"-S {ov.text}"
+            exists = has_path(pf.data, inner)
+            if ov.kind in ("set", "delete") and not exists:
+                pf.check_key(inner, where, add_hint=ov.kind == "set")
+            if ov.kind == "add" and exists:
+                raise UsageError(f"{where}: {inner!r} already exists in {pf.path} "
+                                 f"(use ++{ov.key}=… to override it)")
+            if ov.kind == "delete" and ov.match is not None:
+                current = get_path(pf.data, inner)
+                if current != ov.match:
+                    raise UsageError(f"{where}: {inner!r} is {current!r} in {pf.path}, "
+                                     f"not {ov.match!r}")
+            key = params.qualify(ov.key)
+            if ov.is_sweep:
+                axes.append([{key: v} for v in ov.values])
+            else:
+                fixed[key] = ov.value
+        sweep: list[dict[str, Any]] = [{}]
+        for axis in axes:
+            sweep = [{**a, **b} for a in sweep for b in axis]
+        return fixed, sweep
+
     def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
         from sweeprun.params import ParamsFile
 
         params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
-        fixed: dict[str, Any] = {}
-        for ov in overrides:
-            pf, inner = params.resolve(ov.key)
-            pf.check_key(inner, f"-S {ov.text}")
-            fixed[params.qualify(ov.key)] = ov.value
-        sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, blocks=[])]
+        fixed, cli_points = self._overrides(params, overrides)
+        sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
         items = []
         for sweep in sweeps:
-            points = self._expand(spec, sweep, params) if sweep.blocks else [{}]
+            points = self._expand(spec, sweep, params) if sweep.groups else [{}]
+            if len(cli_points) > 1:
+                points = [{**p, **c} for p in points for c in cli_points]
             name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
             for point in points:
                 point = {**point, **fixed}
                 exp = Experiment(
                     id=names.make_id(sweep.name, point), sweep=sweep.name, spec=spec,
                     params=params, point=point, stages=[], name_mark=name_mark,
+                    expect=sweep.expect,
                 )
                 exp.stages = interpolate_stages(spec, exp)
-                templ = self.hook.sweeprun_make_name(
+                exp.name = self.hook.sweeprun_make_name(
                     experiment=exp, template=sweep.name_template, config=self.config
                 )
-                exp.name = templ
                 items.append(exp)
         return items
 
@@ -229,29 +282,36 @@ class Session:
         from sweeprun.grid import product
 
         points: list[dict[str, Any]] = []
-        for kind, block, mark in sweep.blocks:
-            try:
-                got = self.hook.sweeprun_expand_block(
-                    kind=kind, block=block, sweep=sweep, spec=spec, config=self.config
-                )
-            except SweepValueError as exc:
-                where = locate(block, exc.keypath, mark)
-                raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
-            if got is None:
-                raise spec.error(mark, f"no plugin expands '{kind}' blocks")
-            points = product(points, got)
+        for group in sweep.groups:
+            group_points: list[dict[str, Any]] = []
+            for kind, block, mark in group:
+                try:
+                    got = self.hook.sweeprun_expand_block(
+                        kind=kind, block=block, sweep=sweep, spec=spec, config=self.config
+                    )
+                except SweepValueError as exc:
+                    where = locate(block, exc.keypath, mark)
+                    raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
+                if got is None:
+                    raise spec.error(mark, f"no plugin expands '{kind}' blocks")
+                group_points = product(group_points, got)
+            points.extend(group_points)
+        checked: dict[str, str] = {}  # key as written → qualified key
         out = []
         for point in points:
             qualified = {}
             for key, value in point.items():
-                try:
-                    pf, inner = params.resolve(key)
-                    pf.check_key(inner, "", add_hint=False)
-                except UsageError as exc:
-                    where = find_key_mark(sweep.raw, key) or mark
-                    detail = str(exc).lstrip(": ")
-                    raise spec.error(where, f"sweep {sweep.name!r}: {detail}") from None
-                qualified[params.qualify(key)] = value
+                q = checked.get(key)
+                if q is None:
+                    try:
+                        pf, inner = params.resolve(key)
+                        pf.check_key(inner, "", add_hint=False)
+                    except UsageError as exc:
+                        where = find_key_mark(sweep.raw, key) or sweep.mark
+                        detail = str(exc).lstrip(": ")
+                        raise spec.error(where, f"sweep {sweep.name!r}: {detail}") from None
+                    q = checked[key] = params.qualify(key)
+                qualified[q] = value
             out.append(qualified)
         return out
 
@@ -318,6 +378,10 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
     g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
     g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
+    g.add_argument("--deselect", action="append", default=[], metavar="NODEID",
+                   help="drop an experiment or sweep (SPEC::ID, SPEC::SWEEP or an id)")
+    g.add_argument("--schema", action="store_true",
+                   help="print the JSON Schema of sweeps.yaml and exit")
     g.add_argument("--force", action="store_true",
                    help="queue again experiments already queued or finished")
     r = parser.add_argument_group("running")
@@ -349,7 +413,20 @@ def sweeprun_make_name(
 @hookimpl(trylast=True)
 def sweeprun_collection_modifyitems(session: Session, config: Config,
                                     items: list[Experiment]) -> None:
-    """``-k EXPR``: keep experiments whose id, name or sweep contains every word."""
+    """``--deselect`` and ``-k EXPR`` (words of the id, name or sweep; see keyword.py)."""
+    deselect = config.getoption("deselect") or []
+    if deselect:
+        def dropped(item: Experiment) -> bool:
+            for node in deselect:
+                spec, sep, rest = node.rpartition("::")
+                if sep and spec and item.spec.path != spec.lstrip("./"):
+                    continue
+                target = rest if sep else node
+                if item.id == target or item.sweep == target:
+                    return True
+            return False
+
+        items[:] = [i for i in items if not dropped(i)]
     expr = config.getoption("keyword")
     if not expr:
         return
@@ -391,6 +468,11 @@ def wrap_session(config: Config, body: Callable[[Session], int]) -> int:
 
 def _main(session: Session) -> int:
     config = session.config
+    if config.getoption("schema"):
+        from sweeprun.schema import schema_text
+
+        config.stdout.write(schema_text())
+        return EXIT_OK
     run_all = bool(config.getoption("run_all"))
     run_now = bool(config.getoption("run"))
     items: list[Experiment] = []
@@ -410,8 +492,11 @@ def _main(session: Session) -> int:
         records = sorted(session.store.records(QUEUE),
                          key=lambda r: (r.meta.get("queued_at", 0), r.id))
     elif run_now:
-        skipped = [rec for _, rec in session.skipped_duplicates if rec.ref.startswith(QUEUE)]
-        records = list(queued) + skipped
+        # Points that were queued already (not just now, not twice in this batch) run too.
+        fresh = {rec.key for rec in queued}
+        skipped = {rec.key: rec for _, rec in session.skipped_duplicates
+                   if rec.ref.startswith(QUEUE) and rec.commit and rec.key not in fresh}
+        records = list(queued) + list(skipped.values())
     else:
         return EXIT_OK
     if not records:

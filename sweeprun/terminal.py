@@ -92,7 +92,8 @@ class TerminalReporter:
         self._header(session)
         items = session.items
         if self.json_collect:
-            self.write(json.dumps([collect_record(i) for i in items], indent=2) + "\n")
+            self.write(json.dumps([collect_record(i) for i in items], indent=2,
+                                  default=str) + "\n")
             return
         if not self.config.getoption("specs") and self.config.getoption("run_all"):
             return

@@ -56,7 +56,11 @@ PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
             "-S model.alpah=3: unknown param key 'model.alpah' in params.yaml"
             " (did you mean 'model.alpha'?)*",
         ),
-        ("cmd: echo\n", ("-S", "model.alpha"), "-S 'model.alpha': expected [file:]key=value*"),
+        (
+            "cmd: echo\n",
+            ("-S", "model.alpha"),
+            "-S 'model.alpha': expected [+|++|~][file:]key=value*",
+        ),
         ("cmd: echo\n", ("-S", "other.yaml:x=1"), "'other.yaml:x': 'other.yaml' is not a params*"),
         ("cmd: echo\n", ("-j", "two"), "sweeprun: argument -j/--jobs: invalid int value: 'two'"),
         ("cmd: echo\n", ("--bogus",), "sweeprun: unrecognized arguments: --bogus"),

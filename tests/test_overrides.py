@@ -1,0 +1,88 @@
+"""The -S grammar (Hydra's), table-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sweeprun.exceptions import UsageError
+from sweeprun.overrides import DELETE, parse_override, parse_value
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", 1),
+        ("-3", -3),
+        ("1_000", 1000),
+        ("0.5", 0.5),
+        ("1e-3", 0.001),
+        ("1.", 1.0),
+        (".5", 0.5),
+        ("inf", float("inf")),
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("007", "007"),
+        ("'007'", "007"),
+        ('"a,b"', "a,b"),
+        ("adam", "adam"),
+        ("", ""),
+        ("[1, 2]", [1, 2]),
+        ("{a: 1}", {"a": 1}),
+        ("v1.2", "v1.2"),
+    ],
+)
+def test_values_keep_their_types(text: str, value: Any) -> None:
+    got = parse_value(text)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "values", "kind", "sweep"),
+    [
+        ("train.lr=0.1", "train.lr", (0.1,), "set", False),
+        ("params.yaml:train.lr=0.1", "params.yaml:train.lr", (0.1,), "set", False),
+        ("a=1,2,3", "a", (1, 2, 3), "set", True),
+        ("a=range(0,10,4)", "a", (0, 4, 8), "set", True),
+        ("a=range(3)", "a", (0, 1, 2), "set", True),
+        ("a=range(0, 1, 0.25)", "a", (0, 0.25, 0.5, 0.75), "set", True),
+        ("a=choice(adam, sgd)", "a", ("adam", "sgd"), "set", True),
+        ("a=[1,2]", "a", ([1, 2],), "set", False),
+        ("a=[1,2],[3]", "a", ([1, 2], [3]), "set", True),
+        ("a='x,y'", "a", ("x,y",), "set", False),
+        ("+new.key=1", "new.key", (1,), "add", False),
+        ("++k=v", "k", ("v",), "force", False),
+        ("~old", "old", (DELETE,), "delete", False),
+        ("a=", "a", ("",), "set", False),
+    ],
+)
+def test_overrides(text: str, key: str, values: tuple[Any, ...], kind: str, sweep: bool) -> None:
+    ov = parse_override(text)
+    assert (ov.key, ov.values, ov.kind, ov.is_sweep) == (key, values, kind, sweep)
+
+
+def test_delete_with_value() -> None:
+    ov = parse_override("~seed=3")
+    assert ov.kind == "delete" and ov.match == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "novalue",
+        "=1",
+        "a b=1",
+        "a=[1,2",
+        "a=range(1,2,0)",
+        "a=range(x)",
+        "a=choice()",
+        "+=1",
+        "a.=1",
+    ],
+)
+def test_bad_overrides(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_override(text)
+    assert str(info.value).startswith(f"-S {text!r}: ")
