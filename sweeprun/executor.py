@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeprun import gitobjects, workspace
+from sweeprun import gitobjects, pipeline, workspace
+from sweeprun.cache import Cache
 from sweeprun.git import run_git
 from sweeprun.spec import Stage
 
@@ -61,6 +62,9 @@ class Job:
     #: lets a pooled workspace switch between sibling experiments without git.
     base_tree: str = ""
     files: tuple[tuple[str, bytes], ...] = ()
+    #: The output cache (resolved once by the parent) and whether to ignore the run-cache.
+    cache_dir: str = ""
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,26 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any]) -> str:
     ).strip()
 
 
+def execute_pipeline(job: Job, ws: Path, env: dict[str, str], log: Any
+                     ) -> list[pipeline.StageOutcome]:
+    """Link ignored deps, run or restore every stage, write ``sweeprun.lock``."""
+    cache = Cache(Path(job.cache_dir)) if job.cache_dir else Cache.for_repo(job.common_dir)
+    missing = pipeline.link_ignored_deps(job.stages, ws, Path(job.repo_root))
+    if missing:
+        return [pipeline.StageOutcome(job.stages[0].name, "failed", 1,
+                                      f"dep {missing[0]!r} exists nowhere")]
+
+    def run(cmd: str, cwd: Path, env: dict[str, str], log: Any) -> int:
+        return _run_command(cmd, cwd, env, log, job.timeout)
+
+    params_files = list(job.meta.get("params", {}))
+    outcomes = pipeline.run_stages(job.stages, ws, cache, params_files, env, log, run,
+                                   force=job.force)
+    if any(o.status != "failed" for o in outcomes):
+        pipeline.write_lock(ws, outcomes)
+    return outcomes
+
+
 def run_job(job: Job) -> JobReport:
     """Run one experiment end to end in a pooled workspace and return its report.
 
@@ -234,13 +258,10 @@ def run_job(job: Job) -> JobReport:
             rc = 0
             message = ""
             with open(log_path, "wb") as log:
-                for stage in job.stages:
-                    log.write(f"+ [{stage.name}] {stage.cmd}\n".encode())
-                    log.flush()
-                    rc = _run_command(stage.cmd, ws / stage.wdir, env, log, job.timeout)
-                    if rc != 0:
-                        message = f"stage {stage.name!r} exited with code {rc}"
-                        break
+                outcomes = execute_pipeline(job, ws, env, log)
+            failed = [o for o in outcomes if o.status == "failed"]
+            if failed:
+                rc, message = failed[0].returncode or 1, failed[0].message
             metrics = read_metrics(ws, job.stages)
             if rc == 0 and job.meta.get("expect"):
                 from sweeprun.expect import check

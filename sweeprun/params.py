@@ -105,6 +105,11 @@ class ParamsFile:
             text = full.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"{rel}: params file not found") from None
+        return cls.from_text(rel, text)
+
+    @classmethod
+    def from_text(cls, rel: str, text: str) -> ParamsFile:
+        """Parse params file text (``rel`` names it and sets its format)."""
         fmt = fmt_of(rel)
         data: Any
         if fmt == "yaml":

@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "terminal": "sweeprun.terminal",
     "show": "sweeprun.show",
     "demo": "sweeprun.demo",
+    "run": "sweeprun.runcmd",
 }
 #: Objects built-ins register at configure time; not worth listing in the header.
 INTERNAL_OBJECTS = ("terminalreporter",)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from sweeprun.cache import cache_dir
 from sweeprun.executor import Job, run_job
 from sweeprun.git import FALLBACK_IDENTITY, identity_env, run_git
 from sweeprun.spec import Out, Stage
@@ -62,7 +63,7 @@ def commit_identity(cwd: str | os.PathLike[str]) -> tuple[str, str, bool]:
 
 
 def make_job(session: Session, record: Record, env: dict[str, str],
-             identity: tuple[str, str, bool] = ("", "", False)) -> Job:
+             identity: tuple[str, str, bool] = ("", "", False), cache: str = "") -> Job:
     """The picklable job for a claimed record."""
     repo = session.config.repo
     extra = dict(env)
@@ -86,6 +87,8 @@ def make_job(session: Session, record: Record, env: dict[str, str],
         committer=identity[1],
         fast_objects=identity[2],
         base_tree=str(record.meta.get("tree", "")),
+        cache_dir=cache or str(cache_dir(repo.common_dir)),
+        force=bool(record.meta.get("force")),
         files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
     )
 
@@ -116,6 +119,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     backend = BACKENDS[config.getoption("backend") or "threads"]
     ident = identity_env(config.repo.root)
     commit_ident = commit_identity(config.repo.root)
+    cache = str(cache_dir(config.repo.common_dir))  # once: it may ask git config
     maxfail = _stop_after(session)
 
     def jobs() -> Iterator[Any]:
@@ -126,7 +130,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             if claimed is None:
                 continue  # another runner took it
             session.running[record.key] = claimed
-            yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident))
+            yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident,
+                                                   cache))
 
     client = None
     if backend == "dask":

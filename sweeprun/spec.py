@@ -262,6 +262,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
 
     stage_keys = [k for k in ("cmd", "deps", "outs", "metrics", "plots", "wdir") if k in data]
     stages: list[Stage] = []
+    stage_raw: dict[str, tuple[LocatedDict, Mark]] = {}
     if "stages" in data:
         if stage_keys:
             raise ld.err(
@@ -276,14 +277,18 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
             if not isinstance(sd, LocatedDict):
                 raise ld.err(raw_stages.value_marks[name], f"stage {name!r} must be a mapping")
             stages.append(_load_stage(ld, str(name), sd, spec_dir))
+            stage_raw[str(name)] = (sd, raw_stages.key_marks[name])
     elif stage_keys:
         top = LocatedDict({k: data[k] for k in stage_keys})
         top.key_marks = {k: data.key_marks[k] for k in stage_keys}
         top.value_marks = {k: data.value_marks[k] for k in stage_keys}
         top.mark = data.mark
         stages.append(_load_stage(ld, DEFAULT_STAGE, top, spec_dir))
+        stage_raw[DEFAULT_STAGE] = (top, data.key_marks[stage_keys[0]])
     else:
         raise ld.err(data.mark, "nothing to run: add a top-level 'cmd:' or 'stages:'")
+
+    stages = _check_pipeline(ld, root, stages, stage_raw)
 
     sweeps: list[Sweep] = []
     raw_sweeps = data.get("sweeps")
@@ -295,6 +300,31 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
                                       block_types))
     return Spec(path=rel, root=root, params_files=params_files, stages=stages,
                 sweeps=sweeps, raw=data)
+
+
+def _check_pipeline(ld: _Loader, root: Path, stages: list[Stage],
+                    raw: dict[str, tuple[LocatedDict, Mark]]) -> list[Stage]:
+    """Order the stages; reject cycles, clashing outs and deps that exist nowhere."""
+    from sweeprun.pipeline import PipelineError, _inside, order_stages, outputs
+
+    try:
+        ordered = order_stages(stages)
+    except PipelineError as exc:
+        raise ld.err(raw[exc.stage][1], str(exc)) from None
+    produced = [o for s in stages for o in outputs(s)]
+    for s in stages:
+        for i, dep in enumerate(s.deps):
+            if (root / dep).exists() or any(_inside(dep, o) for o in produced):
+                continue
+            d, mark = raw[s.name]
+            deps = d.get("deps")
+            if isinstance(deps, LocatedList) and i < len(deps.marks):
+                mark = deps.marks[i]
+            elif "deps" in d:
+                mark = d.value_marks["deps"]
+            raise ld.err(mark, f"stage {s.name!r}: dep {dep!r} does not exist and no stage "
+                         "produces it")
+    return ordered
 
 
 def _load_sweep(

@@ -1,0 +1,285 @@
+"""Pipelines: the stage DAG, stage keys, the run-cache and running stages in a workspace.
+
+A stage's *key* hashes what determines its outputs: the command, the content of its deps
+and the params values it reads (all params, when it declares none — the safe default).
+A stage whose key has a run-cache entry is not run: its outputs are restored from the
+cache. Jobs running at once that need the same key take a lock on it, so one computes and
+the others restore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sweeprun.cache import Cache, hash_path, link_or_copy, remove
+from sweeprun.spec import Stage
+
+LOCK_FILE = "sweeprun.lock"
+
+
+class PipelineError(ValueError):
+    """An invalid DAG: ``stage`` names the stage to point the error at."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        self.stage = stage
+        super().__init__(message)
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def order_stages(stages: Sequence[Stage]) -> list[Stage]:
+    """Stages in dependency order (declaration order among independent ones)."""
+    producers: dict[str, str] = {}
+    for s in stages:
+        for o in s.outs:
+            for other_path, other in producers.items():
+                if o.path == other_path:
+                    raise PipelineError(s.name, f"stages {other!r} and {s.name!r} both write "
+                                                f"{o.path!r}")
+                if _inside(o.path, other_path) or _inside(other_path, o.path):
+                    raise PipelineError(s.name, f"out {o.path!r} of stage {s.name!r} overlaps "
+                                                f"out {other_path!r} of stage {other!r}")
+            producers[o.path] = s.name
+    upstream: dict[str, list[str]] = {s.name: [] for s in stages}
+    for s in stages:
+        for dep in s.deps:
+            for out, producer in producers.items():
+                if (_inside(dep, out) or _inside(out, dep)) and producer != s.name:
+                    upstream[s.name].append(producer)
+                elif producer == s.name and _inside(dep, out):
+                    raise PipelineError(s.name, f"stage {s.name!r} depends on its own out "
+                                                f"{out!r}")
+    by_name = {s.name: s for s in stages}
+    done: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*path[path.index(name):], name])
+            raise PipelineError(name, f"the pipeline has a cycle: {cycle}")
+        state[name] = 1
+        for up in upstream[name]:
+            visit(up, [*path, name])
+        state[name] = 2
+        done.append(name)
+
+    for s in stages:
+        visit(s.name, [])
+    return [by_name[n] for n in done]
+
+
+def select(stages: Sequence[Stage], targets: Sequence[str], single: bool) -> list[Stage]:
+    """The targets and (unless ``single``) everything upstream of them, in order."""
+    names = {s.name for s in stages}
+    for t in targets:
+        if t not in names:
+            raise PipelineError(t, f"no stage named {t!r} (stages: {', '.join(sorted(names))})")
+    if not targets:
+        return list(stages)
+    if single:
+        return [s for s in stages if s.name in targets]
+    outs = {o.path: s.name for s in stages for o in s.outs}
+    wanted = set(targets)
+    for s in reversed(stages):  # stages are ordered: walk upstream once
+        if s.name in wanted:
+            for dep in s.deps:
+                wanted.update(p for o, p in outs.items() if _inside(dep, o) or _inside(o, dep))
+    return [s for s in stages if s.name in wanted]
+
+
+def outputs(stage: Stage) -> list[str]:
+    """Every path a stage produces: cached outs, metrics and plots."""
+    return [o.path for o in stage.outs] + list(stage.metrics) + list(stage.plots)
+
+
+def params_read(stage: Stage, ws: Path, params_files: Sequence[str],
+                texts: dict[str, str] | None = None) -> dict[str, Any]:
+    """The params values a stage reads, by file (all of them if it declares none).
+
+    ``texts`` stands in for files' contents (a dry run with ``-S`` writes nothing).
+    """
+    from sweeprun.params import ParamsFile, get_path
+
+    texts = texts or {}
+    if not stage.params:
+        # Reads every param: the files' bytes identify them, and hashing is cheaper than
+        # parsing on the per-experiment path.
+        return {p: "sha256:" + hashlib.sha256(
+                    texts[p].encode() if p in texts else (ws / p).read_bytes()).hexdigest()
+                for p in params_files if p in texts or (ws / p).is_file()}
+    files = {p: (ParamsFile.from_text(p, texts[p]) if p in texts else ParamsFile.load(ws, p)).data
+             for p in params_files if p in texts or (ws / p).is_file()}
+    default = params_files[0] if params_files else ""
+    out: dict[str, Any] = {}
+    for key in stage.params:
+        path, sep, inner = key.rpartition(":")
+        path = path if sep else default
+        out.setdefault(path, {})[inner] = get_path(files.get(path, {}), inner, None)
+    return out
+
+
+def stage_key(stage: Stage, deps: dict[str, str], params: dict[str, Any]) -> str:
+    """The run-cache key of a stage."""
+    blob = json.dumps({"cmd": stage.cmd, "wdir": stage.wdir, "deps": deps, "params": params,
+                       "outs": outputs(stage)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage."""
+
+    name: str
+    status: str  # "ran", "cached", "failed", "skipped"
+    returncode: int = 0
+    message: str = ""
+    lock: dict[str, Any] = field(default_factory=dict)
+
+
+def link_ignored_deps(stages: Sequence[Stage], ws: Path, source: Path) -> list[str]:
+    """Link deps missing from ``ws`` (git-ignored data) from ``source`` without copying.
+
+    Returns the deps found nowhere (not in ``ws``, not in ``source``, not produced).
+    """
+    produced = [o for s in stages for o in outputs(s)]
+    missing = []
+    for s in stages:
+        for dep in s.deps:
+            target = ws / dep
+            if target.exists() or any(_inside(dep, o) for o in produced):
+                continue
+            origin = source / dep
+            if not origin.exists():
+                missing.append(dep)
+                continue
+            if origin.is_dir():
+                for dirpath, _, filenames in os.walk(origin):
+                    for name in filenames:
+                        src = Path(dirpath) / name
+                        dst = target / src.relative_to(origin)
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        _link(src, dst)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link(origin, target)
+    return missing
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same inode: no copy
+    except OSError:
+        link_or_copy(src, dst)
+
+
+RunCommand = Callable[[str, Path, dict[str, str], BinaryIO], int]
+
+
+def run_stages(
+    stages: Sequence[Stage],
+    ws: Path,
+    cache: Cache,
+    params_files: Sequence[str],
+    env: dict[str, str],
+    log: BinaryIO,
+    run_command: RunCommand,
+    force: bool = False,
+    dry: bool = False,
+    params_texts: dict[str, str] | None = None,
+) -> list[StageOutcome]:
+    """Run (or restore) ``stages`` in order in ``ws``; stop at the first failure."""
+    outcomes: list[StageOutcome] = []
+    planned: dict[str, str | None] = {}  # dry run: outputs upstream stages would produce
+    for stage in stages:
+        deps: dict[str, str] = {}
+        if dry:
+            unknown = [d for d in stage.deps if planned.get(d, "") is None]
+            if unknown:
+                outcomes.append(StageOutcome(stage.name, "ran", message=f"{unknown[0]!r} "
+                                             "will change upstream"))
+                planned.update({p: None for p in outputs(stage)})
+                continue
+        missing = [d for d in stage.deps if not (ws / d).exists() and d not in planned]
+        if missing:
+            outcomes.append(StageOutcome(stage.name, "failed", 1,
+                                         f"stage {stage.name!r}: dep {missing[0]!r} is missing"))
+            break
+        for dep in stage.deps:
+            deps[dep] = planned.get(dep) or hash_path(ws / dep)
+        params = params_read(stage, ws, params_files, params_texts)
+        key = stage_key(stage, deps, params)
+        lock = {"cmd": stage.cmd, "key": key, "deps": deps, "params": params}
+        cacheable = bool(outputs(stage))
+        if dry:
+            entry = cache.run_entry(key) if cacheable and not force else None
+            outcomes.append(StageOutcome(stage.name, "cached" if entry else "ran",
+                                         lock={**lock, "outs": entry or {}}))
+            for path in outputs(stage):
+                planned[path] = entry.get(path) if entry else None
+            continue
+        with cache.stage_lock(key):
+            entry = cache.run_entry(key) if cacheable and not force else None
+            if entry is not None:
+                for path, digest in entry.items():
+                    cache.checkout(digest, ws / path)
+                log.write(f"+ [{stage.name}] restored from the run-cache ({key[:12]})\n".encode())
+                log.flush()
+                outcomes.append(StageOutcome(stage.name, "cached", 0,
+                                             lock={**lock, "outs": entry}))
+                continue
+            for out in stage.outs:
+                if not out.persist:
+                    remove(ws / out.path)
+            log.write(f"+ [{stage.name}] {stage.cmd}\n".encode())
+            log.flush()
+            rc = run_command(stage.cmd, ws / stage.wdir, env, log)
+            if rc != 0:
+                outcomes.append(StageOutcome(stage.name, "failed", rc,
+                                             f"stage {stage.name!r} exited with code {rc}"))
+                break
+            # A declared out must exist (as in DVC); a missing metrics or plots file is
+            # just an absent report.
+            absent = [o.path for o in stage.outs if not (ws / o.path).exists()]
+            if absent:
+                outcomes.append(StageOutcome(stage.name, "failed", 1,
+                                             f"stage {stage.name!r} did not produce "
+                                             f"{absent[0]!r}"))
+                break
+            saved = {p: cache.save(ws / p) for p in outputs(stage) if (ws / p).exists()}
+            if cacheable:
+                cache.record_run(key, saved)
+            outcomes.append(StageOutcome(stage.name, "ran", 0, lock={**lock, "outs": saved}))
+    return outcomes
+
+
+def write_lock(ws: Path, outcomes: Sequence[StageOutcome]) -> None:
+    """Write ``sweeprun.lock`` for the stages that completed.
+
+    The format is JSON, which is also YAML: it diffs line by line like YAML and is an
+    order of magnitude cheaper to write on the per-experiment path.
+    """
+    stages = {o.name: o.lock for o in outcomes if o.status in ("ran", "cached")}
+    text = json.dumps({"schema": 1, "stages": stages}, indent=2, sort_keys=True, default=str)
+    (ws / LOCK_FILE).write_text(text + "\n")
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    """Stages of a lock file (``{}`` when absent or unreadable)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    stages = data.get("stages", {}) if isinstance(data, dict) else {}
+    return stages if isinstance(stages, dict) else {}
