@@ -18,3 +18,10 @@ def experiments(repo: str | os.PathLike[str] = ".", all_baselines: bool = False)
     from sweeprun.show import load_records
 
     return load_records(discover(repo), all_baselines=all_baselines)
+
+
+def make_checkpoint(timeout: float | None = None) -> bool:
+    """Checkpoint now (see :func:`sweeprun.checkpoint.make_checkpoint`); no-op outside sweeprun."""
+    from sweeprun.checkpoint import make_checkpoint as _make
+
+    return _make(timeout)

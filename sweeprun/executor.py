@@ -9,6 +9,7 @@ reports into refs. Nothing here knows about YAML, plugins or the session.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -16,9 +17,10 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,18 +168,28 @@ def command_argv(cmd: str) -> list[str] | None:
     return argv or None
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # If the runner is killed (even with SIGKILL), its commands go too: nothing keeps
+    # writing into a workspace another runner may take over.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
-                 timeout: float | None) -> int:
+                 timeout: float | None, pid_holder: dict[str, int] | None = None) -> int:
     argv = command_argv(cmd)
     try:
         # A session of its own: the whole process tree can be signalled as one group.
         proc = subprocess.Popen(argv or cmd, shell=argv is None, cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         # What the shell would have said and returned.
         log.write(f"sweeprun: {cmd}: {exc.strerror}\n".encode())
         return 127 if isinstance(exc, FileNotFoundError) else 126
+    if pid_holder is not None:
+        pid_holder["pid"] = proc.pid
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -195,8 +207,8 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def commit_result(ws: Path, job: Job, meta: dict[str, Any]) -> str:
-    """Record the workspace as a commit whose parent is the baseline; return its sha."""
+def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") -> str:
+    """Record the workspace as a commit (parent: the baseline, or the last checkpoint)."""
     from sweeprun.gitstore import format_message
 
     excludes = [f":(exclude){o.path}" for s in job.stages for o in s.outs if o.cache]
@@ -209,13 +221,13 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any]) -> str:
             objects = Path(job.common_dir) / "objects"
             tree = gitobjects.write_tree(objects, entries)
             return gitobjects.write_commit(
-                objects, tree, [job.baseline], gitobjects.format_ident(job.author),
+                objects, tree, [parent or job.baseline], gitobjects.format_ident(job.author),
                 gitobjects.format_ident(job.committer), message)
     # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
     # user's hooks and leaves the worktree's HEAD alone.
     tree = run_git(["write-tree"], ws).strip()
     return run_git(
-        ["commit-tree", tree, "-p", job.baseline],
+        ["commit-tree", tree, "-p", parent or job.baseline],
         ws,
         input=message,
         env=dict(job.env),  # carries the commit identity when git has none configured
@@ -231,15 +243,74 @@ def execute_pipeline(job: Job, ws: Path, env: dict[str, str], log: Any
         return [pipeline.StageOutcome(job.stages[0].name, "failed", 1,
                                       f"dep {missing[0]!r} exists nowhere")]
 
+    pid: dict[str, int] = {}
+
     def run(cmd: str, cwd: Path, env: dict[str, str], log: Any) -> int:
-        return _run_command(cmd, cwd, env, log, job.timeout)
+        return _run_command(cmd, cwd, env, log, job.timeout, pid)
 
     params_files = list(job.meta.get("params", {}))
-    outcomes = pipeline.run_stages(job.stages, ws, cache, params_files, env, log, run,
-                                   force=job.force)
+    ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]
+    if not ckpt_outs:
+        outcomes = pipeline.run_stages(job.stages, ws, cache, params_files, env, log, run,
+                                       force=job.force)
+    else:
+        outcomes = _run_with_checkpoints(job, ws, cache, params_files, env, log, run, pid,
+                                         ckpt_outs)
     if any(o.status != "failed" for o in outcomes):
         pipeline.write_lock(ws, outcomes)
     return outcomes
+
+
+def _run_with_checkpoints(job: Job, ws: Path, cache: Cache, params_files: list[str],
+                          env: dict[str, str], log: Any, run: pipeline.RunCommand,
+                          pid: dict[str, int], ckpt_outs: list[str]
+                          ) -> list[pipeline.StageOutcome]:
+    """Run the stages with a checkpoint watcher, resuming from the last checkpoint."""
+    from sweeprun import checkpoint
+
+    journal = checkpoint.journal_path(job.common_dir, job.key)
+    chain = checkpoint.read_journal(journal)
+    parent, step = (chain[-1] if chain else (job.baseline, 0))
+    if chain:
+        lock = json.loads(run_git(["show", f"{parent}:{pipeline.LOCK_FILE}"], ws))
+        for path, digest in lock.get("checkpoint_outs", {}).items():
+            cache.checkout(digest, ws / path)
+        log.write(f"+ resuming from checkpoint {step} ({parent[:7]})\n".encode())
+
+    def snapshot(step: int, parent: str) -> str:
+        from sweeprun.gitstore import format_message
+
+        digests = {p: cache.save(ws / p) for p in ckpt_outs if (ws / p).exists()}
+        metrics = read_metrics(ws, job.stages)
+        (ws / pipeline.LOCK_FILE).write_text(json.dumps(
+            {"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2) + "\n")
+        meta = checkpoint.checkpoint_meta(job.meta, step, metrics)
+        meta["checkpoint_outs"] = digests
+        return _commit_tree(ws, job, format_message(
+            f"sweeprun: checkpoint {step} {job.name} {job.exp_id}", meta), parent)
+
+    env = dict(env, **{checkpoint.ENV: str(checkpoint.signal_path(job.common_dir, job.key))})
+    # Checkpointed outs are the program's state: keep them between stages and runs.
+    stages = [replace(s, outs=tuple(replace(o, persist=o.persist or o.checkpoint)
+                                    for o in s.outs)) for s in job.stages]
+    watcher = checkpoint.Watcher(checkpoint.signal_path(job.common_dir, job.key), snapshot,
+                                 journal, parent, step, checkpoint.kill_group(pid))
+    with watcher:
+        outcomes = pipeline.run_stages(stages, ws, cache, params_files, env, log, run,
+                                       force=job.force or bool(chain))
+    if watcher.error:
+        failed = pipeline.StageOutcome(stages[-1].name, "failed", 1, watcher.error)
+        return [o for o in outcomes if o.status != "failed"] + [failed]
+    return outcomes
+
+
+def _commit_tree(ws: Path, job: Job, message: str, parent: str) -> str:
+    """Commit the workspace as it is (cached outs excluded) with ``parent``."""
+    excludes = [f":(exclude){o.path}" for s in job.stages for o in s.outs if o.cache]
+    run_git(["add", "-A", "--", ".", *excludes], ws)
+    tree = run_git(["write-tree"], ws).strip()
+    return run_git(["commit-tree", tree, "-p", parent], ws, input=message,
+                   env=dict(job.env)).strip()
 
 
 def run_job(job: Job) -> JobReport:
@@ -288,7 +359,12 @@ def run_job(job: Job) -> JobReport:
                 "queue_commit": job.commit,
                 "host": socket.gethostname(),
             })
-            result = commit_result(ws, job, meta)
+            from sweeprun.checkpoint import journal_path, read_journal
+
+            chain = read_journal(journal_path(job.common_dir, job.key))
+            if chain:
+                meta["checkpoints"] = chain[-1][1]
+            result = commit_result(ws, job, meta, chain[-1][0] if chain else "")
     except Exception:
         finished = time.time()
         return JobReport(

@@ -8,6 +8,7 @@ compare-and-swap transactions, ``fast-import`` for writing many commits at once 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -167,6 +168,10 @@ class RefUpdater:
             assert proc.stderr is not None
             proc.wait()
             err = proc.stderr.read().strip()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
             self._proc = None
             raise RefConflict(err or f"update-ref {word} failed")
 

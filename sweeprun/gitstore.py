@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -262,17 +263,57 @@ class ExpStore:
 
     # -- claiming and finishing -------------------------------------------------------------
 
+    def lease_path(self, key: str) -> Path:
+        """Who runs an experiment: ``{host, pid, started}``, written before claiming."""
+        return self.repo.state_dir / "leases" / f"{key}.json"
+
     def claim(self, record: Record) -> Record | None:
         """Move a queued record to running; ``None`` if another runner took it first."""
         running = RUNNING + record.key
+        lease = self.lease_path(record.key)
+        lease.parent.mkdir(parents=True, exist_ok=True)
+        mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                           "started": time.time()})
+        # The lease is written first, so a running ref never exists without one.
+        tmp = lease.with_name(f"{lease.name}.{os.getpid()}")
+        tmp.write_text(mine)
         try:
             self.updater.transaction([
                 RefOp(record.ref, ZERO, record.commit),
                 RefOp(running, record.commit, ZERO),
             ])
         except RefConflict:
+            tmp.unlink(missing_ok=True)
             return None
+        os.replace(tmp, lease)
         return Record(ref=running, commit=record.commit, meta=record.meta)
+
+    def drop_lease(self, key: str) -> None:
+        """Forget who ran an experiment (it finished or went back to the queue)."""
+        self.lease_path(key).unlink(missing_ok=True)
+
+    def orphans(self) -> list[Record]:
+        """Running records whose runner is gone (a dead process on this host)."""
+        host = socket.gethostname()
+        out = []
+        for rec in self.records(RUNNING):
+            try:
+                lease = json.loads(self.lease_path(rec.key).read_text())
+            except (OSError, ValueError):
+                leases = list(self.lease_path(rec.key).parent.glob(f"{rec.key}.json.*"))
+                if leases:
+                    continue  # a runner is claiming it right now
+                out.append(rec)  # no lease: its runner died while claiming
+                continue
+            if lease.get("host") == host and not _alive(int(lease.get("pid", 0))):
+                out.append(rec)
+        return out
+
+    def reclaim(self) -> list[Record]:
+        """Put orphaned running records back in the queue; return them."""
+        found = self.orphans()
+        self.release(found)
+        return found
 
     def release(self, records: Iterable[Record]) -> None:
         """Put running records back in the queue (after an interrupt or internal error)."""
@@ -284,6 +325,7 @@ class ExpStore:
                 ])
             except RefConflict:
                 continue
+            self.drop_lease(rec.key)
 
     def finish(self, running: Record, result_commit: str, name: str) -> str:
         """Publish a result and drop the running ref, in one transaction."""
@@ -297,7 +339,20 @@ class ExpStore:
             if not current.strip():
                 raise
             self.updater.transaction([RefOp(ref, result_commit, current.strip()), drop])
+        self.drop_lease(running.key)
         return ref
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def content_key(

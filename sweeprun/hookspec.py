@@ -160,5 +160,13 @@ def sweeprun_report(session: Session, report: JobReport) -> None:
 
 
 @hookspec
+def sweeprun_checkpoint(session: Session, record: Record, commit: str, step: int) -> None:
+    """Called in the parent when a running experiment's checkpoint ``step`` is published.
+
+    :param commit: the checkpoint commit (its parent is the previous checkpoint).
+    """
+
+
+@hookspec
 def sweeprun_terminal_summary(session: Session, exitstatus: int) -> None:
     """Add a section to the terminal summary."""

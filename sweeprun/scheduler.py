@@ -8,15 +8,20 @@ Jobs are claimed lazily, one per free slot, so several runners can drain one que
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from sweeprun import checkpoint
 from sweeprun.cache import cache_dir
+from sweeprun.exceptions import UsageError
 from sweeprun.executor import Job, run_job
-from sweeprun.git import FALLBACK_IDENTITY, identity_env, run_git
+from sweeprun.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
 from sweeprun.spec import Out, Stage
 
 if TYPE_CHECKING:
@@ -88,7 +93,7 @@ def make_job(session: Session, record: Record, env: dict[str, str],
         fast_objects=identity[2],
         base_tree=str(record.meta.get("tree", "")),
         cache_dir=cache or str(cache_dir(repo.common_dir)),
-        force=bool(record.meta.get("force")),
+        force=bool(record.meta.get("force") or session.config.getoption("reset")),
         files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
     )
 
@@ -101,6 +106,18 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
                    help="joblib backend (threads: default; dask: a Dask cluster)")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    c = parser.add_argument_group("checkpoints")
+    c.add_argument("--reset", action="store_true",
+                   help="discard the experiments' checkpoints and start over")
+    c.add_argument("--rev", metavar="CKPT",
+                   help="resume from this checkpoint commit instead of the last one")
+
+
+def _validate_rev(session: Session) -> None:
+    rev = session.config.getoption("rev")
+    if rev and not run_git(["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"],
+                           session.config.repo.root, check=False).strip():
+        raise UsageError(f"--rev {rev}: no such checkpoint commit")
 
 
 def _stop_after(session: Session) -> int:
@@ -109,12 +126,82 @@ def _stop_after(session: Session) -> int:
     return int(session.config.getoption("maxfail") or 0)
 
 
+class CheckpointPublisher:
+    """Moves journals of running jobs into ``refs/sweeprun/checkpoints/<key>`` (parent only)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sweeprun-publish", daemon=True)
+
+    def publish(self, key: str, record: Record | None = None) -> None:
+        store = self.session.store
+        chain = checkpoint.read_journal(checkpoint.journal_path(store.repo.common_dir, key))
+        if not chain or self.seen.get(key) == len(chain):
+            return
+        ref = checkpoint.REF_PREFIX + key
+        current = run_git(["rev-parse", "-q", "--verify", ref], store.cwd, check=False).strip()
+        if current != chain[-1][0]:
+            with contextlib.suppress(RefConflict):
+                store.updater.transaction([RefOp(ref, chain[-1][0], current or ZERO)])
+        for sha, step in chain[self.seen.get(key, len(chain) if record is None else 0):]:
+            if record is not None:
+                self.session.hook.sweeprun_checkpoint(session=self.session, record=record,
+                                                      commit=sha, step=step)
+        self.seen[key] = len(chain)
+
+    def publish_all(self) -> None:
+        """What any runner left behind, killed ones included."""
+        d = Path(self.session.store.repo.common_dir) / "sweeprun" / "checkpoints"
+        if d.is_dir():
+            for journal in d.iterdir():
+                self.publish(journal.name)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            for key, rec in list(self.session.running.items()):
+                self.publish(key, rec)
+
+    def __enter__(self) -> CheckpointPublisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def prepare_checkpoints(session: Session, record: Record) -> None:
+    """``--reset`` drops an experiment's checkpoints; ``--rev`` rewinds them."""
+    store = session.store
+    journal = checkpoint.journal_path(store.repo.common_dir, record.key)
+    ref = checkpoint.REF_PREFIX + record.key
+    reset, rev = session.config.getoption("reset"), session.config.getoption("rev")
+    if reset:
+        journal.unlink(missing_ok=True)
+        current = run_git(["rev-parse", "-q", "--verify", ref], store.cwd, check=False).strip()
+        if current:
+            store.updater.transaction([RefOp(ref, ZERO, current)])
+    elif rev:
+        sha = run_git(["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd,
+                      check=False).strip()
+        chain = checkpoint.read_journal(journal)
+        shas = [c for c, _ in chain]
+        if sha and sha in shas:
+            kept = chain[: shas.index(sha) + 1]
+            tmp = journal.with_name(journal.name + ".rewind")
+            tmp.write_text("".join(f"{c} {s}\n" for c, s in kept))
+            os.replace(tmp, journal)
+
+
 @hookimpl(trylast=True)
 def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     """Run ``records`` on ``-j`` parallel slots of the chosen joblib backend."""
     import joblib
 
     config = session.config
+    _validate_rev(session)
     n_jobs = max(1, int(config.getoption("jobs") or 1))
     backend = BACKENDS[config.getoption("backend") or "threads"]
     ident = identity_env(config.repo.root)
@@ -130,6 +217,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             if claimed is None:
                 continue  # another runner took it
             session.running[record.key] = claimed
+            prepare_checkpoints(session, claimed)
             yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident,
                                                    cache))
 
@@ -139,12 +227,16 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
         address = config.getoption("scheduler")
         client = Client(address) if address else Client(processes=False)  # type: ignore[no-untyped-call]
+    publisher = CheckpointPublisher(session)
+    publisher.publish_all()
     try:
-        with joblib.parallel_config(backend=backend, n_jobs=n_jobs):
+        with joblib.parallel_config(backend=backend, n_jobs=n_jobs), publisher:
             parallel = joblib.Parallel(return_as="generator_unordered", pre_dispatch="n_jobs",
                                        batch_size=1)
             failures = 0
             for report in parallel(jobs()):
+                if report.key in session.running:
+                    publisher.publish(report.key, session.running[report.key])
                 session.hook.sweeprun_store_result(session=session, report=report)
                 session.reports.append(report)
                 session.hook.sweeprun_report(session=session, report=report)

@@ -489,6 +489,7 @@ def _main(session: Session) -> int:
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
     session.queued = queued
     if run_all:
+        session.store.reclaim()  # experiments whose runner died run again
         records = sorted(session.store.records(QUEUE),
                          key=lambda r: (r.meta.get("queued_at", 0), r.id))
     elif run_now:

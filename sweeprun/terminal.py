@@ -164,6 +164,12 @@ class TerminalReporter:
             self._end_progress_line()
 
     @hookimpl(trylast=True)
+    def sweeprun_checkpoint(self, session: Session, record: Record, commit: str,
+                            step: int) -> None:
+        if self.verbosity >= 0:
+            self.line(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
+
+    @hookimpl(trylast=True)
     def sweeprun_sessionfinish(self, session: Session, exitstatus: int) -> None:
         if self.json_collect or exitstatus == 4:
             return

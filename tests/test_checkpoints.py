@@ -1,0 +1,156 @@
+"""Checkpoints: the signal-file protocol, crash survival, resume, reset, parallel chains."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeprun.checkpoint import journal_path, make_checkpoint, read_journal
+from sweeprun.testing import SweepProject
+
+BASH = """
+set -e
+n=$(grep steps params.yaml | cut -d' ' -f2)
+start=$( [ -f state.txt ] && cat state.txt || echo 0 )
+for i in $(seq $((start+1)) $n); do
+  echo $i > state.txt
+  echo "{\\"step\\": $i}" > m.json
+  touch "$SWEEPRUN_CHECKPOINT"
+  while [ -e "$SWEEPRUN_CHECKPOINT" ]; do sleep 0.01; done
+done
+"""
+PYTHON = """
+import json, os, sys, time, yaml
+from sweeprun.api import make_checkpoint
+p = yaml.safe_load(open("params.yaml"))
+start = int(open("model.txt").read()) if os.path.exists("model.txt") else 0
+for step in range(start + 1, p["steps"] + 1):
+    open(os.environ["STEPS_FILE"], "a").write(f"{p['lr']} {step}\\n")
+    open("model.txt", "w").write(str(step))
+    json.dump({"step": step}, open("m.json", "w"))
+    make_checkpoint()
+    if step >= int(os.environ.get("SLOW_AFTER", 99)):
+        time.sleep(30)  # the runner is killed meanwhile
+"""
+
+
+def spec(cmd: str, out: str) -> str:
+    return (f"params: params.yaml\nstages:\n  train:\n    cmd: {cmd}\n    outs:\n"
+            f"      - {out}: {{checkpoint: true}}\n    metrics: [m.json]\n")
+
+
+def chain(sp: SweepProject, ref: str) -> list[str]:
+    return sp.git("rev-list", "--first-parent", ref).split()
+
+
+def test_bash_stage_makes_three_checkpoint_commits(sweepproject: SweepProject) -> None:
+    sweepproject.write("params.yaml", "steps: 3\n")
+    sweepproject.write("train.sh", BASH)
+    sweepproject.write("sweeps.yaml", spec("bash train.sh", "state.txt"))
+    head = sweepproject.commit()
+    res = sweepproject.run("--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    res.fnmatch_lines(["checkpoint 1 of run *", "checkpoint 2 of run *", "checkpoint 3 of run *"])
+    (rec,) = sweepproject.records()
+    commits = chain(sweepproject, rec["commit"])
+    assert commits[-1] == head and len(commits) >= 5  # result, 3 checkpoints, baseline
+    for step, sha in zip((3, 2, 1), commits[1:4], strict=True):
+        lock = json.loads(sweepproject.git("show", f"{sha}:sweeprun.lock"))
+        assert lock["checkpoint"] == step
+        digest = lock["checkpoint_outs"]["state.txt"]
+        cached = sweepproject.path / ".git/sweeprun/cache/objects" / digest[:2] / digest[2:]
+        assert cached.read_text() == f"{step}\n"
+        assert json.loads(sweepproject.git("show", f"{sha}:m.json")) == {"step": step}
+    assert rec["metrics"]["m.json"] == {"step": 3}
+    assert sweepproject.refs("refs/sweeprun/checkpoints/")
+
+
+def test_killed_runner_keeps_checkpoints_and_resumes(sweepproject: SweepProject,
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = tmp_path / "steps.txt"
+    monkeypatch.setenv("STEPS_FILE", str(steps))
+    sweepproject.write("params.yaml", "steps: 5\nlr: 1\n")
+    sweepproject.write("train.py", PYTHON)
+    sweepproject.write("sweeps.yaml", spec(f"{sys.executable} train.py", "model.txt"))
+    sweepproject.commit()
+    assert sweepproject.run().ret == 0
+    (queued,) = sweepproject.records()
+    journal = journal_path(sweepproject.path / ".git", queued["key"])
+    import os
+
+    runner = sweepproject.popen("--run-all", env=dict(os.environ, SLOW_AFTER="2"))
+    deadline = time.monotonic() + 60
+    while len(read_journal(journal)) < 2:
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.02)
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    assert len(read_journal(journal)) == 2
+    assert [r["state"] for r in sweepproject.records()] == ["running"]
+    # the program resumes from checkpoint 2 when the experiment runs again
+    res = sweepproject.run("--run-all")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert res.stdout.count("checkpoint ") >= 3
+    lines = steps.read_text().split("\n")
+    done = [ln.split()[1] for ln in lines if ln]
+    assert done.count("1") == 1 and done.count("2") == 1 and done[-1] == "5"
+    (rec,) = sweepproject.records()
+    assert rec["state"] == "success" and rec["metrics"]["m.json"] == {"step": 5}
+    assert len(read_journal(journal)) == 5
+    # --reset starts from 0
+    steps.unlink()
+    res = sweepproject.run("--run", "--force", "--reset")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert [ln.split()[1] for ln in steps.read_text().split("\n") if ln] == list("12345")
+
+
+def test_resume_from_a_chosen_checkpoint(sweepproject: SweepProject, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = tmp_path / "steps.txt"
+    monkeypatch.setenv("STEPS_FILE", str(steps))
+    sweepproject.write("params.yaml", "steps: 4\nlr: 1\n")
+    sweepproject.write("train.py", PYTHON)
+    sweepproject.write("sweeps.yaml", spec(f"{sys.executable} train.py", "model.txt"))
+    sweepproject.commit()
+    assert sweepproject.run("--run").ret == 0
+    (rec,) = sweepproject.records()
+    second = read_journal(journal_path(sweepproject.path / ".git", rec["key"]))[1][0]
+    steps.unlink()
+    res = sweepproject.run("--run", "--force", "--rev", second[:10])
+    assert res.ret == 0, res.stdout + res.stderr
+    assert [ln.split()[1] for ln in steps.read_text().split("\n") if ln] == ["3", "4"]
+    res = sweepproject.run("--run", "--force", "--rev", "nosuchrev")
+    assert res.ret == 4 and "--rev nosuchrev: no such checkpoint commit" in res.stderr
+
+
+def test_two_parallel_chains(sweepproject: SweepProject, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPS_FILE", str(tmp_path / "steps.txt"))
+    sweepproject.write("params.yaml", "steps: 3\nlr: 1\n")
+    sweepproject.write("train.py", PYTHON)
+    sweepproject.write("sweeps.yaml", spec(f"{sys.executable} train.py", "model.txt")
+                       + "sweeps:\n  g:\n    matrix: {lr: [1, 2]}\n")
+    sweepproject.commit()
+    res = sweepproject.run("--run", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    recs = sweepproject.records()
+    assert len(recs) == 2
+    seen: set[str] = set()
+    for rec in recs:
+        commits = chain(sweepproject, rec["commit"])[1:4]
+        assert not seen & set(commits)
+        seen.update(commits)
+        for sha in commits:
+            lr = int(sweepproject.git("show", f"{sha}:params.yaml").split("lr: ")[1].split()[0])
+            assert lr == rec["params"]["params.yaml"]["lr"]
+
+
+def test_make_checkpoint_outside_sweeprun_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWEEPRUN_CHECKPOINT", raising=False)
+    assert make_checkpoint() is False
