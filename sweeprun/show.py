@@ -40,6 +40,7 @@ def experiment_record(rec: Record) -> dict[str, Any]:
         "finished": m.get("finished"),
         "duration": m.get("duration"),
         "message": m.get("message", ""),
+        "checkpoints": m.get("checkpoints", 0),
         "key": rec.key,
         "ref": rec.ref,
         "commit": rec.commit,
@@ -57,6 +58,31 @@ def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str,
     recs.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2),
                              -(r.meta.get("queued_at") or 0), r.id))
     return [experiment_record(r) for r in recs]
+
+
+def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per checkpoint of each experiment, after the experiment's own row."""
+    from sweeprun.checkpoint import REF_PREFIX
+    from sweeprun.git import run_git
+    from sweeprun.gitstore import parse_message
+
+    out = []
+    for rec in records:
+        out.append(rec)
+        tip = rec["commit"] if rec["state"] not in ("queued", "running") else REF_PREFIX + rec["key"]
+        if not rec.get("checkpoints") and rec["state"] not in ("running", "failed"):
+            continue
+        log = run_git(["log", "--first-parent", "--format=%H%x00%B%x1e", tip,
+                       f"^{rec['baseline']}"], repo.root, check=False)
+        for chunk in log.split("\x1e"):
+            sha, _, body = chunk.strip().partition("\x00")
+            meta = parse_message(body)
+            if not sha or meta is None or meta.get("state") != "checkpoint":
+                continue
+            out.append({**rec, "name": f"{rec['name']}@{meta['step']}", "state": "checkpoint",
+                        "metrics": meta.get("metrics", {}), "commit": sha,
+                        "checkpoints": meta["step"]})
+    return out
 
 
 def flat_columns(records: list[dict[str, Any]], section: str) -> list[str]:
@@ -105,12 +131,16 @@ def render_table(config: Config, records: list[dict[str, Any]]) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("Experiment", no_wrap=True)
     table.add_column("State")
+    ckpts = any(r.get("checkpoints") for r in records)
+    if ckpts:
+        table.add_column("Ckpts", justify="right")
     for c in varying:
         table.add_column(c, justify="right")
     for c in metrics:
         table.add_column(c, justify="right", style="cyan")
     for rec in records:
         table.add_row(rec["name"], rec["state"],
+                      *([str(rec.get("checkpoints") or "-")] if ckpts else []),
                       *[_fmt(cell(rec, "params", c)) for c in varying],
                       *[_fmt(cell(rec, "metrics", c)) for c in metrics])
     console = Console(file=config.stdout, width=None if config.stdout.isatty() else 200)
@@ -121,10 +151,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON record per experiment")
     parser.add_argument("-A", "--all-baselines", action="store_true",
                         help="experiments of every baseline, not only HEAD's")
+    parser.add_argument("--all-checkpoints", action="store_true",
+                        help="one row per checkpoint as well")
 
 
 def _run(config: Config) -> int:
     records = load_records(config.repo, bool(config.getoption("all_baselines")))
+    if config.getoption("all_checkpoints"):
+        records = checkpoint_records(config.repo, records)
     if config.getoption("json"):
         config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
         return 0

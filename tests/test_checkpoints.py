@@ -68,6 +68,11 @@ def test_bash_stage_makes_three_checkpoint_commits(sweepproject: SweepProject) -
         assert json.loads(sweepproject.git("show", f"{sha}:m.json")) == {"step": step}
     assert rec["metrics"]["m.json"] == {"step": 3}
     assert sweepproject.refs("refs/sweeprun/checkpoints/")
+    assert rec["checkpoints"] == 3
+    res = sweepproject.run("show", "--all-checkpoints")
+    assert [ln.split()[:3] for ln in res.outlines[1:]] == [
+        [rec["name"], "success", "3"], [f"{rec['name']}@3", "checkpoint", "3"],
+        [f"{rec['name']}@2", "checkpoint", "2"], [f"{rec['name']}@1", "checkpoint", "1"]]
 
 
 def test_killed_runner_keeps_checkpoints_and_resumes(sweepproject: SweepProject,
