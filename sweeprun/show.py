@@ -69,7 +69,8 @@ def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[d
     out = []
     for rec in records:
         out.append(rec)
-        tip = rec["commit"] if rec["state"] not in ("queued", "running") else REF_PREFIX + rec["key"]
+        running = rec["state"] in ("queued", "running")
+        tip = REF_PREFIX + rec["key"] if running else rec["commit"]
         if not rec.get("checkpoints") and rec["state"] not in ("running", "failed"):
             continue
         log = run_git(["log", "--first-parent", "--format=%H%x00%B%x1e", tip,
