@@ -79,6 +79,9 @@ class Record:
 
     @property
     def name(self) -> str:
+        # A finished experiment's name is its ref's (so `rename` is a ref move).
+        if self.ref.startswith(EXPS):
+            return self.ref.rsplit("/", 1)[-1]
         return str(self.meta["name"])
 
     @property

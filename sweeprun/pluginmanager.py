@@ -28,6 +28,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "show": "sweeprun.show",
     "demo": "sweeprun.demo",
     "run": "sweeprun.runcmd",
+    "results": "sweeprun.results",
+    "diff": "sweeprun.diffcmd",
+    "sync": "sweeprun.sync",
 }
 #: Objects built-ins register at configure time; not worth listing in the header.
 INTERNAL_OBJECTS = ("terminalreporter",)

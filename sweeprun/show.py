@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from sweeprun.exceptions import UsageError
 from sweeprun.gitstore import ExpStore, Record
 from sweeprun.params import flatten
 
@@ -112,61 +113,183 @@ def cell(rec: dict[str, Any], section: str, col: str) -> Any:
     return None
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, precision: int = 6) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        text = f"{value:.{precision}g}"
+        return text if any(c in text for c in ".einf") else text + ".0"
     return str(value)
 
 
-def render_table(config: Config, records: list[dict[str, Any]]) -> None:
-    """Print a rich table: name, state, varying params, metrics."""
+def build_table(records: list[dict[str, Any]], only_changed: bool = False
+                ) -> tuple[list[str], list[str], list[str]]:
+    """(params columns, metrics columns, all value columns) for ``records``."""
+    def varies(section: str, col: str) -> bool:
+        return len({json.dumps(cell(r, section, col), default=str) for r in records}) > 1
+
+    params = [c for c in flat_columns(records, "params") if varies("params", c)]
+    metrics = flat_columns(records, "metrics")
+    if only_changed:
+        metrics = [c for c in metrics if varies("metrics", c)]
+    clash = set(params) & set(metrics)
+    if clash:  # the same key as a param and a metric: qualify the metric with its file
+        qualified: list[str] = []
+        for c in metrics:
+            if c in clash:
+                paths = sorted({p for r in records for p, d in (r.get("metrics") or {}).items()
+                                if c in flatten(d)})
+                qualified.extend(f"{p}:{c}" for p in paths)
+            else:
+                qualified.append(c)
+        metrics = qualified
+    return params, metrics, params + metrics
+
+
+def sort_records(records: list[dict[str, Any]], column: str, params: list[str],
+                 metrics: list[str], descending: bool) -> list[dict[str, Any]]:
+    """Sort by a column; unknown or ambiguous columns are usage errors."""
+    from sweeprun.params import suggest
+
+    path, sep, key = column.rpartition(":")
+    params_files = {p for r in records for p in (r.get("params") or {})}
+    if sep and path in params_files:  # params.yaml:train.lr names a param explicitly
+        return _sorted(records, "params", column if column in params else key, descending)
+    candidates = [("params", c) for c in params if c == column or c.endswith(":" + column)]
+    candidates += [("metrics", c) for c in metrics if c == column or c.endswith(":" + column)]
+    if not candidates:
+        everything = flat_columns(records, "params") + flat_columns(records, "metrics")
+        candidates = [("params" if c in flat_columns(records, "params") else "metrics", c)
+                      for c in everything if c == column or c.endswith(":" + column)]
+    if not candidates:
+        raise UsageError(f"--sort-by {column}: unknown column"
+                         f"{suggest(column, params + metrics)} (columns: "
+                         f"{', '.join(params + metrics) or 'none'})")
+    if len(candidates) > 1:
+        raise UsageError(f"--sort-by {column}: ambiguous, use one of: "
+                         + ", ".join(c for _, c in candidates))
+    section, col = candidates[0]
+    return _sorted(records, section, col, descending)
+
+
+def _sorted(records: list[dict[str, Any]], section: str, col: str, descending: bool
+            ) -> list[dict[str, Any]]:
+    present = [r for r in records if cell(r, section, col) is not None]
+    absent = [r for r in records if cell(r, section, col) is None]
+    present.sort(key=lambda r: (str(type(cell(r, section, col))), cell(r, section, col)),
+                 reverse=descending)
+    return present + absent
+
+
+def render(config: Config, records: list[dict[str, Any]]) -> None:
+    """Print the table in the requested format (rich on a terminal, csv, md)."""
+    import csv
+    import re
+
+    params, metrics, _ = build_table(records, bool(config.getoption("only_changed")))
+    for opt, keep in (("keep", True), ("drop", False)):
+        pattern = config.getoption(opt)
+        if pattern:
+            try:
+                rx = re.compile(pattern)
+            except re.error as exc:
+                raise UsageError(f"--{opt} {pattern!r}: not a regular expression ({exc})"
+                                 ) from None
+            params = [c for c in params if bool(rx.search(c)) == keep]
+            metrics = [c for c in metrics if bool(rx.search(c)) == keep]
+    if config.getoption("sort_by"):
+        records = sort_records(records, config.getoption("sort_by"), params, metrics,
+                               config.getoption("sort_order") == "desc")
+    precision = int(config.getoption("precision") or 6)
+    ckpts = any(r.get("checkpoints") for r in records)
+    header = ["Experiment", "State", *(["Ckpts"] if ckpts else []), *params, *metrics]
+    rows = [[r["name"], r["state"], *([str(r.get("checkpoints") or "-")] if ckpts else []),
+             *[_fmt(cell(r, "params", c), precision) for c in params],
+             *[_fmt(cell(r, "metrics", c), precision) for c in metrics]] for r in records]
+    if config.getoption("csv"):
+        writer = csv.writer(config.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    if config.getoption("md"):
+        config.stdout.write("| " + " | ".join(header) + " |\n")
+        config.stdout.write("|" + "---|" * len(header) + "\n")
+        for row in rows:
+            config.stdout.write("| " + " | ".join(row) + " |\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
-    params = flat_columns(records, "params")
-    varying = [c for c in params
-               if len({json.dumps(cell(r, "params", c), default=str) for r in records}) > 1]
-    metrics = flat_columns(records, "metrics")
     table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("Experiment", no_wrap=True)
-    table.add_column("State")
-    ckpts = any(r.get("checkpoints") for r in records)
-    if ckpts:
-        table.add_column("Ckpts", justify="right")
-    for c in varying:
-        table.add_column(c, justify="right")
-    for c in metrics:
-        table.add_column(c, justify="right", style="cyan")
-    for rec in records:
-        table.add_row(rec["name"], rec["state"],
-                      *([str(rec.get("checkpoints") or "-")] if ckpts else []),
-                      *[_fmt(cell(rec, "params", c)) for c in varying],
-                      *[_fmt(cell(rec, "metrics", c)) for c in metrics])
+    for i, name in enumerate(header):
+        style = "cyan" if i >= len(header) - len(metrics) and metrics else None
+        table.add_column(name, no_wrap=i == 0, justify="left" if i < 2 else "right",
+                         style=style, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*row)
     console = Console(file=config.stdout, width=None if config.stdout.isatty() else 200)
     console.print(table)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON record per experiment")
+    parser.add_argument("--csv", action="store_true", help="comma-separated values")
+    parser.add_argument("--md", action="store_true", help="a Markdown table")
     parser.add_argument("-A", "--all-baselines", action="store_true",
                         help="experiments of every baseline, not only HEAD's")
+    parser.add_argument("--rev", help="experiments of this baseline instead of HEAD")
+    parser.add_argument("-n", "--num", type=int, default=1, metavar="NUM",
+                        help="experiments of the last NUM commits of HEAD's history")
     parser.add_argument("--all-checkpoints", action="store_true",
                         help="one row per checkpoint as well")
+    parser.add_argument("--sort-by", metavar="COLUMN", help="sort by a param or metric")
+    parser.add_argument("--sort-order", choices=("asc", "desc"), default="asc")
+    parser.add_argument("--only-changed", action="store_true",
+                        help="hide columns whose value is the same everywhere")
+    parser.add_argument("--keep", metavar="REGEX", help="only columns matching REGEX")
+    parser.add_argument("--drop", metavar="REGEX", help="hide columns matching REGEX")
+    parser.add_argument("--hide-queued", action="store_true", help="hide queued experiments")
+    parser.add_argument("--hide-failed", action="store_true", help="hide failed experiments")
+    parser.add_argument("--precision", type=int, default=6, metavar="N",
+                        help="significant digits of numbers (default 6)")
+
+
+def select_baselines(config: Config) -> set[str] | None:
+    """Baselines to show (``None``: all)."""
+    from sweeprun.git import run_git
+
+    if config.getoption("all_baselines"):
+        return None
+    rev = config.getoption("rev") or "HEAD"
+    num = max(1, int(config.getoption("num") or 1))
+    out = run_git(["rev-list", f"--max-count={num}", "--first-parent", rev, "--"],
+                  config.repo.root, check=False).split()
+    if not out:
+        raise UsageError(f"--rev {rev}: no such commit")
+    return set(out)
 
 
 def _run(config: Config) -> int:
-    records = load_records(config.repo, bool(config.getoption("all_baselines")))
+    baselines = select_baselines(config)
+    records = load_records(config.repo, all_baselines=True)
+    if baselines is not None:
+        records = [r for r in records if r["baseline"] in baselines]
+    hide = {s for s, opt in (("queued", "hide_queued"), ("failed", "hide_failed"))
+            if config.getoption(opt)}
+    records = [r for r in records if r["state"] not in hide]
     if config.getoption("all_checkpoints"):
         records = checkpoint_records(config.repo, records)
     if config.getoption("json"):
+        if config.getoption("sort_by"):
+            params, metrics, _ = build_table(records)
+            records = sort_records(records, config.getoption("sort_by"), params, metrics,
+                                   config.getoption("sort_order") == "desc")
         config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
         return 0
     if not records:
         config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")
         return 0
-    render_table(config, records)
+    render(config, records)
     return 0
 
 
