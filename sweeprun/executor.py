@@ -207,12 +207,29 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def add_all(ws: Path, job: Job) -> None:
+    """``git add -A`` in the workspace, with the cached outs treated as ignored.
+
+    Outs go to the cache, never into git. Naming them as ``:(exclude)`` pathspecs makes
+    git fail when the user's .gitignore lists them too, so they go into an excludes file
+    of this worktree instead (the user's own .gitignore files still apply).
+    """
+    outs = [o.path for s in job.stages for o in s.outs if o.cache]
+    args = ["add", "-A", "--", "."]
+    if outs:
+        excludes = workspace.worktree_git_dir(ws) / "sweeprun-excludes"
+        text = "".join(f"/{p}\n" for p in outs)
+        if not excludes.is_file() or excludes.read_text() != text:
+            excludes.write_text(text)
+        args = ["-c", f"core.excludesFile={excludes}", *args]
+    run_git(args, ws)
+
+
 def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") -> str:
     """Record the workspace as a commit (parent: the baseline, or the last checkpoint)."""
     from sweeprun.gitstore import format_message
 
-    excludes = [f":(exclude){o.path}" for s in job.stages for o in s.outs if o.cache]
-    run_git(["add", "-A", "--", ".", *excludes], ws)
+    add_all(ws, job)
     subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
     message = format_message(subject, meta)
     if job.fast_objects and job.author and job.committer:
@@ -306,8 +323,7 @@ def _run_with_checkpoints(job: Job, ws: Path, cache: Cache, params_files: list[s
 
 def _commit_tree(ws: Path, job: Job, message: str, parent: str) -> str:
     """Commit the workspace as it is (cached outs excluded) with ``parent``."""
-    excludes = [f":(exclude){o.path}" for s in job.stages for o in s.outs if o.cache]
-    run_git(["add", "-A", "--", ".", *excludes], ws)
+    add_all(ws, job)
     tree = run_git(["write-tree"], ws).strip()
     return run_git(["commit-tree", tree, "-p", parent], ws, input=message,
                    env=dict(job.env)).strip()

@@ -155,12 +155,20 @@ def sort_records(records: list[dict[str, Any]], column: str, params: list[str],
     params_files = {p for r in records for p in (r.get("params") or {})}
     if sep and path in params_files:  # params.yaml:train.lr names a param explicitly
         return _sorted(records, "params", column if column in params else key, descending)
-    candidates = [("params", c) for c in params if c == column or c.endswith(":" + column)]
-    candidates += [("metrics", c) for c in metrics if c == column or c.endswith(":" + column)]
-    if not candidates:
-        everything = flat_columns(records, "params") + flat_columns(records, "metrics")
-        candidates = [("params" if c in flat_columns(records, "params") else "metrics", c)
-                      for c in everything if c == column or c.endswith(":" + column)]
+    metrics_files = {p for r in records for p in (r.get("metrics") or {})}
+    if sep and path in metrics_files:  # so does metrics.json:acc a metric
+        return _sorted(records, "metrics", column, descending)
+    # Every column counts, shown or not: a name that is both a param and a metric is
+    # ambiguous even where one of them is constant.
+    all_params = flat_columns(records, "params")
+    all_metrics = [c for c in metrics if ":" in c] + flat_columns(records, "metrics")
+    candidates = [("params", c) for c in all_params if c == column or c.endswith(":" + column)]
+    candidates += [("metrics", c) for c in dict.fromkeys(all_metrics)
+                   if c == column or c.endswith(":" + column)]
+    candidates = list(dict.fromkeys(candidates))
+    if any(c == column for _, c in candidates) and len(
+            {s for s, _ in candidates}) == 1:
+        candidates = [(s, c) for s, c in candidates if c == column]
     if not candidates:
         raise UsageError(f"--sort-by {column}: unknown column"
                          f"{suggest(column, params + metrics)} (columns: "

@@ -40,8 +40,10 @@ for step in range(start + 1, p["steps"] + 1):
 
 
 def spec(cmd: str, out: str) -> str:
-    return (f"params: params.yaml\nstages:\n  train:\n    cmd: {cmd}\n    outs:\n"
-            f"      - {out}: {{checkpoint: true}}\n    metrics: [m.json]\n")
+    return (
+        f"params: params.yaml\nstages:\n  train:\n    cmd: {cmd}\n    outs:\n"
+        f"      - {out}: {{checkpoint: true}}\n    metrics: [m.json]\n"
+    )
 
 
 def chain(sp: SweepProject, ref: str) -> list[str]:
@@ -71,13 +73,16 @@ def test_bash_stage_makes_three_checkpoint_commits(sweepproject: SweepProject) -
     assert rec["checkpoints"] == 3
     res = sweepproject.run("show", "--all-checkpoints")
     assert [ln.split()[:3] for ln in res.outlines[1:]] == [
-        [rec["name"], "success", "3"], [f"{rec['name']}@3", "checkpoint", "3"],
-        [f"{rec['name']}@2", "checkpoint", "2"], [f"{rec['name']}@1", "checkpoint", "1"]]
+        [rec["name"], "success", "3"],
+        [f"{rec['name']}@3", "checkpoint", "3"],
+        [f"{rec['name']}@2", "checkpoint", "2"],
+        [f"{rec['name']}@1", "checkpoint", "1"],
+    ]
 
 
-def test_killed_runner_keeps_checkpoints_and_resumes(sweepproject: SweepProject,
-                                                     tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_runner_keeps_checkpoints_and_resumes(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     steps = tmp_path / "steps.txt"
     monkeypatch.setenv("STEPS_FILE", str(steps))
     sweepproject.write("params.yaml", "steps: 5\nlr: 1\n")
@@ -115,8 +120,9 @@ def test_killed_runner_keeps_checkpoints_and_resumes(sweepproject: SweepProject,
     assert [ln.split()[1] for ln in steps.read_text().split("\n") if ln] == list("12345")
 
 
-def test_resume_from_a_chosen_checkpoint(sweepproject: SweepProject, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_from_a_chosen_checkpoint(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     steps = tmp_path / "steps.txt"
     monkeypatch.setenv("STEPS_FILE", str(steps))
     sweepproject.write("params.yaml", "steps: 4\nlr: 1\n")
@@ -134,13 +140,17 @@ def test_resume_from_a_chosen_checkpoint(sweepproject: SweepProject, tmp_path: P
     assert res.ret == 4 and "--rev nosuchrev: no such checkpoint commit" in res.stderr
 
 
-def test_two_parallel_chains(sweepproject: SweepProject, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_parallel_chains(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STEPS_FILE", str(tmp_path / "steps.txt"))
     sweepproject.write("params.yaml", "steps: 3\nlr: 1\n")
     sweepproject.write("train.py", PYTHON)
-    sweepproject.write("sweeps.yaml", spec(f"{sys.executable} train.py", "model.txt")
-                       + "sweeps:\n  g:\n    matrix: {lr: [1, 2]}\n")
+    sweepproject.write(
+        "sweeps.yaml",
+        spec(f"{sys.executable} train.py", "model.txt")
+        + "sweeps:\n  g:\n    matrix: {lr: [1, 2]}\n",
+    )
     sweepproject.commit()
     res = sweepproject.run("--run", "-j", "2")
     assert res.ret == 0, res.stdout + res.stderr

@@ -72,8 +72,9 @@ def project(sp: SweepProject) -> None:
     sp.commit()
 
 
-def test_shared_stage_runs_once_and_outs_stay_out_of_git(sweepproject: SweepProject,
-                                                         counter: Path) -> None:
+def test_shared_stage_runs_once_and_outs_stay_out_of_git(
+    sweepproject: SweepProject, counter: Path
+) -> None:
     project(sweepproject)
     res = sweepproject.run("--run", "-j", "2")
     assert res.ret == 0, res.stdout + res.stderr
@@ -96,8 +97,12 @@ def test_changes_rerun_only_what_they_affect(sweepproject: SweepProject, counter
     assert sweepproject.run("--run", "-j", "2", "-k", "lr=1 or lr=2").ret == 0
     assert counts(counter) == {"prepare": 1, "train": 2}
     # a train param: train reruns, prepare restored
-    assert sweepproject.run("--run", "-k", "lr=1", "-S", "prepare.scale=2",
-                            "-n", "again", "--force").ret == 0
+    assert (
+        sweepproject.run(
+            "--run", "-k", "lr=1", "-S", "prepare.scale=2", "-n", "again", "--force"
+        ).ret
+        == 0
+    )
     assert counts(counter) == {"prepare": 0, "train": 0}  # identical: both from the run-cache
     assert sweepproject.run("-S", "train.lr=5", "--run").ret == 0
     assert counts(counter) == {"prepare": 0, "train": 1}
@@ -144,8 +149,10 @@ def test_run_in_workspace_then_fresh_clone_restores_from_cache(
 def test_dry_run_and_targets(sweepproject: SweepProject, counter: Path) -> None:
     project(sweepproject)
     res = sweepproject.run("run", "--dry")
-    assert res.outlines == ["prepare: would run (never ran here)",
-                            "train: would run ('prepared.csv' will change upstream)"]
+    assert res.outlines == [
+        "prepare: would run (never ran here)",
+        "train: would run ('prepared.csv' will change upstream)",
+    ]
     assert sweepproject.run("run", "prepare").ret == 0
     assert counts(counter) == {"prepare": 1, "train": 0}
     sweepproject.write("train.py", TRAIN + "# edit\n")
@@ -174,14 +181,22 @@ def test_run_temp_leaves_workspace_alone(sweepproject: SweepProject, counter: Pa
 @pytest.mark.parametrize(
     ("stages", "error"),
     [
-        ("a: {cmd: x, deps: [b.txt], outs: [a.txt]}\n  b: {cmd: y, deps: [a.txt], outs: [b.txt]}",
-         "sweeps.yaml:3:3: the pipeline has a cycle: a -> b -> a"),
-        ("a: {cmd: x, outs: [o.txt]}\n  b: {cmd: y, outs: [o.txt]}",
-         "sweeps.yaml:4:3: stages 'a' and 'b' both write 'o.txt'"),
-        ("a: {cmd: x, outs: [out]}\n  b: {cmd: y, outs: [out/inner.txt]}",
-         "sweeps.yaml:4:3: out 'out/inner.txt' of stage 'b' overlaps out 'out' of stage 'a'"),
-        ("a: {cmd: x, deps: [exists.txt, nowhere.csv]}",
-         "sweeps.yaml:3:34: stage 'a': dep 'nowhere.csv' does not exist and no stage produces it"),
+        (
+            "a: {cmd: x, deps: [b.txt], outs: [a.txt]}\n  b: {cmd: y, deps: [a.txt], outs: [b.txt]}",
+            "sweeps.yaml:3:3: the pipeline has a cycle: a -> b -> a",
+        ),
+        (
+            "a: {cmd: x, outs: [o.txt]}\n  b: {cmd: y, outs: [o.txt]}",
+            "sweeps.yaml:4:3: stages 'a' and 'b' both write 'o.txt'",
+        ),
+        (
+            "a: {cmd: x, outs: [out]}\n  b: {cmd: y, outs: [out/inner.txt]}",
+            "sweeps.yaml:4:3: out 'out/inner.txt' of stage 'b' overlaps out 'out' of stage 'a'",
+        ),
+        (
+            "a: {cmd: x, deps: [exists.txt, nowhere.csv]}",
+            "sweeps.yaml:3:34: stage 'a': dep 'nowhere.csv' does not exist and no stage produces it",
+        ),
     ],
 )
 def test_pipeline_errors_are_located(sweepproject: SweepProject, stages: str, error: str) -> None:
@@ -227,5 +242,7 @@ def test_cache_save_checkout_and_readonly(tmp_path: Path) -> None:
     assert obj.stat().st_mode & 0o222 == 0
     same = (tmp_path / "copy").stat().st_ino == obj.stat().st_ino
     assert same or (tmp_path / "copy").read_text() == "3"  # hardlink, or reflink/copy
-    assert json.loads(cache.path_of(dig).read_text()) == {"g": cache.save(tmp_path / "d" / "g"),
-                                                         "sub/f": hash_path(tmp_path / "d/sub/f")}
+    assert json.loads(cache.path_of(dig).read_text()) == {
+        "g": cache.save(tmp_path / "d" / "g"),
+        "sub/f": hash_path(tmp_path / "d/sub/f"),
+    }
