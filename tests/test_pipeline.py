@@ -182,7 +182,8 @@ def test_run_temp_leaves_workspace_alone(sweepproject: SweepProject, counter: Pa
     ("stages", "error"),
     [
         (
-            "a: {cmd: x, deps: [b.txt], outs: [a.txt]}\n  b: {cmd: y, deps: [a.txt], outs: [b.txt]}",
+            "a: {cmd: x, deps: [b.txt], outs: [a.txt]}\n"
+            "  b: {cmd: y, deps: [a.txt], outs: [b.txt]}",
             "sweeps.yaml:3:3: the pipeline has a cycle: a -> b -> a",
         ),
         (
@@ -195,7 +196,8 @@ def test_run_temp_leaves_workspace_alone(sweepproject: SweepProject, counter: Pa
         ),
         (
             "a: {cmd: x, deps: [exists.txt, nowhere.csv]}",
-            "sweeps.yaml:3:34: stage 'a': dep 'nowhere.csv' does not exist and no stage produces it",
+            "sweeps.yaml:3:34: stage 'a': dep 'nowhere.csv' does not exist and no stage "
+            "produces it",
         ),
     ],
 )
