@@ -210,8 +210,12 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
                                config.getoption("sort_order") == "desc")
     precision = int(config.getoption("precision") or 6)
     ckpts = any(r.get("checkpoints") for r in records)
-    header = ["Experiment", "State", *(["Ckpts"] if ckpts else []), *params, *metrics]
-    rows = [[r["name"], r["state"], *([str(r.get("checkpoints") or "-")] if ckpts else []),
+    # Several baselines (-A, -n, --rev): say which one each row belongs to.
+    many = len({r["baseline"] for r in records if r["baseline"]}) > 1
+    header = ["Experiment", "State", *(["Baseline"] if many else []),
+              *(["Ckpts"] if ckpts else []), *params, *metrics]
+    rows = [[r["name"], r["state"], *([r["baseline"][:7]] if many else []),
+             *([str(r.get("checkpoints") or "-")] if ckpts else []),
              *[_fmt(cell(r, "params", c), precision) for c in params],
              *[_fmt(cell(r, "metrics", c), precision) for c in metrics]] for r in records]
     if config.getoption("csv"):
@@ -297,8 +301,22 @@ def _run(config: Config) -> int:
     if not records:
         config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")
         return 0
+    if not config.getoption("sort_by"):
+        records = [_workspace_row(config), *records]
     render(config, records)
     return 0
+
+
+def _workspace_row(config: Config) -> dict[str, Any]:
+    """The workspace as a row: its params and metrics files as they are now."""
+    from sweeprun.diffcmd import _workspace
+
+    try:
+        _, params, metrics = _workspace(config)
+    except Exception:  # an unreadable spec must not break show
+        params, metrics = {}, {}
+    return {"name": "workspace", "state": "-", "params": params, "metrics": metrics,
+            "baseline": "", "checkpoints": 0}
 
 
 @hookimpl

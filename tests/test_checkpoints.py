@@ -72,7 +72,7 @@ def test_bash_stage_makes_three_checkpoint_commits(sweepproject: SweepProject) -
     assert sweepproject.refs("refs/sweeprun/checkpoints/")
     assert rec["checkpoints"] == 3
     res = sweepproject.run("show", "--all-checkpoints")
-    assert [ln.split()[:3] for ln in res.outlines[1:]] == [
+    assert [ln.split()[:3] for ln in res.outlines[2:]] == [
         [rec["name"], "success", "3"],
         [f"{rec['name']}@3", "checkpoint", "3"],
         [f"{rec['name']}@2", "checkpoint", "2"],

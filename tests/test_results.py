@@ -58,6 +58,7 @@ def test_show_sort_filters_and_formats(project: SweepProject) -> None:
         "lr0.1",
     ]  # the failed run wrote metrics too
     assert project.run("show", "--hide-failed", "--md").outlines[2:] == [
+        "| workspace | - | 0.1 | - | - |",
         "| lr0.1 | success | 0.1 | 1.0 | 0.9 |",
         "| lr0.2 | success | 0.2 | 2.0 | 0.8 |",
     ]
@@ -98,6 +99,11 @@ def test_remove_sets_and_all_or_nothing(project: SweepProject) -> None:
 
 
 def test_apply_keeps_work_twice_follows_second_and_undo(project: SweepProject) -> None:
+    project.write("scratch.txt", "x\n")
+    assert project.run("apply", "lr0.2").ret == 0
+    assert project.run("apply", "--undo").ret == 0
+    assert project.read("params.yaml") == "lr: 0.1  # rate\nseed: 0\n"
+    assert project.read("scratch.txt") == "x\n"
     project.write("notes.txt", "my uncommitted work\n")
     project.write("params.yaml", "lr: 0.9  # edited\nseed: 0\n")
     res = project.run("apply", "lr0.2")
