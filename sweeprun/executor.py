@@ -36,6 +36,7 @@ _SHELL_SYNTAX = re.compile(
     r"|^\s*(?:cd|export|source|\.|exec|if|for|while|case|set|ulimit|umask|alias|eval)\b"
 )
 LOG_TAIL_LINES = 40
+RETRY_BACKOFF = 0.2
 LOG_TAIL_BYTES = 8192
 
 
@@ -55,6 +56,9 @@ class Job:
     env: tuple[tuple[str, str], ...] = ()
     log_path: str = ""
     timeout: float | None = None
+    retries: int = 0
+    #: ``--slots``/``--gpus`` values; each concurrent job gets one as CUDA_VISIBLE_DEVICES.
+    slots: tuple[str, ...] = ()
     #: ``Name <email>`` of result commits; empty → let git decide (slow path).
     author: str = ""
     committer: str = ""
@@ -176,7 +180,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
-                 timeout: float | None, pid_holder: dict[str, int] | None = None) -> int:
+                 timeout: float | None, pid_holder: dict[str, Any] | None = None) -> int:
+    """Run one command in its own process group; 124 when ``timeout`` ran out.
+
+    ``pid_holder`` receives ``pid`` (and ``timeout`` when it ran out); when it holds a
+    ``pidfile`` path, the process group id is written there while the command runs, so
+    ``sweeprun queue kill`` in another process can signal it.
+    """
     argv = command_argv(cmd)
     try:
         # A session of its own: the whole process tree can be signalled as one group.
@@ -188,18 +198,29 @@ def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
         # What the shell would have said and returned.
         log.write(f"sweeprun: {cmd}: {exc.strerror}\n".encode())
         return 127 if isinstance(exc, FileNotFoundError) else 126
+    pidfile: Path | None = None
     if pid_holder is not None:
         pid_holder["pid"] = proc.pid
+        pidfile = pid_holder.get("pidfile")
+        if pidfile is not None:
+            pidfile.parent.mkdir(parents=True, exist_ok=True)
+            pidfile.write_text(str(proc.pid))
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
+        _kill_group(proc.pid)  # the whole tree: children of the command too
         proc.wait()
-        return -signal.SIGKILL
+        if pid_holder is not None:
+            pid_holder["timeout"] = 1
+        log.write(f"sweeprun: timed out after {timeout:g} s; process group killed\n".encode())
+        return 124
     except BaseException:
         _kill_group(proc.pid)
         proc.wait()
         raise
+    finally:
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
 
 
 def _kill_group(pid: int) -> None:
@@ -260,7 +281,7 @@ def execute_pipeline(job: Job, ws: Path, env: dict[str, str], log: Any
         return [pipeline.StageOutcome(job.stages[0].name, "failed", 1,
                                       f"dep {missing[0]!r} exists nowhere")]
 
-    pid: dict[str, int] = {}
+    pid: dict[str, Any] = {"pidfile": Path(job.common_dir) / "sweeprun" / "pids" / job.key}
 
     def run(cmd: str, cwd: Path, env: dict[str, str], log: Any) -> int:
         return _run_command(cmd, cwd, env, log, job.timeout, pid)
@@ -275,12 +296,15 @@ def execute_pipeline(job: Job, ws: Path, env: dict[str, str], log: Any
                                          ckpt_outs)
     if any(o.status != "failed" for o in outcomes):
         pipeline.write_lock(ws, outcomes)
+    if pid.get("timeout") and outcomes and outcomes[-1].status == "failed":
+        outcomes[-1].message = f"timeout: stage {outcomes[-1].name!r} ran longer than " \
+                               f"{job.timeout:g} s"
     return outcomes
 
 
 def _run_with_checkpoints(job: Job, ws: Path, cache: Cache, params_files: list[str],
                           env: dict[str, str], log: Any, run: pipeline.RunCommand,
-                          pid: dict[str, int], ckpt_outs: list[str]
+                          pid: dict[str, Any], ckpt_outs: list[str]
                           ) -> list[pipeline.StageOutcome]:
     """Run the stages with a checkpoint watcher, resuming from the last checkpoint."""
     from sweeprun import checkpoint
@@ -338,10 +362,24 @@ def run_job(job: Job) -> JobReport:
     started = time.time()
     log_path = Path(job.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, job.retries + 2):
+        report = _attempt(job, started, log_path, attempt)
+        if report.passed or report.outcome == "error" or attempt > job.retries:
+            return report
+        # Keep this attempt's log beside the next one's, then back off briefly.
+        os.replace(log_path, log_path.with_name(f"{job.key}.attempt{attempt}.log"))
+        time.sleep(min(RETRY_BACKOFF * 2 ** (attempt - 1), 5.0))
+    raise AssertionError("unreachable")
+
+
+def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobReport:
     try:
         with workspace.acquire(job.common_dir, job.repo_root, job.commit, job.base_tree,
                                dict(job.files)) as ws:
             env = job_env(job, ws)
+            if job.slots:
+                # One device per concurrent job: the pooled workspace's slot number.
+                env["CUDA_VISIBLE_DEVICES"] = job.slots[int(ws.name[1:]) % len(job.slots)]
             rc = 0
             message = ""
             with open(log_path, "wb") as log:
@@ -363,8 +401,11 @@ def run_job(job: Job) -> JobReport:
             tail = log_tail(log_path)
             meta = dict(job.meta)
             meta.pop("files", None)  # already in the tree; keep records small
+            state = "success" if outcome == "passed" else (
+                "timeout" if message.startswith("timeout:") else "failed")
             meta.update({
-                "state": "success" if outcome == "passed" else "failed",
+                "state": state,
+                "attempts": attempt,
                 "returncode": rc,
                 "started": started,
                 "finished": finished,

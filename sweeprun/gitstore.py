@@ -187,6 +187,7 @@ class ExpStore:
         items: Sequence[Experiment],
         *,
         force: bool = False,
+        force_items: set[int] | None = None,
     ) -> QueueOutcome:
         """Queue ``items`` atomically: all refs are created in one transaction or none.
 
@@ -212,7 +213,7 @@ class ExpStore:
                 outcome.skipped.append((item, batch[key]))  # the same point twice
                 continue
             old = by_key.get(key)
-            if old is not None and not force:
+            if old is not None and not (force or id(item) in (force_items or ())):
                 outcome.skipped.append((item, old))
                 continue
             if old is not None and old.state == "queued":
@@ -376,7 +377,8 @@ def content_key(
 @hookimpl(trylast=True)
 def sweeprun_queue(session: Session, items: list[Experiment]) -> list[Record]:
     """Queue the collected experiments in git and report what happened."""
-    outcome = session.store.enqueue(items, force=bool(session.config.getoption("force")))
+    outcome = session.store.enqueue(items, force=bool(session.config.getoption("force")),
+                                    force_items=session.force_keys)
     session.skipped_duplicates = outcome.skipped
     return outcome.queued
 

@@ -31,6 +31,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "results": "sweeprun.results",
     "diff": "sweeprun.diffcmd",
     "sync": "sweeprun.sync",
+    "queue": "sweeprun.queuecmd",
+    "junit": "sweeprun.junit",
 }
 #: Objects built-ins register at configure time; not worth listing in the header.
 INTERNAL_OBJECTS = ("terminalreporter",)

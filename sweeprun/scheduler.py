@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +90,8 @@ def make_job(session: Session, record: Record, env: dict[str, str],
         env=tuple(sorted(extra.items())),
         log_path=str(repo.state_dir / "logs" / f"{record.key}.log"),
         timeout=session.config.getoption("timeout"),
+        retries=int(session.config.getoption("retries") or 0),
+        slots=tuple(s for s in (session.config.getoption("slots") or "").split(",") if s),
         author=identity[0],
         committer=identity[1],
         fast_objects=identity[2],
@@ -106,6 +110,14 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
                    help="joblib backend (threads: default; dask: a Dask cluster)")
     g.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    f = parser.add_argument_group("failure policy and resources")
+    f.add_argument("--timeout", type=float, metavar="S",
+                   help="kill an experiment's whole process tree after S seconds (outcome: "
+                        "timeout)")
+    f.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="run failed or timed-out experiments up to N more times")
+    f.add_argument("--slots", "--gpus", dest="slots", metavar="LIST",
+                   help="e.g. 0,1: each parallel job gets one as CUDA_VISIBLE_DEVICES")
     c = parser.add_argument_group("checkpoints")
     c.add_argument("--reset", action="store_true",
                    help="discard the experiments' checkpoints and start over")
@@ -230,21 +242,70 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     publisher = CheckpointPublisher(session)
     publisher.publish_all()
     try:
-        with joblib.parallel_config(backend=backend, n_jobs=n_jobs), publisher:
-            parallel = joblib.Parallel(return_as="generator_unordered", pre_dispatch="n_jobs",
-                                       batch_size=1)
-            failures = 0
-            for report in parallel(jobs()):
-                if report.key in session.running:
-                    publisher.publish(report.key, session.running[report.key])
-                session.hook.sweeprun_store_result(session=session, report=report)
-                session.reports.append(report)
-                session.hook.sweeprun_report(session=session, report=report)
-                if not report.passed:
-                    failures += 1
-                    if maxfail and failures >= maxfail and not session.shouldstop:
-                        session.shouldstop = f"stopping after {failures} failures"
+        _drain(session, records, jobs, backend, n_jobs, publisher, maxfail)
+    except KeyboardInterrupt:
+        # Graceful: jobs get SIGINT (checkpoints are kept), the session puts unfinished
+        # entries back in the queue and exits 2; a second Ctrl+C kills them.
+        session.shouldstop = "interrupted"
+        stop_jobs(session, signal.SIGINT, wait=10.0)
+        raise
     finally:
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
     return True
+
+
+def pid_of(session: Session, key: str) -> int | None:
+    """The process group of a running job (written by the worker), if any."""
+    try:
+        return int((session.store.repo.state_dir / "pids" / key).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_jobs(session: Session, sig: int, wait: float) -> None:
+    """Signal every running job's process group; wait for them, SIGKILL on a 2nd Ctrl+C."""
+    pids = [p for p in (pid_of(session, k) for k in list(session.running)) if p]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline and any(_group_alive(p) for p in pids):
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _drain(session: Session, records: list[Record], jobs: Any, backend: str, n_jobs: int,
+           publisher: CheckpointPublisher, maxfail: int) -> None:
+    """Feed jobs to joblib and publish each result as it arrives (this thread only)."""
+    import joblib
+
+    with joblib.parallel_config(backend=backend, n_jobs=n_jobs), publisher:
+        parallel = joblib.Parallel(return_as="generator_unordered", pre_dispatch="n_jobs",
+                                   batch_size=1)
+        failures = 0
+        for report in parallel(jobs()):
+            if report.key in session.running:
+                publisher.publish(report.key, session.running[report.key])
+            session.hook.sweeprun_store_result(session=session, report=report)
+            session.reports.append(report)
+            session.hook.sweeprun_report(session=session, report=report)
+            if not report.passed:
+                failures += 1
+                if maxfail and failures >= maxfail and not session.shouldstop:
+                    session.shouldstop = f"stopping after {failures} failures"

@@ -124,6 +124,8 @@ class Session:
         self.running: dict[str, Record] = {}
         self.reports: list[JobReport] = []
         self.shouldstop: str | None = None
+        #: ids of collected experiments to queue again even if they ran (--lf/--ff)
+        self.force_keys: set[int] = set()
         self.started = time.time()
         self.exitstatus = EXIT_OK
         self._store: ExpStore | None = None
@@ -382,6 +384,10 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
                    help="drop an experiment or sweep (SPEC::ID, SPEC::SWEEP or an id)")
     g.add_argument("--schema", action="store_true",
                    help="print the JSON Schema of sweeps.yaml and exit")
+    g.add_argument("--lf", "--last-failed", dest="lf", action="store_true",
+                   help="only the experiments that failed last time (at this baseline)")
+    g.add_argument("--ff", "--failed-first", dest="ff", action="store_true",
+                   help="the experiments that failed last time first, then the rest")
     g.add_argument("--force", action="store_true",
                    help="queue again experiments already queued or finished")
     r = parser.add_argument_group("running")
@@ -428,12 +434,32 @@ def sweeprun_collection_modifyitems(session: Session, config: Config,
 
         items[:] = [i for i in items if not dropped(i)]
     expr = config.getoption("keyword")
-    if not expr:
-        return
-    from sweeprun.keyword import compile_keyword
+    if expr:
+        from sweeprun.keyword import compile_keyword
 
-    match = compile_keyword(expr)
-    items[:] = [i for i in items if match(i)]
+        match = compile_keyword(expr)
+        items[:] = [i for i in items if match(i)]
+    if config.getoption("lf") or config.getoption("ff"):
+        _last_failed(session, config, items)
+
+
+def _last_failed(session: Session, config: Config, items: list[Experiment]) -> None:
+    """``--lf``: only what failed last at this baseline; ``--ff``: that first, then the rest.
+
+    Failed experiments are queued again (as with ``--force``): their earlier result is
+    replaced by the new run's.
+    """
+    head = session.store.head()
+    failed = {(r.meta.get("spec"), r.id) for r in session.store.records("refs/sweeprun/exps")
+              if r.baseline == head and r.state in ("failed", "timeout")}
+    hit = [i for i in items if (i.spec.path, i.id) in failed]
+    session.force_keys = {id(i) for i in hit}
+    if config.getoption("lf"):
+        if hit:
+            items[:] = hit
+        # nothing failed last time: run everything selected, as pytest does
+    else:
+        items[:] = hit + [i for i in items if id(i) not in session.force_keys]
 
 
 @hookimpl(trylast=True)
