@@ -78,8 +78,11 @@ def parse_value(text: str) -> Any:
     low = s.lower()
     if _INT.match(s):
         return int(s.replace("_", ""))
-    if _FLOAT.match(s):
-        return float(s.replace("_", ""))
+    if (_FLOAT.match(s) and any(c.isdigit() for c in s)) or low.lstrip("+-") in ("inf", "nan"):
+        try:
+            return float(s.replace("_", ""))
+        except ValueError:
+            pass  # e.g. "1_.": not a number after all
     if low == "true":
         return True
     if low == "false":

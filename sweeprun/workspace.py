@@ -176,5 +176,6 @@ def _checkout(ws: Path, repo_root: str, commit: str) -> None:
             pass  # a damaged slot: rebuild it below
     if ws.exists():
         shutil.rmtree(ws, ignore_errors=True)
-    run_git(["worktree", "prune"], repo_root, check=False)
+    # No `git worktree prune` here: run concurrently it can drop the admin entry of a
+    # worktree another runner is creating. `-f` takes over a stale registration; gc prunes.
     run_git(["worktree", "add", "-q", "-f", "--detach", str(ws), commit], repo_root)
