@@ -38,6 +38,7 @@ class TerminalReporter:
         self._done = 0
         self._line_len = 0
         self._started = time.time()
+        self._live: Any = None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -139,7 +140,17 @@ class TerminalReporter:
             self.line(f"running {self._total} experiment{'s' if self._total != 1 else ''}"
                       f" with -j {self.config.getoption('jobs') or 1}")
             self.line()
-        result = yield
+        from sweeprun import live
+
+        if self.verbosity >= 0 and live.wanted(self.out):
+            self._live = live.LiveProgress(session, self.out, self._total)
+            try:
+                with self._live:
+                    result = yield
+            finally:
+                self._live = None
+        else:
+            result = yield
         if self._line_len:
             self._end_progress_line()
         return result
@@ -153,6 +164,10 @@ class TerminalReporter:
     @hookimpl(trylast=True)
     def sweeprun_report(self, session: Session, report: JobReport) -> None:
         self._done += 1
+        if self._live is not None:
+            word = OUTCOME_WORD[report.outcome]
+            self._live.print(f"{word:7s} {report.exp_id} ({report.name}, {report.duration:.1f}s)")
+            return
         if self.verbosity > 0:
             pct = 100 * self._done // max(1, self._total)
             self.line(f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "
@@ -166,7 +181,9 @@ class TerminalReporter:
     @hookimpl(trylast=True)
     def sweeprun_checkpoint(self, session: Session, record: Record, commit: str,
                             step: int) -> None:
-        if self.verbosity >= 0:
+        if self._live is not None:
+            self._live.print(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
+        elif self.verbosity >= 0:
             self.line(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
 
     @hookimpl(trylast=True)
