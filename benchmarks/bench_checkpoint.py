@@ -19,9 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
-       "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "bench@example.com", "SWEEPRUN_ADDOPTS": ""}
+ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "SWEEPRUN_ADDOPTS": "",
+}
 PROGRAM = """
 import json, os, time
 from sweeprun.api import make_checkpoint
@@ -47,12 +52,19 @@ def main() -> None:
         (repo / "params.yaml").write_text("x: 1\n")
         (repo / "sweeps.yaml").write_text(
             f"params: params.yaml\nstages:\n  train:\n    cmd: {sys.executable} train.py\n"
-            "    outs:\n      - model.bin: {checkpoint: true}\n")
+            "    outs:\n      - model.bin: {checkpoint: true}\n"
+        )
         env = dict(os.environ, **ENV, STEPS=str(opts.steps), TIMES=str(Path(tmp) / "t.json"))
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "b"]):
             subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
-        proc = subprocess.run([sys.executable, "-m", "sweeprun", "--run", "-q"], cwd=repo,
-                              env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sweeprun", "--run", "-q"],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode:
             raise SystemExit(proc.stdout + proc.stderr)
         times = sorted(json.loads((Path(tmp) / "t.json").read_text()))
@@ -64,9 +76,11 @@ def main() -> None:
         floor = time.perf_counter() - start
     med = statistics.median(times) * 1000
     p90 = times[int(len(times) * 0.9) - 1] * 1000
-    print(f"checkpoint round trip with a 10 MB out, {opts.steps} steps: median {med:.1f} ms, "
-          f"p90 {p90:.1f} ms (target: median < 100 ms); hash + copy of 10 MB alone: "
-          f"{floor * 1000:.1f} ms")
+    print(
+        f"checkpoint round trip with a 10 MB out, {opts.steps} steps: median {med:.1f} ms, "
+        f"p90 {p90:.1f} ms (target: median < 100 ms); hash + copy of 10 MB alone: "
+        f"{floor * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -20,14 +20,26 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
-       "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "bench@example.com", "SWEEPRUN_ADDOPTS": ""}
+ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "SWEEPRUN_ADDOPTS": "",
+}
 
 
 def sh(args: list[str], cwd: Path, input: str | None = None) -> None:
-    proc = subprocess.run(args, cwd=cwd, env=dict(os.environ, **ENV), check=False,
-                          capture_output=True, text=True, input=input)
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        env=dict(os.environ, **ENV),
+        check=False,
+        capture_output=True,
+        text=True,
+        input=input,
+    )
     if proc.returncode:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
 
@@ -36,11 +48,12 @@ def repo(base: Path, axes: dict[str, int]) -> Path:
     r = Path(tempfile.mkdtemp(dir=base))
     sh(["git", "init", "-q"], r)
     (r / "params.yaml").write_text(
-        "# params\ntrain:\n" + "".join(f"  {k}: 0   # {k}\n" for k in axes) + "seed: 0\n")
-    lines = "".join(f"      train.{k}: [{', '.join(str(i) for i in range(n))}]\n"
-                    for k, n in axes.items())
-    (r / "sweeps.yaml").write_text(
-        "cmd: python -c pass\nsweeps:\n  big:\n    matrix:\n" + lines)
+        "# params\ntrain:\n" + "".join(f"  {k}: 0   # {k}\n" for k in axes) + "seed: 0\n"
+    )
+    lines = "".join(
+        f"      train.{k}: [{', '.join(str(i) for i in range(n))}]\n" for k, n in axes.items()
+    )
+    (r / "sweeps.yaml").write_text("cmd: python -c pass\nsweeps:\n  big:\n    matrix:\n" + lines)
     sh(["git", "add", "-A"], r)
     sh(["git", "commit", "-q", "-m", "b"], r)
     return r
@@ -69,17 +82,25 @@ def main() -> None:
             product.append(time.perf_counter() - start)
             r = repo(base, mid)
             queue.append(timed(["-q"], r))
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=r, capture_output=True,
-                                  text=True, check=True).stdout.strip()
+            head = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=r, capture_output=True, text=True, check=True
+            ).stdout.strip()
             start = time.perf_counter()
-            sh(["git", "update-ref", "--stdin"], r,
-               input="".join(f"create refs/bench/{i} {head}\n" for i in range(10_000)))
+            sh(
+                ["git", "update-ref", "--stdin"],
+                r,
+                input="".join(f"create refs/bench/{i} {head}\n" for i in range(10_000)),
+            )
             refs.append(time.perf_counter() - start)
         c, q = statistics.median(collect), statistics.median(queue)
-        print(f"(a) --collect-only of 100,000 points: median {c:.2f} s (target < 3 s); "
-              f"bare itertools.product: {statistics.median(product):.3f} s")
-        print(f"(b) queue 10,000 points: median {q:.2f} s (target < 15 s); "
-              f"10,000 refs in one update-ref: {statistics.median(refs):.2f} s")
+        print(
+            f"(a) --collect-only of 100,000 points: median {c:.2f} s (target < 3 s); "
+            f"bare itertools.product: {statistics.median(product):.3f} s"
+        )
+        print(
+            f"(b) queue 10,000 points: median {q:.2f} s (target < 15 s); "
+            f"10,000 refs in one update-ref: {statistics.median(refs):.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
-       "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "bench@example.com", "SWEEPRUN_ADDOPTS": ""}
+ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "SWEEPRUN_ADDOPTS": "",
+}
 SPEC = """\
 params: params.yaml
 stages:
@@ -53,13 +58,19 @@ def main() -> None:
             repo.mkdir()
             (repo / "params.yaml").write_text("prepare:\n  n: 1\ntrain:\n  lr: 0\n")
             (repo / "sweeps.yaml").write_text(
-                (SPEC % ", ".join(str(k) for k in range(20))).replace("PY", sys.executable))
-            for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                        ["git", "commit", "-qm", "b"]):
+                (SPEC % ", ".join(str(k) for k in range(20))).replace("PY", sys.executable)
+            )
+            for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "b"]):
                 subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "sweeprun", "--run", "-j", "2", "-q"],
-                                  cwd=repo, env=env, capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-m", "sweeprun", "--run", "-j", "2", "-q"],
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             times.append(time.perf_counter() - start)
             if proc.returncode:
                 raise SystemExit(proc.stdout + proc.stderr)
@@ -75,11 +86,15 @@ def main() -> None:
         list(pool.map(lambda _: bare("import time; time.sleep(0.2)"), range(20)))
     measured_ideal = time.perf_counter() - start
     t = statistics.median(times)
-    print(f"20 experiments, shared 2 s prepare, 0.2 s train, -j 2: median {t:.2f} s; "
-          f"ideal {ideal:.1f} s; ratio {t / ideal:.2f}x (target <= 1.3x); "
-          f"prepare per experiment would need {20 * 2.2 / 2:.0f} s")
-    print(f"the same commands bare (prepare once, trains on 2 slots): {measured_ideal:.2f} s; "
-          f"ratio {t / measured_ideal:.2f}x")
+    print(
+        f"20 experiments, shared 2 s prepare, 0.2 s train, -j 2: median {t:.2f} s; "
+        f"ideal {ideal:.1f} s; ratio {t / ideal:.2f}x (target <= 1.3x); "
+        f"prepare per experiment would need {20 * 2.2 / 2:.0f} s"
+    )
+    print(
+        f"the same commands bare (prepare once, trains on 2 slots): {measured_ideal:.2f} s; "
+        f"ratio {t / measured_ideal:.2f}x"
+    )
 
 
 if __name__ == "__main__":

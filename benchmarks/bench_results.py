@@ -22,9 +22,14 @@ from pathlib import Path
 from sweeprun.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
 from sweeprun.gitstore import EXPS, format_message
 
-ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
-       "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
-       "GIT_COMMITTER_EMAIL": "bench@example.com", "SWEEPRUN_ADDOPTS": ""}
+ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "SWEEPRUN_ADDOPTS": "",
+}
 
 
 def main() -> None:
@@ -44,27 +49,49 @@ def main() -> None:
         commits, metas = [], []
         for i in range(opts.n):
             params = {"params.yaml": {"lr": i / opts.n, "units": 32 + i % 4 * 32}}
-            meta = {"key": f"{i:020x}", "name": f"exp-{i:05d}", "id": f"g[lr={i / opts.n}]",
-                    "baseline": head, "state": "success", "params": params,
-                    "metrics": {"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
-                    "point": {"lr": i / opts.n}, "sweep": "g", "returncode": 0,
-                    "queued_at": 1_700_000_000 + i, "duration": 1.0}
+            meta = {
+                "key": f"{i:020x}",
+                "name": f"exp-{i:05d}",
+                "id": f"g[lr={i / opts.n}]",
+                "baseline": head,
+                "state": "success",
+                "params": params,
+                "metrics": {"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
+                "point": {"lr": i / opts.n},
+                "sweep": "g",
+                "returncode": 0,
+                "queued_at": 1_700_000_000 + i,
+                "duration": 1.0,
+            }
             metas.append(meta)
-            commits.append(FastCommit(parent=head, tree=tree, files={
-                "params.yaml": f"lr: {i / opts.n}\nunits: {32 + i % 4 * 32}\n".encode()},
-                message=format_message(f"sweeprun: success exp-{i:05d}", meta),
-                timestamp=1_700_000_000 + i))
+            commits.append(
+                FastCommit(
+                    parent=head,
+                    tree=tree,
+                    files={"params.yaml": f"lr: {i / opts.n}\nunits: {32 + i % 4 * 32}\n".encode()},
+                    message=format_message(f"sweeprun: success exp-{i:05d}", meta),
+                    timestamp=1_700_000_000 + i,
+                )
+            )
         shas = fast_import_commits(repo, commits, ("bench", "bench@example.com"))
         updater = RefUpdater(repo)
-        updater.transaction([RefOp(f"{EXPS}{head}/{m['name']}", sha, ZERO)
-                             for m, sha in zip(metas, shas, strict=True)])
+        updater.transaction(
+            [
+                RefOp(f"{EXPS}{head}/{m['name']}", sha, ZERO)
+                for m, sha in zip(metas, shas, strict=True)
+            ]
+        )
         updater.close()
         created = time.perf_counter() - start
 
         def show() -> float:
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "sweeprun", "show", "--json"], cwd=repo,
-                                 capture_output=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-m", "sweeprun", "show", "--json"],
+                cwd=repo,
+                capture_output=True,
+                check=True,
+            ).stdout
             took = time.perf_counter() - t0
             assert out.count(b'"name"') == opts.n
             return took
@@ -72,13 +99,19 @@ def main() -> None:
         cold = show()
         warm = statistics.median(show() for _ in range(3))
         t0 = time.perf_counter()
-        subprocess.run(["git", "for-each-ref", "--format=%(contents)", EXPS], cwd=repo,
-                       capture_output=True, check=True)
+        subprocess.run(
+            ["git", "for-each-ref", "--format=%(contents)", EXPS],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+        )
         raw = time.perf_counter() - t0
     print(f"created {opts.n} experiments through the store in {created:.2f} s")
-    print(f"show --json of {opts.n}: cold {cold:.2f} s (target < 5 s), warm {warm:.2f} s "
-          f"(target < 1 s) = {warm / opts.n * 1000:.3f} ms per experiment; DVC: ~44 ms per "
-          f"experiment ({44 * opts.n / 1000:.0f} s); raw for-each-ref read: {raw:.2f} s")
+    print(
+        f"show --json of {opts.n}: cold {cold:.2f} s (target < 5 s), warm {warm:.2f} s "
+        f"(target < 1 s) = {warm / opts.n * 1000:.3f} ms per experiment; DVC: ~44 ms per "
+        f"experiment ({44 * opts.n / 1000:.0f} s); raw for-each-ref read: {raw:.2f} s"
+    )
 
 
 if __name__ == "__main__":

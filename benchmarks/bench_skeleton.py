@@ -35,8 +35,7 @@ TINY = 'import json; json.dump({"ok": 1}, open("metrics.json", "w"))'
 
 def sh(args: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, **ENV)
-    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True,
-                          **kw)  # type: ignore[call-overload]
+    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
 
 
 def make_repo(base: Path, n_points: int, cmd: str) -> Path:
@@ -99,11 +98,15 @@ def main() -> None:
             bare_t.append(bare_runs(repo, opts.runs, 2))
         q, r = statistics.median(queue_t), statistics.median(refs_t)
         ra, b = statistics.median(run_t), statistics.median(bare_t)
-        print(f"(a) queue {opts.points} points: median {q:.3f} s "
-              f"(raw update-ref of {opts.points} refs: {r:.3f} s; target < 2 s)")
-        print(f"(b) run-all -j 2 of {opts.runs}: median {ra:.3f} s; "
-              f"bare {opts.runs} runs on 2 slots: {b:.3f} s; ratio {ra / b:.2f}x "
-              "(target <= 1.5x, aim 1.3x)")
+        print(
+            f"(a) queue {opts.points} points: median {q:.3f} s "
+            f"(raw update-ref of {opts.points} refs: {r:.3f} s; target < 2 s)"
+        )
+        print(
+            f"(b) run-all -j 2 of {opts.runs}: median {ra:.3f} s; "
+            f"bare {opts.runs} runs on 2 slots: {b:.3f} s; ratio {ra / b:.2f}x "
+            "(target <= 1.5x, aim 1.3x)"
+        )
         print(f"    per-experiment overhead: {(ra - b) / opts.runs * 2 * 1000:.1f} ms per slot")
 
 

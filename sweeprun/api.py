@@ -8,8 +8,9 @@ from typing import Any
 from sweeprun.git import discover
 
 
-def experiments(repo: str | os.PathLike[str] = ".", all_baselines: bool = False) -> list[
-        dict[str, Any]]:
+def experiments(
+    repo: str | os.PathLike[str] = ".", all_baselines: bool = False
+) -> list[dict[str, Any]]:
     """Records of the experiments of ``repo`` (what ``show --json`` prints).
 
     ``pandas.DataFrame(experiments())`` gives a table; ``params`` and ``metrics`` are

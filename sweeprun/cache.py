@@ -41,8 +41,12 @@ def cache_dir(common_dir: str | os.PathLike[str]) -> Path:
     env = os.environ.get("SWEEPRUN_CACHE_DIR")
     if env:
         return Path(env).resolve()
-    proc = subprocess.run(["git", "--git-dir", str(common_dir), "config", "sweeprun.cacheDir"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", "--git-dir", str(common_dir), "config", "sweeprun.cacheDir"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     configured = proc.stdout.strip()
     if configured:
         return Path(configured).expanduser().resolve()
@@ -187,8 +191,13 @@ class Cache:
         """Every object digest in the cache (for gc)."""
         if not self.objects.is_dir():
             return []
-        return sorted(f"{d.name}{f.name}" for d in self.objects.iterdir() if d.is_dir()
-                      for f in d.iterdir() if ".tmp" not in f.name)
+        return sorted(
+            f"{d.name}{f.name}"
+            for d in self.objects.iterdir()
+            if d.is_dir()
+            for f in d.iterdir()
+            if ".tmp" not in f.name
+        )
 
 
 def _tmp(target: Path) -> Path:

@@ -73,9 +73,15 @@ def append_journal(path: Path, commit: str, step: int) -> None:
 class Watcher:
     """Watches one job's signal file and turns each signal into a checkpoint commit."""
 
-    def __init__(self, signal_file: Path, snapshot: Callable[[int, str], str],
-                 journal: Path, first_parent: str, first_step: int = 0,
-                 on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        signal_file: Path,
+        snapshot: Callable[[int, str], str],
+        journal: Path,
+        first_parent: str,
+        first_step: int = 0,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
         self.signal_file = signal_file
         self.snapshot = snapshot
         self.journal = journal
@@ -120,11 +126,13 @@ class Watcher:
 
 def kill_group(pid_holder: dict[str, int]) -> Callable[[str], None]:
     """An error handler that stops the job's process group."""
+
     def stop(_: str) -> None:
         pid = pid_holder.get("pid")
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
     return stop
 
 
@@ -154,8 +162,9 @@ def make_checkpoint(timeout: float | None = None) -> bool:
 def checkpoint_meta(meta: dict[str, Any], step: int, metrics: dict[str, Any]) -> dict[str, Any]:
     """The record of a checkpoint commit."""
     out = {k: v for k, v in meta.items() if k not in ("files",)}
-    out.update({"state": "checkpoint", "step": step, "metrics": metrics,
-                "checkpoint_at": time.time()})
+    out.update(
+        {"state": "checkpoint", "step": step, "metrics": metrics, "checkpoint_at": time.time()}
+    )
     return out
 
 

@@ -41,8 +41,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options every mode accepts."""
-    parser.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
-                        help="load plugin module NAME, or disable it with no:NAME")
+    parser.add_argument(
+        "-p",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="load plugin module NAME, or disable it with no:NAME",
+    )
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     parser.add_argument("--version", action="version", version=f"sweeprun {__version__}")
@@ -55,8 +61,12 @@ def build_main_parser() -> ArgumentParser:
         description="Queue and run parameter sweeps as hidden git commits.",
         epilog="sub-commands: see 'sweeprun COMMAND --help' (listed below)",
     )
-    parser.add_argument("specs", nargs="*", metavar="SPEC",
-                        help="sweeps.yaml files or directories (default: ./sweeps.yaml)")
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help="sweeps.yaml files or directories (default: ./sweeps.yaml)",
+    )
     add_common_options(parser)
     return parser
 
@@ -88,9 +98,7 @@ def _prepare(argv: list[str], stdout: IO[str]) -> Config:
         pm.load_conftests(repo.root, invocation_dir)
     if command_name is None:
         parser = build_main_parser()
-        pm.hook.sweeprun_addoption.call_historic(
-            kwargs={"parser": parser, "commands": commands}
-        )
+        pm.hook.sweeprun_addoption.call_historic(kwargs={"parser": parser, "commands": commands})
         parser.epilog = "sub-commands: " + ", ".join(c.name for c in commands)
         args = parser.parse_args(words)
     else:
@@ -101,8 +109,15 @@ def _prepare(argv: list[str], stdout: IO[str]) -> Config:
         cmd.add_arguments(parser)
         args = parser.parse_args(words[1:])
     pm.check_pending()
-    config = Config(args=args, pluginmanager=pm, commands=commands,
-                    invocation_dir=invocation_dir, ini=ini, command=command_name, stdout=stdout)
+    config = Config(
+        args=args,
+        pluginmanager=pm,
+        commands=commands,
+        invocation_dir=invocation_dir,
+        ini=ini,
+        command=command_name,
+        stdout=stdout,
+    )
     config._repo = repo
     return config
 
@@ -151,8 +166,10 @@ def _describe_crash(exc: BaseException, config: Config | None) -> str:
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
             owner = files.get(str(Path(frame.filename).resolve()))
             if owner is not None:
-                where = (f"\nsweeprun: internal error in plugin {owner!r} "
-                         f"({frame.filename}:{frame.lineno}, in {frame.name})")
+                where = (
+                    f"\nsweeprun: internal error in plugin {owner!r} "
+                    f"({frame.filename}:{frame.lineno}, in {frame.name})"
+                )
                 break
     return "".join(tb) + where
 

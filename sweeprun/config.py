@@ -85,8 +85,13 @@ def ini_args(ini: dict[str, Any], source: str) -> list[str]:
         words += addopts
     else:
         raise UsageError(f"{source}: [tool.sweeprun] addopts must be a string or list of strings")
-    simple = {"jobs": "-j", "timeout": "--timeout", "retries": "--retries",
-              "backend": "--backend", "maxfail": "--maxfail"}
+    simple = {
+        "jobs": "-j",
+        "timeout": "--timeout",
+        "retries": "--retries",
+        "backend": "--backend",
+        "maxfail": "--maxfail",
+    }
     for key, value in ini.items():
         if key == "addopts":
             continue

@@ -33,8 +33,9 @@ def example_dir(name: str = "quickstart") -> Path:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", nargs="?",
-                        help="where to create the demo repository (default: a new temp dir)")
+    parser.add_argument(
+        "directory", nargs="?", help="where to create the demo repository (default: a new temp dir)"
+    )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel jobs (default 2)")
 
 
@@ -61,16 +62,26 @@ def _run(config: Config) -> int:
         argv = list(cmd)
         if argv[0] == "sweeprun":
             argv = [sys.executable, "-m", "sweeprun", *argv[1:]]
-        proc = subprocess.run(argv, cwd=target, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, check=False)
+        proc = subprocess.run(
+            argv,
+            cwd=target,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
         if show or proc.returncode:
             out.write(proc.stdout)
             out.flush()
         return proc.returncode
 
     out.write(f"demo repository: {target}\n")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "commit", "-q", "-m", "demo baseline"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "demo baseline"],
+    ):
         if sh(*cmd, show=False):
             return 3
     if sh("sweeprun", "sweeps.yaml"):
@@ -84,5 +95,6 @@ def _run(config: Config) -> int:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun demo``."""
-    commands.add("demo", "create a demo repository and run a sweep in it end to end",
-                 _add_arguments, _run)
+    commands.add(
+        "demo", "create a demo repository and run a sweep in it end to end", _add_arguments, _run
+    )

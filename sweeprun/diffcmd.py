@@ -99,20 +99,24 @@ def _run(config: Config) -> int:
     if not table:
         out.write(f"no differences between {a} and {b}\n")
         return 0
+
     def fmt(v: Any) -> str:
         return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
     header = ["Path:key", a, b, "Change"]
-    body = [[r["key"], fmt(r[a]), fmt(r[b]), "" if r["delta"] is None else f"{r['delta']:+.6g}"]
-            for r in table]
+    body = [
+        [r["key"], fmt(r[a]), fmt(r[b]), "" if r["delta"] is None else f"{r['delta']:+.6g}"]
+        for r in table
+    ]
     if config.getoption("md"):
         out.write("| " + " | ".join(header) + " |\n|" + "---|" * 4 + "\n")
         out.writelines("| " + " | ".join(row) + " |\n" for row in body)
         return 0
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
     for row in [header, *body]:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                  + "\n")
+        out.write(
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
     return 0
 
 

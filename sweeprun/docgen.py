@@ -14,11 +14,19 @@ from sweeprun import hookspec
 def render_hooks() -> str:
     """Markdown for every hook in :mod:`sweeprun.hookspec`, in source order."""
     source = inspect.getsource(hookspec)
-    lines = ["# Hooks reference", "",
-             "Generated from `sweeprun/hookspec.py` by `python -m sweeprun.docgen`.", "",
-             inspect.cleandoc(hookspec.__doc__ or ""), ""]
-    hooks = [(name, obj) for name, obj in vars(hookspec).items()
-             if name.startswith("sweeprun_") and callable(obj)]
+    lines = [
+        "# Hooks reference",
+        "",
+        "Generated from `sweeprun/hookspec.py` by `python -m sweeprun.docgen`.",
+        "",
+        inspect.cleandoc(hookspec.__doc__ or ""),
+        "",
+    ]
+    hooks = [
+        (name, obj)
+        for name, obj in vars(hookspec).items()
+        if name.startswith("sweeprun_") and callable(obj)
+    ]
     hooks.sort(key=lambda item: source.index(f"def {item[0]}("))
     for name, func in hooks:
         opts = getattr(func, "sweeprun_spec", {}) or {}

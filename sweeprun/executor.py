@@ -148,13 +148,15 @@ def job_env(job: Job, ws: Path) -> dict[str, str]:
     """The environment of the experiment's commands."""
     env = dict(os.environ)
     env.update(dict(job.env))
-    env.update({
-        "SWEEPRUN_EXP_NAME": job.name,
-        "SWEEPRUN_EXP_ID": job.exp_id,
-        "SWEEPRUN_BASELINE_REV": job.baseline,
-        "SWEEPRUN_ROOT": job.repo_root,
-        "SWEEPRUN_WORKSPACE": str(ws),
-    })
+    env.update(
+        {
+            "SWEEPRUN_EXP_NAME": job.name,
+            "SWEEPRUN_EXP_ID": job.exp_id,
+            "SWEEPRUN_BASELINE_REV": job.baseline,
+            "SWEEPRUN_ROOT": job.repo_root,
+            "SWEEPRUN_WORKSPACE": str(ws),
+        }
+    )
     return env
 
 
@@ -179,8 +181,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
-                 timeout: float | None, pid_holder: dict[str, Any] | None = None) -> int:
+def _run_command(
+    cmd: str,
+    cwd: Path,
+    env: dict[str, str],
+    log: Any,
+    timeout: float | None,
+    pid_holder: dict[str, Any] | None = None,
+) -> int:
     """Run one command in its own process group; 124 when ``timeout`` ran out.
 
     ``pid_holder`` receives ``pid`` (and ``timeout`` when it ran out); when it holds a
@@ -190,10 +198,17 @@ def _run_command(cmd: str, cwd: Path, env: dict[str, str], log: Any,
     argv = command_argv(cmd)
     try:
         # A session of its own: the whole process tree can be signalled as one group.
-        proc = subprocess.Popen(argv or cmd, shell=argv is None, cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        proc = subprocess.Popen(
+            argv or cmd,
+            shell=argv is None,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         # What the shell would have said and returned.
         log.write(f"sweeprun: {cmd}: {exc.strerror}\n".encode())
@@ -259,8 +274,13 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") ->
             objects = Path(job.common_dir) / "objects"
             tree = gitobjects.write_tree(objects, entries)
             return gitobjects.write_commit(
-                objects, tree, [parent or job.baseline], gitobjects.format_ident(job.author),
-                gitobjects.format_ident(job.committer), message)
+                objects,
+                tree,
+                [parent or job.baseline],
+                gitobjects.format_ident(job.author),
+                gitobjects.format_ident(job.committer),
+                message,
+            )
     # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
     # user's hooks and leaves the worktree's HEAD alone.
     tree = run_git(["write-tree"], ws).strip()
@@ -272,14 +292,18 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") ->
     ).strip()
 
 
-def execute_pipeline(job: Job, ws: Path, env: dict[str, str], log: Any
-                     ) -> list[pipeline.StageOutcome]:
+def execute_pipeline(
+    job: Job, ws: Path, env: dict[str, str], log: Any
+) -> list[pipeline.StageOutcome]:
     """Link ignored deps, run or restore every stage, write ``sweeprun.lock``."""
     cache = Cache(Path(job.cache_dir)) if job.cache_dir else Cache.for_repo(job.common_dir)
     missing = pipeline.link_ignored_deps(job.stages, ws, Path(job.repo_root))
     if missing:
-        return [pipeline.StageOutcome(job.stages[0].name, "failed", 1,
-                                      f"dep {missing[0]!r} exists nowhere")]
+        return [
+            pipeline.StageOutcome(
+                job.stages[0].name, "failed", 1, f"dep {missing[0]!r} exists nowhere"
+            )
+        ]
 
     pid: dict[str, Any] = {"pidfile": Path(job.common_dir) / "sweeprun" / "pids" / job.key}
 
@@ -289,29 +313,39 @@ def execute_pipeline(job: Job, ws: Path, env: dict[str, str], log: Any
     params_files = list(job.meta.get("params", {}))
     ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]
     if not ckpt_outs:
-        outcomes = pipeline.run_stages(job.stages, ws, cache, params_files, env, log, run,
-                                       force=job.force)
+        outcomes = pipeline.run_stages(
+            job.stages, ws, cache, params_files, env, log, run, force=job.force
+        )
     else:
-        outcomes = _run_with_checkpoints(job, ws, cache, params_files, env, log, run, pid,
-                                         ckpt_outs)
+        outcomes = _run_with_checkpoints(
+            job, ws, cache, params_files, env, log, run, pid, ckpt_outs
+        )
     if any(o.status != "failed" for o in outcomes):
         pipeline.write_lock(ws, outcomes)
     if pid.get("timeout") and outcomes and outcomes[-1].status == "failed":
-        outcomes[-1].message = f"timeout: stage {outcomes[-1].name!r} ran longer than " \
-                               f"{job.timeout:g} s"
+        outcomes[-1].message = (
+            f"timeout: stage {outcomes[-1].name!r} ran longer than {job.timeout:g} s"
+        )
     return outcomes
 
 
-def _run_with_checkpoints(job: Job, ws: Path, cache: Cache, params_files: list[str],
-                          env: dict[str, str], log: Any, run: pipeline.RunCommand,
-                          pid: dict[str, Any], ckpt_outs: list[str]
-                          ) -> list[pipeline.StageOutcome]:
+def _run_with_checkpoints(
+    job: Job,
+    ws: Path,
+    cache: Cache,
+    params_files: list[str],
+    env: dict[str, str],
+    log: Any,
+    run: pipeline.RunCommand,
+    pid: dict[str, Any],
+    ckpt_outs: list[str],
+) -> list[pipeline.StageOutcome]:
     """Run the stages with a checkpoint watcher, resuming from the last checkpoint."""
     from sweeprun import checkpoint
 
     journal = checkpoint.journal_path(job.common_dir, job.key)
     chain = checkpoint.read_journal(journal)
-    parent, step = (chain[-1] if chain else (job.baseline, 0))
+    parent, step = chain[-1] if chain else (job.baseline, 0)
     if chain:
         lock = json.loads(run_git(["show", f"{parent}:{pipeline.LOCK_FILE}"], ws))
         for path, digest in lock.get("checkpoint_outs", {}).items():
@@ -323,22 +357,37 @@ def _run_with_checkpoints(job: Job, ws: Path, cache: Cache, params_files: list[s
 
         digests = {p: cache.save(ws / p) for p in ckpt_outs if (ws / p).exists()}
         metrics = read_metrics(ws, job.stages)
-        (ws / pipeline.LOCK_FILE).write_text(json.dumps(
-            {"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2) + "\n")
+        (ws / pipeline.LOCK_FILE).write_text(
+            json.dumps({"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2)
+            + "\n"
+        )
         meta = checkpoint.checkpoint_meta(job.meta, step, metrics)
         meta["checkpoint_outs"] = digests
-        return _commit_tree(ws, job, format_message(
-            f"sweeprun: checkpoint {step} {job.name} {job.exp_id}", meta), parent)
+        return _commit_tree(
+            ws,
+            job,
+            format_message(f"sweeprun: checkpoint {step} {job.name} {job.exp_id}", meta),
+            parent,
+        )
 
     env = dict(env, **{checkpoint.ENV: str(checkpoint.signal_path(job.common_dir, job.key))})
     # Checkpointed outs are the program's state: keep them between stages and runs.
-    stages = [replace(s, outs=tuple(replace(o, persist=o.persist or o.checkpoint)
-                                    for o in s.outs)) for s in job.stages]
-    watcher = checkpoint.Watcher(checkpoint.signal_path(job.common_dir, job.key), snapshot,
-                                 journal, parent, step, checkpoint.kill_group(pid))
+    stages = [
+        replace(s, outs=tuple(replace(o, persist=o.persist or o.checkpoint) for o in s.outs))
+        for s in job.stages
+    ]
+    watcher = checkpoint.Watcher(
+        checkpoint.signal_path(job.common_dir, job.key),
+        snapshot,
+        journal,
+        parent,
+        step,
+        checkpoint.kill_group(pid),
+    )
     with watcher:
-        outcomes = pipeline.run_stages(stages, ws, cache, params_files, env, log, run,
-                                       force=job.force or bool(chain))
+        outcomes = pipeline.run_stages(
+            stages, ws, cache, params_files, env, log, run, force=job.force or bool(chain)
+        )
     if watcher.error:
         failed = pipeline.StageOutcome(stages[-1].name, "failed", 1, watcher.error)
         return [o for o in outcomes if o.status != "failed"] + [failed]
@@ -349,8 +398,9 @@ def _commit_tree(ws: Path, job: Job, message: str, parent: str) -> str:
     """Commit the workspace as it is (cached outs excluded) with ``parent``."""
     add_all(ws, job)
     tree = run_git(["write-tree"], ws).strip()
-    return run_git(["commit-tree", tree, "-p", parent], ws, input=message,
-                   env=dict(job.env)).strip()
+    return run_git(
+        ["commit-tree", tree, "-p", parent], ws, input=message, env=dict(job.env)
+    ).strip()
 
 
 def run_job(job: Job) -> JobReport:
@@ -374,8 +424,9 @@ def run_job(job: Job) -> JobReport:
 
 def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobReport:
     try:
-        with workspace.acquire(job.common_dir, job.repo_root, job.commit, job.base_tree,
-                               dict(job.files)) as ws:
+        with workspace.acquire(
+            job.common_dir, job.repo_root, job.commit, job.base_tree, dict(job.files)
+        ) as ws:
             env = job_env(job, ws)
             if job.slots:
                 # One device per concurrent job: the pooled workspace's slot number.
@@ -401,21 +452,26 @@ def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobRepor
             tail = log_tail(log_path)
             meta = dict(job.meta)
             meta.pop("files", None)  # already in the tree; keep records small
-            state = "success" if outcome == "passed" else (
-                "timeout" if message.startswith("timeout:") else "failed")
-            meta.update({
-                "state": state,
-                "attempts": attempt,
-                "returncode": rc,
-                "started": started,
-                "finished": finished,
-                "duration": round(finished - started, 6),
-                "metrics": metrics,
-                "message": message,
-                "log_tail": tail,
-                "queue_commit": job.commit,
-                "host": socket.gethostname(),
-            })
+            state = (
+                "success"
+                if outcome == "passed"
+                else ("timeout" if message.startswith("timeout:") else "failed")
+            )
+            meta.update(
+                {
+                    "state": state,
+                    "attempts": attempt,
+                    "returncode": rc,
+                    "started": started,
+                    "finished": finished,
+                    "duration": round(finished - started, 6),
+                    "metrics": metrics,
+                    "message": message,
+                    "log_tail": tail,
+                    "queue_commit": job.commit,
+                    "host": socket.gethostname(),
+                }
+            )
             from sweeprun.checkpoint import journal_path, read_journal
 
             chain = read_journal(journal_path(job.common_dir, job.key))
@@ -425,12 +481,29 @@ def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobRepor
     except Exception:
         finished = time.time()
         return JobReport(
-            key=job.key, name=job.name, exp_id=job.exp_id, outcome="error", returncode=None,
-            started=started, finished=finished, result_commit=None, log_path=str(log_path),
-            log_tail=traceback.format_exc(limit=6), message="sweeprun could not run the job",
+            key=job.key,
+            name=job.name,
+            exp_id=job.exp_id,
+            outcome="error",
+            returncode=None,
+            started=started,
+            finished=finished,
+            result_commit=None,
+            log_path=str(log_path),
+            log_tail=traceback.format_exc(limit=6),
+            message="sweeprun could not run the job",
         )
     return JobReport(
-        key=job.key, name=job.name, exp_id=job.exp_id, outcome=outcome, returncode=rc,
-        started=started, finished=finished, result_commit=result, log_path=str(log_path),
-        log_tail=tail, metrics=metrics, message=message,
+        key=job.key,
+        name=job.name,
+        exp_id=job.exp_id,
+        outcome=outcome,
+        returncode=rc,
+        started=started,
+        finished=finished,
+        result_commit=result,
+        log_path=str(log_path),
+        log_tail=tail,
+        metrics=metrics,
+        message=message,
     )

@@ -19,8 +19,12 @@ _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
 _DOTS = re.compile(r"^\s*([^.\s][^\s]*?)\s*\.\.\s*(\S+)\s*$")
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,]+?)\s*,\s*([^,]+?)\s*([\])])\s*$")
 _OPS = {
-    ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
 
 
@@ -69,15 +73,23 @@ def parse_expectation(metric: str, condition: Any) -> Expectation:
     if m:
         op, raw = m.groups()
         value = parse_value(raw)
-        if op not in ("==", "!=") and (isinstance(value, bool)
-                                       or not isinstance(value, (int, float))):
+        if op not in ("==", "!=") and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
             raise ValueError(f"expect {metric}: {raw!r} is not a number {hint}")
         return Expectation(metric, text, op, value=value)
     m = _INTERVAL.match(text)
     if m:
         lo, hi = _number(m.group(2), metric), _number(m.group(3), metric)
-        return Expectation(metric, text, "range", low=lo, high=hi,
-                           low_closed=m.group(1) == "[", high_closed=m.group(4) == "]")
+        return Expectation(
+            metric,
+            text,
+            "range",
+            low=lo,
+            high=hi,
+            low_closed=m.group(1) == "[",
+            high_closed=m.group(4) == "]",
+        )
     m = _DOTS.match(text)
     if m:
         lo, hi = _number(m.group(1), metric), _number(m.group(2), metric)
@@ -108,8 +120,9 @@ def check(expect: Mapping[str, str], metrics: Mapping[str, Any]) -> list[str]:
         exp = parse_expectation(metric, condition)
         found, actual = lookup(metrics, metric)
         if not found:
-            failures.append(f"expectation {metric} {exp.text} not met: metric {metric!r} "
-                            "is missing")
+            failures.append(
+                f"expectation {metric} {exp.text} not met: metric {metric!r} is missing"
+            )
         elif not exp.holds(actual):
             failures.append(f"expectation {metric} {exp.text} not met: {actual!r}")
     return failures

@@ -78,8 +78,16 @@ def discover(path: str | os.PathLike[str]) -> RepoPaths:
         raise NotARepositoryError(f"{p}: no such directory")
     cwd = p if p.is_dir() else p.parent
     proc = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel", "--git-dir", "--git-common-dir", "--verify",
-         "-q", "HEAD"],
+        [
+            "git",
+            "rev-parse",
+            "--show-toplevel",
+            "--git-dir",
+            "--git-common-dir",
+            "--verify",
+            "-q",
+            "HEAD",
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -268,9 +276,7 @@ def fast_import_commits(
         )
         if proc.returncode != 0:
             raise GitError(f"git fast-import failed: {proc.stderr.decode(errors='replace')}")
-        marks = dict(
-            line.split(" ", 1) for line in marks_file.read_text().splitlines() if line
-        )
+        marks = dict(line.split(" ", 1) for line in marks_file.read_text().splitlines() if line)
     run_git(["update-ref", "-d", scratch], cwd, check=False)
     return [marks[f":{m}"].strip() for m in commit_marks]
 

@@ -80,7 +80,7 @@ def read_index(path: str | os.PathLike[str]) -> list[IndexEntry] | None:
             prev = name
             entries.append(IndexEntry(path=name, mode=mode, sha=sha.hex(), stat=fields[:10]))
         while pos + 8 <= len(data) - 20:
-            sig = data[pos:pos + 4]
+            sig = data[pos : pos + 4]
             (size,) = struct.unpack_from(">I", data, pos + 4)
             if sig in _UNSUPPORTED_EXTENSIONS:
                 return None
@@ -94,9 +94,18 @@ def stat_fields(path: str | os.PathLike[str], mode: int) -> tuple[int, ...]:
     """The stat data git records for a file in the index (32-bit fields)."""
     st = os.lstat(path)
     m = 0xFFFFFFFF
-    return (int(st.st_ctime) & m, st.st_ctime_ns % 1_000_000_000, int(st.st_mtime) & m,
-            st.st_mtime_ns % 1_000_000_000, st.st_dev & m, st.st_ino & m, mode,
-            st.st_uid & m, st.st_gid & m, st.st_size & m)
+    return (
+        int(st.st_ctime) & m,
+        st.st_ctime_ns % 1_000_000_000,
+        int(st.st_mtime) & m,
+        st.st_mtime_ns % 1_000_000_000,
+        st.st_dev & m,
+        st.st_ino & m,
+        mode,
+        st.st_uid & m,
+        st.st_gid & m,
+        st.st_size & m,
+    )
 
 
 def write_index(path: str | os.PathLike[str], entries: list[IndexEntry]) -> bytes:
@@ -189,11 +198,18 @@ def format_ident(ident: str, when: float | None = None) -> str:
     return f"{ident} {int(now)} {sign}{offset // 60:02d}{offset % 60:02d}"
 
 
-def write_commit(objects_dir: Path, tree: str, parents: list[str], author: str,
-                 committer: str, message: str) -> str:
+def write_commit(
+    objects_dir: Path, tree: str, parents: list[str], author: str, committer: str, message: str
+) -> str:
     """Write a commit object; ``author``/``committer`` are full ident lines with dates."""
-    lines = [f"tree {tree}", *(f"parent {p}" for p in parents),
-             f"author {author}", f"committer {committer}", "", message]
+    lines = [
+        f"tree {tree}",
+        *(f"parent {p}" for p in parents),
+        f"author {author}",
+        f"committer {committer}",
+        "",
+        message,
+    ]
     return write_object(objects_dir, "commit", "\n".join(lines).encode())
 
 

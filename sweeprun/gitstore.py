@@ -104,7 +104,7 @@ def parse_message(message: str) -> dict[str, Any] | None:
     if idx < 0:
         return None
     try:
-        data = json.loads(message[idx + len(MESSAGE_MARK):].strip().splitlines()[0])
+        data = json.loads(message[idx + len(MESSAGE_MARK) :].strip().splitlines()[0])
     except (ValueError, IndexError):
         return None
     return data if isinstance(data, dict) else None
@@ -236,20 +236,25 @@ class ExpStore:
             meta["tree"] = tree
             meta["files"] = files
             metas.append(meta)
-            commits.append(FastCommit(
-                parent=baseline,
-                tree=tree,
-                message=format_message(f"sweeprun: queue {name} {item.id}", meta),
-                files={p: t.encode() for p, t in files.items()},
-                timestamp=now,
-            ))
+            commits.append(
+                FastCommit(
+                    parent=baseline,
+                    tree=tree,
+                    message=format_message(f"sweeprun: queue {name} {item.id}", meta),
+                    files={p: t.encode() for p, t in files.items()},
+                    timestamp=now,
+                )
+            )
         if not commits:
             return outcome
         ident = identity_env(self.cwd)
         author = (
-            os.environ.get("GIT_COMMITTER_NAME") or ident.get("GIT_AUTHOR_NAME")
-            or run_git(["config", "user.name"], self.cwd, check=False).strip() or "sweeprun",
-            os.environ.get("GIT_COMMITTER_EMAIL") or ident.get("GIT_AUTHOR_EMAIL")
+            os.environ.get("GIT_COMMITTER_NAME")
+            or ident.get("GIT_AUTHOR_NAME")
+            or run_git(["config", "user.name"], self.cwd, check=False).strip()
+            or "sweeprun",
+            os.environ.get("GIT_COMMITTER_EMAIL")
+            or ident.get("GIT_AUTHOR_EMAIL")
             or run_git(["config", "user.email"], self.cwd, check=False).strip()
             or "sweeprun@localhost",
         )
@@ -276,16 +281,19 @@ class ExpStore:
         running = RUNNING + record.key
         lease = self.lease_path(record.key)
         lease.parent.mkdir(parents=True, exist_ok=True)
-        mine = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                           "started": time.time()})
+        mine = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        )
         # The lease is written first, so a running ref never exists without one.
         tmp = lease.with_name(f"{lease.name}.{os.getpid()}")
         tmp.write_text(mine)
         try:
-            self.updater.transaction([
-                RefOp(record.ref, ZERO, record.commit),
-                RefOp(running, record.commit, ZERO),
-            ])
+            self.updater.transaction(
+                [
+                    RefOp(record.ref, ZERO, record.commit),
+                    RefOp(running, record.commit, ZERO),
+                ]
+            )
         except RefConflict:
             tmp.unlink(missing_ok=True)
             return None
@@ -323,10 +331,12 @@ class ExpStore:
         """Put running records back in the queue (after an interrupt or internal error)."""
         for rec in records:
             try:
-                self.updater.transaction([
-                    RefOp(rec.ref, ZERO, rec.commit),
-                    RefOp(QUEUE + rec.key, rec.commit, ZERO),
-                ])
+                self.updater.transaction(
+                    [
+                        RefOp(rec.ref, ZERO, rec.commit),
+                        RefOp(QUEUE + rec.key, rec.commit, ZERO),
+                    ]
+                )
             except RefConflict:
                 continue
             self.drop_lease(rec.key)
@@ -377,8 +387,9 @@ def content_key(
 @hookimpl(trylast=True)
 def sweeprun_queue(session: Session, items: list[Experiment]) -> list[Record]:
     """Queue the collected experiments in git and report what happened."""
-    outcome = session.store.enqueue(items, force=bool(session.config.getoption("force")),
-                                    force_items=session.force_keys)
+    outcome = session.store.enqueue(
+        items, force=bool(session.config.getoption("force")), force_items=session.force_keys
+    )
     session.skipped_duplicates = outcome.skipped
     return outcome.queued
 
@@ -393,4 +404,3 @@ def sweeprun_store_result(session: Session, report: JobReport) -> str | None:
         session.store.release([running])
         return None
     return session.store.finish(running, report.result_commit, report.name)
-

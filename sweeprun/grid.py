@@ -82,8 +82,13 @@ def _eq(a: Any, b: Any) -> bool:
     if type(a) is type(b):
         return bool(a == b)
     numeric = (int, float)
-    return (isinstance(a, numeric) and isinstance(b, numeric)
-            and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+    return (
+        isinstance(a, numeric)
+        and isinstance(b, numeric)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
+    )
 
 
 def product(left: list[Point], right: list[Point]) -> list[Point]:

@@ -110,9 +110,7 @@ def sweeprun_expand_block(
 
 
 @hookspec(firstresult=True)
-def sweeprun_make_name(
-    experiment: Experiment, template: str | None, config: Config
-) -> str | None:
+def sweeprun_make_name(experiment: Experiment, template: str | None, config: Config) -> str | None:
     """Return the experiment's name before its content key is known, or ``None``.
 
     ``None`` everywhere means the default ``exp-<hash>`` name.

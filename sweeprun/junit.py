@@ -23,8 +23,9 @@ hookimpl = pluggy.HookimplMarker("sweeprun")
 @hookimpl
 def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
     """``--junitxml``."""
-    parser.add_argument("--junitxml", metavar="PATH",
-                        help="write a JUnit XML report (one testcase per experiment)")
+    parser.add_argument(
+        "--junitxml", metavar="PATH", help="write a JUnit XML report (one testcase per experiment)"
+    )
 
 
 def _props(case: ET.Element, record: dict[str, Any]) -> None:
@@ -34,8 +35,7 @@ def _props(case: ET.Element, record: dict[str, Any]) -> None:
     for section in ("params", "metrics"):
         for path, data in (record.get(section) or {}).items():
             for key, value in flatten(data).items():
-                ET.SubElement(props, "property", name=f"{section}.{path}:{key}",
-                              value=str(value))
+                ET.SubElement(props, "property", name=f"{section}.{path}:{key}", value=str(value))
 
 
 def write_report(path: Path, session: Session) -> None:
@@ -46,21 +46,36 @@ def write_report(path: Path, session: Session) -> None:
     errors = sum(r.outcome == "error" for r in reports)
     total = sum(r.duration for r in reports)
     suites = ET.Element("testsuites")
-    suite = ET.SubElement(suites, "testsuite", name="sweeprun", tests=str(len(reports)),
-                          failures=str(failures), errors=str(errors), skipped="0",
-                          time=f"{total:.3f}", hostname=socket.gethostname(),
-                          timestamp=time.strftime("%Y-%m-%dT%H:%M:%S",
-                                                  time.localtime(session.started)))
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name="sweeprun",
+        tests=str(len(reports)),
+        failures=str(failures),
+        errors=str(errors),
+        skipped="0",
+        time=f"{total:.3f}",
+        hostname=socket.gethostname(),
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(session.started)),
+    )
     for r in reports:
         meta = metas.get(r.key, {})
-        case = ET.SubElement(suite, "testcase", classname=str(meta.get("spec", "sweeps.yaml"))
-                             .replace("/", ".").removesuffix(".yaml"),
-                             name=r.exp_id, time=f"{r.duration:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=str(meta.get("spec", "sweeps.yaml")).replace("/", ".").removesuffix(".yaml"),
+            name=r.exp_id,
+            time=f"{r.duration:.3f}",
+        )
         _props(case, {"params": meta.get("params", {}), "metrics": r.metrics})
         if r.outcome != "passed":
             tag = "error" if r.outcome == "error" else "failure"
-            el = ET.SubElement(case, tag, message=r.message or f"{r.outcome}",
-                               type=str(meta.get("state", r.outcome)))
+            el = ET.SubElement(
+                case,
+                tag,
+                message=r.message or f"{r.outcome}",
+                type=str(meta.get("state", r.outcome)),
+            )
             el.text = r.log_tail
         out = ET.SubElement(case, "system-out")
         out.text = f"experiment {r.name}; full log: {r.log_path}"

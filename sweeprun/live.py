@@ -54,8 +54,11 @@ class LiveProgress:
         failed = sum(not r.passed for r in reports)
         elapsed = time.time() - self.started
         eta = (elapsed / done * (self.total - done)) if done else None
-        head = Text(f"{done}/{self.total} done, {failed} failed, {elapsed:.0f}s elapsed"
-                    + (f", ETA {eta:.0f}s" if eta is not None else ""), style="bold")
+        head = Text(
+            f"{done}/{self.total} done, {failed} failed, {elapsed:.0f}s elapsed"
+            + (f", ETA {eta:.0f}s" if eta is not None else ""),
+            style="bold",
+        )
         table = Table(box=None, show_header=True, header_style="dim", pad_edge=False)
         table.add_column("running")
         table.add_column("for", justify="right")
@@ -67,16 +70,18 @@ class LiveProgress:
                 since = json.loads((state / "leases" / f"{key}.json").read_text())["started"]
             except (OSError, ValueError, KeyError):
                 since = now
-            table.add_row(rec.name, f"{now - since:.0f}s",
-                          _last_line(state / "logs" / f"{key}.log"))
+            table.add_row(
+                rec.name, f"{now - since:.0f}s", _last_line(state / "logs" / f"{key}.log")
+            )
         return Group(head, table)
 
     def __enter__(self) -> LiveProgress:
         from rich.console import Console
         from rich.live import Live
 
-        self._live = Live(self, console=Console(file=self.out), refresh_per_second=4,
-                          transient=True)
+        self._live = Live(
+            self, console=Console(file=self.out), refresh_per_second=4, transient=True
+        )
         self._live.__enter__()
         return self
 

@@ -40,8 +40,7 @@ def make_id(sweep: str, point: Mapping[str, Any]) -> str:
 
     if not point:
         return sweep
-    inner = ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}"
-                     for k, v in point.items())
+    inner = ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}" for k, v in point.items())
     return f"{sweep}[{inner}]"
 
 

@@ -24,9 +24,7 @@ from sweeprun import yamlio
 from sweeprun.exceptions import SpecError, UsageError
 
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
-_FLOAT = re.compile(
-    r"^[-+]?((\d[\d_]*)?\.\d*([eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+|inf|nan)$", re.I
-)
+_FLOAT = re.compile(r"^[-+]?((\d[\d_]*)?\.\d*([eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+|inf|nan)$", re.I)
 _KEY = re.compile(r"^([^=:\s]+:)?[A-Za-z_][\w\-]*(\.[\w\-]+)*$")
 _FUNC = re.compile(r"^(range|choice)\((.*)\)$", re.S)
 
@@ -104,8 +102,9 @@ def _range(args: list[Any]) -> list[Any]:
         isinstance(a, (int, float)) and not isinstance(a, bool) for a in args
     ):
         raise ValueError("range() takes 1 to 3 numbers: range(stop), range(start, stop[, step])")
-    start, stop, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1],
-                                                                 args[2] if len(args) == 3 else 1)
+    start, stop, step = (
+        (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) == 3 else 1)
+    )
     if step == 0:
         raise ValueError("range() step must not be zero")
     if all(isinstance(a, int) for a in (start, stop, step)):

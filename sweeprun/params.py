@@ -293,8 +293,7 @@ def _yaml_structural(text: str, parts: list[str | int], value: Any) -> str:
         return edited
     data = yamlio.plain(yamlio.load_located(text, "params")) or {}
     data = _delete_copy(data, parts) if value is DELETE else _set_copy(data, parts, value)
-    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
-                              allow_unicode=True))
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
 def _line_start(text: str, index: int) -> int:
@@ -309,8 +308,7 @@ def _after_line(text: str, index: int) -> int:
     return len(text) if nl < 0 else nl + 1
 
 
-def _yaml_delete_lines(text: str, root: yaml.Node | None, parts: list[str | int]
-                       ) -> str | None:
+def _yaml_delete_lines(text: str, root: yaml.Node | None, parts: list[str | int]) -> str | None:
     parent = _find_node(root, parts[:-1])
     if not isinstance(parent, yaml.MappingNode) or parent.flow_style:
         return None
@@ -326,8 +324,9 @@ def _yaml_delete_lines(text: str, root: yaml.Node | None, parts: list[str | int]
     return text
 
 
-def _yaml_add_lines(text: str, root: yaml.Node | None, parts: list[str | int],
-                    value: Any) -> str | None:
+def _yaml_add_lines(
+    text: str, root: yaml.Node | None, parts: list[str | int], value: Any
+) -> str | None:
     node = root
     depth = 0
     while depth < len(parts) - 1:
@@ -336,16 +335,18 @@ def _yaml_add_lines(text: str, root: yaml.Node | None, parts: list[str | int],
             break
         node, depth = child, depth + 1
     if root is None:
-        body = yaml.safe_dump(_nest(parts, value), sort_keys=False, default_flow_style=False,
-                              allow_unicode=True)
+        body = yaml.safe_dump(
+            _nest(parts, value), sort_keys=False, default_flow_style=False, allow_unicode=True
+        )
         return text + ("" if not text or text.endswith("\n") else "\n") + body
     if not isinstance(node, yaml.MappingNode) or node.flow_style or not node.value:
         return None
     if _find_node(node, [parts[depth]]) is not None:
         return None  # a non-mapping is in the way
     indent = node.value[0][0].start_mark.column
-    body = yaml.safe_dump(_nest(parts[depth:], value), sort_keys=False,
-                          default_flow_style=False, allow_unicode=True)
+    body = yaml.safe_dump(
+        _nest(parts[depth:], value), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
     lines = "".join(" " * indent + line + "\n" for line in body.splitlines())
     at = _after_line(text, node.value[-1][1].end_mark.index)
     prefix = text[:at] if at == 0 or text[at - 1] == "\n" else text[:at] + "\n"

@@ -42,11 +42,15 @@ def order_stages(stages: Sequence[Stage]) -> list[Stage]:
         for o in s.outs:
             for other_path, other in producers.items():
                 if o.path == other_path:
-                    raise PipelineError(s.name, f"stages {other!r} and {s.name!r} both write "
-                                                f"{o.path!r}")
+                    raise PipelineError(
+                        s.name, f"stages {other!r} and {s.name!r} both write {o.path!r}"
+                    )
                 if _inside(o.path, other_path) or _inside(other_path, o.path):
-                    raise PipelineError(s.name, f"out {o.path!r} of stage {s.name!r} overlaps "
-                                                f"out {other_path!r} of stage {other!r}")
+                    raise PipelineError(
+                        s.name,
+                        f"out {o.path!r} of stage {s.name!r} overlaps "
+                        f"out {other_path!r} of stage {other!r}",
+                    )
             producers[o.path] = s.name
     upstream: dict[str, list[str]] = {s.name: [] for s in stages}
     for s in stages:
@@ -55,8 +59,7 @@ def order_stages(stages: Sequence[Stage]) -> list[Stage]:
                 if (_inside(dep, out) or _inside(out, dep)) and producer != s.name:
                     upstream[s.name].append(producer)
                 elif producer == s.name and _inside(dep, out):
-                    raise PipelineError(s.name, f"stage {s.name!r} depends on its own out "
-                                                f"{out!r}")
+                    raise PipelineError(s.name, f"stage {s.name!r} depends on its own out {out!r}")
     by_name = {s.name: s for s in stages}
     done: list[str] = []
     state: dict[str, int] = {}
@@ -65,7 +68,7 @@ def order_stages(stages: Sequence[Stage]) -> list[Stage]:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = " -> ".join([*path[path.index(name):], name])
+            cycle = " -> ".join([*path[path.index(name) :], name])
             raise PipelineError(name, f"the pipeline has a cycle: {cycle}")
         state[name] = 1
         for up in upstream[name]:
@@ -102,8 +105,9 @@ def outputs(stage: Stage) -> list[str]:
     return [o.path for o in stage.outs] + list(stage.metrics) + list(stage.plots)
 
 
-def params_read(stage: Stage, ws: Path, params_files: Sequence[str],
-                texts: dict[str, str] | None = None) -> dict[str, Any]:
+def params_read(
+    stage: Stage, ws: Path, params_files: Sequence[str], texts: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The params values a stage reads, by file (all of them if it declares none).
 
     ``texts`` stands in for files' contents (a dry run with ``-S`` writes nothing).
@@ -114,11 +118,17 @@ def params_read(stage: Stage, ws: Path, params_files: Sequence[str],
     if not stage.params:
         # Reads every param: the files' bytes identify them, and hashing is cheaper than
         # parsing on the per-experiment path.
-        return {p: "sha256:" + hashlib.sha256(
-                    texts[p].encode() if p in texts else (ws / p).read_bytes()).hexdigest()
-                for p in params_files if p in texts or (ws / p).is_file()}
-    files = {p: (ParamsFile.from_text(p, texts[p]) if p in texts else ParamsFile.load(ws, p)).data
-             for p in params_files if p in texts or (ws / p).is_file()}
+        return {
+            p: "sha256:"
+            + hashlib.sha256(texts[p].encode() if p in texts else (ws / p).read_bytes()).hexdigest()
+            for p in params_files
+            if p in texts or (ws / p).is_file()
+        }
+    files = {
+        p: (ParamsFile.from_text(p, texts[p]) if p in texts else ParamsFile.load(ws, p)).data
+        for p in params_files
+        if p in texts or (ws / p).is_file()
+    }
     default = params_files[0] if params_files else ""
     out: dict[str, Any] = {}
     for key in stage.params:
@@ -130,8 +140,17 @@ def params_read(stage: Stage, ws: Path, params_files: Sequence[str],
 
 def stage_key(stage: Stage, deps: dict[str, str], params: dict[str, Any]) -> str:
     """The run-cache key of a stage."""
-    blob = json.dumps({"cmd": stage.cmd, "wdir": stage.wdir, "deps": deps, "params": params,
-                       "outs": outputs(stage)}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "cmd": stage.cmd,
+            "wdir": stage.wdir,
+            "deps": deps,
+            "params": params,
+            "outs": outputs(stage),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -205,14 +224,18 @@ def run_stages(
         if dry:
             unknown = [d for d in stage.deps if planned.get(d, "") is None]
             if unknown:
-                outcomes.append(StageOutcome(stage.name, "ran", message=f"{unknown[0]!r} "
-                                             "will change upstream"))
+                outcomes.append(
+                    StageOutcome(stage.name, "ran", message=f"{unknown[0]!r} will change upstream")
+                )
                 planned.update({p: None for p in outputs(stage)})
                 continue
         missing = [d for d in stage.deps if not (ws / d).exists() and d not in planned]
         if missing:
-            outcomes.append(StageOutcome(stage.name, "failed", 1,
-                                         f"stage {stage.name!r}: dep {missing[0]!r} is missing"))
+            outcomes.append(
+                StageOutcome(
+                    stage.name, "failed", 1, f"stage {stage.name!r}: dep {missing[0]!r} is missing"
+                )
+            )
             break
         for dep in stage.deps:
             deps[dep] = planned.get(dep) or hash_path(ws / dep)
@@ -222,8 +245,11 @@ def run_stages(
         cacheable = bool(outputs(stage))
         if dry:
             entry = cache.run_entry(key) if cacheable and not force else None
-            outcomes.append(StageOutcome(stage.name, "cached" if entry else "ran",
-                                         lock={**lock, "outs": entry or {}}))
+            outcomes.append(
+                StageOutcome(
+                    stage.name, "cached" if entry else "ran", lock={**lock, "outs": entry or {}}
+                )
+            )
             for path in outputs(stage):
                 planned[path] = entry.get(path) if entry else None
             continue
@@ -234,8 +260,7 @@ def run_stages(
                     cache.checkout(digest, ws / path)
                 log.write(f"+ [{stage.name}] restored from the run-cache ({key[:12]})\n".encode())
                 log.flush()
-                outcomes.append(StageOutcome(stage.name, "cached", 0,
-                                             lock={**lock, "outs": entry}))
+                outcomes.append(StageOutcome(stage.name, "cached", 0, lock={**lock, "outs": entry}))
                 continue
             for out in stage.outs:
                 if not out.persist:
@@ -244,16 +269,24 @@ def run_stages(
             log.flush()
             rc = run_command(stage.cmd, ws / stage.wdir, env, log)
             if rc != 0:
-                outcomes.append(StageOutcome(stage.name, "failed", rc,
-                                             f"stage {stage.name!r} exited with code {rc}"))
+                outcomes.append(
+                    StageOutcome(
+                        stage.name, "failed", rc, f"stage {stage.name!r} exited with code {rc}"
+                    )
+                )
                 break
             # A declared out must exist (as in DVC); a missing metrics or plots file is
             # just an absent report.
             absent = [o.path for o in stage.outs if not (ws / o.path).exists()]
             if absent:
-                outcomes.append(StageOutcome(stage.name, "failed", 1,
-                                             f"stage {stage.name!r} did not produce "
-                                             f"{absent[0]!r}"))
+                outcomes.append(
+                    StageOutcome(
+                        stage.name,
+                        "failed",
+                        1,
+                        f"stage {stage.name!r} did not produce {absent[0]!r}",
+                    )
+                )
                 break
             saved = {p: cache.save(ws / p) for p in outputs(stage) if (ws / p).exists()}
             if cacheable:

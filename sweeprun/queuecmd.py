@@ -97,8 +97,10 @@ def _kill(config: Config, store: ExpStore) -> int:
         try:
             pgid = int((store.repo.state_dir / "pids" / rec.key).read_text())
         except (OSError, ValueError):
-            raise UsageError(f"queue kill: {rec.name} has no running command right now "
-                             "(between stages?); try again") from None
+            raise UsageError(
+                f"queue kill: {rec.name} has no running command right now "
+                "(between stages?); try again"
+            ) from None
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -132,10 +134,12 @@ def _retry(config: Config, store: ExpStore) -> int:
     try:
         store.updater.transaction(ops)
     except RefConflict as exc:
-        raise UsageError(f"queue retry: the queue changed meanwhile, nothing queued: {exc}"
-                         ) from None
-    config.stdout.write(f"queued {len(chosen)} experiment(s) again; run them with "
-                        "'sweeprun --run-all'\n")
+        raise UsageError(
+            f"queue retry: the queue changed meanwhile, nothing queued: {exc}"
+        ) from None
+    config.stdout.write(
+        f"queued {len(chosen)} experiment(s) again; run them with 'sweeprun --run-all'\n"
+    )
     return 0
 
 
@@ -166,4 +170,3 @@ def _args(p: argparse.ArgumentParser) -> None:
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun queue``."""
     commands.add("queue", "queue status, logs, kill and retry", _args, _run)
-

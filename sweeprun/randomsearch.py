@@ -72,16 +72,20 @@ def parse_dimension(key: str, spec: Any) -> Dimension:
     if not isinstance(spec, str):
         raise SweepValueError(
             f"space key {key!r}: expected a list or one of "
-            f"{', '.join(d + '(...)' for d in DISTRIBUTIONS)}", where)
+            f"{', '.join(d + '(...)' for d in DISTRIBUTIONS)}",
+            where,
+        )
     m = _CALL.match(spec)
     if not m:
-        raise SweepValueError(f"space key {key!r}: cannot parse {spec!r} (e.g. uniform(0, 1))",
-                              where)
+        raise SweepValueError(
+            f"space key {key!r}: cannot parse {spec!r} (e.g. uniform(0, 1))", where
+        )
     kind = m.group(1)
     if kind not in DISTRIBUTIONS:
         raise SweepValueError(
-            f"space key {key!r}: unknown distribution {kind!r} "
-            f"(valid: {', '.join(DISTRIBUTIONS)})", where)
+            f"space key {key!r}: unknown distribution {kind!r} (valid: {', '.join(DISTRIBUTIONS)})",
+            where,
+        )
     try:
         args = [parse_value(a) for a in split_top(m.group(2))] if m.group(2).strip() else []
     except ValueError as exc:
@@ -100,7 +104,8 @@ def parse_dimension(key: str, spec: Any) -> Dimension:
         raise SweepValueError(f"space key {key!r}: {kind}({a}, {b}) needs low < high", where)
     if kind == "loguniform" and not 0 < a < b:
         raise SweepValueError(
-            f"space key {key!r}: loguniform({a}, {b}) needs 0 < low < high", where)
+            f"space key {key!r}: loguniform({a}, {b}) needs 0 < low < high", where
+        )
     if kind == "normal" and b <= 0:
         raise SweepValueError(f"space key {key!r}: normal({a}, {b}) needs sigma > 0", where)
     return Dimension(key, kind, [float(a), float(b)] if kind != "randint" else [a, b])
@@ -111,18 +116,22 @@ def expand_random(block: Mapping[str, Any]) -> list[Point]:
     for key in block:
         if key not in RANDOM_KEYS:
             raise SweepValueError(
-                f"unknown key {key!r} in 'random' (valid: {', '.join(RANDOM_KEYS)})", (key,))
+                f"unknown key {key!r} in 'random' (valid: {', '.join(RANDOM_KEYS)})", (key,)
+            )
     n = block.get("n")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise SweepValueError("'random' needs 'n', a positive integer", ("n",) if "n" in block
-                              else ())
+        raise SweepValueError(
+            "'random' needs 'n', a positive integer", ("n",) if "n" in block else ()
+        )
     seed = block.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise SweepValueError("'seed' must be an integer", ("seed",))
     space = block.get("space")
     if not isinstance(space, Mapping) or not space:
-        raise SweepValueError("'random' needs 'space', a mapping of param → distribution",
-                              ("space",) if "space" in block else ())
+        raise SweepValueError(
+            "'random' needs 'space', a mapping of param → distribution",
+            ("space",) if "space" in block else (),
+        )
     dims = [parse_dimension(str(k), v) for k, v in space.items()]
     rng = random.Random(seed)
     u = rng.random
@@ -130,7 +139,8 @@ def expand_random(block: Mapping[str, Any]) -> list[Point]:
         size = math.prod(d.size for d in dims)
         if n > size:
             raise SweepValueError(
-                f"'n' is {n} but the discrete space has only {size} points", ("n",))
+                f"'n' is {n} but the discrete space has only {size} points", ("n",)
+            )
         # Without replacement: a partial Fisher-Yates shuffle of the flat index space,
         # kept sparse so huge spaces cost O(n).
         swapped: dict[int, int] = {}

@@ -25,8 +25,7 @@ hookimpl = pluggy.HookimplMarker("sweeprun")
 STASH_REF = "refs/sweeprun/stash"
 
 
-def resolve(store: ExpStore, names: list[str], records: list[Record] | None = None
-            ) -> list[Record]:
+def resolve(store: ExpStore, names: list[str], records: list[Record] | None = None) -> list[Record]:
     """Records for names, ``name@step`` checkpoints, key or commit prefixes, or full refs.
 
     Names of the current baseline win over other baselines. Unknown or ambiguous names
@@ -42,8 +41,7 @@ def resolve(store: ExpStore, names: list[str], records: list[Record] | None = No
         if len({r.baseline for r in matches}) > 1:
             matches = [r for r in matches if r.baseline == head] or matches
         if not matches and len(name) >= 4:
-            matches = [r for r in records
-                       if r.key.startswith(name) or r.commit.startswith(name)]
+            matches = [r for r in records if r.key.startswith(name) or r.commit.startswith(name)]
         if len(matches) == 1 and step:
             ckpt = checkpoint_commit(store, matches[0], step)
             if ckpt is None:
@@ -53,8 +51,10 @@ def resolve(store: ExpStore, names: list[str], records: list[Record] | None = No
         if not matches:
             problems.append(f"{name!r}: no such experiment")
         elif len(matches) > 1:
-            problems.append(f"{name!r} is ambiguous: " + ", ".join(
-                f"{r.name} ({r.baseline[:7]})" for r in matches[:5]))
+            problems.append(
+                f"{name!r} is ambiguous: "
+                + ", ".join(f"{r.name} ({r.baseline[:7]})" for r in matches[:5])
+            )
         else:
             out.append(matches[0])
     if problems:
@@ -67,8 +67,11 @@ def checkpoint_commit(store: ExpStore, rec: Record, step: str) -> Record | None:
     from sweeprun.checkpoint import REF_PREFIX
 
     tip = rec.commit if rec.ref.startswith(EXPS) else REF_PREFIX + rec.key
-    log = run_git(["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{rec.baseline}"],
-                  store.cwd, check=False)
+    log = run_git(
+        ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{rec.baseline}"],
+        store.cwd,
+        check=False,
+    )
     for chunk in log.split("\x1e"):
         sha, _, body = chunk.strip().partition("\x00")
         meta = parse_message(body)
@@ -89,8 +92,11 @@ def stash_workspace(store: ExpStore) -> str | None:
     tree = store.snapshot_workspace()
     previous = run_git(["rev-parse", "-q", "--verify", STASH_REF], store.cwd, check=False).strip()
     meta = {"kind": "stash", "previous": previous or None, "at": time.time()}
-    commit = run_git(["commit-tree", tree, "-p", head], store.cwd,
-                     input=f"sweeprun: stash before apply\n\n{json.dumps(meta)}\n").strip()
+    commit = run_git(
+        ["commit-tree", tree, "-p", head],
+        store.cwd,
+        input=f"sweeprun: stash before apply\n\n{json.dumps(meta)}\n",
+    ).strip()
     store.updater.transaction([RefOp(STASH_REF, commit, previous or ZERO)])
     return commit
 
@@ -118,8 +124,9 @@ def _apply(config: Config) -> int:
     store = ExpStore(config.repo)
     try:
         if config.getoption("undo"):
-            stash = run_git(["rev-parse", "-q", "--verify", STASH_REF], store.cwd,
-                            check=False).strip()
+            stash = run_git(
+                ["rev-parse", "-q", "--verify", STASH_REF], store.cwd, check=False
+            ).strip()
             if not stash:
                 raise UsageError("apply --undo: nothing to undo (no saved workspace)")
             restore_tree(store, stash)
@@ -132,8 +139,10 @@ def _apply(config: Config) -> int:
         saved = stash_workspace(store)
         restore_tree(store, rec.commit)
         if saved:
-            config.stdout.write(f"saved your uncommitted work ({saved[:7]}): "
-                                "'sweeprun apply --undo' brings it back\n")
+            config.stdout.write(
+                f"saved your uncommitted work ({saved[:7]}): "
+                "'sweeprun apply --undo' brings it back\n"
+            )
         config.stdout.write(f"applied {rec.name} ({rec.state}, {rec.commit[:7]})\n")
         return 0
     finally:
@@ -150,8 +159,9 @@ def _branch(config: Config) -> int:
         branch = config.getoption("branch") or f"{rec.name}-branch"
         if rec.state in ("queued", "running"):
             raise UsageError(f"branch: {rec.name} has no result yet ({rec.state})")
-        exists = run_git(["rev-parse", "-q", "--verify", f"refs/heads/{branch}"], store.cwd,
-                         check=False).strip()
+        exists = run_git(
+            ["rev-parse", "-q", "--verify", f"refs/heads/{branch}"], store.cwd, check=False
+        ).strip()
         if exists:
             raise UsageError(f"branch: a branch named {branch!r} already exists")
         proc = run_git(["check-ref-format", "--branch", branch], store.cwd, check=False)
@@ -182,8 +192,9 @@ def _rename(config: Config) -> int:
         if taken:
             raise UsageError(f"rename: {new!r} already names an experiment of that baseline")
         target = f"{EXPS}{rec.baseline}/{new}"
-        store.updater.transaction([RefOp(target, rec.commit, ZERO),
-                                   RefOp(rec.ref, ZERO, rec.commit)])
+        store.updater.transaction(
+            [RefOp(target, rec.commit, ZERO), RefOp(rec.ref, ZERO, rec.commit)]
+        )
         config.stdout.write(f"renamed {rec.name} to {new}\n")
         return 0
     finally:
@@ -208,13 +219,19 @@ def select_for_removal(config: Config, store: ExpStore) -> list[Record]:
         chosen.update({r.ref: r for r in records if r.state != "running"})
     rev = config.getoption("rev")
     if rev:
-        sha = run_git(["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd,
-                      check=False).strip()
+        sha = run_git(
+            ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd, check=False
+        ).strip()
         if not sha:
             raise UsageError(f"remove --rev {rev}: no such commit")
         chosen.update({r.ref: r for r in records if r.baseline == sha and r.state != "running"})
-    if not (names or config.getoption("queue") or config.getoption("failed")
-            or config.getoption("all") or rev):
+    if not (
+        names
+        or config.getoption("queue")
+        or config.getoption("failed")
+        or config.getoption("all")
+        or rev
+    ):
         raise UsageError("remove: name experiments, or use --queue, --failed, --all or --rev")
     if config.getoption("keep"):
         chosen = {r.ref: r for r in records if r.ref not in chosen and r.state != "running"}
@@ -234,32 +251,48 @@ def _remove(config: Config) -> int:
         if remote:
             refs = [r.ref for r in doomed if r.ref.startswith(EXPS)]
             if refs:
-                out = run_git(["push", "--porcelain", remote, *[f":{r}" for r in refs]],
-                              store.cwd, check=False)
+                out = run_git(
+                    ["push", "--porcelain", remote, *[f":{r}" for r in refs]],
+                    store.cwd,
+                    check=False,
+                )
                 if "[deleted]" not in out and "deleted" not in out:
                     raise UsageError(f"remove -g {remote}: the remote refused: {out.strip()}")
             config.stdout.write(f"removed {len(refs)} experiments from {remote}\n")
             return 0
         ops = [RefOp(r.ref, ZERO, r.commit) for r in doomed]
-        ckpts = {ref.split("/")[-1]: sha for ref, sha in
-                 (line.split() for line in run_git(
-                     ["for-each-ref", "--format=%(refname) %(objectname)", REF_PREFIX],
-                     store.cwd).splitlines())}
+        ckpts = {
+            ref.split("/")[-1]: sha
+            for ref, sha in (
+                line.split()
+                for line in run_git(
+                    ["for-each-ref", "--format=%(refname) %(objectname)", REF_PREFIX], store.cwd
+                ).splitlines()
+            )
+        }
         for r in doomed:
-            if r.key in ckpts and not any(o.key == r.key for o in store.records()
-                                          if o.ref not in {d.ref for d in doomed}):
+            if r.key in ckpts and not any(
+                o.key == r.key for o in store.records() if o.ref not in {d.ref for d in doomed}
+            ):
                 ops.append(RefOp(REF_PREFIX + r.key, ZERO, ckpts[r.key]))
         try:
             store.updater.transaction(ops)
         except RefConflict as exc:
-            raise UsageError(f"remove: experiments changed meanwhile, nothing removed: {exc}"
-                             ) from None
+            raise UsageError(
+                f"remove: experiments changed meanwhile, nothing removed: {exc}"
+            ) from None
         for r in doomed:
             if any(op.ref == REF_PREFIX + r.key for op in ops):
                 journal_path(store.repo.common_dir, r.key).unlink(missing_ok=True)
-        config.stdout.write(f"removed {len(doomed)} experiment{'s' if len(doomed) != 1 else ''}"
-                            + (": " + ", ".join(sorted(r.name for r in doomed)) if doomed
-                               and len(doomed) <= 10 else "") + "\n")
+        config.stdout.write(
+            f"removed {len(doomed)} experiment{'s' if len(doomed) != 1 else ''}"
+            + (
+                ": " + ", ".join(sorted(r.name for r in doomed))
+                if doomed and len(doomed) <= 10
+                else ""
+            )
+            + "\n"
+        )
         return 0
     finally:
         store.close()
@@ -293,9 +326,9 @@ def _remove_args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register apply, branch, rename and remove."""
-    commands.add("apply", "bring an experiment's files and outs into the workspace",
-                 _apply_args, _apply)
+    commands.add(
+        "apply", "bring an experiment's files and outs into the workspace", _apply_args, _apply
+    )
     commands.add("branch", "make a git branch of an experiment", _branch_args, _branch)
     commands.add("rename", "rename a finished experiment", _rename_args, _rename)
     commands.add("remove", "delete experiments or queue entries", _remove_args, _remove)
-

@@ -29,20 +29,40 @@ hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("targets", nargs="*", metavar="STAGE",
-                        help="stages to run, with what they depend on (default: all)")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="STAGE",
+        help="stages to run, with what they depend on (default: all)",
+    )
     parser.add_argument("--spec", default="sweeps.yaml", help="the spec (default: sweeps.yaml)")
-    parser.add_argument("-S", "--set-param", dest="set_params", action="append", default=[],
-                        metavar="[FILE:]KEY=VALUE", help="override a param (repeatable)")
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="set_params",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY=VALUE",
+        help="override a param (repeatable)",
+    )
     parser.add_argument("-n", "--name", help="experiment name")
-    parser.add_argument("--temp", action="store_true",
-                        help="run in a temporary workspace, not in yours")
-    parser.add_argument("--single-item", action="store_true",
-                        help="run only the named stages, not what they depend on")
-    parser.add_argument("-f", "--force", action="store_true",
-                        help="run stages even when the run-cache has their outputs")
-    parser.add_argument("--dry", action="store_true",
-                        help="print which stages would run and why; change nothing")
+    parser.add_argument(
+        "--temp", action="store_true", help="run in a temporary workspace, not in yours"
+    )
+    parser.add_argument(
+        "--single-item",
+        action="store_true",
+        help="run only the named stages, not what they depend on",
+    )
+    parser.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="run stages even when the run-cache has their outputs",
+    )
+    parser.add_argument(
+        "--dry", action="store_true", help="print which stages would run and why; change nothing"
+    )
 
 
 def _experiment(config: Config, session: Session) -> Experiment:
@@ -58,13 +78,23 @@ def _experiment(config: Config, session: Session) -> Experiment:
     overrides = [parse_override(s) for s in config.getoption("set_params")]
     fixed, points = session._overrides(params, overrides)
     if len(points) > 1:
-        raise UsageError("-S: 'sweeprun run' runs one experiment; to sweep, use "
-                         "'sweeprun -S … --run'")
-    exp = Experiment(id=names.make_id(DEFAULT_SWEEP, fixed), sweep=DEFAULT_SWEEP, spec=spec,
-                     params=params, point=fixed, stages=[])
+        raise UsageError(
+            "-S: 'sweeprun run' runs one experiment; to sweep, use 'sweeprun -S … --run'"
+        )
+    exp = Experiment(
+        id=names.make_id(DEFAULT_SWEEP, fixed),
+        sweep=DEFAULT_SWEEP,
+        spec=spec,
+        params=params,
+        point=fixed,
+        stages=[],
+    )
     try:
-        stages = pipeline.select(interpolate_stages(spec, exp), config.getoption("targets"),
-                                 bool(config.getoption("single_item")))
+        stages = pipeline.select(
+            interpolate_stages(spec, exp),
+            config.getoption("targets"),
+            bool(config.getoption("single_item")),
+        )
     except pipeline.PipelineError as exc:
         raise UsageError(f"sweeprun run: {exc}") from None
     exp.stages = stages
@@ -81,8 +111,9 @@ def _why(stage_lock: dict[str, Any], old: dict[str, Any]) -> str:
     if not changed:
         return "up to date"
     if "deps" in changed:
-        deps = [d for d in stage_lock["deps"]
-                if old.get("deps", {}).get(d) != stage_lock["deps"][d]]
+        deps = [
+            d for d in stage_lock["deps"] if old.get("deps", {}).get(d) != stage_lock["deps"][d]
+        ]
         return "changed deps: " + ", ".join(deps) if deps else "changed deps"
     return "changed " + " and ".join(changed)
 
@@ -114,9 +145,18 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
         if exp.rendered_files():
             out.write("(params as they would be after -S)\n")
         with open("/dev/null", "wb") as sink:
-            outcomes = pipeline.run_stages(exp.stages, root, cache, params_files, {}, sink,
-                                           lambda *a: 0, force=config.getoption("force"),
-                                           dry=True, params_texts=exp.rendered_files())
+            outcomes = pipeline.run_stages(
+                exp.stages,
+                root,
+                cache,
+                params_files,
+                {},
+                sink,
+                lambda *a: 0,
+                force=config.getoption("force"),
+                dry=True,
+                params_texts=exp.rendered_files(),
+            )
         for o in outcomes:
             why = o.message or _why(o.lock, old_lock.get(o.name, {}))
             verdict = "restore from the run-cache" if o.status == "cached" else "run"
@@ -130,14 +170,25 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     import os
 
-    env = dict(os.environ, SWEEPRUN_EXP_NAME=name, SWEEPRUN_BASELINE_REV=head,
-               SWEEPRUN_ROOT=str(root), SWEEPRUN_WORKSPACE=str(root))
+    env = dict(
+        os.environ,
+        SWEEPRUN_EXP_NAME=name,
+        SWEEPRUN_BASELINE_REV=head,
+        SWEEPRUN_ROOT=str(root),
+        SWEEPRUN_WORKSPACE=str(root),
+    )
     started = time.time()
     with open(log_path, "wb") as log:
         outcomes = pipeline.run_stages(
-            exp.stages, root, cache, params_files, env, log,
+            exp.stages,
+            root,
+            cache,
+            params_files,
+            env,
+            log,
             lambda cmd, cwd, env, log: _run_command(cmd, cwd, env, log, None),
-            force=bool(config.getoption("force")))
+            force=bool(config.getoption("force")),
+        )
     out.write(log_path.read_text(errors="replace"))
     if any(o.status != "failed" for o in outcomes):
         pipeline.write_lock(root, outcomes)
@@ -148,10 +199,17 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
     key = content_key(head, tree, {}, exp.stages_record())
     name = name or names.default_name(key)
     meta = exp.record(key=key, name=name, baseline=head, queued_at=int(started))
-    meta.update({"state": "failed" if failed else "success",
-                 "returncode": failed[0].returncode if failed else 0,
-                 "started": started, "finished": time.time(), "metrics": metrics,
-                 "message": failed[0].message if failed else "", "workspace": True})
+    meta.update(
+        {
+            "state": "failed" if failed else "success",
+            "returncode": failed[0].returncode if failed else 0,
+            "started": started,
+            "finished": time.time(),
+            "metrics": metrics,
+            "message": failed[0].message if failed else "",
+            "workspace": True,
+        }
+    )
     message = format_message(f"sweeprun: {meta['state']} {name} (workspace run)", meta)
     commit = run_git(["commit-tree", tree, "-p", head], root, input=message).strip()
     ref = result_ref(head, name)
@@ -171,8 +229,9 @@ def _gitignore_outs(root: Path, exp: Experiment) -> None:
     ignore = root / ".gitignore"
     text = ignore.read_text() if ignore.exists() else ""
     lines = set(text.splitlines())
-    new = [f"/{o.path}" for s in exp.stages for o in s.outs
-           if o.cache and f"/{o.path}" not in lines]
+    new = [
+        f"/{o.path}" for s in exp.stages for o in s.outs if o.cache and f"/{o.path}" not in lines
+    ]
     if new:
         sep = "" if not text or text.endswith("\n") else "\n"
         ignore.write_text(text + sep + "\n".join(new) + "\n")
@@ -189,8 +248,10 @@ def _run_temp(config: Config, session: Session, exp: Experiment) -> int:
     config.hook.sweeprun_runloop(session=session, records=records)
     for report in session.reports:
         config.stdout.write(report.log_tail + "\n")
-        config.stdout.write(f"{report.outcome}: experiment {report.name}"
-                            f"{' — ' + report.message if report.message else ''}\n")
+        config.stdout.write(
+            f"{report.outcome}: experiment {report.name}"
+            f"{' — ' + report.message if report.message else ''}\n"
+        )
     if not session.reports:
         config.stdout.write("nothing to run: the same experiment is already running\n")
         return 0
@@ -200,5 +261,6 @@ def _run_temp(config: Config, session: Session, exp: Experiment) -> int:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun run``."""
-    commands.add("run", "run the pipeline once now (in your workspace, or --temp)",
-                 _add_arguments, _run)
+    commands.add(
+        "run", "run the pipeline once now (in your workspace, or --temp)", _add_arguments, _run
+    )

@@ -40,12 +40,18 @@ def stages_from_record(meta: dict[str, Any]) -> tuple[Stage, ...]:
     """Rebuild the stages stored in a queue record."""
     stages = []
     for s in meta.get("stages", []):
-        stages.append(Stage(
-            name=s["name"], cmd=s["cmd"], wdir=s.get("wdir", "."),
-            deps=tuple(s.get("deps", ())), outs=tuple(Out(**o) for o in s.get("outs", ())),
-            params=tuple(s.get("params", ())), metrics=tuple(s.get("metrics", ())),
-            plots=tuple(s.get("plots", ())),
-        ))
+        stages.append(
+            Stage(
+                name=s["name"],
+                cmd=s["cmd"],
+                wdir=s.get("wdir", "."),
+                deps=tuple(s.get("deps", ())),
+                outs=tuple(Out(**o) for o in s.get("outs", ())),
+                params=tuple(s.get("params", ())),
+                metrics=tuple(s.get("metrics", ())),
+                plots=tuple(s.get("plots", ())),
+            )
+        )
     return tuple(stages)
 
 
@@ -63,14 +69,18 @@ def commit_identity(cwd: str | os.PathLike[str]) -> tuple[str, str, bool]:
             idents.append(out.rsplit(" ", 2)[0])  # drop the timestamp and zone
         else:
             name = os.environ.get(f"GIT_{fallback}_NAME") or FALLBACK_IDENTITY["GIT_AUTHOR_NAME"]
-            email = (os.environ.get(f"GIT_{fallback}_EMAIL")
-                     or FALLBACK_IDENTITY["GIT_AUTHOR_EMAIL"])
+            email = os.environ.get(f"GIT_{fallback}_EMAIL") or FALLBACK_IDENTITY["GIT_AUTHOR_EMAIL"]
             idents.append(f"{name} <{email}>")
     return idents[0], idents[1], fmt == "sha1"
 
 
-def make_job(session: Session, record: Record, env: dict[str, str],
-             identity: tuple[str, str, bool] = ("", "", False), cache: str = "") -> Job:
+def make_job(
+    session: Session,
+    record: Record,
+    env: dict[str, str],
+    identity: tuple[str, str, bool] = ("", "", False),
+    cache: str = "",
+) -> Job:
     """The picklable job for a claimed record."""
     repo = session.config.repo
     extra = dict(env)
@@ -106,29 +116,55 @@ def make_job(session: Session, record: Record, env: dict[str, str],
 def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
     """Where jobs run."""
     g = parser.add_argument_group("scheduling")
-    g.add_argument("--backend", choices=sorted(BACKENDS), default="threads",
-                   help="joblib backend (threads: default; dask: a Dask cluster)")
-    g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    g.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default="threads",
+        help="joblib backend (threads: default; dask: a Dask cluster)",
+    )
+    g.add_argument(
+        "--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786"
+    )
     f = parser.add_argument_group("failure policy and resources")
-    f.add_argument("--timeout", type=float, metavar="S",
-                   help="kill an experiment's whole process tree after S seconds (outcome: "
-                        "timeout)")
-    f.add_argument("--retries", type=int, default=0, metavar="N",
-                   help="run failed or timed-out experiments up to N more times")
-    f.add_argument("--slots", "--gpus", dest="slots", metavar="LIST",
-                   help="e.g. 0,1: each parallel job gets one as CUDA_VISIBLE_DEVICES")
+    f.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="kill an experiment's whole process tree after S seconds (outcome: timeout)",
+    )
+    f.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run failed or timed-out experiments up to N more times",
+    )
+    f.add_argument(
+        "--slots",
+        "--gpus",
+        dest="slots",
+        metavar="LIST",
+        help="e.g. 0,1: each parallel job gets one as CUDA_VISIBLE_DEVICES",
+    )
     c = parser.add_argument_group("checkpoints")
-    c.add_argument("--reset", action="store_true",
-                   help="discard the experiments' checkpoints and start over")
-    c.add_argument("--rev", metavar="CKPT",
-                   help="resume from this checkpoint commit instead of the last one")
+    c.add_argument(
+        "--reset", action="store_true", help="discard the experiments' checkpoints and start over"
+    )
+    c.add_argument(
+        "--rev", metavar="CKPT", help="resume from this checkpoint commit instead of the last one"
+    )
 
 
 def _validate_rev(session: Session) -> None:
     rev = session.config.getoption("rev")
-    if rev and not run_git(["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"],
-                           session.config.repo.root, check=False).strip():
+    if (
+        rev
+        and not run_git(
+            ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"],
+            session.config.repo.root,
+            check=False,
+        ).strip()
+    ):
         raise UsageError(f"--rev {rev}: no such checkpoint commit")
 
 
@@ -157,10 +193,11 @@ class CheckpointPublisher:
         if current != chain[-1][0]:
             with contextlib.suppress(RefConflict):
                 store.updater.transaction([RefOp(ref, chain[-1][0], current or ZERO)])
-        for sha, step in chain[self.seen.get(key, len(chain) if record is None else 0):]:
+        for sha, step in chain[self.seen.get(key, len(chain) if record is None else 0) :]:
             if record is not None:
-                self.session.hook.sweeprun_checkpoint(session=self.session, record=record,
-                                                      commit=sha, step=step)
+                self.session.hook.sweeprun_checkpoint(
+                    session=self.session, record=record, commit=sha, step=step
+                )
         self.seen[key] = len(chain)
 
     def publish_all(self) -> None:
@@ -196,8 +233,9 @@ def prepare_checkpoints(session: Session, record: Record) -> None:
         if current:
             store.updater.transaction([RefOp(ref, ZERO, current)])
     elif rev:
-        sha = run_git(["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd,
-                      check=False).strip()
+        sha = run_git(
+            ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd, check=False
+        ).strip()
         chain = checkpoint.read_journal(journal)
         shas = [c for c, _ in chain]
         if sha and sha in shas:
@@ -230,8 +268,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
                 continue  # another runner took it
             session.running[record.key] = claimed
             prepare_checkpoints(session, claimed)
-            yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident,
-                                                   cache))
+            yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident, cache))
 
     client = None
     if backend == "dask":
@@ -290,14 +327,22 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _drain(session: Session, records: list[Record], jobs: Any, backend: str, n_jobs: int,
-           publisher: CheckpointPublisher, maxfail: int) -> None:
+def _drain(
+    session: Session,
+    records: list[Record],
+    jobs: Any,
+    backend: str,
+    n_jobs: int,
+    publisher: CheckpointPublisher,
+    maxfail: int,
+) -> None:
     """Feed jobs to joblib and publish each result as it arrives (this thread only)."""
     import joblib
 
     with joblib.parallel_config(backend=backend, n_jobs=n_jobs), publisher:
-        parallel = joblib.Parallel(return_as="generator_unordered", pre_dispatch="n_jobs",
-                                   batch_size=1)
+        parallel = joblib.Parallel(
+            return_as="generator_unordered", pre_dispatch="n_jobs", batch_size=1
+        )
         failures = 0
         for report in parallel(jobs()):
             if report.key in session.running:

@@ -38,9 +38,13 @@ _OUTS: dict[str, Any] = {
     ]
 }
 _STAGE_PROPS: dict[str, Any] = {
-    "cmd": {"oneOf": [{"type": "string", "minLength": 1},
-                      {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-            "description": "Command; ${key} interpolates a param value, shell-quoted."},
+    "cmd": {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        ],
+        "description": "Command; ${key} interpolates a param value, shell-quoted.",
+    },
     "deps": _PATHS,
     "outs": _OUTS,
     "params": _PATHS,
@@ -48,7 +52,7 @@ _STAGE_PROPS: dict[str, Any] = {
     "plots": _OUTS,
     "wdir": {"type": "string"},
 }
-_DIST = ("^\\s*(choice|uniform|loguniform|randint|normal)\\s*\\(.*\\)\\s*$")
+_DIST = "^\\s*(choice|uniform|loguniform|randint|normal)\\s*\\(.*\\)\\s*$"
 _BLOCKS: dict[str, Any] = {
     "matrix": {
         "type": "object",
@@ -84,8 +88,10 @@ _BLOCKS: dict[str, Any] = {
                 "type": "object",
                 "minProperties": 1,
                 "additionalProperties": {
-                    "oneOf": [{"type": "array", "minItems": 1},
-                              {"type": "string", "pattern": _DIST}]
+                    "oneOf": [
+                        {"type": "array", "minItems": 1},
+                        {"type": "string", "pattern": _DIST},
+                    ]
                 },
             },
         },
@@ -105,8 +111,11 @@ _SWEEP = {
                 **_BLOCKS,
                 "blocks": {"type": "array", "items": _BLOCK_GROUP, "minItems": 1},
                 "name": {"type": "string", "description": "Name template: 'lr{train.lr}'."},
-                "expect": {"type": "object", "additionalProperties": {"type": "string"},
-                           "description": "Metric assertions: {acc: '>= 0.8'}."},
+                "expect": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "Metric assertions: {acc: '>= 0.8'}.",
+                },
             },
             "additionalProperties": False,
         },

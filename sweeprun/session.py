@@ -82,9 +82,16 @@ class Experiment:
     def stages_record(self) -> list[dict[str, Any]]:
         """The stages as stored in the queue record (commands already interpolated)."""
         return [
-            {"name": s.name, "cmd": s.cmd, "wdir": s.wdir, "deps": list(s.deps),
-             "outs": [vars(o) for o in s.outs], "params": list(s.params),
-             "metrics": list(s.metrics), "plots": list(s.plots)}
+            {
+                "name": s.name,
+                "cmd": s.cmd,
+                "wdir": s.wdir,
+                "deps": list(s.deps),
+                "outs": [vars(o) for o in s.outs],
+                "params": list(s.params),
+                "metrics": list(s.metrics),
+                "plots": list(s.plots),
+            }
             for s in self.stages
         ]
 
@@ -158,9 +165,7 @@ class Session:
             for name in SPEC_NAMES:
                 if (base / name).is_file():
                     return [(base / name, None)]
-            raise UsageError(
-                f"no sweeps.yaml in {base} (pass a spec file or directory as SPEC)"
-            )
+            raise UsageError(f"no sweeps.yaml in {base} (pass a spec file or directory as SPEC)")
         paths: list[tuple[Path, str | None]] = []
         for arg in args:
             file_part, sep, selector = arg.partition("::")
@@ -168,9 +173,13 @@ class Session:
             if sep and not p.is_file():
                 raise UsageError(f"{arg}: {file_part!r} is not a spec file")
             if p.is_dir():
-                found = [f for f in sorted(p.rglob("*"))
-                         if f.is_file() and ".git" not in f.relative_to(p).parts
-                         and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))]
+                found = [
+                    f
+                    for f in sorted(p.rglob("*"))
+                    if f.is_file()
+                    and ".git" not in f.relative_to(p).parts
+                    and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))
+                ]
                 if not found:
                     raise UsageError(f"{arg}: no sweeps.yaml or *.sweeps.yaml below it")
                 paths.extend((f, None) for f in found)
@@ -204,8 +213,9 @@ class Session:
                 want = [i for i in got if i.id == selector or i.sweep == selector]
                 if not want:
                     rel = path.relative_to(repo.root).as_posix()
-                    raise UsageError(f"{rel}::{selector}: no such sweep or experiment "
-                                     "(see --collect-only)")
+                    raise UsageError(
+                        f"{rel}::{selector}: no such sweep or experiment (see --collect-only)"
+                    )
                 got = want
             for item in got:
                 if (item.spec.path, item.id) not in seen:
@@ -225,8 +235,9 @@ class Session:
             item.name = name if len(items) == 1 else f"{name}-{i}"
             item.name_mark = None
 
-    def _overrides(self, params: ParamsSet, overrides: list[Override]
-                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _overrides(
+        self, params: ParamsSet, overrides: list[Override]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Check ``-S`` against the params: (fixed values, -S sweep points)."""
         fixed: dict[str, Any] = {}
         axes: list[list[dict[str, Any]]] = []
@@ -237,13 +248,16 @@ class Session:
             if ov.kind in ("set", "delete") and not exists:
                 pf.check_key(inner, where, add_hint=ov.kind == "set")
             if ov.kind == "add" and exists:
-                raise UsageError(f"{where}: {inner!r} already exists in {pf.path} "
-                                 f"(use ++{ov.key}=… to override it)")
+                raise UsageError(
+                    f"{where}: {inner!r} already exists in {pf.path} "
+                    f"(use ++{ov.key}=… to override it)"
+                )
             if ov.kind == "delete" and ov.match is not None:
                 current = get_path(pf.data, inner)
                 if current != ov.match:
-                    raise UsageError(f"{where}: {inner!r} is {current!r} in {pf.path}, "
-                                     f"not {ov.match!r}")
+                    raise UsageError(
+                        f"{where}: {inner!r} is {current!r} in {pf.path}, not {ov.match!r}"
+                    )
             key = params.qualify(ov.key)
             if ov.is_sweep:
                 axes.append([{key: v} for v in ov.values])
@@ -269,8 +283,13 @@ class Session:
             for point in points:
                 point = {**point, **fixed}
                 exp = Experiment(
-                    id=names.make_id(sweep.name, point), sweep=sweep.name, spec=spec,
-                    params=params, point=point, stages=[], name_mark=name_mark,
+                    id=names.make_id(sweep.name, point),
+                    sweep=sweep.name,
+                    spec=spec,
+                    params=params,
+                    point=point,
+                    stages=[],
+                    name_mark=name_mark,
                     expect=sweep.expect,
                 )
                 exp.stages = interpolate_stages(spec, exp)
@@ -348,6 +367,7 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
             continue
         if full is None:
             full = exp.full_params()
+
         def sub(match: re.Match[str], stage: Stage = stage, data: dict[str, Any] = full) -> str:
             key = match.group(1).strip()
             try:
@@ -373,36 +393,61 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
 def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
     """Options of the main mode."""
     g = parser.add_argument_group("collection and queueing")
-    g.add_argument("-S", "--set-param", dest="set_params", action="append", default=[],
-                   metavar="[FILE:]KEY=VALUE", help="override a param (repeatable)")
-    g.add_argument("-k", dest="keyword", metavar="EXPR",
-                   help="only experiments whose id, name or sweep matches EXPR")
+    g.add_argument(
+        "-S",
+        "--set-param",
+        dest="set_params",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY=VALUE",
+        help="override a param (repeatable)",
+    )
+    g.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="only experiments whose id, name or sweep matches EXPR",
+    )
     g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
     g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
     g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
-    g.add_argument("--deselect", action="append", default=[], metavar="NODEID",
-                   help="drop an experiment or sweep (SPEC::ID, SPEC::SWEEP or an id)")
-    g.add_argument("--schema", action="store_true",
-                   help="print the JSON Schema of sweeps.yaml and exit")
-    g.add_argument("--lf", "--last-failed", dest="lf", action="store_true",
-                   help="only the experiments that failed last time (at this baseline)")
-    g.add_argument("--ff", "--failed-first", dest="ff", action="store_true",
-                   help="the experiments that failed last time first, then the rest")
-    g.add_argument("--force", action="store_true",
-                   help="queue again experiments already queued or finished")
+    g.add_argument(
+        "--deselect",
+        action="append",
+        default=[],
+        metavar="NODEID",
+        help="drop an experiment or sweep (SPEC::ID, SPEC::SWEEP or an id)",
+    )
+    g.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of sweeps.yaml and exit"
+    )
+    g.add_argument(
+        "--lf",
+        "--last-failed",
+        dest="lf",
+        action="store_true",
+        help="only the experiments that failed last time (at this baseline)",
+    )
+    g.add_argument(
+        "--ff",
+        "--failed-first",
+        dest="ff",
+        action="store_true",
+        help="the experiments that failed last time first, then the rest",
+    )
+    g.add_argument(
+        "--force", action="store_true", help="queue again experiments already queued or finished"
+    )
     r = parser.add_argument_group("running")
     r.add_argument("--run", action="store_true", help="queue, then run what was collected")
     r.add_argument("--run-all", action="store_true", help="run everything queued")
     r.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="parallel jobs")
     r.add_argument("-x", "--exitfirst", action="store_true", help="stop after the first failure")
-    r.add_argument("--maxfail", type=int, default=0, metavar="N",
-                   help="stop after N failures")
+    r.add_argument("--maxfail", type=int, default=0, metavar="N", help="stop after N failures")
 
 
 @hookimpl(trylast=True)
-def sweeprun_make_name(
-    experiment: Experiment, template: str | None, config: Config
-) -> str | None:
+def sweeprun_make_name(experiment: Experiment, template: str | None, config: Config) -> str | None:
     """Render the sweep's ``name:`` template, if any."""
     if not template:
         return None
@@ -417,11 +462,13 @@ def sweeprun_make_name(
 
 
 @hookimpl(trylast=True)
-def sweeprun_collection_modifyitems(session: Session, config: Config,
-                                    items: list[Experiment]) -> None:
+def sweeprun_collection_modifyitems(
+    session: Session, config: Config, items: list[Experiment]
+) -> None:
     """``--deselect`` and ``-k EXPR`` (words of the id, name or sweep; see keyword.py)."""
     deselect = config.getoption("deselect") or []
     if deselect:
+
         def dropped(item: Experiment) -> bool:
             for node in deselect:
                 spec, sep, rest = node.rpartition("::")
@@ -450,8 +497,11 @@ def _last_failed(session: Session, config: Config, items: list[Experiment]) -> N
     replaced by the new run's.
     """
     head = session.store.head()
-    failed = {(r.meta.get("spec"), r.id) for r in session.store.records("refs/sweeprun/exps")
-              if r.baseline == head and r.state in ("failed", "timeout")}
+    failed = {
+        (r.meta.get("spec"), r.id)
+        for r in session.store.records("refs/sweeprun/exps")
+        if r.baseline == head and r.state in ("failed", "timeout")
+    }
     hit = [i for i in items if (i.spec.path, i.id) in failed]
     session.force_keys = {id(i) for i in hit}
     if config.getoption("lf"):
@@ -516,13 +566,17 @@ def _main(session: Session) -> int:
     session.queued = queued
     if run_all:
         session.store.reclaim()  # experiments whose runner died run again
-        records = sorted(session.store.records(QUEUE),
-                         key=lambda r: (r.meta.get("queued_at", 0), r.id))
+        records = sorted(
+            session.store.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id)
+        )
     elif run_now:
         # Points that were queued already (not just now, not twice in this batch) run too.
         fresh = {rec.key for rec in queued}
-        skipped = {rec.key: rec for _, rec in session.skipped_duplicates
-                   if rec.ref.startswith(QUEUE) and rec.commit and rec.key not in fresh}
+        skipped = {
+            rec.key: rec
+            for _, rec in session.skipped_duplicates
+            if rec.ref.startswith(QUEUE) and rec.commit and rec.key not in fresh
+        }
         records = list(queued) + list(skipped.values())
     else:
         return EXIT_OK

@@ -56,8 +56,14 @@ def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str,
         recs = [r for r in store.records() if all_baselines or r.baseline == head]
     finally:
         store.close()
-    recs.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2),
-                             -(r.meta.get("queued_at") or 0), r.id))
+    recs.sort(
+        key=lambda r: (
+            r.baseline != head,
+            STATE_ORDER.get(r.state, 2),
+            -(r.meta.get("queued_at") or 0),
+            r.id,
+        )
+    )
     return [experiment_record(r) for r in recs]
 
 
@@ -74,16 +80,26 @@ def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[d
         tip = REF_PREFIX + rec["key"] if running else rec["commit"]
         if not rec.get("checkpoints") and rec["state"] not in ("running", "failed"):
             continue
-        log = run_git(["log", "--first-parent", "--format=%H%x00%B%x1e", tip,
-                       f"^{rec['baseline']}"], repo.root, check=False)
+        log = run_git(
+            ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{rec['baseline']}"],
+            repo.root,
+            check=False,
+        )
         for chunk in log.split("\x1e"):
             sha, _, body = chunk.strip().partition("\x00")
             meta = parse_message(body)
             if not sha or meta is None or meta.get("state") != "checkpoint":
                 continue
-            out.append({**rec, "name": f"{rec['name']}@{meta['step']}", "state": "checkpoint",
-                        "metrics": meta.get("metrics", {}), "commit": sha,
-                        "checkpoints": meta["step"]})
+            out.append(
+                {
+                    **rec,
+                    "name": f"{rec['name']}@{meta['step']}",
+                    "state": "checkpoint",
+                    "metrics": meta.get("metrics", {}),
+                    "commit": sha,
+                    "checkpoints": meta["step"],
+                }
+            )
     return out
 
 
@@ -122,9 +138,11 @@ def _fmt(value: Any, precision: int = 6) -> str:
     return str(value)
 
 
-def build_table(records: list[dict[str, Any]], only_changed: bool = False
-                ) -> tuple[list[str], list[str], list[str]]:
+def build_table(
+    records: list[dict[str, Any]], only_changed: bool = False
+) -> tuple[list[str], list[str], list[str]]:
     """(params columns, metrics columns, all value columns) for ``records``."""
+
     def varies(section: str, col: str) -> bool:
         return len({json.dumps(cell(r, section, col), default=str) for r in records}) > 1
 
@@ -137,8 +155,14 @@ def build_table(records: list[dict[str, Any]], only_changed: bool = False
         qualified: list[str] = []
         for c in metrics:
             if c in clash:
-                paths = sorted({p for r in records for p, d in (r.get("metrics") or {}).items()
-                                if c in flatten(d)})
+                paths = sorted(
+                    {
+                        p
+                        for r in records
+                        for p, d in (r.get("metrics") or {}).items()
+                        if c in flatten(d)
+                    }
+                )
                 qualified.extend(f"{p}:{c}" for p in paths)
             else:
                 qualified.append(c)
@@ -146,8 +170,13 @@ def build_table(records: list[dict[str, Any]], only_changed: bool = False
     return params, metrics, params + metrics
 
 
-def sort_records(records: list[dict[str, Any]], column: str, params: list[str],
-                 metrics: list[str], descending: bool) -> list[dict[str, Any]]:
+def sort_records(
+    records: list[dict[str, Any]],
+    column: str,
+    params: list[str],
+    metrics: list[str],
+    descending: bool,
+) -> list[dict[str, Any]]:
     """Sort by a column; unknown or ambiguous columns are usage errors."""
     from sweeprun.params import suggest
 
@@ -163,29 +192,36 @@ def sort_records(records: list[dict[str, Any]], column: str, params: list[str],
     all_params = flat_columns(records, "params")
     all_metrics = [c for c in metrics if ":" in c] + flat_columns(records, "metrics")
     candidates = [("params", c) for c in all_params if c == column or c.endswith(":" + column)]
-    candidates += [("metrics", c) for c in dict.fromkeys(all_metrics)
-                   if c == column or c.endswith(":" + column)]
+    candidates += [
+        ("metrics", c)
+        for c in dict.fromkeys(all_metrics)
+        if c == column or c.endswith(":" + column)
+    ]
     candidates = list(dict.fromkeys(candidates))
-    if any(c == column for _, c in candidates) and len(
-            {s for s, _ in candidates}) == 1:
+    if any(c == column for _, c in candidates) and len({s for s, _ in candidates}) == 1:
         candidates = [(s, c) for s, c in candidates if c == column]
     if not candidates:
-        raise UsageError(f"--sort-by {column}: unknown column"
-                         f"{suggest(column, params + metrics)} (columns: "
-                         f"{', '.join(params + metrics) or 'none'})")
+        raise UsageError(
+            f"--sort-by {column}: unknown column"
+            f"{suggest(column, params + metrics)} (columns: "
+            f"{', '.join(params + metrics) or 'none'})"
+        )
     if len(candidates) > 1:
-        raise UsageError(f"--sort-by {column}: ambiguous, use one of: "
-                         + ", ".join(c for _, c in candidates))
+        raise UsageError(
+            f"--sort-by {column}: ambiguous, use one of: " + ", ".join(c for _, c in candidates)
+        )
     section, col = candidates[0]
     return _sorted(records, section, col, descending)
 
 
-def _sorted(records: list[dict[str, Any]], section: str, col: str, descending: bool
-            ) -> list[dict[str, Any]]:
+def _sorted(
+    records: list[dict[str, Any]], section: str, col: str, descending: bool
+) -> list[dict[str, Any]]:
     present = [r for r in records if cell(r, section, col) is not None]
     absent = [r for r in records if cell(r, section, col) is None]
-    present.sort(key=lambda r: (str(type(cell(r, section, col))), cell(r, section, col)),
-                 reverse=descending)
+    present.sort(
+        key=lambda r: (str(type(cell(r, section, col))), cell(r, section, col)), reverse=descending
+    )
     return present + absent
 
 
@@ -201,23 +237,40 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
             try:
                 rx = re.compile(pattern)
             except re.error as exc:
-                raise UsageError(f"--{opt} {pattern!r}: not a regular expression ({exc})"
-                                 ) from None
+                raise UsageError(f"--{opt} {pattern!r}: not a regular expression ({exc})") from None
             params = [c for c in params if bool(rx.search(c)) == keep]
             metrics = [c for c in metrics if bool(rx.search(c)) == keep]
     if config.getoption("sort_by"):
-        records = sort_records(records, config.getoption("sort_by"), params, metrics,
-                               config.getoption("sort_order") == "desc")
+        records = sort_records(
+            records,
+            config.getoption("sort_by"),
+            params,
+            metrics,
+            config.getoption("sort_order") == "desc",
+        )
     precision = int(config.getoption("precision") or 6)
     ckpts = any(r.get("checkpoints") for r in records)
     # Several baselines (-A, -n, --rev): say which one each row belongs to.
     many = len({r["baseline"] for r in records if r["baseline"]}) > 1
-    header = ["Experiment", "State", *(["Baseline"] if many else []),
-              *(["Ckpts"] if ckpts else []), *params, *metrics]
-    rows = [[r["name"], r["state"], *([r["baseline"][:7]] if many else []),
-             *([str(r.get("checkpoints") or "-")] if ckpts else []),
-             *[_fmt(cell(r, "params", c), precision) for c in params],
-             *[_fmt(cell(r, "metrics", c), precision) for c in metrics]] for r in records]
+    header = [
+        "Experiment",
+        "State",
+        *(["Baseline"] if many else []),
+        *(["Ckpts"] if ckpts else []),
+        *params,
+        *metrics,
+    ]
+    rows = [
+        [
+            r["name"],
+            r["state"],
+            *([r["baseline"][:7]] if many else []),
+            *([str(r.get("checkpoints") or "-")] if ckpts else []),
+            *[_fmt(cell(r, "params", c), precision) for c in params],
+            *[_fmt(cell(r, "metrics", c), precision) for c in metrics],
+        ]
+        for r in records
+    ]
     if config.getoption("csv"):
         writer = csv.writer(config.stdout, lineterminator="\n")
         writer.writerow(header)
@@ -235,8 +288,13 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for i, name in enumerate(header):
         style = "cyan" if i >= len(header) - len(metrics) and metrics else None
-        table.add_column(name, no_wrap=i == 0, justify="left" if i < 2 else "right",
-                         style=style, overflow="ellipsis")
+        table.add_column(
+            name,
+            no_wrap=i == 0,
+            justify="left" if i < 2 else "right",
+            style=style,
+            overflow="ellipsis",
+        )
     for row in rows:
         table.add_row(*row)
     console = Console(file=config.stdout, width=None if config.stdout.isatty() else 200)
@@ -247,23 +305,42 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON record per experiment")
     parser.add_argument("--csv", action="store_true", help="comma-separated values")
     parser.add_argument("--md", action="store_true", help="a Markdown table")
-    parser.add_argument("-A", "--all-baselines", action="store_true",
-                        help="experiments of every baseline, not only HEAD's")
+    parser.add_argument(
+        "-A",
+        "--all-baselines",
+        action="store_true",
+        help="experiments of every baseline, not only HEAD's",
+    )
     parser.add_argument("--rev", help="experiments of this baseline instead of HEAD")
-    parser.add_argument("-n", "--num", type=int, default=1, metavar="NUM",
-                        help="experiments of the last NUM commits of HEAD's history")
-    parser.add_argument("--all-checkpoints", action="store_true",
-                        help="one row per checkpoint as well")
+    parser.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        default=1,
+        metavar="NUM",
+        help="experiments of the last NUM commits of HEAD's history",
+    )
+    parser.add_argument(
+        "--all-checkpoints", action="store_true", help="one row per checkpoint as well"
+    )
     parser.add_argument("--sort-by", metavar="COLUMN", help="sort by a param or metric")
     parser.add_argument("--sort-order", choices=("asc", "desc"), default="asc")
-    parser.add_argument("--only-changed", action="store_true",
-                        help="hide columns whose value is the same everywhere")
+    parser.add_argument(
+        "--only-changed",
+        action="store_true",
+        help="hide columns whose value is the same everywhere",
+    )
     parser.add_argument("--keep", metavar="REGEX", help="only columns matching REGEX")
     parser.add_argument("--drop", metavar="REGEX", help="hide columns matching REGEX")
     parser.add_argument("--hide-queued", action="store_true", help="hide queued experiments")
     parser.add_argument("--hide-failed", action="store_true", help="hide failed experiments")
-    parser.add_argument("--precision", type=int, default=6, metavar="N",
-                        help="significant digits of numbers (default 6)")
+    parser.add_argument(
+        "--precision",
+        type=int,
+        default=6,
+        metavar="N",
+        help="significant digits of numbers (default 6)",
+    )
 
 
 def select_baselines(config: Config) -> set[str] | None:
@@ -274,8 +351,11 @@ def select_baselines(config: Config) -> set[str] | None:
         return None
     rev = config.getoption("rev") or "HEAD"
     num = max(1, int(config.getoption("num") or 1))
-    out = run_git(["rev-list", f"--max-count={num}", "--first-parent", rev, "--"],
-                  config.repo.root, check=False).split()
+    out = run_git(
+        ["rev-list", f"--max-count={num}", "--first-parent", rev, "--"],
+        config.repo.root,
+        check=False,
+    ).split()
     if not out:
         raise UsageError(f"--rev {rev}: no such commit")
     return set(out)
@@ -286,16 +366,24 @@ def _run(config: Config) -> int:
     records = load_records(config.repo, all_baselines=True)
     if baselines is not None:
         records = [r for r in records if r["baseline"] in baselines]
-    hide = {s for s, opt in (("queued", "hide_queued"), ("failed", "hide_failed"))
-            if config.getoption(opt)}
+    hide = {
+        s
+        for s, opt in (("queued", "hide_queued"), ("failed", "hide_failed"))
+        if config.getoption(opt)
+    }
     records = [r for r in records if r["state"] not in hide]
     if config.getoption("all_checkpoints"):
         records = checkpoint_records(config.repo, records)
     if config.getoption("json"):
         if config.getoption("sort_by"):
             params, metrics, _ = build_table(records)
-            records = sort_records(records, config.getoption("sort_by"), params, metrics,
-                                   config.getoption("sort_order") == "desc")
+            records = sort_records(
+                records,
+                config.getoption("sort_by"),
+                params,
+                metrics,
+                config.getoption("sort_order") == "desc",
+            )
         config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
         return 0
     if not records:
@@ -315,12 +403,17 @@ def _workspace_row(config: Config) -> dict[str, Any]:
         _, params, metrics = _workspace(config)
     except Exception:  # an unreadable spec must not break show
         params, metrics = {}, {}
-    return {"name": "workspace", "state": "-", "params": params, "metrics": metrics,
-            "baseline": "", "checkpoints": 0}
+    return {
+        "name": "workspace",
+        "state": "-",
+        "params": params,
+        "metrics": metrics,
+        "baseline": "",
+        "checkpoints": 0,
+    }
 
 
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun show``."""
-    commands.add("show", "table of experiments: name, state, params, metrics",
-                 _add_arguments, _run)
+    commands.add("show", "table of experiments: name, state, params, metrics", _add_arguments, _run)

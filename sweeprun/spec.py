@@ -88,8 +88,15 @@ class Spec:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "null"}.get(
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(
         type(value).__mro__[-2] if isinstance(value, (LocatedDict, LocatedList)) else type(value),
         type(value).__name__,
     )
@@ -120,8 +127,8 @@ class _Loader:
             return [(value, d.value_marks[key])]
         if not isinstance(value, LocatedList):
             raise self.err(
-                d.value_marks[key], f"{key!r} must be a string or a list of strings, "
-                f"not {_type_name(value)}"
+                d.value_marks[key],
+                f"{key!r} must be a string or a list of strings, not {_type_name(value)}",
             )
         out = []
         for item, mark in zip(value, value.marks, strict=True):
@@ -168,7 +175,7 @@ def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
             continue
         if not isinstance(item, LocatedDict) or len(item) != 1:
             raise ld.err(mark, f"items of {key!r} must be a path or {{path: {{flags}}}}")
-        (name, flags), = item.items()
+        ((name, flags),) = item.items()
         if flags is None:
             flags = LocatedDict()
         if not isinstance(name, str) or not isinstance(flags, LocatedDict):
@@ -197,8 +204,10 @@ def _load_stage(ld: _Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
         cmd = " && ".join(cmd_value)
     else:
         if cmd_value is not None and not isinstance(cmd_value, str):
-            raise ld.err(d.value_marks["cmd"], "'cmd' must be a string or a list of strings, "
-                         f"not {_type_name(cmd_value)}")
+            raise ld.err(
+                d.value_marks["cmd"],
+                f"'cmd' must be a string or a list of strings, not {_type_name(cmd_value)}",
+            )
         cmd = ld.string(d, "cmd", required=True) or ""
     if not cmd.strip():
         raise ld.err(d.value_marks.get("cmd", d.mark), f"stage {name!r} has an empty 'cmd'")
@@ -296,14 +305,15 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         if not isinstance(raw_sweeps, LocatedDict):
             raise ld.err(data.value_marks["sweeps"], "'sweeps' must be a mapping of named sweeps")
         for name, sd in raw_sweeps.items():
-            sweeps.append(_load_sweep(ld, str(name), sd, raw_sweeps.value_marks[name],
-                                      block_types))
-    return Spec(path=rel, root=root, params_files=params_files, stages=stages,
-                sweeps=sweeps, raw=data)
+            sweeps.append(_load_sweep(ld, str(name), sd, raw_sweeps.value_marks[name], block_types))
+    return Spec(
+        path=rel, root=root, params_files=params_files, stages=stages, sweeps=sweeps, raw=data
+    )
 
 
-def _check_pipeline(ld: _Loader, root: Path, stages: list[Stage],
-                    raw: dict[str, tuple[LocatedDict, Mark]]) -> list[Stage]:
+def _check_pipeline(
+    ld: _Loader, root: Path, stages: list[Stage], raw: dict[str, tuple[LocatedDict, Mark]]
+) -> list[Stage]:
     """Order the stages; reject cycles, clashing outs and deps that exist nowhere."""
     from sweeprun.pipeline import PipelineError, _inside, order_stages, outputs
 
@@ -322,36 +332,39 @@ def _check_pipeline(ld: _Loader, root: Path, stages: list[Stage],
                 mark = deps.marks[i]
             elif "deps" in d:
                 mark = d.value_marks["deps"]
-            raise ld.err(mark, f"stage {s.name!r}: dep {dep!r} does not exist and no stage "
-                         "produces it")
+            raise ld.err(
+                mark, f"stage {s.name!r}: dep {dep!r} does not exist and no stage produces it"
+            )
     return ordered
 
 
-def _load_sweep(
-    ld: _Loader, name: str, sd: Any, mark: Mark, block_types: tuple[str, ...]
-) -> Sweep:
+def _load_sweep(ld: _Loader, name: str, sd: Any, mark: Mark, block_types: tuple[str, ...]) -> Sweep:
     from sweeprun.expect import parse_expectation
     from sweeprun.names import is_ref_safe
 
     if not is_ref_safe(name) or "[" in name or "]" in name or "," in name:
-        raise ld.err(mark, f"sweep name {name!r} is not usable in ids and refs "
-                     "(letters, digits, '-', '_', '.')")
+        raise ld.err(
+            mark,
+            f"sweep name {name!r} is not usable in ids and refs (letters, digits, '-', '_', '.')",
+        )
     kinds = ", ".join(block_types)
 
     def group(d: Any, gmark: Mark, meta: bool) -> list[tuple[str, Any, Mark]]:
         if not isinstance(d, LocatedDict):
-            raise ld.err(gmark, f"a block of sweep {name!r} must be a mapping with one of: "
-                         f"{kinds}")
-        ld.check_keys(d, (*block_types, *SWEEP_META_KEYS) if meta else block_types,
-                      f"sweep {name!r}")
+            raise ld.err(gmark, f"a block of sweep {name!r} must be a mapping with one of: {kinds}")
+        ld.check_keys(
+            d, (*block_types, *SWEEP_META_KEYS) if meta else block_types, f"sweep {name!r}"
+        )
         blocks = [(k, v, d.value_marks[k]) for k, v in d.items() if k in block_types]
         if not blocks and not (meta and "blocks" in d):
             raise ld.err(gmark, f"sweep {name!r} has no block (one of: {kinds})")
         for kind, value, bmark in blocks:
             want_list = kind in LIST_BLOCKS
             if want_list != isinstance(value, LocatedList):
-                raise ld.err(bmark, f"'{kind}' of sweep {name!r} must be a "
-                             f"{'list' if want_list else 'mapping'}")
+                raise ld.err(
+                    bmark,
+                    f"'{kind}' of sweep {name!r} must be a {'list' if want_list else 'mapping'}",
+                )
         return blocks
 
     groups: list[list[tuple[str, Any, Mark]]] = []
@@ -365,8 +378,10 @@ def _load_sweep(
         direct = group(sd, mark, meta=True)
         if "blocks" in sd:
             if direct:
-                raise ld.err(sd.key_marks["blocks"], f"sweep {name!r}: use either 'blocks:' "
-                             "or blocks directly, not both")
+                raise ld.err(
+                    sd.key_marks["blocks"],
+                    f"sweep {name!r}: use either 'blocks:' or blocks directly, not both",
+                )
             items = sd["blocks"]
             if not isinstance(items, LocatedList) or not items:
                 raise ld.err(sd.value_marks["blocks"], "'blocks' must be a non-empty list")
@@ -377,8 +392,10 @@ def _load_sweep(
         raw_expect = sd.get("expect")
         if raw_expect is not None:
             if not isinstance(raw_expect, LocatedDict) or not raw_expect:
-                raise ld.err(sd.value_marks["expect"],
-                             "'expect' must map metric names to conditions like '>= 0.8'")
+                raise ld.err(
+                    sd.value_marks["expect"],
+                    "'expect' must map metric names to conditions like '>= 0.8'",
+                )
             for metric, cond in raw_expect.items():
                 try:
                     parse_expectation(str(metric), cond)
@@ -387,8 +404,7 @@ def _load_sweep(
                 expect[str(metric)] = str(cond)
     else:
         raise ld.err(mark, f"sweep {name!r} must be a mapping or a list of blocks")
-    return Sweep(name=name, groups=groups, name_template=template, expect=expect, raw=sd,
-                 mark=mark)
+    return Sweep(name=name, groups=groups, name_template=template, expect=expect, raw=sd, mark=mark)
 
 
 def locate(value: Any, keypath: tuple[str | int, ...], fallback: Mark) -> Mark:

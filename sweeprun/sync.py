@@ -31,8 +31,10 @@ def _check_remote(store: ExpStore, remote: str) -> None:
 
 
 def _cache_remote(config: Config, store: ExpStore) -> Path | None:
-    path = config.getoption("cache_remote") or run_git(
-        ["config", "sweeprun.cacheRemote"], store.cwd, check=False).strip()
+    path = (
+        config.getoption("cache_remote")
+        or run_git(["config", "sweeprun.cacheRemote"], store.cwd, check=False).strip()
+    )
     return Path(path).expanduser().resolve() if path else None
 
 
@@ -84,8 +86,11 @@ def _sync(config: Config, push: bool) -> int:
             names = config.getoption("names")
             if names:
                 listed = run_git(["ls-remote", remote, EXPS + "*"], store.cwd, check=False)
-                refs = [ln.split()[1] for ln in listed.splitlines()
-                        if ln.split()[1].rsplit("/", 1)[-1] in names]
+                refs = [
+                    ln.split()[1]
+                    for ln in listed.splitlines()
+                    if ln.split()[1].rsplit("/", 1)[-1] in names
+                ]
                 missing = set(names) - {r.rsplit("/", 1)[-1] for r in refs}
                 if missing:
                     raise UsageError(f"pull: not on {remote}: {', '.join(sorted(missing))}")
@@ -99,11 +104,15 @@ def _sync(config: Config, push: bool) -> int:
 
         # Without "+", git refuses to overwrite a diverged ref: that is the safety we want.
         cmd = ["push", "--porcelain", remote, *specs] if push else ["fetch", remote, *specs]
-        res = subprocess.run(["git", *cmd], cwd=store.cwd, capture_output=True, text=True,
-                             check=False)
+        res = subprocess.run(
+            ["git", *cmd], cwd=store.cwd, capture_output=True, text=True, check=False
+        )
         proc_out, err = res.stdout, res.stderr
-        rejected = [ln for ln in (proc_out + err).splitlines()
-                    if ln.startswith("!") or "[rejected]" in ln or "non-fast-forward" in ln]
+        rejected = [
+            ln
+            for ln in (proc_out + err).splitlines()
+            if ln.startswith("!") or "[rejected]" in ln or "non-fast-forward" in ln
+        ]
         cache_remote = _cache_remote(config, store)
         copied = 0
         if cache_remote is not None:
@@ -111,11 +120,17 @@ def _sync(config: Config, push: bool) -> int:
             remote_cache = Cache(cache_remote)
             commits = [r.commit for r in store.records(EXPS)]
             digests = _lock_digests(store, commits)
-            copied = (_copy_objects(local, remote_cache, digests) if push
-                      else _copy_objects(remote_cache, local, digests))
+            copied = (
+                _copy_objects(local, remote_cache, digests)
+                if push
+                else _copy_objects(remote_cache, local, digests)
+            )
         verb = "pushed to" if push else "pulled from"
-        config.stdout.write(f"{verb} {remote}: {len(specs) - len(rejected)} ref update(s)"
-                            + (f", {copied} cache object(s)" if cache_remote else "") + "\n")
+        config.stdout.write(
+            f"{verb} {remote}: {len(specs) - len(rejected)} ref update(s)"
+            + (f", {copied} cache object(s)" if cache_remote else "")
+            + "\n"
+        )
         for ln in rejected:
             config.stdout.write(f"diverged, left alone (use --force): {ln.strip()}\n")
         return 1 if rejected else 0
@@ -135,8 +150,11 @@ def _sync_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("remote", help="a git remote name or URL")
     p.add_argument("names", nargs="*", help="experiments (default: all)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite diverged refs")
-    p.add_argument("--cache-remote", metavar="DIR",
-                   help="also copy cache objects to/from DIR (git config sweeprun.cacheRemote)")
+    p.add_argument(
+        "--cache-remote",
+        metavar="DIR",
+        help="also copy cache objects to/from DIR (git config sweeprun.cacheRemote)",
+    )
 
 
 # -- gc -------------------------------------------------------------------------------------
@@ -161,16 +179,21 @@ def _gc(config: Config) -> int:
 
         def reachable(sha: str) -> bool:
             if sha not in reachable_cache:
-                found = run_git(["for-each-ref", "--count=1", "--contains", sha,
-                                 "refs/heads", "refs/tags"], store.cwd, check=False)
+                found = run_git(
+                    ["for-each-ref", "--count=1", "--contains", sha, "refs/heads", "refs/tags"],
+                    store.cwd,
+                    check=False,
+                )
                 reachable_cache[sha] = bool(found.strip()) or _is_ancestor(store, sha)
             return reachable_cache[sha]
 
         records = store.records()
-        doomed: list[Record] = [r for r in records if r.state != "running"
-                                and not reachable(r.baseline)]
-        items: list[tuple[str, int]] = [(f"experiment {r.name} (baseline {r.baseline[:7]} "
-                                         "unreachable)", 0) for r in doomed]
+        doomed: list[Record] = [
+            r for r in records if r.state != "running" and not reachable(r.baseline)
+        ]
+        items: list[tuple[str, int]] = [
+            (f"experiment {r.name} (baseline {r.baseline[:7]} unreachable)", 0) for r in doomed
+        ]
         # stale workspaces: slots nobody holds
         pool = store.repo.state_dir / "ws"
         stale: list[Path] = []
@@ -189,14 +212,14 @@ def _gc(config: Config) -> int:
         orphans = store.orphans()
         leftovers = [p for d in ("signals",) for p in (store.repo.state_dir / d).glob("*")]
         leftovers += list((store.repo.state_dir / "leases").glob("*.json.*"))
-        items += [(f"leftover {p.relative_to(store.repo.state_dir)}", _size(p))
-                  for p in leftovers]
+        items += [(f"leftover {p.relative_to(store.repo.state_dir)}", _size(p)) for p in leftovers]
         items += [(f"orphaned running entry {r.name} (back to the queue)", 0) for r in orphans]
         # cache objects no experiment, checkpoint or workspace lock names
         keep_records = [r for r in records if r not in doomed]
         commits = [r.commit for r in keep_records if r.ref.startswith(EXPS)]
-        ckpt_refs = run_git(["for-each-ref", "--format=%(objectname)", REF_PREFIX],
-                            store.cwd).split()
+        ckpt_refs = run_git(
+            ["for-each-ref", "--format=%(objectname)", REF_PREFIX], store.cwd
+        ).split()
         for tip in ckpt_refs:
             commits += run_git(["rev-list", tip], store.cwd).split()[:1000]
         used = _lock_digests(store, commits)
@@ -214,8 +237,11 @@ def _gc(config: Config) -> int:
         items += [(f"cache object {d[:12]}", _size(cache.path_of(d))) for d in unused]
         total = sum(s for _, s in items)
         for what, size in items:
-            out.write(f"{'would remove' if dry else 'removing'} {what}"
-                      + (f" ({size:,} bytes)" if size else "") + "\n")
+            out.write(
+                f"{'would remove' if dry else 'removing'} {what}"
+                + (f" ({size:,} bytes)" if size else "")
+                + "\n"
+            )
         out.write(f"{'would free' if dry else 'freed'} {total:,} bytes in {len(items)} item(s)\n")
         if dry:
             return 0
@@ -246,8 +272,15 @@ def _gc(config: Config) -> int:
 def _is_ancestor(store: ExpStore, sha: str) -> bool:
     import subprocess
 
-    return subprocess.run(["git", "merge-base", "--is-ancestor", sha, "HEAD"], cwd=store.cwd,
-                          capture_output=True, check=False).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "merge-base", "--is-ancestor", sha, "HEAD"],
+            cwd=store.cwd,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
 
 
 def _gc_args(p: argparse.ArgumentParser) -> None:
@@ -257,9 +290,10 @@ def _gc_args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register push, pull and gc."""
-    commands.add("push", "send experiments (and cache objects) to a git remote",
-                 _sync_args, _push)
-    commands.add("pull", "fetch experiments (and cache objects) from a git remote",
-                 _sync_args, _pull)
-    commands.add("gc", "drop unreachable experiments, unused cache objects, stale workspaces",
-                 _gc_args, _gc)
+    commands.add("push", "send experiments (and cache objects) to a git remote", _sync_args, _push)
+    commands.add(
+        "pull", "fetch experiments (and cache objects) from a git remote", _sync_args, _pull
+    )
+    commands.add(
+        "gc", "drop unreachable experiments, unused cache objects, stale workspaces", _gc_args, _gc
+    )

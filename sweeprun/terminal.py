@@ -31,8 +31,7 @@ class TerminalReporter:
     def __init__(self, config: Config, out: IO[str] | None = None) -> None:
         self.config = config
         self.out = out or config.stdout
-        self.verbosity = int(config.getoption("verbose") or 0) - int(
-            config.getoption("quiet") or 0)
+        self.verbosity = int(config.getoption("verbose") or 0) - int(config.getoption("quiet") or 0)
         self.width = max(40, min(shutil.get_terminal_size((80, 24)).columns, 120))
         self._total = 0
         self._done = 0
@@ -93,8 +92,7 @@ class TerminalReporter:
         self._header(session)
         items = session.items
         if self.json_collect:
-            self.write(json.dumps([collect_record(i) for i in items], indent=2,
-                                  default=str) + "\n")
+            self.write(json.dumps([collect_record(i) for i in items], indent=2, default=str) + "\n")
             return
         if not self.config.getoption("specs") and self.config.getoption("run_all"):
             return
@@ -123,8 +121,10 @@ class TerminalReporter:
                 for rec in queued:
                     self.line(f"  {rec.name}  {rec.id}")
         if skipped and self.verbosity >= 0:
-            self.line(f"skipped {len(skipped)} already queued, running or finished "
-                      "(--force to queue again):")
+            self.line(
+                f"skipped {len(skipped)} already queued, running or finished "
+                "(--force to queue again):"
+            )
             for item, rec in skipped[: 10 if self.verbosity <= 0 else None]:
                 self.line(f"  {item.id} is {rec.name} ({rec.state})")
             if len(skipped) > 10 and self.verbosity <= 0:
@@ -137,8 +137,10 @@ class TerminalReporter:
     ) -> Generator[None, Any, Any]:
         self._total = len(records)
         if self.verbosity >= 0:
-            self.line(f"running {self._total} experiment{'s' if self._total != 1 else ''}"
-                      f" with -j {self.config.getoption('jobs') or 1}")
+            self.line(
+                f"running {self._total} experiment{'s' if self._total != 1 else ''}"
+                f" with -j {self.config.getoption('jobs') or 1}"
+            )
             self.line()
         from sweeprun import live
 
@@ -170,8 +172,10 @@ class TerminalReporter:
             return
         if self.verbosity > 0:
             pct = 100 * self._done // max(1, self._total)
-            self.line(f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "
-                      f"({report.name}, {report.duration:.2f}s) [{pct:3d}%]")
+            self.line(
+                f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "
+                f"({report.name}, {report.duration:.2f}s) [{pct:3d}%]"
+            )
             return
         self.write(OUTCOME_CHAR[report.outcome])
         self._line_len += 1
@@ -179,8 +183,7 @@ class TerminalReporter:
             self._end_progress_line()
 
     @hookimpl(trylast=True)
-    def sweeprun_checkpoint(self, session: Session, record: Record, commit: str,
-                            step: int) -> None:
+    def sweeprun_checkpoint(self, session: Session, record: Record, commit: str, step: int) -> None:
         if self._live is not None:
             self._live.print(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
         elif self.verbosity >= 0:

@@ -60,8 +60,9 @@ class RunResult:
                 return {word: int(n) for n, word in _SUMMARY.findall(line)}
         return {}
 
-    def assert_outcomes(self, passed: int = 0, failed: int = 0, error: int = 0,
-                        skipped: int = 0) -> None:
+    def assert_outcomes(
+        self, passed: int = 0, failed: int = 0, error: int = 0, skipped: int = 0
+    ) -> None:
         """Assert the summary line's counts (missing words count as 0)."""
         got = self.parseoutcomes()
         want = {"passed": passed, "failed": failed, "error": error, "skipped": skipped}
@@ -83,8 +84,7 @@ class RunResult:
             while i < len(lines) and not rx.match(lines[i]):
                 i += 1
             if i == len(lines):
-                raise AssertionError(f"no line matches {pat!r} (in order) in:\n"
-                                     + "\n".join(lines))
+                raise AssertionError(f"no line matches {pat!r} (in order) in:\n" + "\n".join(lines))
             i += 1
 
 
@@ -119,8 +119,9 @@ class SweepProject:
 
     def git(self, *args: str, check: bool = True) -> str:
         """Run git in the repository; return stdout."""
-        proc = subprocess.run(["git", *args], cwd=self.path, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            ["git", *args], cwd=self.path, capture_output=True, text=True, check=False
+        )
         if check and proc.returncode:
             raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
         return proc.stdout
@@ -151,21 +152,29 @@ class SweepProject:
 
     def quickstart(self, cmd: str = "python3 train.py") -> None:
         """A tiny committed project: params.yaml, a train script writing metrics, a spec."""
-        self.write("params.yaml", """
+        self.write(
+            "params.yaml",
+            """
             # training settings
             model:
               alpha: 0.1   # penalty
               degree: 1
             seed: 0
-        """)
-        self.write("train.py", """
+        """,
+        )
+        self.write(
+            "train.py",
+            """
             import json, yaml
             p = yaml.safe_load(open("params.yaml"))
             m = p["model"]
             json.dump({"score": m["alpha"] * 10 + m["degree"]}, open("metrics.json", "w"))
             print("trained", m["alpha"], m["degree"])
-        """)
-        self.write("sweeps.yaml", f"""
+        """,
+        )
+        self.write(
+            "sweeps.yaml",
+            f"""
             params: params.yaml
             cmd: {cmd}
             deps: [train.py]
@@ -175,7 +184,8 @@ class SweepProject:
                 matrix:
                   model.alpha: [0.5, 1.5]
                   model.degree: [1, 2, 3]
-        """)
+        """,
+        )
         self.write(".gitignore", "__pycache__/\n")
         self.commit()
 
@@ -199,22 +209,34 @@ class SweepProject:
             ret = main(list(args), stdout=out)
         return RunResult(int(ret), out.getvalue(), err.getvalue())
 
-    def run_subprocess(self, *args: str, timeout: float = 120,
-                       env: dict[str, str] | None = None) -> RunResult:
+    def run_subprocess(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> RunResult:
         """Run ``python -m sweeprun ARGS`` as a real process in the repository."""
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        proc = subprocess.run([sys.executable, "-m", "sweeprun", *args], cwd=self.path,
-                              capture_output=True, text=True, timeout=timeout, env=full_env,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sweeprun", *args],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            check=False,
+        )
         return RunResult(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
         """Start ``python -m sweeprun ARGS`` in the background (for signal tests)."""
-        return subprocess.Popen([sys.executable, "-m", "sweeprun", *args], cwd=self.path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                **kwargs)
+        return subprocess.Popen(
+            [sys.executable, "-m", "sweeprun", *args],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
 
     def records(self, *args: str) -> list[dict[str, Any]]:
         """``sweeprun show --json`` parsed."""

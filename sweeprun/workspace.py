@@ -37,8 +37,13 @@ def pool_dir(common_dir: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def acquire(common_dir: str, repo_root: str, commit: str, base_tree: str = "",
-            files: dict[str, bytes] | None = None) -> Iterator[Path]:
+def acquire(
+    common_dir: str,
+    repo_root: str,
+    commit: str,
+    base_tree: str = "",
+    files: dict[str, bytes] | None = None,
+) -> Iterator[Path]:
     """Yield a clean worktree checked out (detached) at ``commit``; release it after.
 
     ``base_tree`` and ``files`` describe ``commit`` as "this tree plus these files"
@@ -98,8 +103,7 @@ def _pristine(state: Path) -> Path:
     return state.with_suffix(".index")
 
 
-def _remember(ws: Path, state: Path, commit: str, base_tree: str,
-              files: dict[str, bytes]) -> None:
+def _remember(ws: Path, state: Path, commit: str, base_tree: str, files: dict[str, bytes]) -> None:
     """Record what a fresh checkout holds, so the next sibling can switch fast."""
     if not base_tree or not files:
         state.unlink(missing_ok=True)
@@ -108,8 +112,9 @@ def _remember(ws: Path, state: Path, commit: str, base_tree: str,
     state.write_text(json.dumps({"base_tree": base_tree, "files": sorted(files)}))
 
 
-def _fast_switch(ws: Path, state: Path, commit: str, base_tree: str,
-                 files: dict[str, bytes]) -> bool:
+def _fast_switch(
+    ws: Path, state: Path, commit: str, base_tree: str, files: dict[str, bytes]
+) -> bool:
     """Turn the slot into ``commit`` without git, when it last held a sibling of it.
 
     Siblings share the workspace snapshot and differ only in the same params files.

@@ -12,17 +12,30 @@ from sweeprun.testing import SweepProject
 
 def test_demo_runs_a_sweep_end_to_end(sweepproject: SweepProject, tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "sweeprun", "demo", str(target)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeprun", "demo", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 passed" in proc.stdout
-    shown = subprocess.run([sys.executable, "-m", "sweeprun", "show", "--json"], cwd=target,
-                           capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "sweeprun", "show", "--json"],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     recs = json.loads(shown.stdout)
     assert len(recs) == 6
     # a higher degree fits sin(x) better: the example computes something real
-    rmse = {r["params"]["params.yaml"]["model"]["degree"]: r["metrics"]["metrics.json"]["rmse"]
-            for r in recs if r["params"]["params.yaml"]["model"]["alpha"] == 0.0}
+    rmse = {
+        r["params"]["params.yaml"]["model"]["degree"]: r["metrics"]["metrics.json"]["rmse"]
+        for r in recs
+        if r["params"]["params.yaml"]["model"]["alpha"] == 0.0
+    }
     assert rmse[5] < rmse[3] < rmse[1]
 
 

@@ -57,21 +57,35 @@ def test_queue_and_run_in_one_go(sweepproject: SweepProject) -> None:
     res = sweepproject.run("sweeps.yaml", "--run", "-j", "2")
     assert res.ret == 0, res.stdout + res.stderr
     res.assert_outcomes(passed=6)
-    res.fnmatch_lines(["*sweeprun session starts*", "root: *", "baseline: *", "collected 6*",
-                       "*[100%]", "*6 passed in *"])
+    res.fnmatch_lines(
+        [
+            "*sweeprun session starts*",
+            "root: *",
+            "baseline: *",
+            "collected 6*",
+            "*[100%]",
+            "*6 passed in *",
+        ]
+    )
 
 
 def test_failing_experiment_is_kept_with_its_log(sweepproject: SweepProject) -> None:
     sweepproject.quickstart(
-        cmd='python3 -c "import yaml,sys; p=yaml.safe_load(open(\'params.yaml\'));'
+        cmd="python3 -c \"import yaml,sys; p=yaml.safe_load(open('params.yaml'));"
         " print('boom at', p['model']['degree']); sys.exit(3 if p['model']['degree'] == 2"
-        ' and p[\'model\'][\'alpha\'] == 0.5 else 0)"'
+        " and p['model']['alpha'] == 0.5 else 0)\""
     )
     res = sweepproject.run("sweeps.yaml", "--run", "-j", "2")
     assert res.ret == 1
     res.assert_outcomes(passed=5, failed=1)
-    res.fnmatch_lines(["*= FAILURES =*", "*grid[model.alpha=0.5,model.degree=2]*",
-                       "E   stage 'main' exited with code 3", "boom at 2"])
+    res.fnmatch_lines(
+        [
+            "*= FAILURES =*",
+            "*grid[model.alpha=0.5,model.degree=2]*",
+            "E   stage 'main' exited with code 3",
+            "boom at 2",
+        ]
+    )
     states = sorted(r["state"] for r in sweepproject.records())
     assert states == ["failed"] + ["success"] * 5
     failed = next(r for r in sweepproject.records() if r["state"] == "failed")
@@ -80,10 +94,13 @@ def test_failing_experiment_is_kept_with_its_log(sweepproject: SweepProject) -> 
 
 def test_environment_variables(sweepproject: SweepProject) -> None:
     sweepproject.write("params.yaml", "x: 1\n")
-    sweepproject.write("sweeps.yaml", """
+    sweepproject.write(
+        "sweeps.yaml",
+        """
         cmd: env | grep ^SWEEPRUN_ | sort > env.txt
         metrics: [env.txt]
-    """)
+    """,
+    )
     head = sweepproject.commit()
     res = sweepproject.run("--run", "-n", "envcheck")
     assert res.ret == 0, res.stdout + res.stderr
@@ -134,11 +151,18 @@ def test_params_diff_is_minimal(sweepproject: SweepProject) -> None:
     assert sweepproject.run("sweeps.yaml", "-S", "seed=7", "-k", "alpha=1.5 and degree=3").ret == 0
     (sha,) = sweepproject.refs("refs/sweeprun/queue/").values()
     diff = sweepproject.git("diff", "-U0", "HEAD", sha, "--", "params.yaml")
-    changed = [line for line in diff.splitlines()
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    changed = [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     assert changed == [
-        "-  alpha: 0.1   # penalty", "-  degree: 1", "-seed: 0",
-        "+  alpha: 1.5   # penalty", "+  degree: 3", "+seed: 7",
+        "-  alpha: 0.1   # penalty",
+        "-  degree: 1",
+        "-seed: 0",
+        "+  alpha: 1.5   # penalty",
+        "+  degree: 3",
+        "+seed: 7",
     ]
 
 

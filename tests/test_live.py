@@ -15,12 +15,15 @@ from sweeprun.testing import SweepProject
 def spec(sp: SweepProject) -> None:
     sp.write("params.yaml", "i: 0\n")
     sp.write("job.py", "import time\nprint('working on it', flush=True)\ntime.sleep(1.2)\n")
-    sp.write("sweeps.yaml", f"""
+    sp.write(
+        "sweeps.yaml",
+        f"""
         cmd: {sys.executable} job.py
         sweeps:
           g:
             matrix: {{i: [1, 2, 3]}}
-    """)
+    """,
+    )
     sp.commit()
 
 
@@ -29,9 +32,15 @@ def test_live_display_on_a_terminal(sweepproject: SweepProject) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env.update(TERM="xterm", COLUMNS="100", LINES="30")
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "sweeprun", "--run", "-j", "2"],
-                            cwd=sweepproject.path, stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeprun", "--run", "-j", "2"],
+        cwd=sweepproject.path,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + 60

@@ -31,14 +31,17 @@ def test_each_experiment_sees_a_clean_checkout(sweepproject: SweepProject) -> No
     sweepproject.write("probe.py", PROBE)
     sweepproject.write("tracked.txt", "original\n")
     sweepproject.write(".gitignore", "*.log\n__pycache__/\n")
-    sweepproject.write("sweeps.yaml", """
+    sweepproject.write(
+        "sweeps.yaml",
+        """
         cmd: python3 probe.py
         metrics: [state.json]
         sweeps:
           s:
             matrix:
               x: [1, 2, 3, 4]
-    """)
+    """,
+    )
     sweepproject.commit()
     assert sweepproject.run("sweeps.yaml").ret == 0
     queued = {r["id"]: r["commit"] for r in sweepproject.records()}
@@ -51,7 +54,8 @@ def test_each_experiment_sees_a_clean_checkout(sweepproject: SweepProject) -> No
         assert state["status"] == "", state  # nothing left over from the previous run
         assert state["tracked"] == "original\n"
         assert state["files"] == sorted(
-            [".git", ".gitignore", "params.yaml", "probe.py", "sweeps.yaml", "tracked.txt"])
+            [".git", ".gitignore", "params.yaml", "probe.py", "sweeps.yaml", "tracked.txt"]
+        )
         assert state["head"] == queued[rec["id"]]
         tree = sweepproject.git("ls-tree", "-r", "--name-only", rec["commit"]).split()
         assert "ignored.log" not in tree
