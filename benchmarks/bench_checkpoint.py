@@ -19,14 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "SWEEPRUN_ADDOPTS": "",
-}
+from _common import ENV
+
 PROGRAM = """
 import json, os, time
 from sweeprun.api import make_checkpoint

@@ -20,14 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "SWEEPRUN_ADDOPTS": "",
-}
+from _common import ENV
 
 
 def sh(args: list[str], cwd: Path, input: str | None = None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -16,31 +15,24 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "SWEEPRUN_ADDOPTS": "",
-}
+from _common import bench_env, commit_repo
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=10_000)
     opts = ap.parse_args()
-    env = dict(os.environ, **ENV)
+    env = bench_env()
     with tempfile.TemporaryDirectory(prefix="sweeprun-bench-") as tmp:
         repo = Path(tmp)
-        (repo / "params.yaml").write_text("i: 0\n")
-        (repo / "sweeps.yaml").write_text(
-            "cmd: 'true'\nsweeps:\n  g:\n    matrix:\n      i: ["
-            + ", ".join(str(i) for i in range(opts.n))
-            + "]\n"
+        matrix = ", ".join(str(i) for i in range(opts.n))
+        commit_repo(
+            repo,
+            {
+                "params.yaml": "i: 0\n",
+                "sweeps.yaml": f"cmd: 'true'\nsweeps:\n  g:\n    matrix:\n      i: [{matrix}]\n",
+            },
         )
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "b"]):
-            subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
         subprocess.run(
             [sys.executable, "-m", "sweeprun", "-q"],
             cwd=repo,

@@ -19,17 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import ENV
+
 from sweeprun.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
 from sweeprun.gitstore import EXPS, format_message
-
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "SWEEPRUN_ADDOPTS": "",
-}
 
 
 def main() -> None:

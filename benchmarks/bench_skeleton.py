@@ -22,14 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "SWEEPRUN_ADDOPTS": "",
-}
+from _common import ENV
+
 TINY = 'import json; json.dump({"ok": 1}, open("metrics.json", "w"))'
 
 

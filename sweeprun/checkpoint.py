@@ -159,6 +159,23 @@ def make_checkpoint(timeout: float | None = None) -> bool:
     return True
 
 
+def chain(cwd: str | os.PathLike[str], tip: str, baseline: str) -> list[tuple[str, dict[str, Any]]]:
+    """Checkpoint commits from ``tip`` back to ``baseline``, newest first: (sha, record)."""
+    from sweeprun.git import run_git
+    from sweeprun.gitstore import parse_message
+
+    log = run_git(
+        ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{baseline}"], cwd, check=False
+    )
+    out = []
+    for chunk in log.split("\x1e"):
+        sha, _, body = chunk.strip().partition("\x00")
+        meta = parse_message(body)
+        if sha and meta is not None and meta.get("state") == "checkpoint":
+            out.append((sha, meta))
+    return out
+
+
 def checkpoint_meta(meta: dict[str, Any], step: int, metrics: dict[str, Any]) -> dict[str, Any]:
     """The record of a checkpoint commit."""
     out = {k: v for k, v in meta.items() if k not in ("files",)}

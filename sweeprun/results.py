@@ -15,7 +15,7 @@ import pluggy
 
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp, run_git
-from sweeprun.gitstore import EXPS, ExpStore, Record, parse_message
+from sweeprun.gitstore import EXPS, ExpStore, Record
 
 if TYPE_CHECKING:
     from sweeprun.commands import CommandRegistry
@@ -64,18 +64,11 @@ def resolve(store: ExpStore, names: list[str], records: list[Record] | None = No
 
 def checkpoint_commit(store: ExpStore, rec: Record, step: str) -> Record | None:
     """The checkpoint ``step`` of an experiment, as a record (not a ref of its own)."""
-    from sweeprun.checkpoint import REF_PREFIX
+    from sweeprun.checkpoint import REF_PREFIX, chain
 
     tip = rec.commit if rec.ref.startswith(EXPS) else REF_PREFIX + rec.key
-    log = run_git(
-        ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{rec.baseline}"],
-        store.cwd,
-        check=False,
-    )
-    for chunk in log.split("\x1e"):
-        sha, _, body = chunk.strip().partition("\x00")
-        meta = parse_message(body)
-        if meta and meta.get("state") == "checkpoint" and str(meta.get("step")) == step:
+    for sha, meta in chain(store.cwd, tip, rec.baseline):
+        if str(meta.get("step")) == step:
             return Record(ref=rec.ref, commit=sha, meta=meta)
     return None
 

@@ -69,9 +69,7 @@ def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str,
 
 def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per checkpoint of each experiment, after the experiment's own row."""
-    from sweeprun.checkpoint import REF_PREFIX
-    from sweeprun.git import run_git
-    from sweeprun.gitstore import parse_message
+    from sweeprun.checkpoint import REF_PREFIX, chain
 
     out = []
     for rec in records:
@@ -80,16 +78,7 @@ def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[d
         tip = REF_PREFIX + rec["key"] if running else rec["commit"]
         if not rec.get("checkpoints") and rec["state"] not in ("running", "failed"):
             continue
-        log = run_git(
-            ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{rec['baseline']}"],
-            repo.root,
-            check=False,
-        )
-        for chunk in log.split("\x1e"):
-            sha, _, body = chunk.strip().partition("\x00")
-            meta = parse_message(body)
-            if not sha or meta is None or meta.get("state") != "checkpoint":
-                continue
+        for sha, meta in chain(repo.root, tip, rec["baseline"]):
             out.append(
                 {
                     **rec,

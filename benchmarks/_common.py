@@ -1,0 +1,31 @@
+"""Shared set-up of the benchmark scripts: an isolated git identity and a committed repo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "SWEEPRUN_ADDOPTS": "",
+}
+
+
+def bench_env() -> dict[str, str]:
+    """The environment benchmarks run git and sweeprun in."""
+    return dict(os.environ, **ENV)
+
+
+def commit_repo(repo: Path, files: dict[str, str]) -> None:
+    """``git init`` ``repo``, write ``files`` and commit them as the baseline."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "b"]):
+        subprocess.run(cmd, cwd=repo, env=bench_env(), check=True, capture_output=True)
