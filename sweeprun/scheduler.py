@@ -279,7 +279,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     publisher = CheckpointPublisher(session)
     publisher.publish_all()
     try:
-        _drain(session, records, jobs, backend, n_jobs, publisher, maxfail)
+        _drain(session, jobs, backend, n_jobs, publisher, maxfail)
     except KeyboardInterrupt:
         # Graceful: jobs get SIGINT (checkpoints are kept), the session puts unfinished
         # entries back in the queue and exits 2; a second Ctrl+C kills them.
@@ -329,7 +329,6 @@ def _group_alive(pgid: int) -> bool:
 
 def _drain(
     session: Session,
-    records: list[Record],
     jobs: Any,
     backend: str,
     n_jobs: int,
