@@ -44,8 +44,9 @@ from sweeprun.git import (
 )
 
 if TYPE_CHECKING:
+    from sweeprun.collect import Experiment
     from sweeprun.executor import JobReport
-    from sweeprun.session import Experiment, Session
+    from sweeprun.session import Session
 
 hookimpl = pluggy.HookimplMarker("sweeprun")
 

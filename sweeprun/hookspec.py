@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from sweeprun.collect import Experiment
     from sweeprun.commands import CommandRegistry
     from sweeprun.config import Config
     from sweeprun.executor import JobReport
     from sweeprun.gitstore import Record
-    from sweeprun.session import Experiment, Session
+    from sweeprun.session import Session
     from sweeprun.spec import Spec, Sweep
 
 hookspec = pluggy.HookspecMarker("sweeprun")

@@ -26,7 +26,11 @@ def format_value(value: Any) -> str:
 
         # Quote strings that would read back as another type ('1', 'true') or that hold
         # id syntax, so that two different points never get the same id.
-        if value and not _ID_SYNTAX.search(value) and parse_value(value) == value:
+        try:
+            plain = bool(value) and not _ID_SYNTAX.search(value) and parse_value(value) == value
+        except ValueError:  # "{0" and the like: not a value of another type, but odd
+            plain = False
+        if plain:
             return value
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, (int, float)):
@@ -76,10 +80,13 @@ def render_name(template: str, point: Mapping[str, Any], params: Mapping[str, An
 
     def field(match: re.Match[str]) -> str:
         key = match.group(1).strip()
+        # Strings as they are (ids quote ambiguous ones; names need not).
         if key in point:
-            return format_value(point[key])
+            v = point[key]
+            return v if isinstance(v, str) else format_value(v)
         if key in params:
-            return format_value(params[key])
+            v = params[key]
+            return v if isinstance(v, str) else format_value(v)
         raise SweepValueError(f"name template field {{{key}}} is not a param key", ("name",))
 
     return sanitize(_TEMPLATE_FIELD.sub(field, template))

@@ -21,9 +21,10 @@ from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp, run_git
 
 if TYPE_CHECKING:
+    from sweeprun.collect import Experiment
     from sweeprun.commands import CommandRegistry
     from sweeprun.config import Config
-    from sweeprun.session import Experiment, Session
+    from sweeprun.session import Session
 
 hookimpl = pluggy.HookimplMarker("sweeprun")
 
@@ -66,9 +67,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _experiment(config: Config, session: Session) -> Experiment:
+    from sweeprun.collect import Experiment, interpolate_stages
     from sweeprun.overrides import parse_override
     from sweeprun.params import ParamsFile, ParamsSet
-    from sweeprun.session import DEFAULT_SWEEP, Experiment, interpolate_stages
+    from sweeprun.session import DEFAULT_SWEEP
 
     path = (config.invocation_dir / config.getoption("spec")).resolve()
     if not path.is_file():

@@ -14,10 +14,11 @@ import pluggy
 from sweeprun import __version__
 
 if TYPE_CHECKING:
+    from sweeprun.collect import Experiment
     from sweeprun.config import Config
     from sweeprun.executor import JobReport
     from sweeprun.gitstore import Record
-    from sweeprun.session import Experiment, Session
+    from sweeprun.session import Session
 
 hookimpl = pluggy.HookimplMarker("sweeprun")
 

@@ -1,0 +1,148 @@
+"""Collected experiments: the point of a sweep, its params files and its stages.
+
+Pure data and pure functions (no processes, no git): what the session collects and the
+store turns into queued commits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeprun import names
+from sweeprun.exceptions import SpecError, UsageError
+from sweeprun.params import ParamsSet, get_path
+from sweeprun.spec import Spec, Stage
+from sweeprun.yamlio import LocatedDict, LocatedList, Mark
+
+_INTERP = re.compile(r"\$\{([^}]*)\}")
+
+
+@dataclass
+class Experiment:
+    """One collected experiment: a point of a sweep of a spec."""
+
+    id: str
+    sweep: str
+    spec: Spec
+    params: ParamsSet
+    point: dict[str, Any]  # qualified key → value
+    stages: list[Stage]
+    name: str | None = None
+    name_mark: Mark | None = None
+    expect: dict[str, str] = field(default_factory=dict)
+    _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """Point values grouped by params file: path → {dotted key: value}."""
+        if self._changes is None:
+            grouped: dict[str, dict[str, Any]] = {}
+            for key, value in self.point.items():
+                pf, inner = self.params.resolve(key)
+                grouped.setdefault(pf.path, {})[inner] = value
+            self._changes = grouped
+        return self._changes
+
+    def rendered_files(self) -> dict[str, str]:
+        """New text of each params file this experiment changes (unchanged ones omitted)."""
+        out = {}
+        for path, changes in self.changes().items():
+            pf = self.params.by_path[path]
+            text = pf.render(changes)
+            if text != pf.text:
+                out[path] = text
+        return out
+
+    def full_params(self) -> dict[str, Any]:
+        """Every params file's data with the point applied: path → data."""
+        changes = self.changes()
+        return {pf.path: pf.apply(changes.get(pf.path, {})) for pf in self.params}
+
+    def stages_record(self) -> list[dict[str, Any]]:
+        """The stages as stored in the queue record (commands already interpolated)."""
+        return [
+            {
+                "name": s.name,
+                "cmd": s.cmd,
+                "wdir": s.wdir,
+                "deps": list(s.deps),
+                "outs": [vars(o) for o in s.outs],
+                "params": list(s.params),
+                "metrics": list(s.metrics),
+                "plots": list(s.plots),
+            }
+            for s in self.stages
+        ]
+
+    def record(self, *, key: str, name: str, baseline: str, queued_at: int) -> dict[str, Any]:
+        """The JSON record stored in the queued commit's message."""
+        return {
+            "version": 1,
+            "key": key,
+            "name": name,
+            "id": self.id,
+            "sweep": self.sweep,
+            "spec": self.spec.path,
+            "baseline": baseline,
+            "point": self.point,
+            "params": self.full_params(),
+            "stages": self.stages_record(),
+            "expect": self.expect,
+            "queued_at": queued_at,
+        }
+
+    def name_error(self, message: str) -> UsageError:
+        """An error about this experiment's name, located at its template if it has one."""
+        if self.name_mark is not None:
+            return SpecError(self.spec.path, self.name_mark[0], self.name_mark[1], message)
+        return UsageError(f"-n/--name: {message}")
+
+
+def find_key_mark(value: Any, key: str) -> Mark | None:
+    """Position of the first mapping key equal to ``key`` anywhere inside ``value``."""
+    if isinstance(value, LocatedDict):
+        for k, v in value.items():
+            if k == key:
+                return value.key_marks[k]
+            found = find_key_mark(v, key)
+            if found:
+                return found
+    elif isinstance(value, LocatedList):
+        for v in value:
+            found = find_key_mark(v, key)
+            if found:
+                return found
+    return None
+
+
+def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
+    """Substitute ``${key}`` in each command with the shell-quoted param value."""
+    import shlex
+    from dataclasses import replace
+
+    stages = []
+    full: dict[str, Any] | None = None
+    for stage in spec.stages:
+        if "${" not in stage.cmd:
+            stages.append(stage)
+            continue
+        if full is None:
+            full = exp.full_params()
+
+        def sub(match: re.Match[str], stage: Stage = stage, data: dict[str, Any] = full) -> str:
+            key = match.group(1).strip()
+            try:
+                pf, inner = exp.params.resolve(key)
+                value = get_path(data[pf.path], inner)
+            except (UsageError, KeyError):
+                raw = spec.raw.get("stages", spec.raw)
+                mark = find_key_mark(raw, "cmd") or (0, 0)
+                raise spec.error(
+                    mark, f"stage {stage.name!r}: ${{{key}}} is not a param key"
+                ) from None
+            text = value if isinstance(value, str) else names.format_value(value)
+            return shlex.quote(text)
+
+        stages.append(replace(stage, cmd=_INTERP.sub(sub, stage.cmd)))
+    return stages
