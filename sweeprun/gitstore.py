@@ -14,10 +14,12 @@ only through compare-and-swap transactions, and only in the parent process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -323,8 +325,21 @@ class ExpStore:
         return out
 
     def reclaim(self) -> list[Record]:
-        """Put orphaned running records back in the queue; return them."""
+        """Put orphaned running records back in the queue; return them.
+
+        A command its dead runner left running is killed first: it must not keep writing
+        into a workspace that another job is about to take.
+        """
         found = self.orphans()
+        for rec in found:
+            pidfile = self.repo.state_dir / "pids" / rec.key
+            try:
+                pgid = int(pidfile.read_text())
+            except (OSError, ValueError):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            pidfile.unlink(missing_ok=True)
         self.release(found)
         return found
 

@@ -9,6 +9,7 @@ the others restore.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -242,7 +243,10 @@ def run_stages(
         params = params_read(stage, ws, params_files, params_texts)
         key = stage_key(stage, deps, params)
         lock = {"cmd": stage.cmd, "key": key, "deps": deps, "params": params}
-        cacheable = bool(outputs(stage))
+        # Only stages with cached outs use the run-cache: for a stage that writes just
+        # metrics, a hit means an identical experiment, which queueing already dedupes,
+        # and the bookkeeping would cost every experiment a lock and two writes.
+        cacheable = any(o.cache for o in stage.outs)
         if dry:
             entry = cache.run_entry(key) if cacheable and not force else None
             outcomes.append(
@@ -253,7 +257,7 @@ def run_stages(
             for path in outputs(stage):
                 planned[path] = entry.get(path) if entry else None
             continue
-        with cache.stage_lock(key):
+        with cache.stage_lock(key) if cacheable else contextlib.nullcontext():
             entry = cache.run_entry(key) if cacheable and not force else None
             if entry is not None:
                 for path, digest in entry.items():
@@ -288,8 +292,9 @@ def run_stages(
                     )
                 )
                 break
-            saved = {p: cache.save(ws / p) for p in outputs(stage) if (ws / p).exists()}
+            saved = {}
             if cacheable:
+                saved = {p: cache.save(ws / p) for p in outputs(stage) if (ws / p).exists()}
                 cache.record_run(key, saved)
             outcomes.append(StageOutcome(stage.name, "ran", 0, lock={**lock, "outs": saved}))
     return outcomes

@@ -247,7 +247,7 @@ def _gc(config: Config) -> int:
             return 0
         if doomed:
             store.updater.transaction([RefOp(r.ref, ZERO, r.commit) for r in doomed])
-        store.release(orphans)
+        store.reclaim()  # kills what their dead runners left running, then requeues
         for slot in stale:
             shutil.rmtree(slot, ignore_errors=True)
             for suffix in (".json", ".index", ".lock"):
