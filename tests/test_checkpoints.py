@@ -71,6 +71,9 @@ def test_bash_stage_makes_three_checkpoint_commits(sweepproject: SweepProject) -
     assert rec["metrics"]["m.json"] == {"step": 3}
     assert sweepproject.refs("refs/sweeprun/checkpoints/")
     assert rec["checkpoints"] == 3
+    assert sweepproject.run("apply", f"{rec['name']}@2").ret == 0  # a checkpoint applies
+    assert sweepproject.read("state.txt") == "2\n"
+    assert json.loads(sweepproject.read("m.json")) == {"step": 2}
     res = sweepproject.run("show", "--all-checkpoints")
     assert [ln.split()[:3] for ln in res.outlines[2:]] == [
         [rec["name"], "success", "3"],
