@@ -37,15 +37,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stages to run, with what they depend on (default: all)",
     )
     parser.add_argument("--spec", default="sweeps.yaml", help="the spec (default: sweeps.yaml)")
-    parser.add_argument(
-        "-S",
-        "--set-param",
-        dest="set_params",
-        action="append",
-        default=[],
-        metavar="[FILE:]KEY=VALUE",
-        help="override a param (repeatable)",
-    )
+    from sweeprun.session import add_set_param
+
+    add_set_param(parser)
     parser.add_argument("-n", "--name", help="experiment name")
     parser.add_argument(
         "--temp", action="store_true", help="run in a temporary workspace, not in yours"

@@ -257,11 +257,9 @@ class Session:
 # -- hooks --------------------------------------------------------------------------------
 
 
-@hookimpl
-def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
-    """Options of the main mode."""
-    g = parser.add_argument_group("collection and queueing")
-    g.add_argument(
+def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-S/--set-param``, shared by the main mode and ``sweeprun run``."""
+    parser.add_argument(
         "-S",
         "--set-param",
         dest="set_params",
@@ -270,6 +268,13 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
         metavar="[FILE:]KEY=VALUE",
         help="override a param (repeatable)",
     )
+
+
+@hookimpl
+def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
+    """Options of the main mode."""
+    g = parser.add_argument_group("collection and queueing")
+    add_set_param(g)
     g.add_argument(
         "-k",
         dest="keyword",
