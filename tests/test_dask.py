@@ -12,10 +12,12 @@ distributed = pytest.importorskip("distributed")
 def test_run_all_on_a_local_dask_cluster(sweepproject: SweepProject) -> None:
     sweepproject.quickstart()
     assert sweepproject.run("sweeps.yaml").ret == 0
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
-        res = sweepproject.run_subprocess("--run-all", "-j", "2", "--backend", "dask",
-                                          "--scheduler", cluster.scheduler_address)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        res = sweepproject.run_subprocess(
+            "--run-all", "-j", "2", "--backend", "dask", "--scheduler", cluster.scheduler_address
+        )
     assert res.ret == 0, res.stdout + res.stderr
     res.assert_outcomes(passed=6)
     recs = sweepproject.records()

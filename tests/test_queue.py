@@ -197,8 +197,11 @@ def test_queue_status_logs_kill_retry(
     assert all(f"runner {os.uname().nodename}:{runner.pid}" in ln for ln in res.outlines[1:])
     name = res.outlines[1].split()[1]
     assert sweepproject.run("queue", "logs", name).ret == 0
+    follower = sweepproject.popen("queue", "logs", name, "-f")  # follows until it ends
     assert sweepproject.run("queue", "kill", name, "--force").ret == 0
     wait_for(lambda: any(r["state"] == "failed" for r in sweepproject.records()))
+    out, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 0 and "[main]" in out
     runner.send_signal(signal.SIGINT)
     runner.communicate(timeout=30)
     res = sweepproject.run("queue", "retry", "--failed")

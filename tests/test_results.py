@@ -205,3 +205,29 @@ def test_api_records(project: SweepProject) -> None:
     recs = api.experiments(project.path)
     assert sorted(r["name"] for r in recs) == ["lr0.1", "lr0.2", "lr0.3"]
     assert all({"params", "metrics", "state"} <= set(r) for r in recs)
+
+
+def test_remove_on_a_remote(project: SweepProject, tmp_path: Path) -> None:
+    remote = tmp_path / "r.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    project.git("remote", "add", "origin", str(remote))
+    assert project.run("push", "origin").ret == 0
+    listed = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)"],
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(listed) == 3
+    res = project.run("remove", "-g", "origin", "lr0.1")
+    assert res.ret == 0, res.stdout + res.stderr
+    listed = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)"],
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(listed) == 2 and not any(r.endswith("/lr0.1") for r in listed)
+    assert len(project.records()) == 3  # local experiments stay
