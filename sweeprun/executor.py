@@ -37,6 +37,7 @@ _SHELL_SYNTAX = re.compile(
 )
 LOG_TAIL_LINES = 40
 RETRY_BACKOFF = 0.2
+INTERRUPT_GRACE = 10.0
 LOG_TAIL_BYTES = 8192
 
 
@@ -232,6 +233,16 @@ def _run_command(
             pid_holder["timeout"] = 1
         log.write(f"sweeprun: timed out after {timeout:g} s; process group killed\n".encode())
         return 124
+    except KeyboardInterrupt:
+        # Ctrl+C reached this thread (sequential runs): the job gets SIGINT and a chance
+        # to stop cleanly (checkpoints are kept); a second Ctrl+C, or 10 s, kills it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.wait(timeout=INTERRUPT_GRACE)
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
     except BaseException:
         _kill_group(proc.pid)
         proc.wait()

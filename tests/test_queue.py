@@ -268,3 +268,24 @@ def test_bench_script_is_runnable() -> None:
     assert out.returncode == 0, out.stderr
     assert "peak RSS" in out.stdout
     json.loads(out.stdout.splitlines()[-1])
+
+
+def test_second_ctrl_c_kills_stubborn_jobs(sweepproject: SweepProject, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    sweepproject.write("params.yaml", "i: 0\n")
+    # ignores SIGINT, as a careless training loop might
+    sweepproject.write("stubborn.sh", f"trap '' INT\ntouch {started}\nsleep 60\n")
+    sweepproject.write("sweeps.yaml", "cmd: sh stubborn.sh\n")
+    sweepproject.commit()
+    runner = sweepproject.popen("--run")
+    wait_for(lambda: started.exists())
+    wait_for(lambda: len(list((sweepproject.path / ".git/sweeprun/pids").glob("*"))) == 1)
+    runner.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the runner is now waiting for its jobs to stop; they will not
+    assert runner.poll() is None
+    runner.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    runner.communicate(timeout=30)
+    assert runner.returncode == 2
+    assert time.monotonic() - start < 5
+    assert [r["state"] for r in sweepproject.records()] == ["queued"]
