@@ -16,6 +16,7 @@ import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -72,6 +73,9 @@ class Job:
     #: The output cache (resolved once by the parent) and whether to ignore the run-cache.
     cache_dir: str = ""
     force: bool = False
+    #: New files the result may take without asking git (declared, not-ignored results);
+    #: empty disables the in-process ``git add`` (filters or attributes are configured).
+    allowed_new: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,15 +279,82 @@ def add_all(ws: Path, job: Job) -> None:
     run_git(args, ws)
 
 
+FAST_ADD_MAX_ENTRIES = 2000
+
+
+def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
+    """What ``git add -A`` would stage, computed in-process — or ``None`` to let git do it.
+
+    Only when nothing needs git's judgement: no attributes or filters (checked by the
+    runner), no symlinks or submodules, and every file that is not tracked is one of the
+    experiment's declared, not-ignored results (metrics, plots, the lock file). Anything
+    else — a stray ``__pycache__``, an unknown new file — goes to ``git add -A``.
+    """
+    if not job.allowed_new:
+        return None
+    gd = workspace.worktree_git_dir(ws)
+    index = gd / "index"
+    entries = gitobjects.read_index(index)
+    if entries is None or len(entries) > FAST_ADD_MAX_ENTRIES:
+        return None
+    if any(
+        e.mode not in (0o100644, 0o100755) or e.path.endswith(b".gitattributes") for e in entries
+    ):
+        return None
+    racy = index.stat().st_mtime_ns
+    by_path = {e.path: e for e in entries}
+    allowed = {p.encode() for p in job.allowed_new}
+    outs = [o.path.encode() for s in job.stages for o in s.outs if o.cache]
+    objects = Path(job.common_dir) / "objects"
+    out: list[gitobjects.IndexEntry] = []
+    seen = 0
+    changed = False
+    for full in gitobjects.walk_files(ws):
+        rel = os.fsencode(os.path.relpath(full, ws))
+        if any(rel == o or rel.startswith(o + b"/") for o in outs):
+            continue
+        st = os.lstat(full)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        mode = 0o100755 if st.st_mode & 0o100 else 0o100644
+        old = by_path.get(rel)
+        if old is None and rel not in allowed:
+            return None
+        if old is not None:
+            seen += 1
+            s = old.stat
+            if (
+                old.mode == mode
+                and s[9] == st.st_size & 0xFFFFFFFF
+                and s[5] == st.st_ino & 0xFFFFFFFF
+                and s[2] * 10**9 + s[3] == st.st_mtime_ns
+                and st.st_mtime_ns < racy
+            ):
+                out.append(old)
+                continue
+        content = Path(full).read_bytes()
+        sha = gitobjects.write_object(objects, "blob", content)
+        if old is not None and (sha != old.sha or mode != old.mode):
+            changed = True
+        out.append(gitobjects.IndexEntry(rel, mode, sha))
+    if changed or seen != len(by_path):
+        # A tracked file changed or went away: the index no longer tells the next
+        # experiment's fast switch what to restore, so that slot must check out for real.
+        workspace.forget(ws)
+    return out
+
+
 def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") -> str:
     """Record the workspace as a commit (parent: the baseline, or the last checkpoint)."""
     from sweeprun.gitstore import format_message
 
-    add_all(ws, job)
     subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
     message = format_message(subject, meta)
     if job.fast_objects and job.author and job.committer:
-        entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
+        entries = fast_entries(ws, job)
+        if entries is None:
+            add_all(ws, job)
+            entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
         if entries is not None:
             objects = Path(job.common_dir) / "objects"
             tree = gitobjects.write_tree(objects, entries)
@@ -297,6 +368,7 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") ->
             )
     # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
     # user's hooks and leaves the worktree's HEAD alone.
+    add_all(ws, job)
     tree = run_git(["write-tree"], ws).strip()
     return run_git(
         ["commit-tree", tree, "-p", parent or job.baseline],

@@ -213,6 +213,24 @@ def write_commit(
     return write_object(objects_dir, "commit", "\n".join(lines).encode())
 
 
+def walk_files(root: Path) -> list[str]:
+    """Every non-directory below ``root`` except the top-level ``.git``."""
+    out = []
+    stack = [str(root)]
+    top = str(root)
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if d == top and e.name == ".git":
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    out.append(e.path)
+    return out
+
+
 def untracked_paths(ws: Path, tracked: set[bytes]) -> list[Path]:
     """Files and directories in ``ws`` that hold nothing tracked (what ``clean -ffdx`` removes).
 

@@ -74,15 +74,45 @@ def commit_identity(cwd: str | os.PathLike[str]) -> tuple[str, str, bool]:
     return idents[0], idents[1], fmt == "sha1"
 
 
+class FastAddPolicy:
+    """Decides, once per run, which new files a result may take without ``git add``."""
+
+    def __init__(self, root: Path, common_dir: Path) -> None:
+        self.root = root
+        special = run_git(
+            ["config", "--get-regexp", r"^(core\.autocrlf|core\.eol|core\.filemode|filter\..*)$"],
+            root,
+            check=False,
+        ).strip()
+        # Any filter, line-ending rule or attribute file means git must look at content.
+        self.enabled = not special and not (common_dir / "info" / "attributes").exists()
+        self._memo: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def allowed(self, stages: tuple[Stage, ...]) -> tuple[str, ...]:
+        if not self.enabled:
+            return ()
+        from sweeprun.pipeline import LOCK_FILE
+
+        paths = tuple(sorted({*(p for s in stages for p in (*s.metrics, *s.plots)), LOCK_FILE}))
+        if paths not in self._memo:
+            ignored = run_git(
+                ["check-ignore", "--stdin"], self.root, input="\n".join(paths), check=False
+            ).split()
+            self._memo[paths] = tuple(p for p in paths if p not in ignored)
+        return self._memo[paths]
+
+
 def make_job(
     session: Session,
     record: Record,
     env: dict[str, str],
     identity: tuple[str, str, bool] = ("", "", False),
     cache: str = "",
+    fast_add: FastAddPolicy | None = None,
 ) -> Job:
     """The picklable job for a claimed record."""
     repo = session.config.repo
+    stages = stages_from_record(record.meta)
     extra = dict(env)
     for got in session.hook.sweeprun_job_env(config=session.config, record=record):
         if got:
@@ -95,7 +125,7 @@ def make_job(
         baseline=record.baseline,
         repo_root=str(repo.root),
         common_dir=str(repo.common_dir),
-        stages=stages_from_record(record.meta),
+        stages=stages,
         meta=record.meta,
         env=tuple(sorted(extra.items())),
         log_path=str(repo.state_dir / "logs" / f"{record.key}.log"),
@@ -108,6 +138,7 @@ def make_job(
         base_tree=str(record.meta.get("tree", "")),
         cache_dir=cache or str(cache_dir(repo.common_dir)),
         force=bool(record.meta.get("force") or session.config.getoption("reset")),
+        allowed_new=fast_add.allowed(stages) if fast_add is not None else (),
         files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
     )
 
@@ -257,6 +288,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     ident = identity_env(config.repo.root)
     commit_ident = commit_identity(config.repo.root)
     cache = str(cache_dir(config.repo.common_dir))  # once: it may ask git config
+    fast_add = FastAddPolicy(config.repo.root, config.repo.common_dir)
     maxfail = _stop_after(session)
 
     def jobs() -> Iterator[Any]:
@@ -268,7 +300,9 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
                 continue  # another runner took it
             session.running[record.key] = claimed
             prepare_checkpoints(session, claimed)
-            yield joblib.delayed(run_job)(make_job(session, claimed, ident, commit_ident, cache))
+            yield joblib.delayed(run_job)(
+                make_job(session, claimed, ident, commit_ident, cache, fast_add)
+            )
 
     client = None
     if backend == "dask":

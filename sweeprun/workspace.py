@@ -99,6 +99,11 @@ def _worktree_git_dir(ws: Path) -> Path:
     return Path(text.split(":", 1)[1].strip())
 
 
+def forget(ws: Path) -> None:
+    """Make the next use of this slot a real checkout (its index no longer tells the truth)."""
+    (ws.parent / f"{ws.name}.json").unlink(missing_ok=True)
+
+
 def _pristine(state: Path) -> Path:
     return state.with_suffix(".index")
 

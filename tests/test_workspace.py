@@ -75,3 +75,47 @@ def test_user_workspace_untouched_by_runs(sweepproject: SweepProject) -> None:
     assert sweepproject.status() == before_status
     assert (sweepproject.path / ".git" / "index").read_bytes() == before_index
     assert not (sweepproject.path / "metrics.json").exists()
+
+
+MUTATE = """
+import json, os, yaml
+p = yaml.safe_load(open("params.yaml"))
+state = {"x": p["x"], "a": open("a.txt").read(), "has_b": os.path.exists("b.txt")}
+json.dump(state, open("m.json", "w"))
+if p["x"] == 1:
+    open("a.txt", "w").write("changed\\n")   # a tracked file modified ...
+    os.remove("b.txt")                      # ... and one deleted
+    os.chmod("run.sh", 0o755)               # ... and a mode change
+"""
+
+
+def test_in_process_add_matches_git_and_restores_the_slot(sweepproject: SweepProject) -> None:
+    sweepproject.write("params.yaml", "x: 0\n")
+    sweepproject.write("mutate.py", MUTATE)
+    sweepproject.write("a.txt", "original\n")
+    sweepproject.write("b.txt", "b\n")
+    sweepproject.write("run.sh", "true\n")
+    sweepproject.write(
+        "sweeps.yaml",
+        """
+        cmd: python3 mutate.py
+        metrics: [m.json]
+        sweeps:
+          s:
+            matrix: {x: [1, 2, 3]}
+    """,
+    )
+    sweepproject.commit()
+    assert sweepproject.run("--run", "-j", "1").ret == 0
+    by_x = {r["metrics"]["m.json"]["x"]: r for r in sweepproject.records()}
+    first = by_x[1]["commit"]
+    tree = sweepproject.git("ls-tree", "-r", first)
+    assert "b.txt" not in tree and "100755 blob" in next(
+        ln for ln in tree.splitlines() if ln.endswith("run.sh")
+    )
+    assert sweepproject.git("show", f"{first}:a.txt") == "changed\n"
+    for x in (2, 3):  # later experiments in the same slot saw pristine files
+        state = by_x[x]["metrics"]["m.json"]
+        assert state["a"] == "original\n" and state["has_b"]
+        assert sweepproject.git("show", f"{by_x[x]['commit']}:a.txt") == "original\n"
+    sweepproject.git("fsck", "--strict", "--no-dangling")
