@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from sweeprun import workspace
 from sweeprun.cache import Cache, cache_dir
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefOp, run_git
@@ -174,6 +175,7 @@ def _gc(config: Config) -> int:
     store = ExpStore(config.repo)
     dry = bool(config.getoption("dry_run"))
     out = config.stdout
+    held = contextlib.ExitStack()  # locks of the idle workspaces gc removes
     try:
         reachable_cache: dict[str, bool] = {}
 
@@ -199,12 +201,12 @@ def _gc(config: Config) -> int:
         stale: list[Path] = []
         if pool.is_dir():
             for lock in sorted(pool.glob("w*.lock")):
-                with open(lock, "a+") as f:
-                    try:
-                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue
-                    fcntl.flock(f, fcntl.LOCK_UN)
+                f = held.enter_context(open(lock, "a+"))  # noqa: SIM115
+                try:
+                    # Held until the slot is gone, so no runner takes it meanwhile.
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
                 slot = lock.with_suffix("")
                 stale.append(slot)
                 items.append((f"workspace {slot.name}", _size(slot)))
@@ -250,9 +252,11 @@ def _gc(config: Config) -> int:
         store.reclaim()  # kills what their dead runners left running, then requeues
         for slot in stale:
             shutil.rmtree(slot, ignore_errors=True)
-            for suffix in (".json", ".index", ".lock"):
+            # The .lock file stays: a runner may have it open, waiting for our flock.
+            for suffix in (".json", ".index"):
                 slot.with_suffix(suffix).unlink(missing_ok=True)
-        run_git(["worktree", "prune"], store.cwd, check=False)
+        with workspace.admin_lock(store.repo.common_dir):
+            run_git(["worktree", "prune"], store.cwd, check=False)
         for p in leftovers:
             p.unlink(missing_ok=True)
         for d in unused:
@@ -266,6 +270,7 @@ def _gc(config: Config) -> int:
                     entry.unlink(missing_ok=True)
         return 0
     finally:
+        held.close()
         store.close()
 
 

@@ -66,12 +66,31 @@ def acquire(
     state = base / f"w{i}.json"
     try:
         if not (base_tree and files and _fast_switch(ws, state, commit, base_tree, files)):
-            _checkout(ws, repo_root, commit)
+            _checkout(ws, common_dir, repo_root, commit)
             _remember(ws, state, commit, base_tree, files or {})
         yield ws
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
+
+
+@contextlib.contextmanager
+def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Serialise changes to the registry of worktrees (``.git/worktrees``).
+
+    ``git worktree add`` reads every registered sibling and fails ("failed to read
+    .git/worktrees/wN/commondir") when another ``add`` has half-written one; ``git
+    worktree prune`` may drop a registration that is being created. Both are rare (a
+    slot is created once), so one pool-wide lock, held across processes, costs nothing.
+    """
+    base = pool_dir(common_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / "admin.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def clean(ws: Path) -> None:
@@ -175,7 +194,7 @@ def _fast_switch(
     return True
 
 
-def _checkout(ws: Path, repo_root: str, commit: str) -> None:
+def _checkout(ws: Path, common_dir: str, repo_root: str, commit: str) -> None:
     if (ws / ".git").is_file():
         try:
             # Outputs of the previous experiment (ignored or not) must not leak.
@@ -186,6 +205,6 @@ def _checkout(ws: Path, repo_root: str, commit: str) -> None:
             pass  # a damaged slot: rebuild it below
     if ws.exists():
         shutil.rmtree(ws, ignore_errors=True)
-    # No `git worktree prune` here: run concurrently it can drop the admin entry of a
-    # worktree another runner is creating. `-f` takes over a stale registration; gc prunes.
-    run_git(["worktree", "add", "-q", "-f", "--detach", str(ws), commit], repo_root)
+    # No `git worktree prune` here (gc prunes); `-f` takes over a stale registration.
+    with admin_lock(common_dir):
+        run_git(["worktree", "add", "-q", "-f", "--detach", str(ws), commit], repo_root)

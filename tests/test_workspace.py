@@ -119,3 +119,33 @@ def test_in_process_add_matches_git_and_restores_the_slot(sweepproject: SweepPro
         assert state["a"] == "original\n" and state["has_b"]
         assert sweepproject.git("show", f"{by_x[x]['commit']}:a.txt") == "original\n"
     sweepproject.git("fsck", "--strict", "--no-dangling")
+
+
+def test_slots_created_concurrently(sweepproject: SweepProject) -> None:
+    """git worktree add trips over a half-created sibling; creations must be serialised."""
+    import threading
+
+    from sweeprun import workspace
+
+    sweepproject.write("f.txt", "x\n")
+    head = sweepproject.commit()
+    common = str(sweepproject.path / ".git")
+    barrier = threading.Barrier(6, timeout=30)
+    errors: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            barrier.wait()
+            with workspace.acquire(common, str(sweepproject.path), head) as ws:
+                assert (ws / "f.txt").read_text() == "x\n"
+                barrier.wait()  # hold every slot at once
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(sweepproject.git("worktree", "list").splitlines()) == 7
