@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -30,11 +31,16 @@ from sweeprun.cache import Cache
 from sweeprun.git import run_git
 from sweeprun.spec import Stage
 
-# Anything that needs a shell: operators, expansions, globs, redirections, comments,
-# a leading VAR=value assignment, or shell keywords/builtins as the first word.
-_SHELL_SYNTAX = re.compile(
-    r"[|&;<>()$`\\*?\[\]#~{}!\n]|^\s*[A-Za-z_][A-Za-z0-9_]*="
-    r"|^\s*(?:cd|export|source|\.|exec|if|for|while|case|set|ulimit|umask|alias|eval)\b"
+# Outside quotes, these characters mean shell syntax: operators, expansions, globs,
+# redirections, comments, brace expansion, escapes. Inside double quotes only $ ` and \
+# do; inside single quotes nothing does.
+_UNQUOTED_SHELL = frozenset("|&;<>()$`\\*?[]#~{}!\n")
+_DOUBLE_QUOTED_SHELL = frozenset("$`\\")
+# A leading VAR=value assignment, or a shell keyword/builtin as the first word.
+_SHELL_FIRST_WORD = re.compile(
+    r"^\s*[A-Za-z_][A-Za-z0-9_]*="
+    r"|^\s*(?:cd|export|source|\.|exec|if|for|while|until|case|set|ulimit|umask|alias|eval"
+    r"|read|type|command|hash|time)(?:\s|$)"
 )
 LOG_TAIL_LINES = 40
 RETRY_BACKOFF = 0.2
@@ -165,18 +171,40 @@ def job_env(job: Job, ws: Path) -> dict[str, str]:
     return env
 
 
-def command_argv(cmd: str) -> list[str] | None:
+def command_argv(cmd: str, path: str | None = None) -> list[str] | None:
     """``cmd`` as an argv when no shell feature is used, else ``None`` (run via the shell).
 
-    Skipping ``/bin/sh`` saves a process per stage, which matters for short commands.
+    Quoting is the one shell feature handled here (``python -c '{"a": 1}'`` is common),
+    with the same result as ``sh``. A first word that is no program on ``path`` may be a
+    builtin (``exit 3``), so it goes to the shell, which also words the error as users
+    know it. Skipping ``/bin/sh`` saves a process per stage: it matters for short commands.
     """
-    if _SHELL_SYNTAX.search(cmd):
+    if _SHELL_FIRST_WORD.search(cmd) or _needs_shell(cmd):
         return None
     try:
         argv = shlex.split(cmd)
     except ValueError:
         return None
-    return argv or None
+    if not argv or ("/" not in argv[0] and shutil.which(argv[0], path=path) is None):
+        return None
+    return argv
+
+
+def _needs_shell(cmd: str) -> bool:
+    quote = ""
+    for ch in cmd:
+        if quote == "'":
+            quote = "" if ch == "'" else quote
+        elif quote == '"':
+            if ch == '"':
+                quote = ""
+            elif ch in _DOUBLE_QUOTED_SHELL:
+                return True
+        elif ch in "'\"":
+            quote = ch
+        elif ch in _UNQUOTED_SHELL:
+            return True
+    return bool(quote)  # unbalanced: let the shell say so
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -201,7 +229,7 @@ def _run_command(
     ``pidfile`` path, the process group id is written there while the command runs, so
     ``sweeprun queue kill`` in another process can signal it.
     """
-    argv = command_argv(cmd)
+    argv = command_argv(cmd, env.get("PATH"))
     try:
         # A session of its own: the whole process tree can be signalled as one group.
         proc = subprocess.Popen(

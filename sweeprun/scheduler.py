@@ -74,18 +74,61 @@ def commit_identity(cwd: str | os.PathLike[str]) -> tuple[str, str, bool]:
     return idents[0], idents[1], fmt == "sha1"
 
 
+def _plain_add(root: Path, common_dir: Path) -> bool:
+    """Whether ``git add`` would store files byte for byte with their executable bit.
+
+    Line-ending conversion, filters (they act through attributes, so any attributes file
+    counts), ``core.filemode=false`` (git keeps the index's mode) and case folding all
+    need git's judgement. ``git init`` writes ``core.filemode=true`` itself, which is the
+    plain case.
+    """
+    out = run_git(
+        [
+            "config",
+            "-z",
+            "--get-regexp",
+            r"^(core\.(autocrlf|eol|filemode|ignorecase|attributesfile)|filter\..*)$",
+        ],
+        root,
+        check=False,
+    )
+    conf: dict[str, str] = {}
+    for item in out.split("\0"):
+        if item:
+            key, newline, value = item.partition("\n")
+            # The last one wins, as in git; a bare key (no "=") is a true boolean.
+            conf[key] = value if newline else "true"
+    if any(key.startswith("filter.") for key in conf):
+        return False
+    if _git_bool(conf.get("core.autocrlf", "false")) is not False or "core.eol" in conf:
+        return False  # "input" is neither true nor false: a conversion too
+    if _git_bool(conf.get("core.filemode", "true")) is not True:
+        return False
+    if _git_bool(conf.get("core.ignorecase", "false")) is not False:
+        return False
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    attribute_files = [common_dir / "info" / "attributes", Path(xdg) / "git" / "attributes"]
+    if conf.get("core.attributesfile"):
+        attribute_files.append(Path(os.path.expanduser(conf["core.attributesfile"])))
+    return not any(f.exists() for f in attribute_files)
+
+
+def _git_bool(value: str) -> bool | None:
+    """git's reading of a boolean config value; ``None`` when it is not one."""
+    v = value.strip().lower()
+    if v in ("true", "yes", "on", "1"):
+        return True
+    if v in ("false", "no", "off", "0", ""):
+        return False
+    return None
+
+
 class FastAddPolicy:
     """Decides, once per run, which new files a result may take without ``git add``."""
 
     def __init__(self, root: Path, common_dir: Path) -> None:
         self.root = root
-        special = run_git(
-            ["config", "--get-regexp", r"^(core\.autocrlf|core\.eol|core\.filemode|filter\..*)$"],
-            root,
-            check=False,
-        ).strip()
-        # Any filter, line-ending rule or attribute file means git must look at content.
-        self.enabled = not special and not (common_dir / "info" / "attributes").exists()
+        self.enabled = _plain_add(root, common_dir)
         self._memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def allowed(self, stages: tuple[Stage, ...]) -> tuple[str, ...]:

@@ -140,6 +140,24 @@ class SweepProject:
         out = self.git("for-each-ref", "--format=%(refname) %(objectname)", prefix)
         return dict(line.split(" ", 1) for line in out.splitlines())
 
+    def trace_git(self) -> Path:
+        """Log every later ``git`` process (one line of arguments each) to the returned file.
+
+        A wrapper first on ``PATH`` records the call and runs the real git, so a test can
+        see which git commands sweeprun really spawned.
+        """
+        real = shutil.which("git")
+        assert real, "git is not on PATH"
+        bindir = self.base / "git-trace-bin"
+        bindir.mkdir(exist_ok=True)
+        log = self.base / "git-trace.log"
+        log.touch()
+        wrapper = bindir / "git"
+        wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{real}" "$@"\n')
+        wrapper.chmod(0o755)
+        self.monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+        return log
+
     def status(self) -> str:
         """``git status --porcelain`` (untracked included)."""
         return self.git("status", "--porcelain", "--untracked-files=all")

@@ -149,3 +149,57 @@ def test_slots_created_concurrently(sweepproject: SweepProject) -> None:
         t.join()
     assert errors == []
     assert len(sweepproject.git("worktree", "list").splitlines()) == 7
+
+
+# One line of Python with braces and quotes: sweeprun runs it without a shell.
+DUMP_PARAMS = (
+    """python3 -c 'import json, yaml; """
+    """json.dump(yaml.safe_load(open("params.yaml")), open("m.json", "w"))'"""
+)
+
+
+def _tiny_sweep(sweepproject: SweepProject, values: str) -> None:
+    sweepproject.write("params.yaml", "x: 0\n")
+    sweepproject.write(
+        "sweeps.yaml",
+        f"""
+        cmd: {DUMP_PARAMS}
+        metrics: [m.json]
+        sweeps:
+          s:
+            matrix: {{x: [{values}]}}
+    """,
+    )
+
+
+def test_results_recorded_without_git_processes_in_a_plain_repo(
+    sweepproject: SweepProject,
+) -> None:
+    """The common case spawns no git per experiment: no add, checkout or write-tree."""
+    _tiny_sweep(sweepproject, "1, 2, 3, 4")
+    sweepproject.commit()
+    assert sweepproject.run("sweeps.yaml").ret == 0
+    log = sweepproject.trace_git()
+    res = sweepproject.run("--run-all", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    calls = log.read_text().splitlines()
+    per_experiment = [c for c in calls if c.split()[0] in ("add", "checkout", "write-tree")]
+    assert per_experiment == [], calls
+    recs = sweepproject.records()
+    assert sorted(r["metrics"]["m.json"]["x"] for r in recs) == [1, 2, 3, 4]
+    for rec in recs:  # what git itself makes of each result's tree
+        files = sweepproject.git("ls-tree", "-r", "--name-only", rec["commit"]).split()
+        assert files == ["m.json", "params.yaml", "sweeprun.lock", "sweeps.yaml"]
+    sweepproject.git("fsck", "--strict", "--no-dangling")
+
+
+def test_line_ending_conversion_leaves_adding_to_git(sweepproject: SweepProject) -> None:
+    """With core.autocrlf git rewrites content on add: the in-process add must step aside."""
+    _tiny_sweep(sweepproject, "1, 2")
+    sweepproject.commit()
+    sweepproject.git("config", "core.autocrlf", "true")
+    log = sweepproject.trace_git()
+    assert sweepproject.run("sweeps.yaml", "--run", "-j", "1").ret == 0
+    assert any(c.startswith("add -A") for c in log.read_text().splitlines())
+    recs = sweepproject.records()
+    assert sorted(r["metrics"]["m.json"]["x"] for r in recs) == [1, 2]
