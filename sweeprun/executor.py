@@ -226,8 +226,8 @@ def _run_command(
     """Run one command in its own process group; 124 when ``timeout`` ran out.
 
     ``pid_holder`` receives ``pid`` (and ``timeout`` when it ran out); when it holds a
-    ``pidfile`` path, the process group id is written there while the command runs, so
-    ``sweeprun queue kill`` in another process can signal it.
+    ``pidfile`` path and a ``key``, ``KEY PGID`` is written there while the command runs,
+    so ``sweeprun queue kill`` in another process can signal it.
     """
     argv = command_argv(cmd, env.get("PATH"))
     try:
@@ -254,8 +254,7 @@ def _run_command(
         pid_holder["pid"] = proc.pid
         pidfile = pid_holder.get("pidfile")
         if pidfile is not None:
-            pidfile.parent.mkdir(parents=True, exist_ok=True)
-            pidfile.write_text(str(proc.pid))
+            workspace.write_pid(pidfile, f"{pid_holder['key']} {proc.pid}\n")
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -281,7 +280,7 @@ def _run_command(
         raise
     finally:
         if pidfile is not None:
-            pidfile.unlink(missing_ok=True)
+            workspace.write_pid(pidfile, "")
 
 
 def _kill_group(pid: int) -> None:
@@ -419,7 +418,7 @@ def execute_pipeline(
             )
         ]
 
-    pid: dict[str, Any] = {"pidfile": Path(job.common_dir) / "sweeprun" / "pids" / job.key}
+    pid: dict[str, Any] = {"pidfile": workspace.pid_file(ws), "key": job.key}
 
     params_files = list(job.meta.get("params", {}))
     ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]

@@ -47,6 +47,8 @@ def read_index(path: str | os.PathLike[str]) -> list[IndexEntry] | None:
         return None
     if len(data) < 32 or data[:4] != b"DIRC":
         return None
+    if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+        return None  # torn by a crash mid-write: git would call it corrupt too
     version, count = struct.unpack(">II", data[4:12])
     if version not in (2, 3, 4):
         return None
@@ -109,8 +111,10 @@ def stat_fields(path: str | os.PathLike[str], mode: int) -> tuple[int, ...]:
 
 
 def write_index(path: str | os.PathLike[str], entries: list[IndexEntry]) -> bytes:
-    """Write a version-2 index (no extensions) atomically; return the bytes written.
+    """Write a version-2 index (no extensions) in place; return the bytes written.
 
+    Only for a pooled worktree's index, which nobody else reads while its slot is held;
+    a write torn by a crash fails the checksum, so the slot is checked out again.
     Entries whose stat data is stale are still correct: git sees the mismatch and
     re-hashes the file, as it does after any ``touch``.
     """
@@ -122,12 +126,25 @@ def write_index(path: str | os.PathLike[str], entries: list[IndexEntry]) -> byte
         pad = 8 - size % 8
         chunks.append(fixed + e.path + b"\0" * pad)
     body = b"".join(chunks)
-    target = Path(path)
-    tmp = target.with_name(target.name + ".sweeprun-tmp")
     data = body + hashlib.sha1(body).digest()
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    overwrite(path, data)
     return data
+
+
+def overwrite(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace a file's content in place (created if missing), without a new inode.
+
+    On some file systems creating (and later freeing) an inode costs far more than
+    writing; the per-experiment files of a pooled worktree are rewritten instead.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def blob_id(content: bytes) -> str:

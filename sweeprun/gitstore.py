@@ -331,15 +331,13 @@ class ExpStore:
         into a workspace that another job is about to take.
         """
         found = self.orphans()
+        from sweeprun.workspace import running_pgid
+
         for rec in found:
-            pidfile = self.repo.state_dir / "pids" / rec.key
-            try:
-                pgid = int(pidfile.read_text())
-            except (OSError, ValueError):
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            pidfile.unlink(missing_ok=True)
+            pgid = running_pgid(self.repo.common_dir, rec.key)
+            if pgid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGKILL)
         self.release(found)
         return found
 

@@ -14,6 +14,7 @@ import pluggy
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp
 from sweeprun.gitstore import EXPS, QUEUE, ExpStore
+from sweeprun.workspace import running_pgid
 
 if TYPE_CHECKING:
     from sweeprun.commands import CommandRegistry
@@ -94,13 +95,12 @@ def _kill(config: Config, store: ExpStore) -> int:
         if rec.state != "running":
             raise UsageError(f"queue kill: {rec.name} is {rec.state}, not running")
     for rec in recs:
-        try:
-            pgid = int((store.repo.state_dir / "pids" / rec.key).read_text())
-        except (OSError, ValueError):
+        pgid = running_pgid(store.repo.common_dir, rec.key)
+        if pgid is None:
             raise UsageError(
                 f"queue kill: {rec.name} has no running command right now "
                 "(between stages?); try again"
-            ) from None
+            )
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun import checkpoint
+from sweeprun import checkpoint, workspace
 from sweeprun.cache import cache_dir
 from sweeprun.exceptions import UsageError
 from sweeprun.executor import Job, run_job
@@ -371,10 +371,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
 def pid_of(session: Session, key: str) -> int | None:
     """The process group of a running job (written by the worker), if any."""
-    try:
-        return int((session.store.repo.state_dir / "pids" / key).read_text())
-    except (OSError, ValueError):
-        return None
+    return workspace.running_pgid(session.store.repo.common_dir, key)
 
 
 def stop_jobs(session: Session, sig: int, wait: float) -> None:

@@ -253,7 +253,7 @@ def _gc(config: Config) -> int:
         for slot in stale:
             shutil.rmtree(slot, ignore_errors=True)
             # The .lock file stays: a runner may have it open, waiting for our flock.
-            for suffix in (".json", ".index"):
+            for suffix in (".json", ".index", ".pid"):
                 slot.with_suffix(suffix).unlink(missing_ok=True)
         with workspace.admin_lock(store.repo.common_dir):
             run_git(["worktree", "prune"], store.cwd, check=False)

@@ -93,6 +93,34 @@ def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def pid_file(ws: Path) -> Path:
+    """Where the job holding slot ``ws`` names its running command: ``KEY PGID``."""
+    return ws.parent / f"{ws.name}.pid"
+
+
+def write_pid(path: Path, text: str) -> None:
+    """Overwrite a slot's pid file in place (an empty ``text`` clears it).
+
+    One file per slot, rewritten rather than created and deleted per command.
+    """
+    gitobjects.overwrite(path, text.encode())
+
+
+def running_pgid(common_dir: str | os.PathLike[str], key: str) -> int | None:
+    """The process group of experiment ``key``'s running command, if a slot names one."""
+    base = pool_dir(common_dir)
+    if not base.is_dir():
+        return None
+    for path in base.glob("w*.pid"):
+        try:
+            found, pgid = path.read_text().split()
+        except (OSError, ValueError):
+            continue  # empty: that slot runs no command now
+        if found == key and pgid.isdigit():
+            return int(pgid)
+    return None
+
+
 def clean(ws: Path) -> None:
     """Remove everything the index does not track, like ``git clean -ffdx``.
 
@@ -183,14 +211,14 @@ def _fast_switch(
             target = ws / e.path.decode()
             if target.is_symlink() or not target.is_file():
                 return False
-            target.write_bytes(content)
+            gitobjects.overwrite(target, content)
             # The blob is in the object store already: it is part of ``commit``.
             sha = gitobjects.blob_id(content)
             e = gitobjects.IndexEntry(e.path, e.mode, sha, gitobjects.stat_fields(target, e.mode))
         entries.append(e)
     data = gitobjects.write_index(gd / "index", entries)
-    _pristine(state).write_bytes(data)
-    (gd / "HEAD").write_text(commit + "\n")
+    gitobjects.overwrite(_pristine(state), data)
+    gitobjects.overwrite(gd / "HEAD", f"{commit}\n".encode())
     return True
 
 

@@ -83,9 +83,24 @@ def test_write_index_round_trips_through_git(tmp_path: Path) -> None:
     index = repo / ".git" / "index"
     entries = gitobjects.read_index(index)
     assert entries is not None
+    inode = index.stat().st_ino
+    gitobjects.write_index(index, entries[:1])  # shorter: the old tail must not survive
+    assert gitobjects.read_index(index) == entries[:1]
     gitobjects.write_index(index, entries)
+    assert index.stat().st_ino == inode  # rewritten in place, no new file
     assert git(repo, "status", "--porcelain") == "A  d/g\nA  d/h\nA  f\nA  link\n"
     assert gitobjects.read_index(index) == entries
+
+
+def test_torn_index_is_not_trusted(tmp_path: Path) -> None:
+    """A write cut short by a crash fails the checksum: the slot is checked out again."""
+    repo = make_repo(tmp_path, {"f": b"1\n", "g": b"2\n"})
+    index = repo / ".git" / "index"
+    data = index.read_bytes()
+    index.write_bytes(data[:40] + bytes([data[40] ^ 1]) + data[41:])
+    assert gitobjects.read_index(index) is None
+    index.write_bytes(data + b"stale tail")
+    assert gitobjects.read_index(index) is None
 
 
 def test_unusual_indexes_fall_back(tmp_path: Path) -> None:

@@ -55,6 +55,12 @@ def wait_for(predicate, timeout: float = 60) -> None:  # type: ignore[no-untyped
         time.sleep(0.02)
 
 
+def commands_running(sweepproject: SweepProject) -> int:
+    """How many pooled workspaces name a running command in their pid file."""
+    pool = sweepproject.path / ".git" / "sweeprun" / "ws"
+    return len([p for p in pool.glob("w*.pid") if p.read_text().strip()])
+
+
 def test_killed_runner_loses_nothing(
     sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,7 +79,8 @@ def test_killed_runner_loses_nothing(
     assert {r["state"] for r in recs} == {"success"}
     assert sweepproject.run("gc").ret == 0
     state = sweepproject.path / ".git" / "sweeprun"
-    assert not list((state / "leases").glob("*")) and not list((state / "pids").glob("*"))
+    assert not list((state / "leases").glob("*"))
+    assert commands_running(sweepproject) == 0
     assert not [p for p in (state / "ws").iterdir() if p.is_dir()]
 
 
@@ -191,7 +198,7 @@ def test_queue_status_logs_kill_retry(
     assert res.outlines[0] == "2 queued"
     runner = sweepproject.popen("--run-all", "-j", "2")
     wait_for(lambda: count.exists() and len(count.read_text().split()) == 2)
-    wait_for(lambda: len(list((sweepproject.path / ".git/sweeprun/pids").glob("*"))) == 2)
+    wait_for(lambda: commands_running(sweepproject) == 2)
     res = sweepproject.run("queue", "status")
     assert res.outlines[0] == "2 running"
     assert all(f"runner {os.uname().nodename}:{runner.pid}" in ln for ln in res.outlines[1:])
@@ -279,7 +286,7 @@ def test_second_ctrl_c_kills_stubborn_jobs(sweepproject: SweepProject, tmp_path:
     sweepproject.commit()
     runner = sweepproject.popen("--run")
     wait_for(lambda: started.exists())
-    wait_for(lambda: len(list((sweepproject.path / ".git/sweeprun/pids").glob("*"))) == 1)
+    wait_for(lambda: commands_running(sweepproject) == 1)
     runner.send_signal(signal.SIGINT)
     time.sleep(0.5)  # the runner is now waiting for its jobs to stop; they will not
     assert runner.poll() is None
