@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun import names
+from sweeprun import leases, names
 from sweeprun.exceptions import UsageError
 from sweeprun.git import (
     ZERO,
@@ -133,6 +132,8 @@ class ExpStore:
         self.repo = repo
         self.cwd = str(repo.root)
         self._updater: RefUpdater | None = None
+        #: This process's claims (see :mod:`sweeprun.leases`).
+        self.journal = leases.LeaseJournal(repo.state_dir / "leases")
 
     @property
     def updater(self) -> RefUpdater:
@@ -141,9 +142,10 @@ class ExpStore:
         return self._updater
 
     def close(self) -> None:
-        """Stop helper processes."""
+        """Stop helper processes; end this runner's lease journal."""
         if self._updater is not None:
             self._updater.close()
+        self.journal.close()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -275,21 +277,20 @@ class ExpStore:
 
     # -- claiming and finishing -------------------------------------------------------------
 
-    def lease_path(self, key: str) -> Path:
-        """Who runs an experiment: ``{host, pid, started}``, written before claiming."""
-        return self.repo.state_dir / "leases" / f"{key}.json"
+    def lease(self, key: str) -> leases.Lease | None:
+        """Who runs experiment ``key`` (the latest standing claim), if anyone."""
+        mine = self.journal.lease(key)
+        return mine or next(iter(self.leases().get(key, [])), None)
+
+    def leases(self) -> dict[str, list[leases.Lease]]:
+        """Every standing claim by experiment key, the latest first."""
+        return leases.read_all(self.journal.directory)
 
     def claim(self, record: Record) -> Record | None:
         """Move a queued record to running; ``None`` if another runner took it first."""
         running = RUNNING + record.key
-        lease = self.lease_path(record.key)
-        lease.parent.mkdir(parents=True, exist_ok=True)
-        mine = json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-        )
-        # The lease is written first, so a running ref never exists without one.
-        tmp = lease.with_name(f"{lease.name}.{os.getpid()}")
-        tmp.write_text(mine)
+        # The claim is journalled first, so a running ref never exists without a claimant.
+        self.journal.claiming(record.key)
         try:
             self.updater.transaction(
                 [
@@ -298,31 +299,18 @@ class ExpStore:
                 ]
             )
         except RefConflict:
-            tmp.unlink(missing_ok=True)
+            self.journal.failed(record.key)
             return None
-        os.replace(tmp, lease)
         return Record(ref=running, commit=record.commit, meta=record.meta)
 
-    def drop_lease(self, key: str) -> None:
-        """Forget who ran an experiment (it finished or went back to the queue)."""
-        self.lease_path(key).unlink(missing_ok=True)
-
     def orphans(self) -> list[Record]:
-        """Running records whose runner is gone (a dead process on this host)."""
-        host = socket.gethostname()
-        out = []
-        for rec in self.records(RUNNING):
-            try:
-                lease = json.loads(self.lease_path(rec.key).read_text())
-            except (OSError, ValueError):
-                leases = list(self.lease_path(rec.key).parent.glob(f"{rec.key}.json.*"))
-                if leases:
-                    continue  # a runner is claiming it right now
-                out.append(rec)  # no lease: its runner died while claiming
-                continue
-            if lease.get("host") == host and not _alive(int(lease.get("pid", 0))):
-                out.append(rec)
-        return out
+        """Running records whose runner is gone (a dead process on this host, or none)."""
+        claims = self.leases()
+        return [
+            rec
+            for rec in self.records(RUNNING)
+            if all(lease.alive() is False for lease in claims.get(rec.key, []))
+        ]
 
     def reclaim(self) -> list[Record]:
         """Put orphaned running records back in the queue; return them.
@@ -339,6 +327,8 @@ class ExpStore:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
         self.release(found)
+        for journal in leases.dead_journals(self.journal.directory):
+            journal.unlink(missing_ok=True)  # all it named is back in the queue now
         return found
 
     def release(self, records: Iterable[Record]) -> None:
@@ -353,7 +343,6 @@ class ExpStore:
                 )
             except RefConflict:
                 continue
-            self.drop_lease(rec.key)
 
     def finish(self, running: Record, result_commit: str, name: str) -> str:
         """Publish a result and drop the running ref, in one transaction."""
@@ -367,20 +356,7 @@ class ExpStore:
             if not current.strip():
                 raise
             self.updater.transaction([RefOp(ref, result_commit, current.strip()), drop])
-        self.drop_lease(running.key)
         return ref
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def content_key(

@@ -6,7 +6,6 @@ reporter prints plain pytest-style lines without control characters.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -66,10 +65,8 @@ class LiveProgress:
         state = self.session.store.repo.state_dir
         now = time.time()
         for key, rec in list(self.session.running.items()):
-            try:
-                since = json.loads((state / "leases" / f"{key}.json").read_text())["started"]
-            except (OSError, ValueError, KeyError):
-                since = now
+            lease = self.session.store.journal.lease(key)
+            since = lease.started if lease is not None else now
             table.add_row(
                 rec.name, f"{now - since:.0f}s", _last_line(state / "logs" / f"{key}.log")
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import time
@@ -40,16 +39,17 @@ def _status(config: Config, store: ExpStore) -> int:
     out.write(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "the queue is empty")
     out.write("\n")
     now = time.time()
+    claims = store.leases()
     for r in records:
         if r.state not in ("queued", "running"):
             continue
         runner = ""
         if r.state == "running":
-            try:
-                lease = json.loads(store.lease_path(r.key).read_text())
-                runner = f"  runner {lease['host']}:{lease['pid']}"
-                since = now - float(lease["started"])
-            except (OSError, ValueError, KeyError):
+            lease = next(iter(claims.get(r.key, [])), None)
+            if lease is not None:
+                runner = f"  runner {lease.host}:{lease.pid}"
+                since = now - lease.started
+            else:
                 since = now - float(r.meta.get("queued_at", now))
             if r.key in orphans:
                 runner += "  (orphaned: its runner is gone; --run-all takes it back)"

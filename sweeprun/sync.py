@@ -17,6 +17,7 @@ from sweeprun.cache import Cache, cache_dir
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefOp, run_git
 from sweeprun.gitstore import EXPS, ExpStore, Record
+from sweeprun.leases import dead_journals
 
 if TYPE_CHECKING:
     from sweeprun.commands import CommandRegistry
@@ -213,7 +214,10 @@ def _gc(config: Config) -> int:
         # leftovers of crashed runs: leases of dead runners, signal files, temp files
         orphans = store.orphans()
         leftovers = [p for d in ("signals",) for p in (store.repo.state_dir / d).glob("*")]
-        leftovers += list((store.repo.state_dir / "leases").glob("*.json.*"))
+        # Journals of dead runners (reclaim below requeues what they ran), and the
+        # per-experiment lease files of older versions.
+        lease_dir = store.repo.state_dir / "leases"
+        leftovers += dead_journals(lease_dir) + list(lease_dir.glob("*.json*"))
         items += [(f"leftover {p.relative_to(store.repo.state_dir)}", _size(p)) for p in leftovers]
         items += [(f"orphaned running entry {r.name} (back to the queue)", 0) for r in orphans]
         # cache objects no experiment, checkpoint or workspace lock names
