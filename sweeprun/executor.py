@@ -371,19 +371,39 @@ def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
     return out
 
 
-def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") -> str:
-    """Record the workspace as a commit (parent: the baseline, or the last checkpoint)."""
+def commit_result(
+    ws: Path,
+    job: Job,
+    meta: dict[str, Any],
+    parent: str = "",
+    extra: dict[str, bytes] | None = None,
+) -> str:
+    """Record the workspace as a commit (parent: the baseline, or the last checkpoint).
+
+    ``extra`` files (``sweeprun.lock``) join the commit as they would if written into the
+    workspace first; on the in-process path they go straight into the object store, so
+    the workspace stays as the command left it and the next experiment has less to undo.
+    """
     from sweeprun.gitstore import format_message
 
     subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
     message = format_message(subject, meta)
+    extra = extra or {}
     if job.fast_objects and job.author and job.committer:
+        objects = Path(job.common_dir) / "objects"
         entries = fast_entries(ws, job)
-        if entries is None:
+        if entries is not None:
+            # Only what git would add: declared results that no .gitignore rule excludes.
+            virtual = {p.encode(): data for p, data in extra.items() if p in job.allowed_new}
+            entries = [e for e in entries if e.path not in virtual]
+            for path, data in virtual.items():
+                blob = gitobjects.write_object(objects, "blob", data)
+                entries.append(gitobjects.IndexEntry(path, 0o100644, blob))
+        else:
+            _write_files(ws, extra)
             add_all(ws, job)
             entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
         if entries is not None:
-            objects = Path(job.common_dir) / "objects"
             tree = gitobjects.write_tree(objects, entries)
             return gitobjects.write_commit(
                 objects,
@@ -395,6 +415,7 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") ->
             )
     # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
     # user's hooks and leaves the worktree's HEAD alone.
+    _write_files(ws, extra)
     add_all(ws, job)
     tree = run_git(["write-tree"], ws).strip()
     return run_git(
@@ -405,10 +426,15 @@ def commit_result(ws: Path, job: Job, meta: dict[str, Any], parent: str = "") ->
     ).strip()
 
 
+def _write_files(ws: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        (ws / rel).write_bytes(data)
+
+
 def execute_pipeline(
     job: Job, ws: Path, env: dict[str, str], log: Any
 ) -> list[pipeline.StageOutcome]:
-    """Link ignored deps, run or restore every stage, write ``sweeprun.lock``."""
+    """Link ignored deps, run or restore every stage (the caller records the lock)."""
     cache = Cache(Path(job.cache_dir)) if job.cache_dir else Cache.for_repo(job.common_dir)
     missing = pipeline.link_ignored_deps(job.stages, ws, Path(job.repo_root))
     if missing:
@@ -434,8 +460,6 @@ def execute_pipeline(
         outcomes = _run_with_checkpoints(
             job, ws, cache, params_files, env, log, run, pid, ckpt_outs
         )
-    if any(o.status != "failed" for o in outcomes):
-        pipeline.write_lock(ws, outcomes)
     if pid.get("timeout") and outcomes and outcomes[-1].status == "failed":
         outcomes[
             -1
@@ -591,7 +615,10 @@ def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobRepor
             chain = read_journal(journal_path(job.common_dir, job.key))
             if chain:
                 meta["checkpoints"] = chain[-1][1]
-            result = commit_result(ws, job, meta, chain[-1][0] if chain else "")
+            lock = {}
+            if any(o.status != "failed" for o in outcomes):
+                lock[pipeline.LOCK_FILE] = pipeline.lock_bytes(outcomes)
+            result = commit_result(ws, job, meta, chain[-1][0] if chain else "", lock)
     except Exception:
         finished = time.time()
         return JobReport(

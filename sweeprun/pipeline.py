@@ -300,15 +300,20 @@ def run_stages(
     return outcomes
 
 
-def write_lock(ws: Path, outcomes: Sequence[StageOutcome]) -> None:
-    """Write ``sweeprun.lock`` for the stages that completed.
+def lock_bytes(outcomes: Sequence[StageOutcome]) -> bytes:
+    """The content of ``sweeprun.lock`` for the stages that completed.
 
     The format is JSON, which is also YAML: it diffs line by line like YAML and is an
     order of magnitude cheaper to write on the per-experiment path.
     """
     stages = {o.name: o.lock for o in outcomes if o.status in ("ran", "cached")}
     text = json.dumps({"schema": 1, "stages": stages}, indent=2, sort_keys=True, default=str)
-    (ws / LOCK_FILE).write_text(text + "\n")
+    return (text + "\n").encode()
+
+
+def write_lock(ws: Path, outcomes: Sequence[StageOutcome]) -> None:
+    """Write ``sweeprun.lock`` for the stages that completed into a workspace."""
+    (ws / LOCK_FILE).write_bytes(lock_bytes(outcomes))
 
 
 def read_lock(path: Path) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from sweeprun.testing import SweepProject
 
 # Records the workspace's state as the command sees it, then dirties it on purpose:
@@ -203,3 +206,33 @@ def test_line_ending_conversion_leaves_adding_to_git(sweepproject: SweepProject)
     assert any(c.startswith("add -A") for c in log.read_text().splitlines())
     recs = sweepproject.records()
     assert sorted(r["metrics"]["m.json"]["x"] for r in recs) == [1, 2]
+
+
+def test_lock_file_committed_in_the_baseline_stays_on_the_fast_path(
+    sweepproject: SweepProject,
+) -> None:
+    """Each result carries its own sweeprun.lock; the workspace copy is never rewritten."""
+    _tiny_sweep(sweepproject, "1, 2, 3")
+    sweepproject.write("sweeprun.lock", '{"schema": 1, "stages": {}}\n')
+    sweepproject.commit()
+    assert sweepproject.run("sweeps.yaml").ret == 0
+    log = sweepproject.trace_git()  # queueing snapshots the workspace with git; running not
+    assert sweepproject.run("--run-all", "-j", "1").ret == 0
+    assert not [c for c in log.read_text().splitlines() if c.split()[0] in ("add", "checkout")]
+    for rec in sweepproject.records():
+        lock = json.loads(sweepproject.git("show", f"{rec['commit']}:sweeprun.lock"))
+        params = sweepproject.git("show", f"{rec['commit']}:params.yaml").encode()
+        assert lock["stages"]["main"]["cmd"] == DUMP_PARAMS
+        # A stage that names no params depends on the whole file: its digest is recorded.
+        digest = "sha256:" + hashlib.sha256(params).hexdigest()
+        assert lock["stages"]["main"]["params"]["params.yaml"] == digest
+
+
+def test_ignored_lock_file_is_left_out_as_git_would(sweepproject: SweepProject) -> None:
+    _tiny_sweep(sweepproject, "1, 2")
+    sweepproject.write(".gitignore", "sweeprun.lock\n")
+    sweepproject.commit()
+    assert sweepproject.run("sweeps.yaml", "--run", "-j", "1").ret == 0
+    for rec in sweepproject.records():
+        files = sweepproject.git("ls-tree", "-r", "--name-only", rec["commit"]).split()
+        assert files == [".gitignore", "m.json", "params.yaml", "sweeps.yaml"]
