@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+
 def compile_sweeprun() -> None:
     """Give sweeprun's modules bytecode, as ``pip install`` does.
 

@@ -5,8 +5,10 @@
 (b) ``--run-all -j 2`` of N experiments whose command is a tiny ``python -c``, beside N
     bare runs of that command on 2 parallel slots.
 
-Run: ``python benchmarks/bench_skeleton.py [--points 1000] [--runs 200] [--repeat 3]``.
-Prints medians and ratios; the machine is noisy, so compare ratios, not seconds.
+Run: ``python benchmarks/bench_skeleton.py [--points 1000] [--runs 200] [--repeat 3] [--dir D]``.
+Prints medians and ratios; the machine is noisy, so compare ratios, not seconds. It also
+prints what creating a file costs where the repositories live (before and after), since
+that decides much of the ratio (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -72,15 +74,37 @@ def bare_runs(cwd: Path, n: int, slots: int) -> float:
     return time.perf_counter() - start
 
 
+def create_cost(base: Path, n: int = 300) -> float:
+    """Median µs to create an empty file in ``base`` (and later delete it).
+
+    Recording results means creating files (git's ref locks, objects, logs), and what a
+    creation costs varies a hundredfold between file systems, and on ext4 without a
+    journal with how much was deleted there in the last minutes: this puts the run-all
+    ratio in context.
+    """
+    d = Path(tempfile.mkdtemp(dir=base))
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        os.close(os.open(d / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        times.append(time.perf_counter() - start)
+    for i in range(n):
+        os.unlink(d / f"f{i}")
+    d.rmdir()
+    return statistics.median(times) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--points", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", help="where the temporary repositories go (default: $TMPDIR)")
     opts = ap.parse_args()
     cmd = f"{sys.executable} -c '{TINY}'"
-    with tempfile.TemporaryDirectory(prefix="sweeprun-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sweeprun-bench-", dir=opts.dir) as tmp:
         base = Path(tmp)
+        print(f"creating a file in {base.parent}: {create_cost(base):.0f} µs (median)")
         queue_t, refs_t, run_t, bare_t = [], [], [], []
         for _ in range(opts.repeat):
             repo = make_repo(base, opts.points, cmd)
@@ -106,6 +130,7 @@ def main() -> None:
         )
         print(f"    median of per-repeat ratios (back-to-back pairs): {pair:.2f}x")
         print(f"    per-experiment overhead: {(ra - b) / opts.runs * 2 * 1000:.1f} ms per slot")
+        print(f"creating a file in {base.parent} after the runs: {create_cost(base):.0f} µs")
 
 
 if __name__ == "__main__":
