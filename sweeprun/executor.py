@@ -8,43 +8,24 @@ reports into refs. Nothing here knows about YAML, plugins or the session.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import re
-import shlex
-import shutil
-import signal
 import socket
-import stat
-import subprocess
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeprun import gitobjects, pipeline, workspace
+from sweeprun import pipeline, workspace
 from sweeprun.cache import Cache
+from sweeprun.command import run_command
 from sweeprun.git import run_git
+from sweeprun.snapshot import commit_result, commit_tree
 from sweeprun.spec import Stage
 
-# Outside quotes, these characters mean shell syntax: operators, expansions, globs,
-# redirections, comments, brace expansion, escapes. Inside double quotes only $ ` and \
-# do; inside single quotes nothing does.
-_UNQUOTED_SHELL = frozenset("|&;<>()$`\\*?[]#~{}!\n")
-_DOUBLE_QUOTED_SHELL = frozenset("$`\\")
-# A leading VAR=value assignment, or a shell keyword/builtin as the first word.
-_SHELL_FIRST_WORD = re.compile(
-    r"^\s*[A-Za-z_][A-Za-z0-9_]*="
-    r"|^\s*(?:cd|export|source|\.|exec|if|for|while|until|case|set|ulimit|umask|alias|eval"
-    r"|read|type|command|hash|time)(?:\s|$)"
-)
 LOG_TAIL_LINES = 40
 RETRY_BACKOFF = 0.2
-INTERRUPT_GRACE = 10.0
 LOG_TAIL_BYTES = 8192
 
 
@@ -171,266 +152,6 @@ def job_env(job: Job, ws: Path) -> dict[str, str]:
     return env
 
 
-def command_argv(cmd: str, path: str | None = None) -> list[str] | None:
-    """``cmd`` as an argv when no shell feature is used, else ``None`` (run via the shell).
-
-    Quoting is the one shell feature handled here (``python -c '{"a": 1}'`` is common),
-    with the same result as ``sh``. A first word that is no program on ``path`` may be a
-    builtin (``exit 3``), so it goes to the shell, which also words the error as users
-    know it. Skipping ``/bin/sh`` saves a process per stage: it matters for short commands.
-    """
-    if _SHELL_FIRST_WORD.search(cmd) or _needs_shell(cmd):
-        return None
-    try:
-        argv = shlex.split(cmd)
-    except ValueError:
-        return None
-    if not argv or ("/" not in argv[0] and shutil.which(argv[0], path=path) is None):
-        return None
-    return argv
-
-
-def _needs_shell(cmd: str) -> bool:
-    quote = ""
-    for ch in cmd:
-        if quote == "'":
-            quote = "" if ch == "'" else quote
-        elif quote == '"':
-            if ch == '"':
-                quote = ""
-            elif ch in _DOUBLE_QUOTED_SHELL:
-                return True
-        elif ch in "'\"":
-            quote = ch
-        elif ch in _UNQUOTED_SHELL:
-            return True
-    return bool(quote)  # unbalanced: let the shell say so
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    # If the runner is killed (even with SIGKILL), its commands go too: nothing keeps
-    # writing into a workspace another runner may take over.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _run_command(
-    cmd: str,
-    cwd: Path,
-    env: dict[str, str],
-    log: Any,
-    timeout: float | None,
-    pid_holder: dict[str, Any] | None = None,
-    die_with_parent: bool = False,
-) -> int:
-    """Run one command in its own process group; 124 when ``timeout`` ran out.
-
-    ``pid_holder`` receives ``pid`` (and ``timeout`` when it ran out); when it holds a
-    ``pidfile`` path and a ``key``, ``KEY PGID`` is written there while the command runs,
-    so ``sweeprun queue kill`` in another process can signal it.
-    """
-    argv = command_argv(cmd, env.get("PATH"))
-    try:
-        # A session of its own: the whole process tree can be signalled as one group.
-        proc = subprocess.Popen(
-            argv or cmd,
-            shell=argv is None,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Costs a fork instead of a vfork (~1.5 ms), so only where a program may wait
-            # for its runner forever (checkpoints); other orphans are killed on reclaim.
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
-        )
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-        # What the shell would have said and returned.
-        log.write(f"sweeprun: {cmd}: {exc.strerror}\n".encode())
-        return 127 if isinstance(exc, FileNotFoundError) else 126
-    pidfile: Path | None = None
-    if pid_holder is not None:
-        pid_holder["pid"] = proc.pid
-        pidfile = pid_holder.get("pidfile")
-        if pidfile is not None:
-            workspace.write_pid(pidfile, f"{pid_holder['key']} {proc.pid}\n")
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)  # the whole tree: children of the command too
-        proc.wait()
-        if pid_holder is not None:
-            pid_holder["timeout"] = 1
-        log.write(f"sweeprun: timed out after {timeout:g} s; process group killed\n".encode())
-        return 124
-    except KeyboardInterrupt:
-        # Ctrl+C reached this thread (sequential runs): the job gets SIGINT and a chance
-        # to stop cleanly (checkpoints are kept); a second Ctrl+C, or 10 s, kills it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
-            proc.wait(timeout=INTERRUPT_GRACE)
-        _kill_group(proc.pid)
-        proc.wait()
-        raise
-    except BaseException:
-        _kill_group(proc.pid)
-        proc.wait()
-        raise
-    finally:
-        if pidfile is not None:
-            workspace.write_pid(pidfile, "")
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def add_all(ws: Path, job: Job) -> None:
-    """``git add -A`` in the workspace, with the cached outs treated as ignored.
-
-    Outs go to the cache, never into git. Naming them as ``:(exclude)`` pathspecs makes
-    git fail when the user's .gitignore lists them too, so they go into an excludes file
-    of this worktree instead (the user's own .gitignore files still apply).
-    """
-    outs = [o.path for s in job.stages for o in s.outs if o.cache]
-    args = ["add", "-A", "--", "."]
-    if outs:
-        excludes = workspace.worktree_git_dir(ws) / "sweeprun-excludes"
-        text = "".join(f"/{p}\n" for p in outs)
-        if not excludes.is_file() or excludes.read_text() != text:
-            excludes.write_text(text)
-        args = ["-c", f"core.excludesFile={excludes}", *args]
-    run_git(args, ws)
-
-
-FAST_ADD_MAX_ENTRIES = 2000
-
-
-def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
-    """What ``git add -A`` would stage, computed in-process — or ``None`` to let git do it.
-
-    Only when nothing needs git's judgement: no attributes or filters (checked by the
-    runner), no symlinks or submodules, and every file that is not tracked is one of the
-    experiment's declared, not-ignored results (metrics, plots, the lock file). Anything
-    else — a stray ``__pycache__``, an unknown new file — goes to ``git add -A``.
-    """
-    if not job.allowed_new:
-        return None
-    gd = workspace.worktree_git_dir(ws)
-    index = gd / "index"
-    entries = gitobjects.read_index(index)
-    if entries is None or len(entries) > FAST_ADD_MAX_ENTRIES:
-        return None
-    if any(
-        e.mode not in (0o100644, 0o100755) or e.path.endswith(b".gitattributes") for e in entries
-    ):
-        return None
-    racy = index.stat().st_mtime_ns
-    by_path = {e.path: e for e in entries}
-    allowed = {p.encode() for p in job.allowed_new}
-    outs = [o.path.encode() for s in job.stages for o in s.outs if o.cache]
-    objects = Path(job.common_dir) / "objects"
-    out: list[gitobjects.IndexEntry] = []
-    seen = 0
-    changed = False
-    for full in gitobjects.walk_files(ws):
-        rel = os.fsencode(os.path.relpath(full, ws))
-        if any(rel == o or rel.startswith(o + b"/") for o in outs):
-            continue
-        st = os.lstat(full)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        mode = 0o100755 if st.st_mode & 0o100 else 0o100644
-        old = by_path.get(rel)
-        if old is None and rel not in allowed:
-            return None
-        if old is not None:
-            seen += 1
-            s = old.stat
-            if (
-                old.mode == mode
-                and s[9] == st.st_size & 0xFFFFFFFF
-                and s[5] == st.st_ino & 0xFFFFFFFF
-                and s[2] * 10**9 + s[3] == st.st_mtime_ns
-                and st.st_mtime_ns < racy
-            ):
-                out.append(old)
-                continue
-        content = Path(full).read_bytes()
-        sha = gitobjects.write_object(objects, "blob", content)
-        if old is not None and (sha != old.sha or mode != old.mode):
-            changed = True
-        out.append(gitobjects.IndexEntry(rel, mode, sha))
-    if changed or seen != len(by_path):
-        # A tracked file changed or went away: the index no longer tells the next
-        # experiment's fast switch what to restore, so that slot must check out for real.
-        workspace.forget(ws)
-    return out
-
-
-def commit_result(
-    ws: Path,
-    job: Job,
-    meta: dict[str, Any],
-    parent: str = "",
-    extra: dict[str, bytes] | None = None,
-) -> str:
-    """Record the workspace as a commit (parent: the baseline, or the last checkpoint).
-
-    ``extra`` files (``sweeprun.lock``) join the commit as they would if written into the
-    workspace first; on the in-process path they go straight into the object store, so
-    the workspace stays as the command left it and the next experiment has less to undo.
-    """
-    from sweeprun.gitstore import format_message
-
-    subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
-    message = format_message(subject, meta)
-    extra = extra or {}
-    if job.fast_objects and job.author and job.committer:
-        objects = Path(job.common_dir) / "objects"
-        entries = fast_entries(ws, job)
-        if entries is not None:
-            # Only what git would add: declared results that no .gitignore rule excludes.
-            virtual = {p.encode(): data for p, data in extra.items() if p in job.allowed_new}
-            entries = [e for e in entries if e.path not in virtual]
-            for path, data in virtual.items():
-                blob = gitobjects.write_object(objects, "blob", data)
-                entries.append(gitobjects.IndexEntry(path, 0o100644, blob))
-        else:
-            _write_files(ws, extra)
-            add_all(ws, job)
-            entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
-        if entries is not None:
-            tree = gitobjects.write_tree(objects, entries)
-            return gitobjects.write_commit(
-                objects,
-                tree,
-                [parent or job.baseline],
-                gitobjects.format_ident(job.author),
-                gitobjects.format_ident(job.committer),
-                message,
-            )
-    # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
-    # user's hooks and leaves the worktree's HEAD alone.
-    _write_files(ws, extra)
-    add_all(ws, job)
-    tree = run_git(["write-tree"], ws).strip()
-    return run_git(
-        ["commit-tree", tree, "-p", parent or job.baseline],
-        ws,
-        input=message,
-        env=dict(job.env),  # carries the commit identity when git has none configured
-    ).strip()
-
-
-def _write_files(ws: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        (ws / rel).write_bytes(data)
-
-
 def execute_pipeline(
     job: Job, ws: Path, env: dict[str, str], log: Any
 ) -> list[pipeline.StageOutcome]:
@@ -450,7 +171,7 @@ def execute_pipeline(
     ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]
 
     def run(cmd: str, cwd: Path, env: dict[str, str], log: Any) -> int:
-        return _run_command(cmd, cwd, env, log, job.timeout, pid, bool(ckpt_outs))
+        return run_command(cmd, cwd, env, log, job.timeout, pid, bool(ckpt_outs))
 
     if not ckpt_outs:
         outcomes = pipeline.run_stages(
@@ -501,7 +222,7 @@ def _run_with_checkpoints(
         )
         meta = checkpoint.checkpoint_meta(job.meta, step, metrics)
         meta["checkpoint_outs"] = digests
-        return _commit_tree(
+        return commit_tree(
             ws,
             job,
             format_message(f"sweeprun: checkpoint {step} {job.name} {job.exp_id}", meta),
@@ -530,15 +251,6 @@ def _run_with_checkpoints(
         failed = pipeline.StageOutcome(stages[-1].name, "failed", 1, watcher.error)
         return [o for o in outcomes if o.status != "failed"] + [failed]
     return outcomes
-
-
-def _commit_tree(ws: Path, job: Job, message: str, parent: str) -> str:
-    """Commit the workspace as it is (cached outs excluded) with ``parent``."""
-    add_all(ws, job)
-    tree = run_git(["write-tree"], ws).strip()
-    return run_git(
-        ["commit-tree", tree, "-p", parent], ws, input=message, env=dict(job.env)
-    ).strip()
 
 
 def run_job(job: Job) -> JobReport:

@@ -128,7 +128,8 @@ def _run(config: Config) -> int:
 
 
 def _run_here(config: Config, session: Session, exp: Experiment) -> int:
-    from sweeprun.executor import _run_command, read_metrics
+    from sweeprun.command import run_command
+    from sweeprun.executor import read_metrics
     from sweeprun.gitstore import content_key, format_message, result_ref
 
     repo = config.repo
@@ -182,7 +183,7 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
             params_files,
             env,
             log,
-            lambda cmd, cwd, env, log: _run_command(cmd, cwd, env, log, None),
+            lambda cmd, cwd, env, log: run_command(cmd, cwd, env, log, None),
             force=bool(config.getoption("force")),
         )
     out.write(log_path.read_text(errors="replace"))
