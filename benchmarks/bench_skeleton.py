@@ -14,6 +14,7 @@ that decides much of the ratio (see docs/performance.md).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -30,8 +31,8 @@ TINY = 'import json; json.dump({"ok": 1}, open("metrics.json", "w"))'
 
 
 def sh(args: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, **ENV)
-    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    kw.setdefault("env", dict(os.environ, **ENV))
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
 
 
 def make_repo(base: Path, n_points: int, cmd: str) -> Path:
@@ -50,9 +51,11 @@ def make_repo(base: Path, n_points: int, cmd: str) -> Path:
     return repo
 
 
-def sweeprun(repo: Path, *args: str) -> float:
+def sweeprun(repo: Path, *args: str, source: str | None = None) -> float:
+    """Time ``sweeprun ARGS``; ``source``: a directory holding another sweeprun to run."""
+    env = {"PYTHONPATH": source} if source else {}
     start = time.perf_counter()
-    sh([sys.executable, "-m", "sweeprun", *args], repo)
+    sh([sys.executable, "-m", "sweeprun", *args], repo, env=dict(os.environ, **ENV, **env))
     return time.perf_counter() - start
 
 
@@ -100,19 +103,34 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", help="where the temporary repositories go (default: $TMPDIR)")
+    ap.add_argument(
+        "--against",
+        metavar="SRC",
+        help="also run (b) with the sweeprun package in SRC (e.g. a 'git worktree' of an "
+        "older commit), interleaved with this one, and print the paired ratio",
+    )
     opts = ap.parse_args()
+    if opts.against:
+        compileall.compile_dir(Path(opts.against) / "sweeprun", quiet=1)
     cmd = f"{sys.executable} -c '{TINY}'"
     with tempfile.TemporaryDirectory(prefix="sweeprun-bench-", dir=opts.dir) as tmp:
         base = Path(tmp)
         print(f"creating a file in {base.parent}: {create_cost(base):.0f} µs (median)")
-        queue_t, refs_t, run_t, bare_t = [], [], [], []
-        for _ in range(opts.repeat):
+        queue_t, refs_t, run_t, bare_t, other_t = [], [], [], [], []
+        for i in range(opts.repeat):
             repo = make_repo(base, opts.points, cmd)
             refs_t.append(raw_refs(repo, opts.points))
             queue_t.append(sweeprun(repo, "sweeps.yaml", "-q"))
             repo = make_repo(base, opts.runs, cmd)
             sweeprun(repo, "sweeps.yaml", "-q")
+            if opts.against:
+                other = make_repo(base, opts.runs, cmd)
+                sweeprun(other, "sweeps.yaml", "-q", source=opts.against)
+                if i % 2:  # alternate the order: neither always runs on a fresher machine
+                    other_t.append(sweeprun(other, "--run-all", "-j2", "-q", source=opts.against))
             run_t.append(sweeprun(repo, "--run-all", "-j", "2", "-q"))
+            if opts.against and not i % 2:
+                other_t.append(sweeprun(other, "--run-all", "-j2", "-q", source=opts.against))
             bare_t.append(bare_runs(repo, opts.runs, 2))
         # Each repeat measures sweeprun and the bare commands back to back, so the median
         # of the per-repeat ratios cancels most of the machine's slow drifts.
@@ -130,6 +148,13 @@ def main() -> None:
         )
         print(f"    median of per-repeat ratios (back-to-back pairs): {pair:.2f}x")
         print(f"    per-experiment overhead: {(ra - b) / opts.runs * 2 * 1000:.1f} ms per slot")
+        if other_t:
+            o = statistics.median(other_t)
+            paired = statistics.median(a / c for a, c in zip(run_t, other_t, strict=True))
+            print(
+                f"    {opts.against}: median {o:.3f} s, ratio {o / b:.2f}x; "
+                f"this one / that one, median of pairs: {paired:.2f}"
+            )
         print(f"creating a file in {base.parent} after the runs: {create_cost(base):.0f} µs")
 
 
