@@ -27,6 +27,8 @@ from pathlib import Path
 
 from _common import ENV
 
+#: Above this many µs per file creation the disk is in its slow state (docs/performance.md).
+CHURNED_US = 80
 TINY = 'import json; json.dump({"ok": 1}, open("metrics.json", "w"))'
 
 
@@ -115,7 +117,14 @@ def main() -> None:
     cmd = f"{sys.executable} -c '{TINY}'"
     with tempfile.TemporaryDirectory(prefix="sweeprun-bench-", dir=opts.dir) as tmp:
         base = Path(tmp)
-        print(f"creating a file in {base.parent}: {create_cost(base):.0f} µs (median)")
+        before = create_cost(base)
+        print(f"creating a file in {base.parent}: {before:.0f} µs (median)")
+        if before > CHURNED_US:
+            print(
+                "  the disk is churned (many files deleted there in the last minutes, e.g. by"
+                " a test run or an earlier benchmark's clean-up): creating files is slow, so"
+                " every ratio below is pessimistic; a few idle minutes restore it"
+            )
         queue_t, refs_t, run_t, bare_t, other_t = [], [], [], [], []
         for i in range(opts.repeat):
             repo = make_repo(base, opts.points, cmd)
