@@ -43,6 +43,7 @@ from sweeprun.git import (
     identity_env,
     run_git,
 )
+from sweeprun.workspace import running_pgid
 
 if TYPE_CHECKING:
     from sweeprun.collect import Experiment
@@ -277,11 +278,6 @@ class ExpStore:
 
     # -- claiming and finishing -------------------------------------------------------------
 
-    def lease(self, key: str) -> leases.Lease | None:
-        """Who runs experiment ``key`` (the latest standing claim), if anyone."""
-        mine = self.journal.lease(key)
-        return mine or next(iter(self.leases().get(key, [])), None)
-
     def leases(self) -> dict[str, list[leases.Lease]]:
         """Every standing claim by experiment key, the latest first."""
         return leases.read_all(self.journal.directory)
@@ -319,8 +315,6 @@ class ExpStore:
         into a workspace that another job is about to take.
         """
         found = self.orphans()
-        from sweeprun.workspace import running_pgid
-
         for rec in found:
             pgid = running_pgid(self.repo.common_dir, rec.key)
             if pgid is not None:
