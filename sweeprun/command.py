@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shlex
@@ -41,6 +42,13 @@ def command_argv(cmd: str, path: str | None = None) -> list[str] | None:
     builtin (``exit 3``), so it goes to the shell, which also words the error as users
     know it. Skipping ``/bin/sh`` saves a process per stage: it matters for short commands.
     """
+    argv = _argv(cmd, path)
+    return None if argv is None else list(argv)
+
+
+@functools.lru_cache(maxsize=256)
+def _argv(cmd: str, path: str | None) -> tuple[str, ...] | None:
+    # Cached: every point of a sweep usually runs the same command line.
     if _SHELL_FIRST_WORD.search(cmd) or _needs_shell(cmd):
         return None
     try:
@@ -49,7 +57,7 @@ def command_argv(cmd: str, path: str | None = None) -> list[str] | None:
         return None
     if not argv or ("/" not in argv[0] and shutil.which(argv[0], path=path) is None):
         return None
-    return argv
+    return tuple(argv)
 
 
 def _needs_shell(cmd: str) -> bool:
