@@ -6,7 +6,6 @@ store turns into queued commits.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +14,6 @@ from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.params import ParamsSet, get_path
 from sweeprun.spec import Spec, Stage
 from sweeprun.yamlio import LocatedDict, LocatedList, Mark
-
-_INTERP = re.compile(r"\$\{([^}]*)\}")
 
 
 @dataclass
@@ -71,6 +68,7 @@ class Experiment:
                 "params": list(s.params),
                 "metrics": list(s.metrics),
                 "plots": list(s.plots),
+                **({"values": dict(s.values)} if s.values else {}),
             }
             for s in self.stages
         ]
@@ -117,9 +115,16 @@ def find_key_mark(value: Any, key: str) -> Mark | None:
 
 
 def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
-    """Substitute ``${key}`` in each command with the shell-quoted param value."""
-    import shlex
+    """Bind each command's ``${key}`` references to the experiment's param values.
+
+    The command text is kept as written; the values travel beside it (``Stage.values``)
+    and reach the program as exact argument bytes when it runs (see
+    :func:`sweeprun.command.prepare`). A value no argument can carry (a NUL byte, text
+    that is not Unicode) is a located error now, not a surprise at run time.
+    """
     from dataclasses import replace
+
+    from sweeprun.command import parse
 
     stages = []
     full: dict[str, Any] | None = None
@@ -129,20 +134,37 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
             continue
         if full is None:
             full = exp.full_params()
-
-        def sub(match: re.Match[str], stage: Stage = stage, data: dict[str, Any] = full) -> str:
-            key = match.group(1).strip()
+        raw = spec.raw.get("stages", spec.raw)
+        values: dict[str, str] = {}
+        for key in parse(stage.cmd).exprs:
             try:
                 pf, inner = exp.params.resolve(key)
-                value = get_path(data[pf.path], inner)
+                value = get_path(full[pf.path], inner)
             except (UsageError, KeyError):
-                raw = spec.raw.get("stages", spec.raw)
                 mark = find_key_mark(raw, "cmd") or (0, 0)
                 raise spec.error(
                     mark, f"stage {stage.name!r}: ${{{key}}} is not a param key"
                 ) from None
             text = value if isinstance(value, str) else names.format_value(value)
-            return shlex.quote(text)
-
-        stages.append(replace(stage, cmd=_INTERP.sub(sub, stage.cmd)))
+            problem = _unpassable(text)
+            if problem:
+                mark = find_key_mark(raw, "cmd") or (0, 0)
+                raise spec.error(
+                    mark,
+                    f"stage {stage.name!r}: the value of ${{{key}}} ({text[:40]!r}) {problem}, "
+                    "so no program can receive it as an argument",
+                )
+            values[key] = text
+        stages.append(replace(stage, values=tuple(sorted(values.items()))))
     return stages
+
+
+def _unpassable(text: str) -> str:
+    """Why ``text`` cannot be an argument of a program, or ``""``."""
+    if "\0" in text:
+        return "holds a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return ""

@@ -170,8 +170,10 @@ def execute_pipeline(
     params_files = list(job.meta.get("params", {}))
     ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]
 
-    def run(cmd: str, cwd: Path, env: dict[str, str], log: Any) -> int:
-        return run_command(cmd, cwd, env, log, job.timeout, pid, bool(ckpt_outs))
+    def run(stage: Stage, cwd: Path, env: dict[str, str], log: Any) -> int:
+        return run_command(
+            stage.cmd, cwd, env, log, job.timeout, pid, bool(ckpt_outs), dict(stage.values)
+        )
 
     if not ckpt_outs:
         outcomes = pipeline.run_stages(

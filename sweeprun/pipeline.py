@@ -101,6 +101,13 @@ def select(stages: Sequence[Stage], targets: Sequence[str], single: bool) -> lis
     return [s for s in stages if s.name in wanted]
 
 
+def shown_cmd(stage: Stage) -> str:
+    """A stage's command as a person reads it (values shell-quoted in place)."""
+    from sweeprun.command import display
+
+    return display(stage.cmd, dict(stage.values))
+
+
 def outputs(stage: Stage) -> list[str]:
     """Every path a stage produces: cached outs, metrics and plots."""
     return [o.path for o in stage.outs] + list(stage.metrics) + list(stage.plots)
@@ -144,6 +151,7 @@ def stage_key(stage: Stage, deps: dict[str, str], params: dict[str, Any]) -> str
     blob = json.dumps(
         {
             "cmd": stage.cmd,
+            "values": dict(stage.values),
             "wdir": stage.wdir,
             "deps": deps,
             "params": params,
@@ -202,7 +210,7 @@ def _link(src: Path, dst: Path) -> None:
         link_or_copy(src, dst)
 
 
-RunCommand = Callable[[str, Path, dict[str, str], BinaryIO], int]
+RunCommand = Callable[[Stage, Path, dict[str, str], BinaryIO], int]
 
 
 def run_stages(
@@ -242,7 +250,7 @@ def run_stages(
             deps[dep] = planned.get(dep) or hash_path(ws / dep)
         params = params_read(stage, ws, params_files, params_texts)
         key = stage_key(stage, deps, params)
-        lock = {"cmd": stage.cmd, "key": key, "deps": deps, "params": params}
+        lock = {"cmd": shown_cmd(stage), "key": key, "deps": deps, "params": params}
         # Only stages with cached outs use the run-cache: for a stage that writes just
         # metrics, a hit means an identical experiment, which queueing already dedupes,
         # and the bookkeeping would cost every experiment a lock and two writes.
@@ -269,9 +277,9 @@ def run_stages(
             for out in stage.outs:
                 if not out.persist:
                     remove(ws / out.path)
-            log.write(f"+ [{stage.name}] {stage.cmd}\n".encode())
+            log.write(f"+ [{stage.name}] {shown_cmd(stage)}\n".encode())
             log.flush()
-            rc = run_command(stage.cmd, ws / stage.wdir, env, log)
+            rc = run_command(stage, ws / stage.wdir, env, log)
             if rc != 0:
                 outcomes.append(
                     StageOutcome(

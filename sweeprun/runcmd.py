@@ -183,7 +183,9 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
             params_files,
             env,
             log,
-            lambda cmd, cwd, env, log: run_command(cmd, cwd, env, log, None),
+            lambda stage, cwd, env, log: run_command(
+                stage.cmd, cwd, env, log, None, values=dict(stage.values)
+            ),
             force=bool(config.getoption("force")),
         )
     out.write(log_path.read_text(errors="replace"))

@@ -50,6 +50,7 @@ def stages_from_record(meta: dict[str, Any]) -> tuple[Stage, ...]:
                 params=tuple(s.get("params", ())),
                 metrics=tuple(s.get("metrics", ())),
                 plots=tuple(s.get("plots", ())),
+                values=tuple(sorted(s.get("values", {}).items())),
             )
         )
     return tuple(stages)

@@ -48,6 +48,9 @@ class Stage:
     params: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     plots: tuple[str, ...] = ()
+    #: The experiment's value of each ``${expr}`` in ``cmd``, as text: bound to the
+    #: command's words when it runs (never pasted into shell text).
+    values: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

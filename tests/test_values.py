@@ -1,0 +1,142 @@
+"""``${key}`` values reach programs as exact argument bytes and never as shell code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sweeprun.command import display, prepare, run_command
+from sweeprun.testing import SweepProject
+
+ECHO = "import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], 'w'))"
+
+# Command forms a user writes: bare, double-quoted, single-quoted, inside an option,
+# inside a pipeline (which needs /bin/sh), after an assignment (also /bin/sh).
+FORMS = [
+    "{py} echo.py out.json ${{b}}",
+    '{py} echo.py out.json "${{b}}"',
+    "{py} echo.py out.json '${{b}}'",
+    "{py} echo.py out.json --x=${{b}}",
+    '{py} echo.py out.json "--x=${{b}}" | cat',
+    "A=1 {py} echo.py out.json x${{b}}y",
+    "{py} echo.py out.json '${{b}}' && true",
+]
+EXPECTED = {
+    0: "{v}",
+    1: "{v}",
+    2: "{v}",
+    3: "--x={v}",
+    4: "--x={v}",
+    5: "x{v}y",
+    6: "{v}",
+}
+HOSTILE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    '"; touch PWNED; "',
+    "'; touch PWNED; '",
+    "a b  c",
+    "*",
+    "$HOME",
+    "${HOME}",
+    "\\",
+    "a\nb; touch PWNED",
+    "",
+    " ",
+    "&& touch PWNED",
+    "日本語 ✓",
+    "x" * 5000,
+]
+
+
+def _run(tmp_path: Path, form: str, value: str) -> list[str]:
+    (tmp_path / "echo.py").write_text(ECHO)
+    out = tmp_path / "out.json"
+    out.unlink(missing_ok=True)
+    cmd = form.format(py=sys.executable)
+    with open(tmp_path / "log", "wb") as log:
+        rc = run_command(cmd, tmp_path, {"PATH": "/usr/bin:/bin"}, log, 30, values={"b": value})
+    assert rc == 0, (tmp_path / "log").read_text()
+    got: list[str] = json.loads(out.read_text())
+    return got[1:]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.parametrize("form", range(len(FORMS)))
+def test_value_arrives_exactly_and_runs_no_code(tmp_path: Path, form: int, value: str) -> None:
+    got = _run(tmp_path, FORMS[form], value)
+    assert got == [EXPECTED[form].format(v=value)]
+    assert not (tmp_path / "PWNED").exists()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=30
+    )
+    | st.sampled_from(["$(", "`", "'", '"', ";", "&", "\n", "*?[", "~", "${x}", "\\'"]),
+    form=st.integers(0, len(FORMS) - 1),
+)
+def test_any_value_in_any_form(tmp_path: Path, value: str, form: int) -> None:
+    got = _run(tmp_path, FORMS[form], value)
+    assert got == [EXPECTED[form].format(v=value)]
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_shell_command_gets_values_as_variables_not_text() -> None:
+    p = prepare("echo ${b} | cat", {"b": "$(id)"})
+    assert p.argv is None
+    assert "$(id)" not in p.script
+    assert p.script == 'echo "${SWEEPRUN_VALUE_1}" | cat'
+    assert p.env == {"SWEEPRUN_VALUE_1": "$(id)"}
+    assert display("echo ${b} | cat", {"b": "a b"}) == "echo 'a b' | cat"
+
+
+def test_hostile_values_end_to_end(sweepproject: SweepProject) -> None:
+    """Through the CLI: the three quotings of the issue, with ``$(touch …)`` as the value."""
+    p = sweepproject
+    p.write("params.yaml", "b: x\n")
+    p.write("echo.py", ECHO)
+    p.write(
+        "sweeps.yaml",
+        f"""
+        params: params.yaml
+        stages:
+          bare:
+            cmd: {sys.executable} echo.py bare.json ${{b}}
+            metrics: [bare.json]
+          dq:
+            cmd: {sys.executable} echo.py dq.json "${{b}}"
+            metrics: [dq.json]
+          sq:
+            cmd: {sys.executable} echo.py sq.json '${{b}}'
+            metrics: [sq.json]
+        """,
+    )
+    p.commit()
+    value = '"$(touch PWNED)"'
+    res = p.run("sweeps.yaml", "-S", f"b='{value}'", "--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    (rec,) = p.records()
+    for name in ("bare", "dq", "sq"):
+        assert rec["metrics"][f"{name}.json"] == [f"{name}.json", value]
+    assert not list(p.base.rglob("PWNED"))
+
+
+def test_a_value_with_a_nul_byte_is_a_located_error(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    p.write("params.yaml", 'b: "a\\0b"\n')
+    p.write("sweeps.yaml", "params: params.yaml\ncmd: echo ${b}\n")
+    p.commit()
+    res = p.run("sweeps.yaml")
+    assert res.ret == 4
+    assert "sweeps.yaml:2:1: stage 'main': the value of ${b}" in res.stderr
+    assert "NUL" in res.stderr
+    assert p.refs() == {}
