@@ -21,6 +21,7 @@ from sweeprun import pipeline, workspace
 from sweeprun.cache import Cache
 from sweeprun.command import run_command
 from sweeprun.git import run_git
+from sweeprun.paths import OutsideError, guarded
 from sweeprun.snapshot import commit_result, commit_tree
 from sweeprun.spec import Stage
 
@@ -59,6 +60,7 @@ class Job:
     files: tuple[tuple[str, bytes], ...] = ()
     #: The output cache (resolved once by the parent) and whether to ignore the run-cache.
     cache_dir: str = ""
+    cache_types: tuple[str, ...] = ("reflink", "copy")
     force: bool = False
     #: New files the result may take without asking git (declared, not-ignored results);
     #: empty disables the in-process ``git add`` (filters or attributes are configured).
@@ -156,8 +158,15 @@ def execute_pipeline(
     job: Job, ws: Path, env: dict[str, str], log: Any
 ) -> list[pipeline.StageOutcome]:
     """Link ignored deps, run or restore every stage (the caller records the lock)."""
-    cache = Cache(Path(job.cache_dir)) if job.cache_dir else Cache.for_repo(job.common_dir)
-    missing = pipeline.link_ignored_deps(job.stages, ws, Path(job.repo_root))
+    cache = (
+        Cache(Path(job.cache_dir), job.cache_types)
+        if job.cache_dir
+        else Cache.for_repo(job.common_dir)
+    )
+    try:
+        missing = pipeline.link_ignored_deps(job.stages, ws, Path(job.repo_root))
+    except OutsideError as exc:
+        return [pipeline.StageOutcome(job.stages[0].name, "failed", 1, str(exc))]
     if missing:
         return [
             pipeline.StageOutcome(
@@ -210,7 +219,7 @@ def _run_with_checkpoints(
     if chain:
         lock = json.loads(run_git(["show", f"{parent}:{pipeline.LOCK_FILE}"], ws))
         for path, digest in lock.get("checkpoint_outs", {}).items():
-            cache.checkout(digest, ws / path)
+            cache.checkout(digest, guarded(ws, path, "checkpoint out"))
         log.write(f"+ resuming from checkpoint {step} ({parent[:7]})\n".encode())
 
     def snapshot(step: int, parent: str) -> str:
@@ -218,7 +227,7 @@ def _run_with_checkpoints(
 
         digests = {p: cache.save(ws / p) for p in ckpt_outs if (ws / p).exists()}
         metrics = read_metrics(ws, job.stages)
-        (ws / pipeline.LOCK_FILE).write_text(
+        guarded(ws, pipeline.LOCK_FILE).write_text(
             json.dumps({"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2)
             + "\n"
         )

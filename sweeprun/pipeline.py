@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sweeprun.cache import Cache, hash_path, link_or_copy, remove
+from sweeprun.cache import Cache, CacheObjectError, hash_path, link_or_copy, remove
+from sweeprun.paths import OutsideError, guarded
 from sweeprun.spec import Stage
 
 LOCK_FILE = "sweeprun.lock"
@@ -186,6 +187,7 @@ def link_ignored_deps(stages: Sequence[Stage], ws: Path, source: Path) -> list[s
             target = ws / dep
             if target.exists() or any(_inside(dep, o) for o in produced):
                 continue
+            guarded(ws, dep, "dep")  # the links are made here: never through a link out
             origin = source / dep
             if not origin.exists():
                 missing.append(dep)
@@ -251,11 +253,11 @@ def run_stages(
         params = params_read(stage, ws, params_files, params_texts)
         key = stage_key(stage, deps, params)
         lock = {"cmd": shown_cmd(stage), "key": key, "deps": deps, "params": params}
-        # Only stages with cached outs use the run-cache: for a stage that writes just
-        # metrics, a hit means an identical experiment, which queueing already dedupes,
-        # and the bookkeeping would cost every experiment a lock and two writes.
-        cacheable = any(o.cache for o in stage.outs)
         if dry:
+            # Only stages with cached outs use the run-cache: for a stage that writes just
+            # metrics, a hit means an identical experiment, which queueing already dedupes,
+            # and the bookkeeping would cost every experiment a lock and two writes.
+            cacheable = any(o.cache for o in stage.outs)
             entry = cache.run_entry(key) if cacheable and not force else None
             outcomes.append(
                 StageOutcome(
@@ -265,47 +267,71 @@ def run_stages(
             for path in outputs(stage):
                 planned[path] = entry.get(path) if entry else None
             continue
-        with cache.stage_lock(key) if cacheable else contextlib.nullcontext():
-            entry = cache.run_entry(key) if cacheable and not force else None
-            if entry is not None:
+        try:
+            outcome = _run_stage(stage, ws, cache, env, log, run_command, key, lock, force)
+        except OutsideError as exc:
+            outcome = StageOutcome(stage.name, "failed", 1, f"stage {stage.name!r}: {exc}")
+        outcomes.append(outcome)
+        if outcome.status == "failed":
+            break
+    return outcomes
+
+
+def _run_stage(
+    stage: Stage,
+    ws: Path,
+    cache: Cache,
+    env: dict[str, str],
+    log: BinaryIO,
+    run_command: RunCommand,
+    key: str,
+    lock: dict[str, Any],
+    force: bool,
+) -> StageOutcome:
+    """Restore one stage from the run-cache, or run it; record its outputs."""
+    # Every path this stage makes sweeprun remove or replace, checked where it really is.
+    guarded(ws, stage.wdir, "wdir")
+    for path in outputs(stage):
+        guarded(ws, path, "output")
+    cacheable = any(o.cache for o in stage.outs)
+    with cache.stage_lock(key) if cacheable else contextlib.nullcontext():
+        entry = cache.run_entry(key) if cacheable and not force else None
+        if entry is not None:
+            try:
                 for path, digest in entry.items():
-                    cache.checkout(digest, ws / path)
+                    cache.checkout(digest, guarded(ws, path, "output"))
+            except CacheObjectError as exc:
+                # Never restore a damaged result: compute it again.
+                log.write(f"+ [{stage.name}] {exc}; running the stage again\n".encode())
+            else:
                 log.write(f"+ [{stage.name}] restored from the run-cache ({key[:12]})\n".encode())
                 log.flush()
-                outcomes.append(StageOutcome(stage.name, "cached", 0, lock={**lock, "outs": entry}))
-                continue
-            for out in stage.outs:
-                if not out.persist:
-                    remove(ws / out.path)
-            log.write(f"+ [{stage.name}] {shown_cmd(stage)}\n".encode())
-            log.flush()
-            rc = run_command(stage, ws / stage.wdir, env, log)
-            if rc != 0:
-                outcomes.append(
-                    StageOutcome(
-                        stage.name, "failed", rc, f"stage {stage.name!r} exited with code {rc}"
-                    )
-                )
-                break
-            # A declared out must exist (as in DVC); a missing metrics or plots file is
-            # just an absent report.
-            absent = [o.path for o in stage.outs if not (ws / o.path).exists()]
-            if absent:
-                outcomes.append(
-                    StageOutcome(
-                        stage.name,
-                        "failed",
-                        1,
-                        f"stage {stage.name!r} did not produce {absent[0]!r}",
-                    )
-                )
-                break
-            saved = {}
-            if cacheable:
-                saved = {p: cache.save(ws / p) for p in outputs(stage) if (ws / p).exists()}
-                cache.record_run(key, saved)
-            outcomes.append(StageOutcome(stage.name, "ran", 0, lock={**lock, "outs": saved}))
-    return outcomes
+                return StageOutcome(stage.name, "cached", 0, lock={**lock, "outs": entry})
+        for out in stage.outs:
+            if not out.persist:
+                remove(guarded(ws, out.path, "out"))
+        log.write(f"+ [{stage.name}] {shown_cmd(stage)}\n".encode())
+        log.flush()
+        rc = run_command(stage, ws / stage.wdir, env, log)
+        if rc != 0:
+            return StageOutcome(
+                stage.name, "failed", rc, f"stage {stage.name!r} exited with code {rc}"
+            )
+        # A declared out must exist (as in DVC); a missing metrics or plots file is
+        # just an absent report.
+        absent = [o.path for o in stage.outs if not (ws / o.path).exists()]
+        if absent:
+            return StageOutcome(
+                stage.name, "failed", 1, f"stage {stage.name!r} did not produce {absent[0]!r}"
+            )
+        saved = {}
+        if cacheable:
+            # The command may have made a link on the way: read only what is inside.
+            saved = {
+                p: cache.save(guarded(ws, p, "output")) for p in outputs(stage) if (ws / p).exists()
+            }
+            cache.record_run(key, saved)
+        return StageOutcome(stage.name, "ran", 0, lock={**lock, "outs": saved})
 
 
 def lock_bytes(outcomes: Sequence[StageOutcome]) -> bytes:
@@ -321,7 +347,7 @@ def lock_bytes(outcomes: Sequence[StageOutcome]) -> bytes:
 
 def write_lock(ws: Path, outcomes: Sequence[StageOutcome]) -> None:
     """Write ``sweeprun.lock`` for the stages that completed into a workspace."""
-    (ws / LOCK_FILE).write_bytes(lock_bytes(outcomes))
+    guarded(ws, LOCK_FILE).write_bytes(lock_bytes(outcomes))
 
 
 def read_lock(path: Path) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def stash_workspace(store: ExpStore) -> str | None:
 
 def restore_tree(store: ExpStore, commit: str) -> None:
     """Make the workspace's files those of ``commit`` (HEAD and index untouched), outs too."""
-    from sweeprun.cache import Cache, cache_dir
+    from sweeprun.cache import Cache
     from sweeprun.pipeline import LOCK_FILE
 
     run_git(["restore", f"--source={commit}", "--worktree", "--", ":/"], store.cwd)
@@ -104,7 +104,7 @@ def restore_tree(store: ExpStore, commit: str) -> None:
         lock = json.loads(run_git(["show", f"{commit}:{LOCK_FILE}"], store.cwd))
     except Exception:
         return
-    cache = Cache(cache_dir(store.repo.common_dir))
+    cache = Cache.for_repo(store.repo.common_dir)
     outs: dict[str, str] = dict(lock.get("checkpoint_outs", {}))
     for stage in lock.get("stages", {}).values():
         outs.update(stage.get("outs", {}))

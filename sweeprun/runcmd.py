@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from sweeprun import names, pipeline
-from sweeprun.cache import Cache, cache_dir
+from sweeprun.cache import Cache
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp, run_git
+from sweeprun.paths import guarded
 
 if TYPE_CHECKING:
     from sweeprun.collect import Experiment
@@ -135,7 +136,7 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
     repo = config.repo
     root = repo.root
     out = config.stdout
-    cache = Cache(cache_dir(repo.common_dir))
+    cache = Cache.for_repo(repo.common_dir)
     params_files = [pf.path for pf in exp.params]
     old_lock = pipeline.read_lock(root / pipeline.LOCK_FILE)
     if config.getoption("dry"):
@@ -160,7 +161,7 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
             out.write(f"{o.name}: would {verdict} ({why})\n")
         return 0
     for path, text in exp.rendered_files().items():
-        (root / path).write_text(text)  # -S edits your params, as dvc exp run does
+        guarded(root, path, "params file").write_text(text)  # -S edits them, as dvc exp run
     head = session.store.head()
     name = exp.name or ""
     log_path = repo.state_dir / "logs" / f"run-{int(time.time() * 1000)}.log"
@@ -225,7 +226,7 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
 
 def _gitignore_outs(root: Path, exp: Experiment) -> None:
     """Add cached outs to ``.gitignore`` so they never enter git objects."""
-    ignore = root / ".gitignore"
+    ignore = guarded(root, ".gitignore")
     text = ignore.read_text() if ignore.exists() else ""
     lines = set(text.splitlines())
     new = [

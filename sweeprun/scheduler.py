@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from sweeprun import checkpoint, workspace
-from sweeprun.cache import cache_dir
+from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
 from sweeprun.exceptions import UsageError
 from sweeprun.executor import Job, run_job
 from sweeprun.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
@@ -151,7 +151,7 @@ def make_job(
     record: Record,
     env: dict[str, str],
     identity: tuple[str, str, bool] = ("", "", False),
-    cache: str = "",
+    cache: tuple[str, tuple[str, ...]] | None = None,
     fast_add: FastAddPolicy | None = None,
 ) -> Job:
     """The picklable job for a claimed record."""
@@ -180,7 +180,8 @@ def make_job(
         committer=identity[1],
         fast_objects=identity[2],
         base_tree=str(record.meta.get("tree", "")),
-        cache_dir=cache or str(cache_dir(repo.common_dir)),
+        cache_dir=str(cache[0]) if cache else "",
+        cache_types=cache[1] if cache else DEFAULT_LINK_TYPES,
         force=bool(record.meta.get("force") or session.config.getoption("reset")),
         allowed_new=fast_add.allowed(stages) if fast_add is not None else (),
         files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
@@ -331,7 +332,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     backend = BACKENDS[config.getoption("backend") or "threads"]
     ident = identity_env(config.repo.root)
     commit_ident = commit_identity(config.repo.root)
-    cache = str(cache_dir(config.repo.common_dir))  # once: it may ask git config
+    root, types = cache_config(config.repo.common_dir)  # once: it asks git config
+    cache = (str(root), types)
     fast_add = FastAddPolicy(config.repo.root, config.repo.common_dir)
     maxfail = _stop_after(session)
 

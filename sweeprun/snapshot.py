@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeprun import gitobjects, workspace
 from sweeprun.git import run_git
+from sweeprun.paths import guarded
 
 if TYPE_CHECKING:
     from sweeprun.executor import Job
@@ -156,7 +157,7 @@ def commit_result(
 
 def write_files(ws: Path, files: dict[str, bytes]) -> None:
     for rel, data in files.items():
-        (ws / rel).write_bytes(data)
+        guarded(ws, rel).write_bytes(data)
 
 
 def commit_tree(ws: Path, job: Job, message: str, parent: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sweeprun import yamlio
 from sweeprun.exceptions import SpecError
+from sweeprun.paths import in_git_dir, reason_outside
 from sweeprun.yamlio import LocatedDict, LocatedList, Mark
 
 TOP_KEYS = ("params", "cmd", "deps", "outs", "metrics", "plots", "wdir", "stages", "sweeps")
@@ -108,8 +109,9 @@ def _type_name(value: Any) -> str:
 class _Loader:
     """Validates one spec; keeps the path for located errors."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, root: Path) -> None:
         self.path = path
+        self.root = root
 
     def err(self, mark: Mark, message: str) -> SpecError:
         return SpecError(self.path, mark[0], mark[1], message)
@@ -157,8 +159,19 @@ def _rel(spec_dir: str, wdir: str, path: str) -> str:
 
 
 def _check_inside(ld: _Loader, path: str, mark: Mark) -> None:
+    """Refuse a path outside the repository: by its text, or where its symlinks lead."""
     if path.startswith("../") or path == ".." or posixpath.isabs(path):
         raise ld.err(mark, f"path {path!r} is outside the repository")
+    if in_git_dir(path):
+        raise ld.err(mark, f"path {path!r} is inside git's own directory, .git")
+    real = reason_outside(ld.root, path)
+    if real is not None:
+        raise ld.err(
+            mark,
+            f"path {path!r} resolves to {real}, outside the repository (a symlink on the "
+            "way leads out): sweeprun never removes or writes files outside the repository "
+            "and reads none there; make the link point inside it",
+        )
 
 
 def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
@@ -254,7 +267,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     except UnicodeDecodeError:
         raise SpecError(rel, 0, 0, "not UTF-8 text") from None
     data = yamlio.load_located(text, rel)
-    ld = _Loader(rel)
+    ld = _Loader(rel, root)
     if data is None:
         data = LocatedDict()
     if not isinstance(data, LocatedDict):

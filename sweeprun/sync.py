@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from sweeprun import workspace
-from sweeprun.cache import Cache, cache_dir
+from sweeprun.cache import Cache
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefOp, run_git
 from sweeprun.gitstore import EXPS, ExpStore, Record
@@ -118,7 +118,7 @@ def _sync(config: Config, push: bool) -> int:
         cache_remote = _cache_remote(config, store)
         copied = 0
         if cache_remote is not None:
-            local = Cache(cache_dir(store.repo.common_dir))
+            local = Cache.for_repo(store.repo.common_dir)
             remote_cache = Cache(cache_remote)
             commits = [r.commit for r in store.records(EXPS)]
             digests = _lock_digests(store, commits)
@@ -235,10 +235,17 @@ def _gc(config: Config) -> int:
                 lock = json.loads(ws_lock.read_text())
                 for stage in lock.get("stages", {}).values():
                     used.update(stage.get("outs", {}).values())
-        cache = Cache(cache_dir(store.repo.common_dir))
+        cache = Cache.for_repo(store.repo.common_dir)
         for d in list(used):
             if d.endswith(".dir") and cache.path_of(d).is_file():
                 used.update(cache.manifest(d).values())
+        corrupt = []
+        if config.getoption("verify"):
+            # Every object hashed; a corrupt one is set aside (never restored again).
+            corrupt = [d for d in cache.all_objects() if not cache.verify(d)]
+            for d in corrupt:
+                out.write(f"corrupt cache object {d[:12]}: set aside in {cache.corrupt}\n")
+            out.write(f"verified the cache: {len(corrupt)} corrupt object(s)\n")
         unused = [d for d in cache.all_objects() if d not in used]
         items += [(f"cache object {d[:12]}", _size(cache.path_of(d))) for d in unused]
         total = sum(s for _, s in items)
@@ -250,7 +257,7 @@ def _gc(config: Config) -> int:
             )
         out.write(f"{'would free' if dry else 'freed'} {total:,} bytes in {len(items)} item(s)\n")
         if dry:
-            return 0
+            return 1 if corrupt else 0
         if doomed:
             store.updater.transaction([RefOp(r.ref, ZERO, r.commit) for r in doomed])
         store.reclaim()  # kills what their dead runners left running, then requeues
@@ -272,7 +279,7 @@ def _gc(config: Config) -> int:
                 key = entry.stem
                 if cache.run_entry(key) is None:
                     entry.unlink(missing_ok=True)
-        return 0
+        return 1 if corrupt else 0
     finally:
         held.close()
         store.close()
@@ -294,6 +301,11 @@ def _is_ancestor(store: ExpStore, sha: str) -> bool:
 
 def _gc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="list what would go, with sizes")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every cache object; set corrupt ones aside (exit 1 if any)",
+    )
 
 
 @hookimpl

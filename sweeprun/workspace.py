@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sweeprun import gitobjects
 from sweeprun.git import run_git
+from sweeprun.paths import reason_outside
 
 MAX_SLOTS = 512
 #: Above this many index entries, walking the tree in Python is slower than git clean.
@@ -209,8 +210,8 @@ def _fast_switch(
         if e.path in params:
             content = files[e.path.decode()]
             target = ws / e.path.decode()
-            if target.is_symlink() or not target.is_file():
-                return False
+            if target.is_symlink() or not target.is_file() or reason_outside(ws, e.path.decode()):
+                return False  # git checks out through links safely; we do not try
             gitobjects.overwrite(target, content)
             # The blob is in the object store already: it is part of ``commit``.
             sha = gitobjects.blob_id(content)
