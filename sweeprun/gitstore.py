@@ -175,13 +175,16 @@ class ExpStore:
         """Tree of the workspace as it is: HEAD + tracked changes + untracked, not ignored.
 
         Uses a throwaway index (a copy of the real one, for its stat cache), so the
-        user's index, HEAD and files are never touched.
+        user's index, HEAD and files are never touched. The copy keeps the index's
+        modification time: git hashes an entry not older than its index ("racily
+        clean"), and a copy made now would make a same-size edit from the index's
+        timestamp granule look unchanged.
         """
         with tempfile.TemporaryDirectory(prefix="sweeprun-index-") as tmp:
             index = Path(tmp) / "index"
             real = self.repo.git_dir / "index"
             if real.exists():
-                shutil.copyfile(real, index)
+                shutil.copy2(real, index)
             env = {"GIT_INDEX_FILE": str(index)}
             if not real.exists():
                 run_git(["read-tree", "HEAD"], self.cwd, env=env)
