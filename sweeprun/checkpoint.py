@@ -20,7 +20,6 @@ or a timeout as soon as the program has been released.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -124,14 +123,13 @@ class Watcher:
         self.signal_file.unlink(missing_ok=True)
 
 
-def kill_group(pid_holder: dict[str, int]) -> Callable[[str], None]:
-    """An error handler that stops the job's process group."""
+def kill_group(pid_holder: dict[str, Any]) -> Callable[[str], None]:
+    """An error handler that stops the job's process group (the one running now)."""
 
     def stop(_: str) -> None:
-        pid = pid_holder.get("pid")
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        proc = pid_holder.get("proc")
+        if proc is not None:
+            proc.signal_group(signal.SIGKILL)
 
     return stop
 

@@ -5,7 +5,6 @@ process group, with a timeout, and with its process group named for ``queue kill
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import re
@@ -13,13 +12,12 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeprun import workspace
+from sweeprun import procs, workspace
 
 # Outside quotes, these characters mean shell syntax: operators, expansions, globs,
 # redirections, comments, brace expansion, escapes. Inside double quotes only $ ` and \
@@ -200,13 +198,6 @@ def display(cmd: str, values: Mapping[str, str]) -> str:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    # If the runner is killed (even with SIGKILL), its commands go too: nothing keeps
-    # writing into a workspace another runner may take over.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def run_command(
     cmd: str,
     cwd: Path,
@@ -219,9 +210,10 @@ def run_command(
 ) -> int:
     """Run one command in its own process group; 124 when ``timeout`` ran out.
 
-    ``pid_holder`` receives ``pid`` (and ``timeout`` when it ran out); when it holds a
-    ``pidfile`` path and a ``key``, ``KEY PGID`` is written there while the command runs,
-    so ``sweeprun queue kill`` in another process can signal it. ``values`` bind the
+    ``pid_holder`` receives ``proc``, the command's :class:`~sweeprun.procs.ProcessRef`
+    (and ``timeout`` when it ran out); when it holds a ``pidfile`` path and a ``key``,
+    ``KEY PGID START`` is written there while the command runs, so ``sweeprun queue
+    kill`` in another process can signal it, and nobody else. ``values`` bind the
     command's ``${expr}`` references (see :func:`prepare`).
     """
     prepared = prepare(cmd, values, env.get("PATH"))
@@ -240,7 +232,10 @@ def run_command(
             start_new_session=True,
             # Costs a fork instead of a vfork (~1.5 ms), so only where a program may wait
             # for its runner forever (checkpoints); other orphans are killed on reclaim.
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+            # If the runner is killed (even with SIGKILL), such commands go too.
+            preexec_fn=procs.die_with_parent
+            if die_with_parent and procs.can_die_with_parent()
+            else None,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         # What the shell would have said and returned.
@@ -248,10 +243,11 @@ def run_command(
         return 127 if isinstance(exc, FileNotFoundError) else 126
     pidfile: Path | None = None
     if pid_holder is not None:
-        pid_holder["pid"] = proc.pid
+        ref = procs.ProcessRef.of(proc.pid)
+        pid_holder["proc"] = ref
         pidfile = pid_holder.get("pidfile")
         if pidfile is not None:
-            workspace.write_pid(pidfile, f"{pid_holder['key']} {proc.pid}\n")
+            workspace.write_pid(pidfile, f"{pid_holder['key']} {ref}\n")
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -281,5 +277,7 @@ def run_command(
 
 
 def kill_group(pid: int) -> None:
+    """SIGKILL the group of a child this process started and has not reaped yet (its
+    pid cannot have been reused)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)

@@ -14,7 +14,6 @@ only through compare-and-swap transactions, and only in the parent process.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -43,7 +42,7 @@ from sweeprun.git import (
     identity_env,
     run_git,
 )
-from sweeprun.workspace import running_pgid
+from sweeprun.workspace import running_command
 
 if TYPE_CHECKING:
     from sweeprun.collect import Experiment
@@ -303,12 +302,18 @@ class ExpStore:
         return Record(ref=running, commit=record.commit, meta=record.meta)
 
     def orphans(self) -> list[Record]:
-        """Running records whose runner is gone (a dead process on this host, or none)."""
-        claims = self.leases()
+        """Running records whose runner is gone (a dead process on this host, or none).
+
+        "Dead" is a journal lock nobody holds, not a missing pid. While a live runner's
+        journal cannot be read, an experiment nobody claims may be that runner's: it is
+        left alone rather than taken from under it.
+        """
+        claims, opaque = leases.read_claims(self.journal.directory)
         return [
             rec
             for rec in self.records(RUNNING)
-            if all(lease.alive() is False for lease in claims.get(rec.key, []))
+            if (rec.key in claims or not opaque)
+            and all(lease.alive() is False for lease in claims.get(rec.key, []))
         ]
 
     def reclaim(self) -> list[Record]:
@@ -319,10 +324,9 @@ class ExpStore:
         """
         found = self.orphans()
         for rec in found:
-            pgid = running_pgid(self.repo.common_dir, rec.key)
-            if pgid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
+            proc = running_command(self.repo.common_dir, rec.key)
+            if proc is not None:
+                proc.signal_group(signal.SIGKILL)  # only if it is still that command
         self.release(found)
         for journal in leases.dead_journals(self.journal.directory):
             journal.unlink(missing_ok=True)  # all it named is back in the queue now

@@ -9,10 +9,16 @@ start time); every claim appends ``<key> <time>`` *before* the ref moves (so a r
 never lacks a claimant) and a failed claim appends ``<key> -`` to take it back. One file
 per runner, appended to and deleted when the runner ends, rather than a file per
 experiment: creating and deleting inodes is what costs on the per-experiment path.
+
+A runner is alive while it holds an exclusive ``flock`` on its journal: the kernel drops
+the lock when the process dies, however it dies, and a pid that another process has
+reused since says nothing either way. The pid in the header is for people to read.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import socket
@@ -31,25 +37,28 @@ class Lease:
     host: str
     pid: int
     started: float  # when the runner claimed it
+    journal: Path | None = None
 
     def alive(self) -> bool | None:
         """Whether the runner lives; ``None`` when it runs on another host."""
         if self.host != socket.gethostname():
             return None
-        return pid_alive(self.pid)
+        return self.journal is not None and journal_locked(self.journal)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (on this host)."""
-    if pid <= 0:
-        return False
+def journal_locked(path: Path) -> bool:
+    """Whether a live runner holds the lock of the journal at ``path``."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # gone: its runner ended
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)  # also drops the probe's own lock
+    return False
 
 
 class LeaseJournal:
@@ -67,7 +76,7 @@ class LeaseJournal:
         """Record a claim of ``key`` (call before the claim's ref transaction)."""
         now = time.time()
         self._append(f"{key} {now!r}\n")
-        self._mine[key] = Lease(self._host, os.getpid(), now)
+        self._mine[key] = Lease(self._host, os.getpid(), now, self.path)
 
     def failed(self, key: str) -> None:
         """Take back a claim whose transaction failed (another runner was first)."""
@@ -85,6 +94,8 @@ class LeaseJournal:
                 pid = os.getpid()
                 self.path = self.directory / f"{self._host}-{pid}-{time.time_ns()}{SUFFIX}"
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+                # Held until this process ends: that is what "this runner lives" means.
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
                 header = {"host": self._host, "pid": pid, "started": time.time()}
                 os.write(self._fd, (json.dumps(header) + "\n").encode())
             # One short O_APPEND write: whole, even with other threads appending.
@@ -103,15 +114,26 @@ class LeaseJournal:
 
 def read_all(directory: Path) -> dict[str, list[Lease]]:
     """Every standing claim, by experiment key, from every runner's journal."""
+    return read_claims(directory)[0]
+
+
+def read_claims(directory: Path) -> tuple[dict[str, list[Lease]], bool]:
+    """Every standing claim by key, and whether a live runner's journal was unreadable
+    (then a running experiment nobody claims may still be that runner's)."""
     out: dict[str, list[Lease]] = {}
+    opaque = False
     if not directory.is_dir():
-        return out
+        return out, opaque
     for path in directory.glob(f"*{SUFFIX}"):
-        for key, lease in _read(path).items():
+        claims = _read(path)
+        if claims is None:
+            opaque = opaque or journal_locked(path)
+            continue
+        for key, lease in claims.items():
             out.setdefault(key, []).append(lease)
-    for claims in out.values():
-        claims.sort(key=lambda lease: lease.started, reverse=True)  # the latest first
-    return out
+    for leases in out.values():
+        leases.sort(key=lambda lease: lease.started, reverse=True)  # the latest first
+    return out, opaque
 
 
 def dead_journals(directory: Path) -> list[Path]:
@@ -120,7 +142,7 @@ def dead_journals(directory: Path) -> list[Path]:
     out = []
     for path in directory.glob(f"*{SUFFIX}") if directory.is_dir() else ():
         header = _header(path)
-        if header is not None and header[0] == host and not pid_alive(header[1]):
+        if header is not None and header[0] == host and not journal_locked(path):
             out.append(path)
     return out
 
@@ -134,13 +156,14 @@ def _header(path: Path) -> tuple[str, int] | None:
         return None
 
 
-def _read(path: Path) -> dict[str, Lease]:
+def _read(path: Path) -> dict[str, Lease] | None:
+    """The standing claims of one journal; ``None`` when it cannot be read."""
     try:
         first, *lines = path.read_text(encoding="utf-8").splitlines()
         head = json.loads(first)
         host, pid = str(head["host"]), int(head["pid"])
     except (OSError, ValueError, KeyError, TypeError):
-        return {}  # being created, or not ours
+        return None  # being created, damaged, or not ours
     claims: dict[str, Lease] = {}
     for line in lines:
         key, _, when = line.partition(" ")
@@ -148,7 +171,7 @@ def _read(path: Path) -> dict[str, Lease]:
             claims.pop(key, None)
             continue
         try:
-            claims[key] = Lease(host, pid, float(when))
+            claims[key] = Lease(host, pid, float(when), path)
         except ValueError:
             continue  # a line cut short by a crash
     return claims

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import time
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ import pluggy
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp
 from sweeprun.gitstore import EXPS, QUEUE, ExpStore
-from sweeprun.workspace import running_pgid
+from sweeprun.workspace import running_command
 
 if TYPE_CHECKING:
     from sweeprun.commands import CommandRegistry
@@ -95,17 +94,14 @@ def _kill(config: Config, store: ExpStore) -> int:
         if rec.state != "running":
             raise UsageError(f"queue kill: {rec.name} is {rec.state}, not running")
     for rec in recs:
-        pgid = running_pgid(store.repo.common_dir, rec.key)
-        if pgid is None:
+        proc = running_command(store.repo.common_dir, rec.key)
+        if proc is None:
             raise UsageError(
                 f"queue kill: {rec.name} has no running command right now "
                 "(between stages?); try again"
             )
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            continue
-        config.stdout.write(f"sent {sig.name} to {rec.name} (process group {pgid})\n")
+        if proc.signal_group(sig):
+            config.stdout.write(f"sent {sig.name} to {rec.name} (process group {proc.pid})\n")
     return 0
 
 

@@ -372,36 +372,20 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     return True
 
 
-def pid_of(session: Session, key: str) -> int | None:
-    """The process group of a running job (written by the worker), if any."""
-    return workspace.running_pgid(session.store.repo.common_dir, key)
-
-
 def stop_jobs(session: Session, sig: int, wait: float) -> None:
     """Signal every running job's process group; wait for them, SIGKILL on a 2nd Ctrl+C."""
-    pids = [p for p in (pid_of(session, k) for k in list(session.running)) if p]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
+    common = session.store.repo.common_dir
+    procs = [p for p in (workspace.running_command(common, k) for k in session.running) if p]
+    for proc in procs:
+        proc.signal_group(sig)
     deadline = time.monotonic() + wait
     try:
-        while time.monotonic() < deadline and any(_group_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(p.group_alive() for p in procs):
             time.sleep(0.05)
     except KeyboardInterrupt:
         pass
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    for proc in procs:
+        proc.signal_group(signal.SIGKILL)
 
 
 def _drain(

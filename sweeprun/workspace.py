@@ -21,6 +21,7 @@ from pathlib import Path
 from sweeprun import gitobjects
 from sweeprun.git import run_git
 from sweeprun.paths import reason_outside
+from sweeprun.procs import ProcessRef
 
 MAX_SLOTS = 512
 #: Above this many index entries, walking the tree in Python is slower than git clean.
@@ -95,7 +96,7 @@ def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def pid_file(ws: Path) -> Path:
-    """Where the job holding slot ``ws`` names its running command: ``KEY PGID``."""
+    """Where the job holding slot ``ws`` names its running command: ``KEY PGID START``."""
     return ws.parent / f"{ws.name}.pid"
 
 
@@ -107,18 +108,20 @@ def write_pid(path: Path, text: str) -> None:
     gitobjects.overwrite(path, text.encode())
 
 
-def running_pgid(common_dir: str | os.PathLike[str], key: str) -> int | None:
-    """The process group of experiment ``key``'s running command, if a slot names one."""
+def running_command(common_dir: str | os.PathLike[str], key: str) -> ProcessRef | None:
+    """The leader of experiment ``key``'s running command (pid and start time), if a
+    slot names one. Signal it only through :meth:`ProcessRef.signal_group`, which checks
+    that the pid still names that process."""
     base = pool_dir(common_dir)
     if not base.is_dir():
         return None
     for path in base.glob("w*.pid"):
         try:
-            found, pgid = path.read_text().split()
-        except (OSError, ValueError):
-            continue  # empty: that slot runs no command now
-        if found == key and pgid.isdigit():
-            return int(pgid)
+            found, _, rest = path.read_text().partition(" ")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if found == key:  # empty: that slot runs no command now
+            return ProcessRef.parse(rest)
     return None
 
 
