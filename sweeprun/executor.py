@@ -62,8 +62,9 @@ class Job:
     cache_dir: str = ""
     cache_types: tuple[str, ...] = ("reflink", "copy")
     force: bool = False
-    #: New files the result may take without asking git (declared, not-ignored results);
-    #: empty disables the in-process ``git add`` (filters or attributes are configured).
+    #: New files the result may take without asking git (the declared results, which are
+    #: committed even when ignored); empty disables the in-process ``git add`` (filters
+    #: or attributes are configured).
     allowed_new: tuple[str, ...] = ()
 
 

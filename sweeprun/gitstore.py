@@ -170,8 +170,9 @@ class ExpStore:
 
     # -- queueing ---------------------------------------------------------------------------
 
-    def snapshot_workspace(self) -> str:
-        """Tree of the workspace as it is: HEAD + tracked changes + untracked, not ignored.
+    def snapshot_workspace(self, results: Sequence[str] = ()) -> str:
+        """Tree of the workspace as it is: HEAD + tracked changes + untracked, not ignored
+        (and the declared ``results``, ignored or not).
 
         Uses a throwaway index (a copy of the real one, for its stat cache), so the
         user's index, HEAD and files are never touched. The copy keeps the index's
@@ -188,6 +189,10 @@ class ExpStore:
             if not real.exists():
                 run_git(["read-tree", "HEAD"], self.cwd, env=env)
             run_git(["add", "-A", "--", "."], self.cwd, env=env)
+            if results:
+                from sweeprun.snapshot import force_add_results
+
+                force_add_results(self.repo.root, list(results), index, env)
             return run_git(["write-tree"], self.cwd, env=env).strip()
 
     def enqueue(

@@ -109,6 +109,20 @@ def shown_cmd(stage: Stage) -> str:
     return display(stage.cmd, dict(stage.values))
 
 
+def committed_results(stages: Sequence[Stage]) -> list[str]:
+    """What every result commit keeps, even where git ignores it: metrics, plots, outs
+    with ``cache: false`` and the lock file. (Cached outs go to the cache instead; a
+    result inside a cached out is kept there.)"""
+    cached = [o.path for s in stages for o in s.outs if o.cache]
+    paths = {
+        p
+        for s in stages
+        for p in (*s.metrics, *s.plots, *(o.path for o in s.outs if not o.cache))
+        if not any(_inside(p, c) for c in cached)
+    }
+    return sorted(paths | {LOCK_FILE})
+
+
 def outputs(stage: Stage) -> list[str]:
     """Every path a stage produces: cached outs, metrics and plots."""
     return [o.path for o in stage.outs] + list(stage.metrics) + list(stage.plots)

@@ -195,7 +195,7 @@ def _run_here(config: Config, session: Session, exp: Experiment) -> int:
     _gitignore_outs(root, exp)
     failed = [o for o in outcomes if o.status == "failed"]
     metrics = read_metrics(root, tuple(exp.stages))
-    tree = session.store.snapshot_workspace()
+    tree = session.store.snapshot_workspace(pipeline.committed_results(exp.stages))
     key = content_key(head, tree, {}, exp.stages_record())
     name = name or names.default_name(key)
     meta = exp.record(key=key, name=name, baseline=head, queued_at=int(started))

@@ -125,25 +125,20 @@ def _git_bool(value: str) -> bool | None:
 
 
 class FastAddPolicy:
-    """Decides, once per run, which new files a result may take without ``git add``."""
+    """Decides, once per run, whether results may be recorded without ``git add``."""
 
     def __init__(self, root: Path, common_dir: Path) -> None:
         self.root = root
         self.enabled = _plain_add(root, common_dir)
-        self._memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def allowed(self, stages: tuple[Stage, ...]) -> tuple[str, ...]:
+        """The new files a result may take in-process: every declared result, ignored
+        or not, since those are committed either way (empty: always ask git)."""
         if not self.enabled:
             return ()
-        from sweeprun.pipeline import LOCK_FILE
+        from sweeprun.pipeline import committed_results
 
-        paths = tuple(sorted({*(p for s in stages for p in (*s.metrics, *s.plots)), LOCK_FILE}))
-        if paths not in self._memo:
-            ignored = run_git(
-                ["check-ignore", "--stdin"], self.root, input="\n".join(paths), check=False
-            ).split()
-            self._memo[paths] = tuple(p for p in paths if p not in ignored)
-        return self._memo[paths]
+        return tuple(committed_results(stages))
 
 
 def make_job(

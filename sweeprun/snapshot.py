@@ -12,17 +12,21 @@ from typing import TYPE_CHECKING, Any
 from sweeprun import gitobjects, workspace
 from sweeprun.git import run_git
 from sweeprun.paths import guarded
+from sweeprun.pipeline import committed_results
 
 if TYPE_CHECKING:
     from sweeprun.executor import Job
 
 
 def add_all(ws: Path, job: Job) -> None:
-    """``git add -A`` in the workspace, with the cached outs treated as ignored.
+    """``git add -A`` in the workspace, with the cached outs treated as ignored, and the
+    declared results added even where git ignores them.
 
     Outs go to the cache, never into git. Naming them as ``:(exclude)`` pathspecs makes
     git fail when the user's .gitignore lists them too, so they go into an excludes file
-    of this worktree instead (the user's own .gitignore files still apply).
+    of this worktree instead (the user's own .gitignore files still apply). Metrics,
+    plots, uncached outs and the lock file are the result: a ``reports/*`` line in
+    ``.gitignore`` must not lose them, so they are force-added.
     """
     outs = [o.path for s in job.stages for o in s.outs if o.cache]
     args = ["add", "-A", "--", "."]
@@ -33,6 +37,21 @@ def add_all(ws: Path, job: Job) -> None:
             excludes.write_text(text)
         args = ["-c", f"core.excludesFile={excludes}", *args]
     run_git(args, ws)
+    force_add_results(ws, committed_results(job.stages), workspace.worktree_git_dir(ws) / "index")
+
+
+def force_add_results(
+    ws: Path, results: list[str], index: Path, env: dict[str, str] | None = None
+) -> None:
+    """``git add -f`` the declared results that exist but are not staged (ignored ones)."""
+    present = [p for p in results if (ws / p).is_file()]
+    if not present:
+        return
+    entries = gitobjects.read_index(index)
+    staged = {e.path for e in entries} if entries is not None else set()
+    missing = [p for p in present if os.fsencode(p) not in staged]
+    if missing:
+        run_git(["add", "-f", "--", *missing], ws, env=env)
 
 
 FAST_ADD_MAX_ENTRIES = 2000

@@ -228,11 +228,12 @@ def test_lock_file_committed_in_the_baseline_stays_on_the_fast_path(
         assert lock["stages"]["main"]["params"]["params.yaml"] == digest
 
 
-def test_ignored_lock_file_is_left_out_as_git_would(sweepproject: SweepProject) -> None:
+def test_ignored_lock_file_is_kept_in_the_result(sweepproject: SweepProject) -> None:
+    """The lock file is part of the result (it names the outs): kept even when ignored."""
     _tiny_sweep(sweepproject, "1, 2")
     sweepproject.write(".gitignore", "sweeprun.lock\n")
     sweepproject.commit()
     assert sweepproject.run("sweeps.yaml", "--run", "-j", "1").ret == 0
     for rec in sweepproject.records():
         files = sweepproject.git("ls-tree", "-r", "--name-only", rec["commit"]).split()
-        assert files == [".gitignore", "m.json", "params.yaml", "sweeps.yaml"]
+        assert files == [".gitignore", "m.json", "params.yaml", "sweeprun.lock", "sweeps.yaml"]
