@@ -205,10 +205,10 @@ class Cache:
         # Absent, or an object whose time says it may have been written since it was
         # stored: the bytes at hand are known good, so they replace it.
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp(target)
-        _clone_or_copy(src, tmp)
-        _seal(tmp)
-        os.replace(tmp, target)
+        with _temporary(target) as tmp:
+            _clone_or_copy(src, tmp)
+            _seal(tmp)
+            os.replace(tmp, target)
 
     # -- verification ---------------------------------------------------------------------
 
@@ -270,9 +270,9 @@ class Cache:
             target = self.path_of(digest)
             if not target.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = _tmp(target)
-                tmp.write_text(json.dumps(manifest, sort_keys=True))
-                os.replace(tmp, target)
+                with _temporary(target) as tmp:
+                    tmp.write_text(json.dumps(manifest, sort_keys=True))
+                    os.replace(tmp, target)
             return digest
         digest = hash_file(path)
         self._store_file(path, digest)
@@ -351,9 +351,9 @@ class Cache:
     def record_run(self, key: str, outputs: dict[str, str]) -> None:
         """Remember that the stage with ``key`` produced ``outputs``."""
         self.runs.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp(self.runs / f"{key}.json")
-        tmp.write_text(json.dumps(outputs, sort_keys=True))
-        os.replace(tmp, self.runs / f"{key}.json")
+        with _temporary(self.runs / f"{key}.json") as tmp:
+            tmp.write_text(json.dumps(outputs, sort_keys=True))
+            os.replace(tmp, self.runs / f"{key}.json")
 
     @contextlib.contextmanager
     def stage_lock(self, key: str) -> Iterator[None]:
@@ -379,9 +379,16 @@ class Cache:
         )
 
 
-def _tmp(target: Path) -> Path:
+@contextlib.contextmanager
+def _temporary(target: Path) -> Iterator[Path]:
+    """A temporary sibling of ``target`` that is gone afterwards unless it was renamed:
+    a write cut short (a full disk) leaves no half-file behind."""
     # Unique per writer: threads of one runner may store the same object at once.
-    return target.with_name(f"{target.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def remove(path: Path) -> None:

@@ -8,6 +8,8 @@ reports into refs. Nothing here knows about YAML, plugins or the session.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
@@ -20,6 +22,7 @@ from typing import Any
 from sweeprun import pipeline, workspace
 from sweeprun.cache import Cache
 from sweeprun.command import run_command
+from sweeprun.exceptions import GitError
 from sweeprun.git import run_git
 from sweeprun.paths import OutsideError, guarded
 from sweeprun.snapshot import commit_result, commit_tree
@@ -84,6 +87,9 @@ class JobReport:
     log_tail: str
     metrics: dict[str, Any] = field(default_factory=dict, hash=False)
     message: str = ""
+    #: Set when the machine failed the job (no space left, I/O error): a runner stops
+    #: dispatching, since every next job would fail the same way.
+    storage_fault: bool = False
 
     @property
     def duration(self) -> float:
@@ -284,80 +290,148 @@ def run_job(job: Job) -> JobReport:
     raise AssertionError("unreachable")
 
 
+#: errno values that mean the machine, not sweeprun or the experiment, is at fault.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+_GIT_STORAGE_ERRORS = ("No space left on device", "Disk quota exceeded", "couldn't write")
+
+
+def storage_error(exc: BaseException) -> str | None:
+    """``no space left on device`` (and the like) when ``exc`` is a storage fault."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, GitError):
+        text = str(exc)
+        for words in _GIT_STORAGE_ERRORS:
+            if words in text:
+                # git says "couldn't write" when it cannot create a lock file: full disk.
+                return "no space left on device" if words == "couldn't write" else words.lower()
+    return None
+
+
+#: Below this much free space, a failing stage is taken to have failed for want of it.
+DISK_FULL_BYTES = 1 << 20
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has (almost) no space left."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_FULL_BYTES
+
+
+def error_report(
+    job: Job, started: float, log_path: Path, message: str, tail: str, storage: bool = False
+) -> JobReport:
+    """A report of sweeprun failing to run or record a job: no result, back to the queue."""
+    return JobReport(
+        key=job.key,
+        name=job.name,
+        exp_id=job.exp_id,
+        outcome="error",
+        returncode=None,
+        started=started,
+        finished=time.time(),
+        result_commit=None,
+        log_path=str(log_path),
+        log_tail=tail,
+        message=message,
+        storage_fault=storage,
+    )
+
+
 def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobReport:
+    phase = ["checking out its workspace"]
     try:
         with workspace.acquire(
             job.common_dir, job.repo_root, job.commit, job.base_tree, dict(job.files)
         ) as ws:
-            env = job_env(job, ws)
-            if job.slots:
-                # One device per concurrent job: the pooled workspace's slot number.
-                env["CUDA_VISIBLE_DEVICES"] = job.slots[int(ws.name[1:]) % len(job.slots)]
-            rc = 0
-            message = ""
-            with open(log_path, "wb") as log:
-                outcomes = execute_pipeline(job, ws, env, log)
-            failed = [o for o in outcomes if o.status == "failed"]
-            if failed:
-                rc, message = failed[0].returncode or 1, failed[0].message
-            metrics = read_metrics(ws, job.stages)
-            if rc == 0 and job.meta.get("expect"):
-                from sweeprun.expect import check
-
-                missed = check(job.meta["expect"], metrics)
-                if missed:
-                    message = "; ".join(missed)
-                    with open(log_path, "ab") as log:
-                        log.write(("\n".join(missed) + "\n").encode())
-            finished = time.time()
-            outcome = "passed" if rc == 0 and not message else "failed"
-            tail = log_tail(log_path)
-            meta = dict(job.meta)
-            meta.pop("files", None)  # already in the tree; keep records small
-            state = (
-                "success"
-                if outcome == "passed"
-                else ("timeout" if message.startswith("timeout:") else "failed")
-            )
-            meta.update(
-                {
-                    "state": state,
-                    "attempts": attempt,
-                    "returncode": rc,
-                    "started": started,
-                    "finished": finished,
-                    "duration": round(finished - started, 6),
-                    "metrics": metrics,
-                    "message": message,
-                    "log_tail": tail,
-                    "queue_commit": job.commit,
-                    "host": socket.gethostname(),
-                }
-            )
-            from sweeprun.checkpoint import journal_path, read_journal
-
-            chain = read_journal(journal_path(job.common_dir, job.key))
-            if chain:
-                meta["checkpoints"] = chain[-1][1]
-            lock = {}
-            if any(o.status != "failed" for o in outcomes):
-                lock[pipeline.LOCK_FILE] = pipeline.lock_bytes(outcomes)
-            result = commit_result(ws, job, meta, chain[-1][0] if chain else "", lock)
-    except Exception:
-        finished = time.time()
-        return JobReport(
-            key=job.key,
-            name=job.name,
-            exp_id=job.exp_id,
-            outcome="error",
-            returncode=None,
-            started=started,
-            finished=finished,
-            result_commit=None,
-            log_path=str(log_path),
-            log_tail=traceback.format_exc(limit=6),
-            message="sweeprun could not run the job",
+            try:
+                phase[0] = "running its stages"
+                return _in_workspace(job, ws, started, log_path, attempt, phase)
+            except Exception as exc:
+                if storage_error(exc):
+                    # Give back what this experiment took, so that its runner can still
+                    # put it back in the queue and the others may finish.
+                    with contextlib.suppress(Exception):
+                        workspace.clean(ws)
+                    workspace.forget(ws)
+                raise
+    except Exception as exc:
+        reason = storage_error(exc)
+        if reason is not None:
+            # The machine's fault, told in one line: no traceback, back to the queue.
+            what = f"{reason} while {phase[0]}"
+            return error_report(job, started, log_path, what, f"sweeprun: {what}", storage=True)
+        return error_report(
+            job, started, log_path, "sweeprun could not run the job", traceback.format_exc(limit=6)
         )
+
+
+def _in_workspace(
+    job: Job, ws: Path, started: float, log_path: Path, attempt: int, phase: list[str]
+) -> JobReport:
+    """Run the stages in a checked-out workspace and record the result commit."""
+    env = job_env(job, ws)
+    if job.slots:
+        # One device per concurrent job: the pooled workspace's slot number.
+        env["CUDA_VISIBLE_DEVICES"] = job.slots[int(ws.name[1:]) % len(job.slots)]
+    rc = 0
+    message = ""
+    with open(log_path, "wb") as log:
+        outcomes = execute_pipeline(job, ws, env, log)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed and disk_full(ws):
+        # The program most likely failed for want of space, not of its own accord: the
+        # experiment goes back to the queue instead of being recorded as failed.
+        raise OSError(errno.ENOSPC, f"{failed[0].message}, with the disk full", str(ws))
+    if failed:
+        rc, message = failed[0].returncode or 1, failed[0].message
+    metrics = read_metrics(ws, job.stages)
+    if rc == 0 and job.meta.get("expect"):
+        from sweeprun.expect import check
+
+        missed = check(job.meta["expect"], metrics)
+        if missed:
+            message = "; ".join(missed)
+            with open(log_path, "ab") as log:
+                log.write(("\n".join(missed) + "\n").encode())
+    finished = time.time()
+    outcome = "passed" if rc == 0 and not message else "failed"
+    tail = log_tail(log_path)
+    meta = dict(job.meta)
+    meta.pop("files", None)  # already in the tree; keep records small
+    state = (
+        "success"
+        if outcome == "passed"
+        else ("timeout" if message.startswith("timeout:") else "failed")
+    )
+    meta.update(
+        {
+            "state": state,
+            "attempts": attempt,
+            "returncode": rc,
+            "started": started,
+            "finished": finished,
+            "duration": round(finished - started, 6),
+            "metrics": metrics,
+            "message": message,
+            "log_tail": tail,
+            "queue_commit": job.commit,
+            "host": socket.gethostname(),
+        }
+    )
+    from sweeprun.checkpoint import journal_path, read_journal
+
+    chain = read_journal(journal_path(job.common_dir, job.key))
+    if chain:
+        meta["checkpoints"] = chain[-1][1]
+    phase[0] = "recording its result"
+    lock = {}
+    if any(o.status != "failed" for o in outcomes):
+        lock[pipeline.LOCK_FILE] = pipeline.lock_bytes(outcomes)
+    result = commit_result(ws, job, meta, chain[-1][0] if chain else "", lock)
     return JobReport(
         key=job.key,
         name=job.name,

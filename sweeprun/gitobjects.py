@@ -173,9 +173,12 @@ def write_object(objects_dir: Path, kind: str, body: bytes) -> str:
         return sha
     target.parent.mkdir(exist_ok=True)
     tmp = target.parent / f"tmp_obj_sweeprun_{os.getpid()}_{threading.get_ident()}"
-    tmp.write_bytes(zlib.compress(raw, 1))
-    os.chmod(tmp, 0o444)
-    os.replace(tmp, target)  # atomic; a concurrent writer wrote identical bytes
+    try:
+        tmp.write_bytes(zlib.compress(raw, 1))
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)  # atomic; a concurrent writer wrote identical bytes
+    finally:
+        tmp.unlink(missing_ok=True)  # gone unless renamed (a full disk cuts it short)
     return sha
 
 

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,8 @@ import pluggy
 
 from sweeprun import checkpoint, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
-from sweeprun.exceptions import UsageError
-from sweeprun.executor import Job, run_job
+from sweeprun.exceptions import GitError, UsageError
+from sweeprun.executor import Job, JobReport, run_job, storage_error
 from sweeprun.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
 from sweeprun.spec import Out, Stage
 
@@ -336,7 +337,14 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         for record in records:
             if session.shouldstop:
                 return
-            claimed = session.store.claim(record)
+            try:
+                claimed = session.store.claim(record)
+            except (OSError, GitError) as exc:
+                reason = storage_error(exc)
+                if reason is None:
+                    raise
+                session.shouldstop = f"{reason}: stopped dispatching, the rest stays queued"
+                return
             if claimed is None:
                 continue  # another runner took it
             session.running[record.key] = claimed
@@ -383,6 +391,22 @@ def stop_jobs(session: Session, sig: int, wait: float) -> None:
         proc.signal_group(signal.SIGKILL)
 
 
+def _unrecorded(session: Session, report: JobReport, running: Record | None, why: str) -> JobReport:
+    """The report of a job whose result could not be published: back in the queue."""
+    session.running.pop(report.key, None)
+    if running is not None:
+        with contextlib.suppress(Exception):
+            session.store.release([running])  # best effort; else the next runner reclaims
+    return replace(
+        report,
+        outcome="error",
+        result_commit=None,
+        message=why,
+        log_tail=f"sweeprun: {why} (the experiment goes back to the queue)",
+        storage_fault=True,
+    )
+
+
 def _drain(
     session: Session,
     jobs: Any,
@@ -400,9 +424,19 @@ def _drain(
         )
         failures = 0
         for report in parallel(jobs()):
-            if report.key in session.running:
-                publisher.publish(report.key, session.running[report.key])
-            session.hook.sweeprun_store_result(session=session, report=report)
+            running = session.running.get(report.key)
+            try:
+                if running is not None:
+                    publisher.publish(report.key, running)
+                session.hook.sweeprun_store_result(session=session, report=report)
+            except (OSError, GitError) as exc:
+                reason = storage_error(exc)
+                if reason is None:
+                    raise
+                report = _unrecorded(session, report, running, f"{reason} while recording it")
+            if report.storage_fault:
+                # A full disk fails every next job too: stop dispatching, keep them queued.
+                session.shouldstop = session.shouldstop or f"{report.message}: stopped dispatching"
             session.reports.append(report)
             session.hook.sweeprun_report(session=session, report=report)
             if not report.passed:
