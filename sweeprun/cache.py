@@ -252,9 +252,7 @@ class Cache:
             if hash_file(self.path_of(digest)) != digest:
                 self._set_aside(digest)
                 return False
-        except CorruptObjectError:
-            return False
-        except (OSError, CacheObjectError):
+        except (OSError, CacheObjectError):  # corrupt (now set aside) or unreadable
             return False
         return True
 

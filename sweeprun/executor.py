@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun import pipeline, workspace
-from sweeprun.cache import Cache
+from sweeprun.cache import DEFAULT_LINK_TYPES, Cache
 from sweeprun.command import run_command
-from sweeprun.exceptions import GitError
+from sweeprun.faults import disk_full, storage_error
 from sweeprun.git import run_git
 from sweeprun.paths import OutsideError, guarded
 from sweeprun.snapshot import commit_result, commit_tree
@@ -63,7 +63,7 @@ class Job:
     files: tuple[tuple[str, bytes], ...] = ()
     #: The output cache (resolved once by the parent) and whether to ignore the run-cache.
     cache_dir: str = ""
-    cache_types: tuple[str, ...] = ("reflink", "copy")
+    cache_types: tuple[str, ...] = DEFAULT_LINK_TYPES
     force: bool = False
     #: New files the result may take without asking git (the declared results, which are
     #: committed even when ignored); empty disables the in-process ``git add`` (filters
@@ -288,37 +288,6 @@ def run_job(job: Job) -> JobReport:
         os.replace(log_path, log_path.with_name(f"{job.key}.attempt{attempt}.log"))
         time.sleep(min(RETRY_BACKOFF * 2 ** (attempt - 1), 5.0))
     raise AssertionError("unreachable")
-
-
-#: errno values that mean the machine, not sweeprun or the experiment, is at fault.
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
-_GIT_STORAGE_ERRORS = ("No space left on device", "Disk quota exceeded", "couldn't write")
-
-
-def storage_error(exc: BaseException) -> str | None:
-    """``no space left on device`` (and the like) when ``exc`` is a storage fault."""
-    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
-        return os.strerror(exc.errno).lower()
-    if isinstance(exc, GitError):
-        text = str(exc)
-        for words in _GIT_STORAGE_ERRORS:
-            if words in text:
-                # git says "couldn't write" when it cannot create a lock file: full disk.
-                return "no space left on device" if words == "couldn't write" else words.lower()
-    return None
-
-
-#: Below this much free space, a failing stage is taken to have failed for want of it.
-DISK_FULL_BYTES = 1 << 20
-
-
-def disk_full(path: Path) -> bool:
-    """Whether the file system holding ``path`` has (almost) no space left."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < DISK_FULL_BYTES
 
 
 def error_report(

@@ -30,6 +30,7 @@ import pluggy
 
 from sweeprun import leases, names
 from sweeprun.exceptions import UsageError
+from sweeprun.faults import storage_error
 from sweeprun.git import (
     ZERO,
     FastCommit,
@@ -301,8 +302,10 @@ class ExpStore:
                     RefOp(running, record.commit, ZERO),
                 ]
             )
-        except RefConflict:
+        except RefConflict as exc:
             self.journal.failed(record.key)
+            if storage_error(exc):
+                raise  # not a lost race: git could not write (a full disk)
             return None
         return Record(ref=running, commit=record.commit, meta=record.meta)
 

@@ -23,7 +23,8 @@ import pluggy
 from sweeprun import checkpoint, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
 from sweeprun.exceptions import GitError, UsageError
-from sweeprun.executor import Job, JobReport, run_job, storage_error
+from sweeprun.executor import Job, JobReport, run_job
+from sweeprun.faults import storage_error
 from sweeprun.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
 from sweeprun.spec import Out, Stage
 
