@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from sweeprun.cache import Cache
 from sweeprun.testing import SweepProject
@@ -158,3 +161,27 @@ def test_objects_are_stamped_and_old_ones_are_checked_once(tmp_path: Path) -> No
     cache.checkout(digest, tmp_path / "g")
     assert (tmp_path / "g").read_bytes() == b"x" * 100
     assert cache.path_of(digest).stat().st_mtime_ns == 1_000_000_000 * 10**9
+
+
+def test_resuming_a_checkpoint_never_rewrites_an_earlier_one(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resumed program writes its model in place; checkpoint 2 must stay checkpoint 2."""
+    from test_checkpoints import PYTHON, spec
+
+    from sweeprun.checkpoint import journal_path, read_journal
+
+    p = sweepproject
+    monkeypatch.setenv("STEPS_FILE", str(tmp_path / "steps.txt"))
+    p.write("params.yaml", "steps: 4\nlr: 1\n")
+    p.write("train.py", PYTHON)
+    p.write("sweeps.yaml", spec(f"{sys.executable} train.py", "model.txt"))
+    p.commit()
+    assert p.run("--run").ret == 0
+    (rec,) = p.records()
+    second = read_journal(journal_path(p.path / ".git", rec["key"]))[1][0]
+    res = p.run("--run", "--force", "--rev", second[:10])  # resumes: writes 3, 4 in place
+    assert res.ret == 0, res.stdout + res.stderr
+    assert p.run("apply", f"{rec['name']}@2").ret == 0
+    assert p.read("model.txt") == "2"
+    assert json.loads(p.read("m.json")) == {"step": 2}
