@@ -12,6 +12,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ _SHELL_FIRST_WORD = re.compile(
 VALUE_ENV = "SWEEPRUN_VALUE_"
 #: How long a job gets to stop after Ctrl+C before its process group is killed.
 INTERRUPT_GRACE = 10.0
+#: Set when the run is stopping (a signal, see :mod:`sweeprun.stopping`): no command starts
+#: any more, and one that fails from now on was cut short rather than failed.
+STOP = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,11 @@ def run_command(
     kill`` in another process can signal it, and nobody else. ``values`` bind the
     command's ``${expr}`` references (see :func:`prepare`).
     """
+    if STOP.is_set():
+        log.write(b"sweeprun: the run is stopping; not started\n")
+        if pid_holder is not None:
+            pid_holder["interrupted"] = 1
+        return 130
     prepared = prepare(cmd, values, env.get("PATH"))
     if prepared.env:
         env = {**env, **prepared.env}
@@ -243,15 +252,21 @@ def run_command(
         return 127 if isinstance(exc, FileNotFoundError) else 126
     pidfile: Path | None = None
     if pid_holder is not None:
-        ref = procs.ProcessRef.of(proc.pid)
+        ref = procs.ProcessRef.of(proc.pid, env.get(procs.TOKEN_ENV))
         pid_holder["proc"] = ref
         pidfile = pid_holder.get("pidfile")
         if pidfile is not None:
             workspace.write_pid(pidfile, f"{pid_holder['key']} {ref}\n")
+    if STOP.is_set():  # it started after the stop's signal went out to the others
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
     try:
-        return proc.wait(timeout=timeout)
+        rc = proc.wait(timeout=timeout)
+        if rc != 0 and STOP.is_set() and pid_holder is not None:
+            pid_holder["interrupted"] = 1  # cut short by the stop: it goes back to the queue
+        return rc
     except subprocess.TimeoutExpired:
-        kill_group(proc.pid)  # the whole tree: children of the command too
+        kill_tree(proc.pid, env)  # the whole tree: children of the command too
         proc.wait()
         if pid_holder is not None:
             pid_holder["timeout"] = 1
@@ -264,11 +279,11 @@ def run_command(
             os.killpg(proc.pid, signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
             proc.wait(timeout=INTERRUPT_GRACE)
-        kill_group(proc.pid)
+        kill_tree(proc.pid, env)
         proc.wait()
         raise
     except BaseException:
-        kill_group(proc.pid)
+        kill_tree(proc.pid, env)
         proc.wait()
         raise
     finally:
@@ -276,8 +291,11 @@ def run_command(
             workspace.write_pid(pidfile, "")
 
 
-def kill_group(pid: int) -> None:
-    """SIGKILL the group of a child this process started and has not reaped yet (its
-    pid cannot have been reused)."""
+def kill_tree(pid: int, env: Mapping[str, str]) -> None:
+    """SIGKILL the group of a child this process started and has not reaped yet (its pid
+    cannot have been reused), and the descendants that left the group (by token)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+    token = env.get(procs.TOKEN_ENV)
+    if token:
+        procs.signal_token(token, signal.SIGKILL)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeprun import pipeline, workspace
+from sweeprun import pipeline, procs, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, Cache
 from sweeprun.command import run_command
 from sweeprun.faults import disk_full, storage_error
@@ -90,6 +90,9 @@ class JobReport:
     #: Set when the machine failed the job (no space left, I/O error): a runner stops
     #: dispatching, since every next job would fail the same way.
     storage_fault: bool = False
+    #: Set when the run's stop (Ctrl+C, SIGTERM, SIGHUP) cut the job short: it is not a
+    #: result, and goes back to the queue.
+    interrupted: bool = False
 
     @property
     def duration(self) -> float:
@@ -156,15 +159,21 @@ def job_env(job: Job, ws: Path) -> dict[str, str]:
             "SWEEPRUN_BASELINE_REV": job.baseline,
             "SWEEPRUN_ROOT": job.repo_root,
             "SWEEPRUN_WORKSPACE": str(ws),
+            # Marks the job's whole process tree, for killing it (see sweeprun.procs).
+            procs.TOKEN_ENV: procs.job_token(job.key, job.common_dir),
         }
     )
     return env
 
 
 def execute_pipeline(
-    job: Job, ws: Path, env: dict[str, str], log: Any
+    job: Job, ws: Path, env: dict[str, str], log: Any, pid: dict[str, Any] | None = None
 ) -> list[pipeline.StageOutcome]:
-    """Link ignored deps, run or restore every stage (the caller records the lock)."""
+    """Link ignored deps, run or restore every stage (the caller records the lock).
+
+    ``pid`` (filled in by :func:`~sweeprun.command.run_command`) tells the caller about
+    the commands: ``interrupted`` when the run's stop cut one short.
+    """
     cache = (
         Cache(Path(job.cache_dir), job.cache_types)
         if job.cache_dir
@@ -181,7 +190,9 @@ def execute_pipeline(
             )
         ]
 
-    pid: dict[str, Any] = {"pidfile": workspace.pid_file(ws), "key": job.key}
+    if pid is None:
+        pid = {}
+    pid.update({"pidfile": workspace.pid_file(ws), "key": job.key})
 
     params_files = list(job.meta.get("params", {}))
     ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]
@@ -283,7 +294,7 @@ def run_job(job: Job) -> JobReport:
     for attempt in range(1, job.retries + 2):
         report = _attempt(job, started, log_path, attempt)
         if report.passed or report.outcome == "error" or attempt > job.retries:
-            return report
+            return report  # (an interrupted report is an "error" one)
         # Keep this attempt's log beside the next one's, then back off briefly.
         os.replace(log_path, log_path.with_name(f"{job.key}.attempt{attempt}.log"))
         time.sleep(min(RETRY_BACKOFF * 2 ** (attempt - 1), 5.0))
@@ -348,9 +359,15 @@ def _in_workspace(
         env["CUDA_VISIBLE_DEVICES"] = job.slots[int(ws.name[1:]) % len(job.slots)]
     rc = 0
     message = ""
+    holder: dict[str, Any] = {}
     with open(log_path, "wb") as log:
-        outcomes = execute_pipeline(job, ws, env, log)
+        outcomes = execute_pipeline(job, ws, env, log, holder)
     failed = [o for o in outcomes if o.status == "failed"]
+    if failed and holder.get("interrupted"):
+        return replace(
+            error_report(job, started, log_path, "interrupted", log_tail(log_path)),
+            interrupted=True,
+        )
     if failed and disk_full(ws):
         # The program most likely failed for want of space, not of its own accord: the
         # experiment goes back to the queue instead of being recorded as failed.

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun import leases, names
+from sweeprun import leases, names, procs
 from sweeprun.exceptions import UsageError
 from sweeprun.faults import storage_error
 from sweeprun.git import (
@@ -335,6 +335,8 @@ class ExpStore:
             proc = running_command(self.repo.common_dir, rec.key)
             if proc is not None:
                 proc.signal_group(signal.SIGKILL)  # only if it is still that command
+            # And whatever of its tree left the group (or outlived the command).
+            procs.signal_token(procs.job_token(rec.key, self.repo.common_dir), signal.SIGKILL)
         self.release(found)
         for journal in leases.dead_journals(self.journal.directory):
             journal.unlink(missing_ok=True)  # all it named is back in the queue now

@@ -11,18 +11,93 @@ A process group is signalled through its leader's identity. While the leader liv
 start time must match. Once the leader has exited, the group id cannot be given to a new
 process as long as any member of the group lives (the kernel keeps an id in use while a
 group uses it), so the signal reaches the recorded group's members or nobody.
+
+A job's whole process tree is more than its process group: a descendant may call
+``setsid`` (a daemon, a launcher) and leave the group. Every command gets a token in its
+environment (``SWEEPRUN_JOB=<key>@<repository>``), which descendants inherit; the tree is
+the group plus every process whose environment holds the token (``/proc/<pid>/environ``
+read through a pidfd, so a process that exits meanwhile is never confused with one that
+took its pid). A program that clears its environment and leaves its group escapes this.
+
+When a runner dies however it dies (``kill -9``), a small watchdog process it started
+(:class:`Watchdog`) sees its pipe close and kills the trees of the jobs it had
+running, so that no job runs on unsupervised, finishes, and is run again by the next
+runner.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 
 _PR_SET_PDEATHSIG = 1
+#: The environment variable that marks every process of a job's tree.
+TOKEN_ENV = "SWEEPRUN_JOB"
+
+
+def job_token(key: str, common_dir: str | os.PathLike[str]) -> str:
+    """The token of experiment ``key``'s processes in the repository at ``common_dir``."""
+    repo = hashlib.sha1(os.fsencode(os.path.realpath(common_dir))).hexdigest()[:10]
+    return f"{key}@{repo}"
+
+
+def _environ_has(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data.startswith(needle) or b"\0" + needle in data
+
+
+def _pgid(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return -1
+
+
+def signal_token(token: str, sig: int, skip_group: int = 0) -> int:
+    """Signal every process whose environment holds ``token`` (but those of process group
+    ``skip_group``, signalled already: a signal must arrive once); how many were hit."""
+    needle = f"{TOKEN_ENV}={token}\0".encode()
+    me = os.getpid()
+    hit = 0
+    if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
+        try:
+            import psutil
+        except ImportError:
+            return 0
+        for p in psutil.process_iter(["environ"]):
+            env = p.info.get("environ") or {}
+            if p.pid != me and env.get(TOKEN_ENV) == token and _pgid(p.pid) != skip_group:
+                with contextlib.suppress(Exception):
+                    p.send_signal(sig)
+                    hit += 1
+        return hit
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        try:
+            fd = os.pidfd_open(pid)  # this process, even if its pid is reused meanwhile
+        except OSError:
+            continue
+        try:
+            if _environ_has(pid, needle) and _pgid(pid) != skip_group:
+                signal.pidfd_send_signal(fd, sig)
+                hit += 1
+        except OSError:
+            pass  # it exited meanwhile: the pidfd says so, nobody else is signalled
+        finally:
+            os.close(fd)
+    return hit
 
 
 def start_time(pid: int) -> str | None:
@@ -52,22 +127,24 @@ class ProcessRef:
 
     pid: int
     start: str | None
+    #: The job's token (see :func:`job_token`): its tree beyond the process group.
+    token: str | None = None
 
     @classmethod
-    def of(cls, pid: int) -> ProcessRef:
+    def of(cls, pid: int, token: str | None = None) -> ProcessRef:
         """The identity of a live process (a child just started, say)."""
-        return cls(pid, start_time(pid))
+        return cls(pid, start_time(pid), token)
 
     def __str__(self) -> str:
-        return f"{self.pid} {self.start or '-'}"
+        return f"{self.pid} {self.start or '-'}" + (f" {self.token}" if self.token else "")
 
     @classmethod
     def parse(cls, text: str) -> ProcessRef | None:
         """Read what :meth:`__str__` wrote; ``None`` for anything else."""
-        pid, _, start = text.strip().partition(" ")
+        pid, start, token, *_ = [*text.split(), "", "", ""]
         if not pid.isdigit():
             return None
-        return cls(int(pid), start if start and start != "-" else None)
+        return cls(int(pid), start if start and start != "-" else None, token or None)
 
     def is_running(self) -> bool:
         """Whether this very process still exists."""
@@ -94,6 +171,80 @@ class ProcessRef:
     def group_alive(self) -> bool:
         """Whether any member of this process's group still lives."""
         return self.signal_group(0)
+
+    def signal_tree(self, sig: int) -> bool:
+        """Signal the group and every process carrying the job's token (see above)."""
+        hit = self.signal_group(sig)
+        if self.token and self.start is not None:
+            hit = signal_token(self.token, sig, skip_group=self.pid if hit else 0) > 0 or hit
+        return hit
+
+    def tree_alive(self) -> bool:
+        """Whether any process of the tree still lives."""
+        return self.signal_tree(0)
+
+
+class Watchdog:
+    """This runner's watchdog: told which jobs run; if the runner dies, it kills them."""
+
+    def __init__(self) -> None:
+        code = (
+            "import importlib.util as u, sys\n"
+            f"s = u.spec_from_file_location('sweeprun_procs', {__file__!r})\n"
+            "m = sys.modules[s.name] = u.module_from_spec(s)\n"
+            "s.loader.exec_module(m); m.watchdog_main()\n"
+        )
+        self._proc: subprocess.Popen[str] | None
+        try:
+            self._proc = subprocess.Popen(
+                # -S: no site packages to import; this file needs only the standard library.
+                [sys.executable, "-S", "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+                start_new_session=True,  # a terminal's Ctrl+C is the runner's to handle
+            )
+        except OSError:
+            self._proc = None
+
+    def _say(self, line: str) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stdin.write(line + "\n")
+
+    def started(self, token: str) -> None:
+        """A job with this token runs now."""
+        self._say("+" + token)
+
+    def ended(self, token: str) -> None:
+        """The job with this token has ended."""
+        self._say("-" + token)
+
+    def close(self) -> None:
+        """The runner ends normally (every job ended): the watchdog exits."""
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()
+            self._proc.wait()
+            self._proc = None
+
+
+def watchdog_main() -> None:  # pragma: no cover - runs in the watchdog process
+    """Read ``+TOKEN``/``-TOKEN`` lines until the runner's end of the pipe closes; then
+    kill every tree still listed (none, when the runner ended normally)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    live: set[str] = set()
+    for line in sys.stdin:
+        word = line.strip()
+        if word.startswith("+"):
+            live.add(word[1:])
+        elif word.startswith("-"):
+            live.discard(word[1:])
+    for token in live:
+        signal_token(token, signal.SIGKILL)
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -90,9 +90,13 @@ def _kill(config: Config, store: ExpStore) -> int:
 
     recs = resolve(store, config.getoption("names"))
     sig = signal.SIGKILL if config.getoption("force") else signal.SIGINT
+    grace = config.getoption("grace")
+    if not (grace >= 0 and grace < float("inf")):  # also refuses nan
+        raise UsageError(f"queue kill --grace {grace}: give a number of seconds >= 0")
     for rec in recs:
         if rec.state != "running":
             raise UsageError(f"queue kill: {rec.name} is {rec.state}, not running")
+    sent = []
     for rec in recs:
         proc = running_command(store.repo.common_dir, rec.key)
         if proc is None:
@@ -100,8 +104,19 @@ def _kill(config: Config, store: ExpStore) -> int:
                 f"queue kill: {rec.name} has no running command right now "
                 "(between stages?); try again"
             )
-        if proc.signal_group(sig):
+        if proc.signal_tree(sig):
+            sent.append((rec, proc))
             config.stdout.write(f"sent {sig.name} to {rec.name} (process group {proc.pid})\n")
+    # A program may ignore SIGINT (or take too long over it): it is killed after the grace
+    # period, as on Ctrl+C.
+    deadline = time.monotonic() + grace
+    while sig != signal.SIGKILL and time.monotonic() < deadline:
+        if not any(proc.tree_alive() for _, proc in sent):
+            break
+        time.sleep(0.05)
+    for rec, proc in sent:
+        if sig != signal.SIGKILL and proc.signal_tree(signal.SIGKILL):
+            config.stdout.write(f"{rec.name} still ran after {grace:g} s: sent SIGKILL\n")
     return 0
 
 
@@ -154,9 +169,18 @@ def _args(p: argparse.ArgumentParser) -> None:
     logs = sub.add_parser("logs", help="an experiment's log")
     logs.add_argument("name")
     logs.add_argument("-f", "--follow", action="store_true", help="follow while it runs")
-    kill = sub.add_parser("kill", help="SIGINT a running experiment (--force: SIGKILL)")
+    kill = sub.add_parser(
+        "kill", help="SIGINT a running experiment, SIGKILL after --grace (--force: SIGKILL now)"
+    )
     kill.add_argument("names", nargs="+")
     kill.add_argument("--force", action="store_true")
+    kill.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a job gets to stop before it is killed (default 10)",
+    )
     retry = sub.add_parser("retry", help="queue failed experiments again")
     retry.add_argument("names", nargs="*")
     retry.add_argument("--failed", action="store_true", help="every failed experiment")

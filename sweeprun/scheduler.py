@@ -13,20 +13,21 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun import checkpoint, workspace
+from sweeprun import checkpoint, procs, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
 from sweeprun.exceptions import GitError, UsageError
 from sweeprun.executor import Job, JobReport, run_job
 from sweeprun.faults import storage_error
 from sweeprun.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
 from sweeprun.spec import Out, Stage
+from sweeprun.stopping import Stopper
 
 if TYPE_CHECKING:
     from sweeprun.commands import CommandRegistry
@@ -333,6 +334,13 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     cache = (str(root), types)
     fast_add = FastAddPolicy(config.repo.root, config.repo.common_dir)
     maxfail = _stop_after(session)
+    common = config.repo.common_dir
+    watchdog = procs.Watchdog()
+
+    def watch(sign: str, key: str) -> None:
+        """Tell the watchdog a job started (``+``) or ended (``-``)."""
+        token = procs.job_token(key, common)
+        watchdog.started(token) if sign == "+" else watchdog.ended(token)
 
     def jobs() -> Iterator[Any]:
         for record in records:
@@ -349,6 +357,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             if claimed is None:
                 continue  # another runner took it
             session.running[record.key] = claimed
+            watch("+", record.key)
             prepare_checkpoints(session, claimed)
             yield joblib.delayed(run_job)(
                 make_job(session, claimed, ident, commit_ident, cache, fast_add)
@@ -362,9 +371,20 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         client = Client(address) if address else Client(processes=False)  # type: ignore[no-untyped-call]
     publisher = CheckpointPublisher(session)
     publisher.publish_all()
+
+    def running() -> list[procs.ProcessRef]:
+        found = (workspace.running_command(common, key) for key in list(session.running))
+        return [p for p in found if p is not None]
+
+    def on_stop() -> None:
+        session.shouldstop = "interrupted"
+
     try:
-        _drain(session, jobs, backend, n_jobs, publisher, maxfail)
+        with Stopper(running, on_stop):
+            _drain(session, jobs, backend, n_jobs, publisher, maxfail, watch)
     except KeyboardInterrupt:
+        # Not from a signal during the run (its handler raises nothing): from elsewhere,
+        # e.g. the loop running outside the main thread.
         # Graceful: jobs get SIGINT (checkpoints are kept), the session puts unfinished
         # entries back in the queue and exits 2; a second Ctrl+C kills them.
         session.shouldstop = "interrupted"
@@ -373,23 +393,24 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     finally:
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
+        watchdog.close()  # every job has ended: the watchdog ends with nothing to do
     return True
 
 
 def stop_jobs(session: Session, sig: int, wait: float) -> None:
     """Signal every running job's process group; wait for them, SIGKILL on a 2nd Ctrl+C."""
     common = session.store.repo.common_dir
-    procs = [p for p in (workspace.running_command(common, k) for k in session.running) if p]
-    for proc in procs:
-        proc.signal_group(sig)
+    refs = [p for p in (workspace.running_command(common, k) for k in session.running) if p]
+    for ref in refs:
+        ref.signal_tree(sig)
     deadline = time.monotonic() + wait
     try:
-        while time.monotonic() < deadline and any(p.group_alive() for p in procs):
+        while time.monotonic() < deadline and any(p.tree_alive() for p in refs):
             time.sleep(0.05)
     except KeyboardInterrupt:
         pass
-    for proc in procs:
-        proc.signal_group(signal.SIGKILL)
+    for ref in refs:
+        ref.signal_tree(signal.SIGKILL)
 
 
 def _unrecorded(session: Session, report: JobReport, running: Record | None, why: str) -> JobReport:
@@ -415,6 +436,7 @@ def _drain(
     n_jobs: int,
     publisher: CheckpointPublisher,
     maxfail: int,
+    watch: Callable[[str, str], None],
 ) -> None:
     """Feed jobs to joblib and publish each result as it arrives (this thread only)."""
     import joblib
@@ -425,7 +447,14 @@ def _drain(
         )
         failures = 0
         for report in parallel(jobs()):
+            watch("-", report.key)
             running = session.running.get(report.key)
+            if report.interrupted:
+                # Cut short by the stop: not a result. Back to the queue, not reported.
+                session.running.pop(report.key, None)
+                if running is not None:
+                    session.store.release([running])
+                continue
             try:
                 if running is not None:
                     publisher.publish(report.key, running)
