@@ -262,6 +262,11 @@ def run_command(
             os.killpg(proc.pid, signal.SIGINT)
     try:
         rc = proc.wait(timeout=timeout)
+        if pidfile is not None and pid_holder is not None:
+            # First thing, so that a runner killed from now on leaves the outcome behind
+            # for the next runner to adopt (see sweeprun.adopt).
+            workspace.write_pid(pidfile, exit_line(pid_holder, rc))
+            pidfile = None
         if rc != 0 and STOP.is_set() and pid_holder is not None:
             pid_holder["interrupted"] = 1  # cut short by the stop: it goes back to the queue
         return rc
@@ -289,6 +294,14 @@ def run_command(
     finally:
         if pidfile is not None:
             workspace.write_pid(pidfile, "")
+
+
+def exit_line(pid_holder: Mapping[str, Any], rc: int) -> str:
+    """What a slot's pid file says once its command has exited: ``KEY exit RC STAGE CLAIM``
+    (``STAGE``: its index in the pipeline; ``CLAIM`` tells this run of the experiment from
+    an earlier one)."""
+    stage, claim = pid_holder.get("stage", -1), pid_holder.get("claim", "-")
+    return f"{pid_holder['key']} exit {rc} {stage} {claim}\n"
 
 
 def kill_tree(pid: int, env: Mapping[str, str]) -> None:

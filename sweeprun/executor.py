@@ -65,6 +65,9 @@ class Job:
     cache_dir: str = ""
     cache_types: tuple[str, ...] = DEFAULT_LINK_TYPES
     force: bool = False
+    #: This run's claim of the experiment (its lease time): an outcome left in a slot by a
+    #: killed runner is adopted only for the claim it was made under.
+    claim: str = "-"
     #: New files the result may take without asking git (the declared results, which are
     #: committed even when ignored); empty disables the in-process ``git add`` (filters
     #: or attributes are configured).
@@ -167,12 +170,18 @@ def job_env(job: Job, ws: Path) -> dict[str, str]:
 
 
 def execute_pipeline(
-    job: Job, ws: Path, env: dict[str, str], log: Any, pid: dict[str, Any] | None = None
+    job: Job,
+    ws: Path,
+    env: dict[str, str],
+    log: Any,
+    pid: dict[str, Any] | None = None,
+    adopted: pipeline.RunCommand | None = None,
 ) -> list[pipeline.StageOutcome]:
     """Link ignored deps, run or restore every stage (the caller records the lock).
 
     ``pid`` (filled in by :func:`~sweeprun.command.run_command`) tells the caller about
-    the commands: ``interrupted`` when the run's stop cut one short.
+    the commands: ``interrupted`` when the run's stop cut one short. ``adopted`` stands
+    in for running the commands: they ran already, under a runner that died.
     """
     cache = (
         Cache(Path(job.cache_dir), job.cache_types)
@@ -192,16 +201,23 @@ def execute_pipeline(
 
     if pid is None:
         pid = {}
-    pid.update({"pidfile": workspace.pid_file(ws), "key": job.key})
+    pid.update({"pidfile": workspace.pid_file(ws), "key": job.key, "claim": job.claim})
 
     params_files = list(job.meta.get("params", {}))
     ckpt_outs = [o.path for s in job.stages for o in s.outs if o.checkpoint]
 
+    names = [s.name for s in job.stages]
+
     def run(stage: Stage, cwd: Path, env: dict[str, str], log: Any) -> int:
+        pid["stage"] = names.index(stage.name)
         return run_command(
             stage.cmd, cwd, env, log, job.timeout, pid, bool(ckpt_outs), dict(stage.values)
         )
 
+    if adopted is not None:
+        return pipeline.run_stages(
+            job.stages, ws, cache, params_files, env, log, adopted, force=True, keep_outs=True
+        )
     if not ckpt_outs:
         outcomes = pipeline.run_stages(
             job.stages, ws, cache, params_files, env, log, run, force=job.force
@@ -349,8 +365,31 @@ def _attempt(job: Job, started: float, log_path: Path, attempt: int) -> JobRepor
         )
 
 
+def adopt_job(job: Job, ws: Path, rc: int, stage_index: int) -> JobReport:
+    """Record what a killed runner's job left in slot ``ws``: its commands had run, the
+    last (stage ``stage_index``) exiting with ``rc``; nothing runs again."""
+
+    def ran(stage: Stage, cwd: Path, env: dict[str, str], log: Any) -> int:
+        log.write(b"sweeprun: adopted: this command had finished under a runner that died\n")
+        return rc if job.stages[stage_index].name == stage.name else 0
+
+    started = time.time()
+    try:
+        return _in_workspace(job, ws, started, Path(job.log_path), 1, ["adopting"], ran)
+    except Exception:
+        return error_report(
+            job, started, Path(job.log_path), "could not adopt", traceback.format_exc(limit=6)
+        )
+
+
 def _in_workspace(
-    job: Job, ws: Path, started: float, log_path: Path, attempt: int, phase: list[str]
+    job: Job,
+    ws: Path,
+    started: float,
+    log_path: Path,
+    attempt: int,
+    phase: list[str],
+    adopted: pipeline.RunCommand | None = None,
 ) -> JobReport:
     """Run the stages in a checked-out workspace and record the result commit."""
     env = job_env(job, ws)
@@ -360,8 +399,8 @@ def _in_workspace(
     rc = 0
     message = ""
     holder: dict[str, Any] = {}
-    with open(log_path, "wb") as log:
-        outcomes = execute_pipeline(job, ws, env, log, holder)
+    with open(log_path, "ab" if adopted else "wb") as log:
+        outcomes = execute_pipeline(job, ws, env, log, holder, adopted)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed and holder.get("interrupted"):
         return replace(

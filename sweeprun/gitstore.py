@@ -21,7 +21,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -324,11 +324,12 @@ class ExpStore:
             and all(lease.alive() is False for lease in claims.get(rec.key, []))
         ]
 
-    def reclaim(self) -> list[Record]:
+    def reclaim(self, adopt: Callable[[Record], bool] | None = None) -> list[Record]:
         """Put orphaned running records back in the queue; return them.
 
         A command its dead runner left running is killed first: it must not keep writing
-        into a workspace that another job is about to take.
+        into a workspace that another job is about to take. ``adopt`` may record an
+        orphan instead (its command had finished): it returns whether it did.
         """
         found = self.orphans()
         for rec in found:
@@ -337,6 +338,8 @@ class ExpStore:
                 proc.signal_group(signal.SIGKILL)  # only if it is still that command
             # And whatever of its tree left the group (or outlived the command).
             procs.signal_token(procs.job_token(rec.key, self.repo.common_dir), signal.SIGKILL)
+        if adopt is not None:
+            found = [rec for rec in found if not adopt(rec)]
         self.release(found)
         for journal in leases.dead_journals(self.journal.directory):
             journal.unlink(missing_ok=True)  # all it named is back in the queue now

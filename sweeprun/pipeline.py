@@ -240,8 +240,13 @@ def run_stages(
     force: bool = False,
     dry: bool = False,
     params_texts: dict[str, str] | None = None,
+    keep_outs: bool = False,
 ) -> list[StageOutcome]:
-    """Run (or restore) ``stages`` in order in ``ws``; stop at the first failure."""
+    """Run (or restore) ``stages`` in order in ``ws``; stop at the first failure.
+
+    ``keep_outs``: the commands ran already (a killed runner's job being adopted): their
+    outputs are in the workspace and must not be removed first.
+    """
     outcomes: list[StageOutcome] = []
     planned: dict[str, str | None] = {}  # dry run: outputs upstream stages would produce
     for stage in stages:
@@ -282,7 +287,9 @@ def run_stages(
                 planned[path] = entry.get(path) if entry else None
             continue
         try:
-            outcome = _run_stage(stage, ws, cache, env, log, run_command, key, lock, force)
+            outcome = _run_stage(
+                stage, ws, cache, env, log, run_command, key, lock, force, keep_outs
+            )
         except OutsideError as exc:
             outcome = StageOutcome(stage.name, "failed", 1, f"stage {stage.name!r}: {exc}")
         outcomes.append(outcome)
@@ -301,6 +308,7 @@ def _run_stage(
     key: str,
     lock: dict[str, Any],
     force: bool,
+    keep_outs: bool = False,
 ) -> StageOutcome:
     """Restore one stage from the run-cache, or run it; record its outputs."""
     # Every path this stage makes sweeprun remove or replace, checked where it really is.
@@ -322,7 +330,7 @@ def _run_stage(
                 log.flush()
                 return StageOutcome(stage.name, "cached", 0, lock={**lock, "outs": entry})
         for out in stage.outs:
-            if not out.persist:
+            if not out.persist and not keep_outs:
                 remove(guarded(ws, out.path, "out"))
         log.write(f"+ [{stage.name}] {shown_cmd(stage)}\n".encode())
         log.flush()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun import checkpoint, procs, workspace
+from sweeprun import checkpoint, leases, procs, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
 from sweeprun.exceptions import GitError, UsageError
 from sweeprun.executor import Job, JobReport, run_job
@@ -144,6 +144,11 @@ class FastAddPolicy:
         return tuple(committed_results(stages))
 
 
+def claim_token(lease: leases.Lease | None) -> str:
+    """How a job and a later reclaimer name one claim of an experiment."""
+    return "-" if lease is None else f"{lease.pid}.{lease.started!r}"
+
+
 def make_job(
     session: Session,
     record: Record,
@@ -182,6 +187,7 @@ def make_job(
         cache_types=cache[1] if cache else DEFAULT_LINK_TYPES,
         force=bool(record.meta.get("force") or session.config.getoption("reset")),
         allowed_new=fast_add.allowed(stages) if fast_add is not None else (),
+        claim=claim_token(session.store.journal.lease(record.key)),
         files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
     )
 

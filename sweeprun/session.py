@@ -438,7 +438,11 @@ def _main(session: Session) -> int:
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
     session.queued = queued
     if run_all:
-        session.store.reclaim()  # experiments whose runner died run again
+        from sweeprun.adopt import adopter
+
+        # Experiments whose runner died: adopted when their command had finished, else
+        # run again.
+        session.store.reclaim(adopter(session))
         records = sorted(
             session.store.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id)
         )
@@ -454,6 +458,8 @@ def _main(session: Session) -> int:
     else:
         return EXIT_OK
     if not records:
+        if session.reports:  # adopted from a runner that died
+            return EXIT_FAILED if any(not r.passed for r in session.reports) else EXIT_OK
         return EXIT_NOTHING if not items else EXIT_OK
     config.hook.sweeprun_runloop(session=session, records=records)
     if session.shouldstop == "interrupted":

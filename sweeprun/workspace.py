@@ -125,6 +125,38 @@ def running_command(common_dir: str | os.PathLike[str], key: str) -> ProcessRef 
     return None
 
 
+def find_outcome(
+    common_dir: str | os.PathLike[str], key: str, claim: str
+) -> tuple[Path, int, int] | None:
+    """The slot where experiment ``key``'s command exited under claim ``claim``, with the
+    exit status and stage index it left (``KEY exit RC STAGE CLAIM``), if any."""
+    base = pool_dir(common_dir)
+    for path in base.glob("w*.pid") if base.is_dir() else ():
+        try:
+            words = path.read_text().split()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(words) == 5 and words[:2] == [key, "exit"] and words[4] == claim:
+            with contextlib.suppress(ValueError):
+                return base / path.stem, int(words[2]), int(words[3])
+    return None
+
+
+@contextlib.contextmanager
+def hold(ws: Path) -> Iterator[bool]:
+    """Take slot ``ws`` as it is (no checkout, nothing cleaned); ``False`` if it is busy."""
+    with open(ws.parent / f"{ws.name}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def clean(ws: Path) -> None:
     """Remove everything the index does not track, like ``git clean -ffdx``.
 

@@ -1,0 +1,78 @@
+"""Adopting what a killed runner finished: exactly once, even under ``kill -9``.
+
+A runner can die between a command's exit and the result's ref. Running the experiment
+again would run its command to completion twice. Instead, the moment a command exits its
+slot's pid file records ``KEY exit RC STAGE CLAIM`` (before anything else: see
+``command.run_command``), and the next runner that reclaims the experiment finds it
+there: if the command was the pipeline's last, and the slot still holds what it left
+(nobody took the slot since: the record is still there, under the claim the dead runner
+made), the result is recorded from that workspace without running anything. Otherwise
+the experiment goes back to the queue as before. A command that was still running when
+its runner died never finishes: the runner's watchdog kills it (``procs.Watchdog``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sweeprun import workspace
+from sweeprun.cache import cache_config
+from sweeprun.executor import adopt_job
+from sweeprun.git import identity_env
+from sweeprun.scheduler import (
+    FastAddPolicy,
+    claim_token,
+    commit_identity,
+    make_job,
+    stages_from_record,
+)
+
+if TYPE_CHECKING:
+    from sweeprun.gitstore import Record
+    from sweeprun.session import Session
+
+
+def adopter(session: Session) -> Callable[[Record], bool]:
+    """A function that records an orphan's finished result; ``True`` when it did."""
+    store = session.store
+    repo = session.config.repo
+
+    def adopt(rec: Record) -> bool:
+        claims = store.leases().get(rec.key, [])
+        if not claims:
+            return False
+        found = workspace.find_outcome(repo.common_dir, rec.key, claim_token(claims[0]))
+        stages = stages_from_record(rec.meta)
+        if found is None or not stages or found[2] != len(stages) - 1:
+            return False  # still running when its runner died, or not the last stage
+        ws, rc, stage = found
+        with workspace.hold(ws) as held:
+            # Under the slot's lock, the record must still be there: else another job
+            # has taken the slot since, and the workspace is not what the command left.
+            if not held or workspace.find_outcome(
+                repo.common_dir, rec.key, claim_token(claims[0])
+            ) != (ws, rc, stage):
+                return False
+            root, types = cache_config(repo.common_dir)
+            job = make_job(
+                session,
+                rec,
+                identity_env(repo.root),
+                commit_identity(repo.root),
+                (str(root), types),
+                FastAddPolicy(repo.root, repo.common_dir),
+            )
+            report = adopt_job(job, ws, rc, stage)
+            workspace.forget(ws)  # its index no longer tells the truth: check out next time
+        if report.result_commit is None:
+            return False
+        store.finish(rec, report.result_commit, report.name)
+        session.reports.append(report)
+        session.config.stdout.write(
+            f"adopted {rec.name}: its command had finished under a runner that died "
+            f"({report.outcome}); it does not run again\n"
+        )
+        return True
+
+    return adopt

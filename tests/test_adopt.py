@@ -1,0 +1,100 @@
+"""A runner killed after its job's command finished: the next runner adopts the result
+and runs nothing again."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from sweeprun.testing import SweepProject
+
+# Holds the runner between "the command finished" and "its result is published", when
+# HOLD_AT names a file: the test kills the runner there.
+SWEEPCONF = """
+import os, pathlib, time
+import sweeprun
+
+@sweeprun.hookimpl(tryfirst=True)
+def sweeprun_store_result(session, report):
+    hold = os.environ.get("HOLD_AT")
+    if hold:
+        pathlib.Path(hold).touch()
+        time.sleep(300)
+"""
+JOB = """
+import json, os, sys
+with open({done!r}, "a") as f:
+    f.write("completed\\n")
+json.dump({{"ok": 1}}, open("m.json", "w"))
+sys.exit(int(os.environ.get("RC", "0")))
+"""
+
+
+def test_a_result_finished_under_a_killed_runner_is_adopted_not_rerun(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    done = tmp_path / "done.txt"
+    hold = tmp_path / "holding"
+    p.write("sweepconf.py", SWEEPCONF)
+    p.write("job.py", JOB.format(done=str(done)))
+    p.write(
+        "sweeps.yaml",
+        f"stages:\n  prep:\n    cmd: echo prep\n  main:\n    cmd: {sys.executable} job.py\n"
+        "    metrics: [m.json]\n",
+    )
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    assert p.run("sweeps.yaml", "-n", "one").ret == 0
+    runner = p.popen("--run-all", env=dict(os.environ, HOLD_AT=str(hold)))
+    deadline = time.monotonic() + 60
+    while not hold.exists():
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.02)
+    runner.kill()  # kill -9 between the command's exit and the result's ref
+    runner.communicate()
+    assert [r["state"] for r in p.records()] == ["running"]
+    res = p.run("--run-all")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "adopted one: its command had finished under a runner that died" in res.stdout
+    assert done.read_text().splitlines() == ["completed"]  # ran to completion once
+    (rec,) = p.records()
+    assert rec["state"] == "success" and rec["metrics"] == {"m.json": {"ok": 1}}
+    assert not p.refs("refs/sweeprun/running/") and not p.refs("refs/sweeprun/queue/")
+    log = p.run("queue", "logs", "one").stdout
+    assert "adopted" in log
+
+
+def test_a_command_killed_with_its_runner_runs_again(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """No adoption without the outcome: the command was still running, so it never
+    finished; it runs (once) under the next runner."""
+    p = sweepproject
+    done = tmp_path / "done.txt"
+    started = tmp_path / "started"
+    p.write(
+        "job.py",
+        f"import pathlib, time, json\npathlib.Path({str(started)!r}).touch()\n"
+        f"time.sleep(float(open({str(tmp_path / 'sleep')!r}).read()))\n"
+        f"open({str(done)!r}, 'a').write('completed\\n')\n"
+        "json.dump({'ok': 1}, open('m.json', 'w'))\n",
+    )
+    (tmp_path / "sleep").write_text("300")
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nmetrics: [m.json]\n")
+    p.commit()
+    assert p.run("sweeps.yaml").ret == 0
+    runner = p.popen("--run-all")
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.02)
+    runner.kill()
+    runner.communicate()
+    (tmp_path / "sleep").write_text("0")
+    res = p.run("--run-all")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "adopted" not in res.stdout
+    assert done.read_text().splitlines() == ["completed"]
