@@ -1,0 +1,27 @@
+"""The fault campaign: a runner killed (-9), terminated or interrupted at a random moment,
+then run again. Each experiment must be recorded once and run to completion once.
+
+Small in CI (``SWEEPRUN_FAULT_TRIALS``, default 3 per fault); ``benchmarks/bench_faults.py
+--trials 20`` runs the long version.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from sweeprun.testing import fault_campaign
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    "fault", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill-9", "sigterm", "ctrl-c"]
+)
+def test_every_experiment_exactly_once(tmp_path: Path, fault: int) -> None:
+    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "3"))
+    (result,) = fault_campaign(tmp_path, [fault], trials).values()
+    assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)
+    assert result.trials == trials
