@@ -1,25 +1,33 @@
 """Adopting what a killed runner finished: exactly once, even under ``kill -9``.
 
 A runner can die between a command's exit and the result's ref. Running the experiment
-again would run its command to completion twice. Instead, the moment a command exits its
-slot's pid file records ``KEY exit RC STAGE CLAIM`` (before anything else: see
-``command.run_command``), and the next runner that reclaims the experiment finds it
-there: if the command was the pipeline's last, and the slot still holds what it left
-(nobody took the slot since: the record is still there, under the claim the dead runner
-made), the result is recorded from that workspace without running anything. Otherwise
-the experiment goes back to the queue as before. A command that was still running when
+again would run its command to completion twice. Instead, the next runner that reclaims
+the experiment looks for what the dead one left:
+
+1. the result commit, which the job notes in its runner's lease journal (``<key> done
+   <sha>``) the moment it exists: it is published as it is;
+2. else the outcome of the last command, which its slot's pid file records the moment the
+   command exits (``KEY exit RC STAGE CLAIM``, before anything else: see
+   ``command.run_command``): if it was the pipeline's last command and the slot still holds
+   what it left (nobody took the slot since: the record is still there, under the claim
+   the dead runner made), the result is recorded from that workspace without running
+   anything.
+
+Otherwise the experiment goes back to the queue as before. A command that was still running when
 its runner died never finishes: the runner's watchdog kills it (``procs.Watchdog``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeprun import workspace
 from sweeprun.cache import cache_config
-from sweeprun.executor import adopt_job
-from sweeprun.git import identity_env
+from sweeprun.executor import JobReport, adopt_job
+from sweeprun.git import identity_env, run_git
+from sweeprun.gitstore import parse_message
 from sweeprun.scheduler import (
     FastAddPolicy,
     claim_token,
@@ -38,10 +46,49 @@ def adopter(session: Session) -> Callable[[Record], bool]:
     store = session.store
     repo = session.config.repo
 
+    def publish(rec: Record, commit: str) -> bool:
+        """The job had made its result commit: publish it as it is."""
+        body = run_git(["log", "-1", "--format=%B", commit], store.cwd, check=False)
+        meta = parse_message(body)
+        if meta is None or meta.get("key") != rec.key:
+            return False
+        state = str(meta.get("state", "failed"))
+        log = repo.state_dir / "logs" / f"{rec.key}.log"
+        with contextlib.suppress(OSError), open(log, "ab") as f:
+            f.write(b"sweeprun: adopted: its runner died before publishing this result\n")
+        report = JobReport(
+            key=rec.key,
+            name=rec.name,
+            exp_id=rec.id,
+            outcome="passed" if state == "success" else "failed",
+            returncode=meta.get("returncode"),
+            started=float(meta.get("started", 0)),
+            finished=float(meta.get("finished", 0)),
+            result_commit=commit,
+            log_path=str(log),
+            log_tail=str(meta.get("log_tail", "")),
+            metrics=meta.get("metrics", {}),
+            message=str(meta.get("message", "")),
+        )
+        return done(rec, report)
+
+    def done(rec: Record, report: JobReport) -> bool:
+        if report.result_commit is None:
+            return False
+        store.finish(rec, report.result_commit, report.name)
+        session.reports.append(report)
+        session.config.stdout.write(
+            f"adopted {rec.name}: its command had finished under a runner that died "
+            f"({report.outcome}); it does not run again\n"
+        )
+        return True
+
     def adopt(rec: Record) -> bool:
         claims = store.leases().get(rec.key, [])
         if not claims:
             return False
+        if claims[0].result and publish(rec, claims[0].result):
+            return True
         found = workspace.find_outcome(repo.common_dir, rec.key, claim_token(claims[0]))
         stages = stages_from_record(rec.meta)
         if found is None or not stages or found[2] != len(stages) - 1:
@@ -65,14 +112,6 @@ def adopter(session: Session) -> Callable[[Record], bool]:
             )
             report = adopt_job(job, ws, rc, stage)
             workspace.forget(ws)  # its index no longer tells the truth: check out next time
-        if report.result_commit is None:
-            return False
-        store.finish(rec, report.result_commit, report.name)
-        session.reports.append(report)
-        session.config.stdout.write(
-            f"adopted {rec.name}: its command had finished under a runner that died "
-            f"({report.outcome}); it does not run again\n"
-        )
-        return True
+        return done(rec, report)
 
     return adopt

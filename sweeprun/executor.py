@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeprun import pipeline, procs, workspace
+from sweeprun import leases, pipeline, procs, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, Cache
 from sweeprun.command import run_command
 from sweeprun.faults import disk_full, storage_error
@@ -68,6 +68,9 @@ class Job:
     #: This run's claim of the experiment (its lease time): an outcome left in a slot by a
     #: killed runner is adopted only for the claim it was made under.
     claim: str = "-"
+    #: The runner's lease journal: the job notes its result commit there the moment it
+    #: exists, for the next runner to publish if this one dies first.
+    journal: str = ""
     #: New files the result may take without asking git (the declared results, which are
     #: committed even when ignored); empty disables the in-process ``git add`` (filters
     #: or attributes are configured).
@@ -457,6 +460,9 @@ def _in_workspace(
     if any(o.status != "failed" for o in outcomes):
         lock[pipeline.LOCK_FILE] = pipeline.lock_bytes(outcomes)
     result = commit_result(ws, job, meta, chain[-1][0] if chain else "", lock)
+    if job.journal:
+        with contextlib.suppress(OSError):
+            leases.record_result(job.journal, job.key, result)
     return JobReport(
         key=job.key,
         name=job.name,

@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SUFFIX = ".lease"
@@ -38,6 +38,9 @@ class Lease:
     pid: int
     started: float  # when the runner claimed it
     journal: Path | None = None
+    #: The result commit its job made, once made (``<key> done <sha>``): a killed runner's
+    #: finished experiment is published from it, not run again.
+    result: str | None = None
 
     def alive(self) -> bool | None:
         """Whether the runner lives; ``None`` when it runs on another host."""
@@ -112,6 +115,16 @@ class LeaseJournal:
                 self.path = None
 
 
+def record_result(journal: str | os.PathLike[str], key: str, commit: str) -> None:
+    """Append ``<key> done <sha>`` to a runner's journal (from the job, in any process of
+    that runner): one short O_APPEND write, whole even beside the runner's own."""
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, f"{key} done {commit}\n".encode())
+    finally:
+        os.close(fd)
+
+
 def read_all(directory: Path) -> dict[str, list[Lease]]:
     """Every standing claim, by experiment key, from every runner's journal."""
     return read_claims(directory)[0]
@@ -169,6 +182,9 @@ def _read(path: Path) -> dict[str, Lease] | None:
         key, _, when = line.partition(" ")
         if when == "-":
             claims.pop(key, None)
+            continue
+        if when.startswith("done ") and key in claims:
+            claims[key] = replace(claims[key], result=when[5:].strip())
             continue
         try:
             claims[key] = Lease(host, pid, float(when), path)

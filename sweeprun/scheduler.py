@@ -188,6 +188,7 @@ def make_job(
         force=bool(record.meta.get("force") or session.config.getoption("reset")),
         allowed_new=fast_add.allowed(stages) if fast_add is not None else (),
         claim=claim_token(session.store.journal.lease(record.key)),
+        journal=str(session.store.journal.path or ""),
         files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
     )
 

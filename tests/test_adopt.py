@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sweeprun.testing import SweepProject
 
 # Holds the runner between "the command finished" and "its result is published", when
@@ -32,9 +34,13 @@ sys.exit(int(os.environ.get("RC", "0")))
 """
 
 
+@pytest.mark.parametrize("made", ["result-commit", "command-only"])
 def test_a_result_finished_under_a_killed_runner_is_adopted_not_rerun(
-    sweepproject: SweepProject, tmp_path: Path
+    sweepproject: SweepProject, tmp_path: Path, made: str
 ) -> None:
+    """``result-commit``: the runner died after its job made the result commit (noted in
+    the journal); ``command-only``: before (the note is taken out of the journal, as if it
+    had died a moment earlier): then the result is made from the slot the job left."""
     p = sweepproject
     done = tmp_path / "done.txt"
     hold = tmp_path / "holding"
@@ -55,6 +61,11 @@ def test_a_result_finished_under_a_killed_runner_is_adopted_not_rerun(
         time.sleep(0.02)
     runner.kill()  # kill -9 between the command's exit and the result's ref
     runner.communicate()
+    (journal,) = (p.path / ".git" / "sweeprun" / "leases").glob("*.lease")
+    lines = journal.read_text().splitlines()
+    assert any(" done " in ln for ln in lines)
+    if made == "command-only":
+        journal.write_text("".join(ln + "\n" for ln in lines if " done " not in ln))
     assert [r["state"] for r in p.records()] == ["running"]
     res = p.run("--run-all")
     assert res.ret == 0, res.stdout + res.stderr
