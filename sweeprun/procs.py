@@ -222,6 +222,12 @@ class Watchdog:
         """The job with this token has ended."""
         self._say("-" + token)
 
+    def command(self, ref: ProcessRef) -> None:
+        """A job's command started: its group is killed first, the moment the runner dies
+        (before the slower search for the rest of the tree by token)."""
+        if ref.token:
+            self._say(f"g {ref.token} {ref.pid} {ref.start or '-'}")
+
     def close(self) -> None:
         """The runner ends normally (every job ended): the watchdog exits."""
         if self._proc is not None:
@@ -232,17 +238,31 @@ class Watchdog:
             self._proc = None
 
 
+#: The watchdog of the runner in this process, if any: commands started here announce
+#: their process group to it (see :meth:`Watchdog.command`).
+current: Watchdog | None = None
+
+
 def watchdog_main() -> None:  # pragma: no cover - runs in the watchdog process
     """Read ``+TOKEN``/``-TOKEN`` lines until the runner's end of the pipe closes; then
     kill every tree still listed (none, when the runner ended normally)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    live: set[str] = set()
+    live: dict[str, ProcessRef | None] = {}
     for line in sys.stdin:
         word = line.strip()
         if word.startswith("+"):
-            live.add(word[1:])
+            live[word[1:]] = None
         elif word.startswith("-"):
-            live.discard(word[1:])
+            live.pop(word[1:], None)
+        elif word.startswith("g "):
+            _, token, pid, start = [*word.split(), "", "", ""][:4]
+            if token in live and pid.isdigit():
+                live[token] = ProcessRef(int(pid), None if start == "-" else start)
+    # Every microsecond counts now: a command that finishes after its runner died would
+    # run again. Groups first (one kill each), then the search by token.
+    for ref in live.values():
+        if ref is not None:
+            ref.signal_group(signal.SIGKILL)
     for token in live:
         signal_token(token, signal.SIGKILL)
 

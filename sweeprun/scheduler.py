@@ -342,7 +342,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     fast_add = FastAddPolicy(config.repo.root, config.repo.common_dir)
     maxfail = _stop_after(session)
     common = config.repo.common_dir
-    watchdog = procs.Watchdog()
+    watchdog = procs.current = procs.Watchdog()
 
     def watch(sign: str, key: str) -> None:
         """Tell the watchdog a job started (``+``) or ended (``-``)."""
@@ -401,6 +401,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
         watchdog.close()  # every job has ended: the watchdog ends with nothing to do
+        procs.current = None
     return True
 
 
