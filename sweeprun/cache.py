@@ -356,13 +356,15 @@ class Cache:
     @contextlib.contextmanager
     def stage_lock(self, key: str) -> Iterator[None]:
         """Exclusive while a stage with ``key`` is being computed (across processes)."""
-        self.locks.mkdir(parents=True, exist_ok=True)
-        with open(self.locks / f"{key}.lock", "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        from sweeprun import damage
+
+        damage.ensure_dir(self.locks, self.root)
+        fd = damage.open_lock(self.locks / f"{key}.lock", self.root)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            damage.close(fd)
 
     def all_objects(self) -> list[str]:
         """Every object digest in the cache (for gc)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -44,18 +45,64 @@ def signal_path(common_dir: str | os.PathLike[str], key: str) -> Path:
     return Path(common_dir) / "sweeprun" / "signals" / f"{key}.ckpt"
 
 
+_LINE = re.compile(rb"([0-9a-f]{40}) ([0-9]+)")
+_TORN = re.compile(rb"[0-9a-f]{0,40}|[0-9a-f]{40} [0-9]*")  # what a cut-short append leaves
+
+
 def read_journal(path: Path) -> list[tuple[str, int]]:
-    """``[(commit, step), …]`` from a journal; a torn last line is ignored."""
+    """``[(commit, step), …]`` from a journal; a torn last line is ignored; a damaged
+    journal reads as empty (see :func:`load_chain`, which also sets it aside)."""
+    return _parse_journal(path) or []
+
+
+def _parse_journal(path: Path) -> list[tuple[str, int]] | None:
+    """The journal's chain; ``None`` when it is damaged (not a torn last line)."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
+    except OSError:
+        return None
+    lines = data.split(b"\n")
     out = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 40:
-            out.append((parts[0], int(parts[1])))
+    for i, line in enumerate(lines):
+        match = _LINE.fullmatch(line)
+        if match:
+            out.append((match.group(1).decode(), int(match.group(2))))
+        elif line and (i < len(lines) - 1 or not _TORN.fullmatch(line)):
+            return None  # only the last line may be cut short (a crash mid-append)
     return out
+
+
+def load_chain(
+    common_dir: str | os.PathLike[str], cwd: str | os.PathLike[str], key: str
+) -> list[tuple[str, int]]:
+    """An experiment's checkpoints, ``[(commit, step), …]``: from its journal, or, when the
+    journal is empty or damaged, from its published ref ``refs/sweeprun/checkpoints/<key>``
+    (a damaged journal is set aside, and written anew from the ref)."""
+    from sweeprun.damage import set_aside
+    from sweeprun.git import run_git
+    from sweeprun.gitstore import parse_message
+
+    path = journal_path(common_dir, key)
+    got = _parse_journal(path)
+    if got is None:
+        set_aside(path, Path(common_dir) / "sweeprun", "is damaged (not a checkpoint journal)")
+        got = []
+    if got:
+        return got
+    tip = run_git(["rev-parse", "-q", "--verify", REF_PREFIX + key], cwd, check=False).strip()
+    if not tip:
+        return []
+    meta = parse_message(run_git(["log", "-1", "--format=%B", tip], cwd, check=False)) or {}
+    commits = list(reversed(chain(cwd, tip, str(meta.get("baseline", "")) or tip + "^")))
+    got = [(sha, int(m.get("step", 0))) for sha, m in commits]
+    if got:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".rebuilt")
+        tmp.write_text("".join(f"{sha} {step}\n" for sha, step in got))
+        os.replace(tmp, path)
+    return got
 
 
 def append_journal(path: Path, commit: str, step: int) -> None:

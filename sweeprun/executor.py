@@ -251,7 +251,7 @@ def _run_with_checkpoints(
     from sweeprun import checkpoint
 
     journal = checkpoint.journal_path(job.common_dir, job.key)
-    chain = checkpoint.read_journal(journal)
+    chain = checkpoint.load_chain(job.common_dir, ws, job.key)
     parent, step = chain[-1] if chain else (job.baseline, 0)
     if chain:
         lock = json.loads(run_git(["show", f"{parent}:{pipeline.LOCK_FILE}"], ws))

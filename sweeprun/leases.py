@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sweeprun.damage import ensure_dir
+
 SUFFIX = ".lease"
 
 
@@ -93,7 +95,7 @@ class LeaseJournal:
     def _append(self, line: str) -> None:
         with self._lock:
             if self._fd is None:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                ensure_dir(self.directory, self.directory.parent)
                 pid = os.getpid()
                 self.path = self.directory / f"{self._host}-{pid}-{time.time_ns()}{SUFFIX}"
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)

@@ -266,7 +266,7 @@ class CheckpointPublisher:
 
     def publish(self, key: str, record: Record | None = None) -> None:
         store = self.session.store
-        chain = checkpoint.read_journal(checkpoint.journal_path(store.repo.common_dir, key))
+        chain = checkpoint.load_chain(store.repo.common_dir, store.cwd, key)
         if not chain or self.seen.get(key) == len(chain):
             return
         ref = checkpoint.REF_PREFIX + key
@@ -286,7 +286,8 @@ class CheckpointPublisher:
         d = Path(self.session.store.repo.common_dir) / "sweeprun" / "checkpoints"
         if d.is_dir():
             for journal in d.iterdir():
-                self.publish(journal.name)
+                if "." not in journal.name:  # not a journal being rewritten
+                    self.publish(journal.name)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.1):
@@ -317,7 +318,7 @@ def prepare_checkpoints(session: Session, record: Record) -> None:
         sha = run_git(
             ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd, check=False
         ).strip()
-        chain = checkpoint.read_journal(journal)
+        chain = checkpoint.load_chain(store.repo.common_dir, store.cwd, record.key)
         shas = [c for c, _ in chain]
         if sha and sha in shas:
             kept = chain[: shas.index(sha) + 1]

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from sweeprun import gitobjects
+from sweeprun import damage, gitobjects
 from sweeprun.git import run_git
 from sweeprun.paths import reason_outside
 from sweeprun.procs import ProcessRef
@@ -53,15 +53,15 @@ def acquire(
     last held a sibling of it, switching is done in-process — see :func:`_fast_switch`.
     """
     base = pool_dir(common_dir)
-    base.mkdir(parents=True, exist_ok=True)
+    damage.ensure_dir(base, base.parent)
     for i in itertools.count():
         if i >= MAX_SLOTS:
             raise RuntimeError(f"no free workspace slot in {base}")
-        lock = open(base / f"w{i}.lock", "a+")  # noqa: SIM115 - held for the with-body
+        lock = damage.open_lock(base / f"w{i}.lock", base.parent)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.close()
+            damage.close(lock)
             continue
         break
     ws = base / f"w{i}"
@@ -73,7 +73,7 @@ def acquire(
         yield ws
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        damage.close(lock)
 
 
 @contextlib.contextmanager
@@ -86,13 +86,13 @@ def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
     slot is created once), so one pool-wide lock, held across processes, costs nothing.
     """
     base = pool_dir(common_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / "admin.lock", "a+") as lock:
+    damage.ensure_dir(base, base.parent)
+    lock = damage.open_lock(base / "admin.lock", base.parent)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
+    finally:
+        damage.close(lock)  # closing drops the lock
 
 
 def pid_file(ws: Path) -> Path:
@@ -145,16 +145,16 @@ def find_outcome(
 @contextlib.contextmanager
 def hold(ws: Path) -> Iterator[bool]:
     """Take slot ``ws`` as it is (no checkout, nothing cleaned); ``False`` if it is busy."""
-    with open(ws.parent / f"{ws.name}.lock", "a+") as lock:
+    lock = damage.open_lock(ws.parent / f"{ws.name}.lock", ws.parent.parent)
+    try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
-        try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield True
+    finally:
+        damage.close(lock)
 
 
 def clean(ws: Path) -> None:

@@ -1,0 +1,84 @@
+"""Damaged private state is set aside with one warning line, never fatal."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweeprun.checkpoint import journal_path, read_journal
+from sweeprun.testing import SweepProject
+
+PYTHON = """
+import json, os, yaml
+from sweeprun.api import make_checkpoint
+p = yaml.safe_load(open("params.yaml"))
+start = int(open("model.txt").read()) if os.path.exists("model.txt") else 0
+for step in range(start + 1, p["steps"] + 1):
+    open(os.environ["STEPS_FILE"], "a").write(f"{step}\\n")
+    open("model.txt", "w").write(str(step))
+    json.dump({"step": step}, open("m.json", "w"))
+    make_checkpoint()
+"""
+
+
+def _checkpointed(p: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    steps = tmp_path / "steps.txt"
+    monkeypatch.setenv("STEPS_FILE", str(steps))
+    p.write("params.yaml", "steps: 3\n")
+    p.write("train.py", PYTHON)
+    p.write(
+        "sweeps.yaml",
+        f"params: params.yaml\nstages:\n  train:\n    cmd: {sys.executable} train.py\n"
+        "    outs:\n      - model.txt: {checkpoint: true}\n    metrics: [m.json]\n",
+    )
+    p.commit()
+    assert p.run("--run").ret == 0
+    return steps
+
+
+@pytest.mark.parametrize("damage", ["random-bytes", "empty"])
+def test_a_damaged_checkpoint_journal_falls_back_to_the_published_ref(
+    sweepproject: SweepProject,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    damage: str,
+) -> None:
+    p = sweepproject
+    steps = _checkpointed(p, tmp_path, monkeypatch)
+    (rec,) = p.records()
+    journal = journal_path(p.path / ".git", rec["key"])
+    assert len(read_journal(journal)) == 3
+    journal.write_bytes(os.urandom(300) if damage == "random-bytes" else b"")
+    # Run again: it resumes from checkpoint 3, which the ref still has: no step reruns.
+    steps.unlink()
+    res = p.run_subprocess("--run", "--force")
+    assert res.ret == 0, res.stdout + res.stderr
+    if damage == "random-bytes":
+        assert "is damaged (not a checkpoint journal); set aside as" in res.stderr
+        assert list((p.path / ".git" / "sweeprun" / "corrupt").iterdir())
+    assert "resuming from checkpoint 3" in p.run("queue", "logs", rec["name"]).stdout
+    assert not steps.exists()  # nothing was trained again
+
+
+def test_a_lock_that_became_a_directory_and_a_leases_folder_that_became_a_file(
+    sweepproject: SweepProject,
+) -> None:
+    p = sweepproject
+    p.quickstart()
+    assert p.run("sweeps.yaml", "-k", "model.degree=1", "--run").ret == 0
+    state = p.path / ".git" / "sweeprun"
+    lock = state / "ws" / "w0.lock"
+    lock.unlink()
+    lock.mkdir()
+    shutil.rmtree(state / "leases", ignore_errors=True)
+    (state / "leases").write_text("not a folder")
+    res = p.run_subprocess("sweeps.yaml", "-k", "model.degree=2", "--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "w0.lock is a directory, not a lock file; set aside as" in res.stderr
+    assert "leases is not a directory; set aside as" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 2  # one line each, no traceback
+    assert len(list((state / "corrupt").iterdir())) == 2
