@@ -23,7 +23,7 @@ import pluggy
 from sweeprun import checkpoint, leases, procs, workspace
 from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
 from sweeprun.exceptions import GitError, UsageError
-from sweeprun.executor import Job, JobReport, run_job
+from sweeprun.executor import Job, JobReport, error_report, run_job
 from sweeprun.faults import storage_error
 from sweeprun.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
 from sweeprun.spec import Out, Stage
@@ -142,6 +142,34 @@ class FastAddPolicy:
         from sweeprun.pipeline import committed_results
 
         return tuple(committed_results(stages))
+
+
+class FailFast:
+    """``run_job``, counting failures toward ``-x``/``--maxfail`` in the worker thread.
+
+    joblib asks for the next job the moment one ends, before the run loop has seen its
+    report, and takes jobs from the queue ``-j`` at a time: so failures are counted here,
+    and a job that reaches a worker once the run is stopping (``-x``, a full disk, a
+    signal) does not start: it goes back to the queue.
+    """
+
+    def __init__(self, session: Session, maxfail: int) -> None:
+        self.session = session
+        self.maxfail = maxfail
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, job: Job) -> JobReport:
+        if self.session.shouldstop:
+            stopped = error_report(job, time.time(), Path(job.log_path), "not started", "")
+            return replace(stopped, interrupted=True)
+        report = run_job(job)
+        if self.maxfail and not report.passed and not report.interrupted:
+            with self._lock:
+                self.failures += 1
+                if self.failures >= self.maxfail and not self.session.shouldstop:
+                    self.session.shouldstop = f"stopping after {self.failures} failures"
+        return report
 
 
 def claim_token(lease: leases.Lease | None) -> str:
@@ -350,6 +378,10 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         token = procs.job_token(key, common)
         watchdog.started(token) if sign == "+" else watchdog.ended(token)
 
+    # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the
+    # queue ahead of time does not start once the run is stopping (see FailFast).
+    run = FailFast(session, maxfail) if backend == "threading" else run_job
+
     def jobs() -> Iterator[Any]:
         for record in records:
             if session.shouldstop:
@@ -367,7 +399,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             session.running[record.key] = claimed
             watch("+", record.key)
             prepare_checkpoints(session, claimed)
-            yield joblib.delayed(run_job)(
+            yield joblib.delayed(run)(
                 make_job(session, claimed, ident, commit_ident, cache, fast_add)
             )
 

@@ -457,11 +457,22 @@ def _main(session: Session) -> int:
         records = list(queued) + list(skipped.values())
     else:
         return EXIT_OK
+    # The exit code reflects every collected experiment's recorded outcome: a rerun of
+    # 'SPEC --run' over recorded failures must not go green by skipping them.
+    failed_before = run_now and bool(recorded_failures(session))
     if not records:
         if session.reports:  # adopted from a runner that died
             return EXIT_FAILED if any(not r.passed for r in session.reports) else EXIT_OK
+        if failed_before:
+            return EXIT_FAILED
         return EXIT_NOTHING if not items else EXIT_OK
     config.hook.sweeprun_runloop(session=session, records=records)
     if session.shouldstop == "interrupted":
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if any(not r.passed for r in session.reports) else EXIT_OK
+    failed = failed_before or any(not r.passed for r in session.reports)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def recorded_failures(session: Session) -> list[Record]:
+    """Collected experiments skipped because they already have a failed result."""
+    return [rec for _, rec in session.skipped_duplicates if rec.state in ("failed", "timeout")]

@@ -220,7 +220,13 @@ class TerminalReporter:
         skipped = len(session.skipped_duplicates) if self.config.getoption("run") else 0
         parts = [f"{counts[k]} {k}" for k in ("passed", "failed", "error") if counts.get(k)]
         if skipped:
-            parts.append(f"{skipped} skipped")
+            from sweeprun.session import recorded_failures
+
+            n_failed = len(recorded_failures(session))
+            parts.append(
+                f"{skipped} skipped"
+                + (f" ({n_failed} recorded as failed: --lf reruns them)" if n_failed else "")
+            )
         elapsed = time.time() - session.started
         summary = ", ".join(parts) or "no experiments ran"
         self.sep("=", f"{summary} in {elapsed:.2f}s")

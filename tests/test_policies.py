@@ -1,0 +1,52 @@
+"""Failure policies mean what they say at any -j; exit codes reflect recorded outcomes."""
+
+from __future__ import annotations
+
+import sys
+
+from sweeprun.testing import SweepProject
+
+FAIL = "import time, sys; time.sleep(0.3); sys.exit(1)"
+
+
+def _failing(p: SweepProject, n: int = 4) -> None:
+    p.write("params.yaml", "i: 0\n")
+    p.write("fail.py", FAIL)
+    p.write(
+        "sweeps.yaml",
+        f"cmd: {sys.executable} fail.py\nsweeps:\n  g:\n    matrix: {{i: {list(range(n))}}}\n",
+    )
+    p.commit()
+
+
+def _states(p: SweepProject) -> list[str]:
+    return sorted(r["state"] for r in p.records())
+
+
+def test_exitfirst_stops_dispatching_at_j2(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    _failing(p)
+    res = p.run("sweeps.yaml", "--run", "-j", "2", "-x")
+    assert res.ret == 1
+    assert "stopping after 1 failures" in res.stdout
+    # The two dispatched at once finish; nothing more starts.
+    assert _states(p) == ["failed", "failed", "queued", "queued"]
+
+
+def test_maxfail_stops_dispatching_at_j2(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    _failing(p, 6)
+    res = p.run("sweeps.yaml", "--run", "-j", "2", "--maxfail", "2")
+    assert res.ret == 1
+    assert "stopping after 2 failures" in res.stdout
+    states = _states(p)
+    assert 2 <= states.count("failed") <= 3 and states.count("queued") >= 3, states
+
+
+def test_a_rerun_over_recorded_failures_is_not_green(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    _failing(p, 2)
+    assert p.run("sweeps.yaml", "--run").ret == 1
+    res = p.run("sweeps.yaml", "--run")
+    assert res.ret == 1, res.stdout
+    assert "2 skipped (2 recorded as failed: --lf reruns them)" in res.stdout
