@@ -7,6 +7,7 @@ raises typed errors (``UsageError`` → 4) or returns codes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -145,6 +146,8 @@ def main(args: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
     except KeyboardInterrupt:
         print("sweeprun: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader went away: console_main ends quietly
     except SweeprunError as exc:
         print(f"sweeprun: internal error: {exc}", file=sys.stderr)
         return ExitCode.INTERNAL_ERROR
@@ -175,9 +178,19 @@ def _describe_crash(exc: BaseException, config: Config | None) -> str:
 
 
 def console_main() -> int:
-    """The ``sweeprun`` console script."""
-    code = main()
-    sys.stdout.flush()
+    """The ``sweeprun`` console script.
+
+    A reader that goes away (``sweeprun show | head``) ends the output quietly: the rest
+    goes to ``/dev/null`` (so that no flush at exit fails again) and the exit code is 1, as
+    Python's documentation recommends for a closed pipe.
+    """
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return code
 
 

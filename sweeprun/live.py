@@ -67,8 +67,11 @@ class LiveProgress:
         for key, rec in list(self.session.running.items()):
             lease = self.session.store.journal.lease(key)
             since = lease.started if lease is not None else now
+            # Text, not str: a log line is printed as it is, never read as rich markup.
             table.add_row(
-                rec.name, f"{now - since:.0f}s", _last_line(state / "logs" / f"{key}.log")
+                Text(rec.name),
+                f"{now - since:.0f}s",
+                Text(_last_line(state / "logs" / f"{key}.log")),
             )
         return Group(head, table)
 

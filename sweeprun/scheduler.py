@@ -234,6 +234,13 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     g.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786"
     )
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how long to wait for the Dask scheduler (default 10)",
+    )
     f = parser.add_argument_group("failure policy and resources")
     f.add_argument(
         "--timeout",
@@ -371,7 +378,6 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     fast_add = FastAddPolicy(config.repo.root, config.repo.common_dir)
     maxfail = _stop_after(session)
     common = config.repo.common_dir
-    watchdog = procs.current = procs.Watchdog()
 
     def watch(sign: str, key: str) -> None:
         """Tell the watchdog a job started (``+``) or ended (``-``)."""
@@ -408,7 +414,20 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         from distributed import Client
 
         address = config.getoption("scheduler")
-        client = Client(address) if address else Client(processes=False)  # type: ignore[no-untyped-call]
+        wait = config.getoption("connect_timeout")
+        if not (wait > 0 and wait < float("inf")):
+            raise UsageError(f"--connect-timeout {wait}: give a number of seconds > 0")
+        try:
+            client = (
+                Client(address, timeout=wait)  # type: ignore[no-untyped-call]
+                if address
+                else Client(processes=False)  # type: ignore[no-untyped-call]
+            )
+        except (OSError, TimeoutError) as exc:
+            raise UsageError(
+                f"--scheduler {address}: no Dask scheduler answered within {wait:g} s "
+                f"({type(exc).__name__})"
+            ) from None
     publisher = CheckpointPublisher(session)
     publisher.publish_all()
 
@@ -419,6 +438,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     def on_stop() -> None:
         session.shouldstop = "interrupted"
 
+    watchdog = procs.current = procs.Watchdog()
     try:
         with Stopper(running, on_stop):
             _drain(session, jobs, backend, n_jobs, publisher, maxfail, watch)

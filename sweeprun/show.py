@@ -208,10 +208,19 @@ def _sorted(
 ) -> list[dict[str, Any]]:
     present = [r for r in records if cell(r, section, col) is not None]
     absent = [r for r in records if cell(r, section, col) is None]
-    present.sort(
-        key=lambda r: (str(type(cell(r, section, col))), cell(r, section, col)), reverse=descending
-    )
-    return present + absent
+    present.sort(key=lambda r: sort_key(cell(r, section, col)), reverse=descending)
+    return present + absent  # missing values last, in either direction
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers by value (ints and floats together), then booleans, strings, the rest."""
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, (int, float)):
+        return (0, float(value)) if value == value else (1, True)  # NaN: after numbers
+    if isinstance(value, str):
+        return (2, value)
+    return (3, json.dumps(value, sort_keys=True, default=str))
 
 
 def render(config: Config, records: list[dict[str, Any]]) -> None:
