@@ -161,3 +161,28 @@ def sweeprun_expand_block(kind: str, block: Any) -> list[Point] | None:
 
         return expand_random(block)
     return None
+
+
+def count_block(kind: str, block: Any) -> int | None:
+    """How many points a built-in block gives, without building them (an upper bound for
+    a matrix with ``exclude``); ``None`` for a kind this does not know."""
+    try:
+        if kind == "matrix":
+            axes = [len(v) for k, v in block.items() if k not in MATRIX_RESERVED]
+            zipped = block.get("zip")
+            if isinstance(zipped, Mapping) and zipped:
+                axes.append(min(len(v) for v in zipped.values()))
+            product = 1
+            for n in axes:
+                product *= n
+            return (product if axes else 0) + len(block.get("include") or [])
+        if kind == "zip":
+            return min((len(v) for v in block.values()), default=0)
+        if kind == "values":
+            return len(block)
+        if kind == "random":
+            n = block.get("n")
+            return n if isinstance(n, int) and not isinstance(n, bool) else None
+    except (TypeError, AttributeError):
+        return None  # malformed: the expander says what is wrong
+    return None

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from sweeprun.exceptions import SpecError, UsageError
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _FLOAT = re.compile(r"^[-+]?((\d[\d_]*)?\.\d*([eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+|inf|nan)$", re.I)
 _KEY = re.compile(r"^([^=:\s]+:)?[A-Za-z_][\w\-]*(\.[\w\-]+)*$")
+#: The most values one ``range()`` may give (a whole sweep: ``--max-points``).
+MAX_VALUES = 1_000_000
 _FUNC = re.compile(r"^(range|choice)\((.*)\)$", re.S)
 
 
@@ -97,7 +100,7 @@ def parse_value(text: str) -> Any:
     return s
 
 
-def _range(args: list[Any]) -> list[Any]:
+def _range(args: list[Any], limit: int = 0) -> list[Any]:
     if not 1 <= len(args) <= 3 or not all(
         isinstance(a, (int, float)) and not isinstance(a, bool) for a in args
     ):
@@ -107,6 +110,11 @@ def _range(args: list[Any]) -> list[Any]:
     )
     if step == 0:
         raise ValueError("range() step must not be zero")
+    count = max(0, math.ceil((stop - start) / step))
+    limit = limit or MAX_VALUES
+    if count > limit:
+        # Counted before it is built: ten million values would take gigabytes.
+        raise ValueError(f"range() has {count:,} values, more than --max-points {limit:,}")
     if all(isinstance(a, int) for a in (start, stop, step)):
         return list(range(start, stop, step))
     out: list[Any] = []
@@ -119,14 +127,14 @@ def _range(args: list[Any]) -> list[Any]:
         i += 1
 
 
-def parse_values(text: str) -> tuple[list[Any], bool]:
+def parse_values(text: str, limit: int = 0) -> tuple[list[Any], bool]:
     """A value or sweep: ``(values, is_sweep)``."""
     s = text.strip()
     m = _FUNC.match(s)
     if m:
         args = [parse_value(a) for a in split_top(m.group(2))] if m.group(2).strip() else []
         if m.group(1) == "range":
-            return _range(args), True
+            return _range(args, limit), True
         if not args:
             raise ValueError("choice() needs at least one value")
         return args, True
@@ -153,7 +161,7 @@ class Override:
         return self.values[0]
 
 
-def parse_override(text: str) -> Override:
+def parse_override(text: str, limit: int = 0) -> Override:
     """Parse one ``-S`` argument; a ``UsageError`` naming ``-S`` on bad syntax."""
     raw = text.strip()
     kind = "set"
@@ -172,7 +180,7 @@ def parse_override(text: str) -> Override:
         if kind == "delete":
             match = parse_value(rest) if sep else None
             return Override(key=key, values=(DELETE,), text=text, kind=kind, match=match)
-        values, is_sweep = parse_values(rest)
+        values, is_sweep = parse_values(rest, limit)
     except ValueError as exc:
         raise UsageError(f"-S {text!r}: {exc} ({example})") from None
     return Override(key=key, values=tuple(values), text=text, kind=kind, is_sweep=is_sweep)

@@ -114,7 +114,8 @@ class Session:
 
     def collect(self) -> list[Experiment]:
         """Load every spec and expand its sweeps into experiments."""
-        overrides = [parse_override(s) for s in self.config.getoption("set_params") or []]
+        limit = int(self.config.getoption("max_points"))
+        overrides = [parse_override(s, limit) for s in self.config.getoption("set_params") or []]
         repo = self.config.repo
         items: list[Experiment] = []
         loaded: dict[Path, list[Experiment]] = {}
@@ -193,6 +194,7 @@ class Session:
         sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
         items = []
         for sweep in sweeps:
+            self._check_size(spec, sweep, max(1, len(cli_points)))
             points = self._expand(spec, sweep, params) if sweep.groups else [{}]
             if len(cli_points) > 1:
                 points = [{**p, **c} for p in points for c in cli_points]
@@ -215,6 +217,29 @@ class Session:
                 )
                 items.append(exp)
         return items
+
+    def _check_size(self, spec: Spec, sweep: Sweep, times: int) -> None:
+        """Refuse a sweep with more points than ``--max-points``, counted before it is
+        expanded (sizes multiply; nothing is built), so that it fails in well under a second."""
+        from sweeprun.grid import count_block
+
+        limit = int(self.config.getoption("max_points"))
+        total = 0
+        for group in sweep.groups:
+            size = 1
+            for kind, block, _ in group:
+                n = count_block(kind, block)
+                if n is None:
+                    return  # a plugin's kind: it bounds itself
+                size *= n
+            total += size
+        total *= times
+        if total > limit:
+            raise spec.error(
+                sweep.mark,
+                f"sweep {sweep.name!r} has {total:,} points, more than --max-points "
+                f"{limit:,} (narrow it, or raise the limit with --max-points N)",
+            )
 
     def _expand(self, spec: Spec, sweep: Sweep, params: ParamsSet) -> list[dict[str, Any]]:
         from sweeprun.grid import product
@@ -257,6 +282,17 @@ class Session:
 # -- hooks --------------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``-S/--set-param``, shared by the main mode and ``sweeprun run``."""
     parser.add_argument(
@@ -283,6 +319,13 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     )
     g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
     g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
+    g.add_argument(
+        "--max-points",
+        type=_positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="refuse a sweep of more than N points (default 1,000,000)",
+    )
     g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
     g.add_argument(
         "--deselect",

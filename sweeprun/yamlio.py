@@ -93,12 +93,40 @@ LocatedLoader.add_constructor("tag:yaml.org,2002:map", LocatedLoader.construct_m
 LocatedLoader.add_constructor("tag:yaml.org,2002:seq", LocatedLoader.construct_sequence)
 
 
+#: A spec larger than this is refused before it is parsed (parsing is slow: ~3 s a MB).
+MAX_SPEC_BYTES = 4 << 20
+#: The most nodes a document may have once its aliases are expanded (an "anchor bomb"
+#: of nine nested lists of nine aliases is 9**9 nodes in a few hundred bytes).
+MAX_NODES = 1_000_000
+
+
 def load_located(text: str, path: str) -> Any:
     """Parse YAML ``text``; a syntax error becomes a located :class:`SpecError`."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(
+            path,
+            0,
+            0,
+            f"{len(text):,} characters, more than {MAX_SPEC_BYTES:,}: too large for a spec "
+            "(generate the values with a sweep block instead of listing them)",
+        )
     loader = LocatedLoader(text)
     loader.name = path
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise SpecError(
+                path,
+                0,
+                0,
+                f"the document expands (through YAML aliases) to more than {MAX_NODES:,} "
+                "values: refused",
+            )
+        return loader.construct_document(node)
+    except RecursionError:
+        raise SpecError(path, 0, 0, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -108,6 +136,22 @@ def load_located(text: str, path: str) -> Any:
         raise SpecError(path, 0, 0, f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes in ``node`` with every alias expanded; counted once per node (memo), capped."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = MAX_NODES + 1  # a cycle (a recursive alias) counts as too large
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, MAX_NODES + 1)
+    return memo[key]
 
 
 def plain(value: Any) -> Any:
