@@ -139,19 +139,41 @@ def read_metrics(ws: Path, stages: tuple[Stage, ...]) -> dict[str, Any]:
 
 def parse_metrics_file(path: Path) -> Any:
     """JSON, YAML or TOML by suffix; an unreadable file yields ``None``."""
-    text = path.read_text(encoding="utf-8", errors="replace")
     try:
-        if path.suffix == ".json":
+        return load_metrics_file(path)
+    except ValueError:
+        return None
+
+
+def load_metrics_file(path: Path) -> Any:
+    """JSON, YAML or TOML by suffix; ``ValueError`` saying why a file does not parse."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    kind = {".json": "JSON", ".toml": "TOML"}.get(path.suffix, "YAML")
+    try:
+        if kind == "JSON":
             return json.loads(text)
-        if path.suffix == ".toml":
+        if kind == "TOML":
             import tomlkit
 
             return tomlkit.parse(text).unwrap()
         import yaml
 
         return yaml.safe_load(text)
-    except Exception:
-        return None
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"is not {kind} ({first})") from None
+
+
+def unparseable_metrics(ws: Path, stages: tuple[Stage, ...]) -> str:
+    """Why the first declared metrics file that exists does not parse, or ``""``."""
+    for rel in (m for s in stages for m in s.metrics):
+        path = ws / rel
+        if path.is_file():
+            try:
+                load_metrics_file(path)
+            except ValueError as exc:
+                return f"metrics file {rel!r} {exc}"
+    return ""
 
 
 def job_env(job: Job, ws: Path) -> dict[str, str]:
@@ -417,6 +439,12 @@ def _in_workspace(
     if failed:
         rc, message = failed[0].returncode or 1, failed[0].message
     metrics = read_metrics(ws, job.stages)
+    # Written but not readable: a failure, not a success whose numbers are missing.
+    problem = unparseable_metrics(ws, job.stages) if None in metrics.values() else ""
+    if rc == 0 and problem:
+        rc, message = 1, problem
+        with open(log_path, "ab") as log:
+            log.write(f"sweeprun: {message}\n".encode())
     if rc == 0 and job.meta.get("expect"):
         from sweeprun.expect import check
 

@@ -76,7 +76,7 @@ def parse_expectation(metric: str, condition: Any) -> Expectation:
         if op not in ("==", "!=") and (
             isinstance(value, bool) or not isinstance(value, (int, float))
         ):
-            raise ValueError(f"expect {metric}: {raw!r} is not a number {hint}")
+            raise ValueError(f"expect {metric}: {condition!r} is not a condition {hint}")
         return Expectation(metric, text, op, value=value)
     m = _INTERVAL.match(text)
     if m:

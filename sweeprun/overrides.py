@@ -27,6 +27,7 @@ from sweeprun.exceptions import SpecError, UsageError
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _FLOAT = re.compile(r"^[-+]?((\d[\d_]*)?\.\d*([eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+|inf|nan)$", re.I)
 _KEY = re.compile(r"^([^=:\s]+:)?[A-Za-z_][\w\-]*(\.[\w\-]+)*$")
+_KEY_VALUE = re.compile(r"^[+~]*[A-Za-z_][\w.\-]*(:[\w.\-]+)?=")
 #: The most values one ``range()`` may give (a whole sweep: ``--max-points``).
 MAX_VALUES = 1_000_000
 _FUNC = re.compile(r"^(range|choice)\((.*)\)$", re.S)
@@ -183,4 +184,11 @@ def parse_override(text: str, limit: int = 0) -> Override:
         values, is_sweep = parse_values(rest, limit)
     except ValueError as exc:
         raise UsageError(f"-S {text!r}: {exc} ({example})") from None
+    looks_like_key = [v for v in values[1:] if isinstance(v, str) and _KEY_VALUE.match(v)]
+    if is_sweep and looks_like_key:
+        # DVC's habit (-S a=1,b=2 sets two params): here a comma makes a sweep.
+        raise UsageError(
+            f"-S {text!r}: {looks_like_key[0]!r} looks like another override; give each its "
+            f"own -S (a comma sweeps over values: -S {key}=1,2)"
+        )
     return Override(key=key, values=tuple(values), text=text, kind=kind, is_sweep=is_sweep)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from sweeprun import checkpoint, leases, procs, workspace
+from sweeprun.argtypes import nonnegative_int, positive_seconds, slot_list
 from sweeprun.cache import DEFAULT_LINK_TYPES, cache_config
 from sweeprun.exceptions import GitError, UsageError
 from sweeprun.executor import Job, JobReport, error_report, run_job
@@ -236,7 +237,7 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     )
     g.add_argument(
         "--connect-timeout",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         metavar="S",
         help="how long to wait for the Dask scheduler (default 10)",
@@ -244,13 +245,13 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     f = parser.add_argument_group("failure policy and resources")
     f.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         metavar="S",
         help="kill an experiment's whole process tree after S seconds (outcome: timeout)",
     )
     f.add_argument(
         "--retries",
-        type=int,
+        type=nonnegative_int,
         default=0,
         metavar="N",
         help="run failed or timed-out experiments up to N more times",
@@ -259,6 +260,7 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
         "--slots",
         "--gpus",
         dest="slots",
+        type=slot_list,
         metavar="LIST",
         help="e.g. 0,1: each parallel job gets one as CUDA_VISIBLE_DEVICES",
     )
@@ -415,8 +417,6 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
         address = config.getoption("scheduler")
         wait = config.getoption("connect_timeout")
-        if not (wait > 0 and wait < float("inf")):
-            raise UsageError(f"--connect-timeout {wait}: give a number of seconds > 0")
         try:
             client = (
                 Client(address, timeout=wait)  # type: ignore[no-untyped-call]

@@ -8,6 +8,8 @@ processes; the scheduler knows nothing of YAML: they meet in queue records.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from sweeprun import names
+from sweeprun.argtypes import nonnegative_int, positive_int
 from sweeprun.collect import Experiment, find_key_mark, interpolate_stages
 from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.gitstore import QUEUE, ExpStore, Record
@@ -196,6 +199,7 @@ class Session:
         for sweep in sweeps:
             self._check_size(spec, sweep, max(1, len(cli_points)))
             points = self._expand(spec, sweep, params) if sweep.groups else [{}]
+            _check_overlap(spec, sweep, points, {*fixed, *(k for c in cli_points for k in c)})
             if len(cli_points) > 1:
                 points = [{**p, **c} for p in points for c in cli_points]
             name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
@@ -279,18 +283,40 @@ class Session:
         return out
 
 
+def _check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str]) -> None:
+    """Say so when ``-S`` sets a key the sweep varies (its points merge: ``-S lr=0.5`` on
+    an ``lr`` sweep runs that one value), and refuse values no file or argument can hold
+    (a lone surrogate)."""
+    both = sorted({k for p in points for k in p} & keys)
+    if both and sweep.groups:
+        left = len(
+            {
+                json.dumps(
+                    {k: v for k, v in p.items() if k not in keys}, sort_keys=True, default=str
+                )
+                for p in points
+            }
+        )
+        print(
+            f"sweeprun: warning: -S {both[0]} sets a key that sweep {sweep.name!r} in "
+            f"{spec.path} varies: its {len(points)} points become {left} (-k selects points "
+            "without merging them)",
+            file=sys.stderr,
+        )
+    for point in points:
+        for key, value in point.items():
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise spec.error(
+                        sweep.mark,
+                        f"sweep {sweep.name!r}: the value of {key} is not valid Unicode "
+                        "(a lone surrogate)",
+                    ) from None
+
+
 # -- hooks --------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
 
 
 def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -321,7 +347,7 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
     g.add_argument(
         "--max-points",
-        type=_positive_int,
+        type=positive_int,
         default=1_000_000,
         metavar="N",
         help="refuse a sweep of more than N points (default 1,000,000)",
@@ -357,9 +383,11 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     r = parser.add_argument_group("running")
     r.add_argument("--run", action="store_true", help="queue, then run what was collected")
     r.add_argument("--run-all", action="store_true", help="run everything queued")
-    r.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="parallel jobs")
+    r.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N", help="parallel jobs")
     r.add_argument("-x", "--exitfirst", action="store_true", help="stop after the first failure")
-    r.add_argument("--maxfail", type=int, default=0, metavar="N", help="stop after N failures")
+    r.add_argument(
+        "--maxfail", type=nonnegative_int, default=0, metavar="N", help="stop after N failures"
+    )
 
 
 @hookimpl(trylast=True)
@@ -395,6 +423,15 @@ def sweeprun_collection_modifyitems(
                     return True
             return False
 
+        unknown = [
+            node
+            for node in deselect
+            if not any(node.rpartition("::")[2] in (i.id, i.sweep) for i in items)
+        ]
+        if unknown:
+            raise UsageError(
+                f"--deselect {unknown[0]}: no such experiment or sweep (see --collect-only)"
+            )
         items[:] = [i for i in items if not dropped(i)]
     expr = config.getoption("keyword")
     if expr:

@@ -8,6 +8,7 @@ to the repository root so nothing downstream needs to know where the spec was.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,16 @@ def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
     return outs
 
 
+_STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
+
+
 def _load_stage(ld: _Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
+    if not _STAGE_NAME.fullmatch(name) or ".." in name:
+        raise ld.err(
+            d.mark,
+            f"stage name {name!r} is not usable (letters, digits, '_', '-', '.', '@'; "
+            "no '/', no '..')",
+        )
     ld.check_keys(d, STAGE_KEYS, f"stage {name!r}")
     cmd_value = d.get("cmd")
     if isinstance(cmd_value, list) and all(isinstance(c, str) for c in cmd_value):

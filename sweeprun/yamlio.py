@@ -110,7 +110,14 @@ def load_located(text: str, path: str) -> Any:
             f"{len(text):,} characters, more than {MAX_SPEC_BYTES:,}: too large for a spec "
             "(generate the values with a sweep block instead of listing them)",
         )
-    loader = LocatedLoader(text)
+    try:
+        loader = LocatedLoader(text)
+    except yaml.reader.ReaderError as exc:  # a NUL or other unprintable character
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise SpecError(
+            path, line, col, f"invalid YAML: character #x{exc.character:04x} is not allowed"
+        ) from None
     loader.name = path
     try:
         node = loader.get_single_node()

@@ -62,10 +62,64 @@ PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
             "-S 'model.alpha': expected [+|++|~][file:]key=value*",
         ),
         ("cmd: echo\n", ("-S", "other.yaml:x=1"), "'other.yaml:x': 'other.yaml' is not a params*"),
-        ("cmd: echo\n", ("-j", "two"), "sweeprun: argument -j/--jobs: invalid int value: 'two'"),
+        (
+            "cmd: echo\n",
+            ("-j", "two"),
+            "sweeprun: argument -j/--jobs: 'two' is not a whole number >= 1",
+        ),
         ("cmd: echo\n", ("--bogus",), "sweeprun: unrecognized arguments: --bogus"),
         ("cmd: echo\n", ("-n", "a/b"), "-n/--name 'a/b': not usable as a git ref name"),
         ("cmd: echo\n", ("missing.yaml",), "missing.yaml: no such spec file or directory"),
+        # Issue 12: accepted silently, or a traceback, before.
+        (
+            "cmd: echo\n",
+            ("--run", "--timeout", "-1"),
+            "sweeprun: argument --timeout: '-1' is not a number of seconds > 0",
+        ),
+        (
+            "cmd: echo\n",
+            ("--run", "--timeout", "nan"),
+            "sweeprun: argument --timeout: 'nan' is not a number of seconds > 0",
+        ),
+        ("cmd: echo\n", ("--run", "-j", "0"), "*-j/--jobs: '0' is not a whole number >= 1"),
+        ("cmd: echo\n", ("--run", "-j", "-3"), "*-j/--jobs: '-3' is not a whole number >= 1"),
+        (
+            "cmd: echo\n",
+            ("--run", "--slots", ",,"),
+            "*--slots/--gpus: ',,' is not a list like 0,1*",
+        ),
+        (
+            "cmd: echo\n",
+            ("--run", "--retries", "-1"),
+            "*--retries: '-1' is not a whole number >= 0",
+        ),
+        (
+            "cmd: echo\n",
+            ("--run", "--deselect", "nope"),
+            "--deselect nope: no such experiment or sweep (see --collect-only)",
+        ),
+        (
+            "stages:\n  ../x:\n    cmd: echo\n",
+            (),
+            "sweeps.yaml:3:5: stage name '../x' is not usable*",
+        ),
+        ("cmd: echo\x00\n", (), "sweeps.yaml:1:10: invalid YAML: character #x0000 is not allowed"),
+        (
+            "cmd: echo\n",
+            ("-S", "model.alpha=1,model.degree=2"),
+            "-S 'model.alpha=1,model.degree=2': 'model.degree=2' looks like another override*",
+        ),
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrix: {model.alpha: [1, 2]}\n"
+            "    expect: {acc: '>>= 1'}\n",
+            (),
+            "sweeps.yaml:5:19: expect acc: '>>= 1' is not a condition*",
+        ),
+        (
+            'cmd: echo\nsweeps:\n  g:\n    values: [{seed: "\\udc80"}]\n',
+            (),
+            "sweeps.yaml:4:5: sweep 'g': the value of seed is not valid Unicode*",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_4_nothing_queued(
@@ -136,3 +190,33 @@ def test_nothing_collected_is_exit_5(sweepproject: SweepProject) -> None:
     assert res.ret == 5
     res.fnmatch_lines(["collected 0 experiments"])
     assert sweepproject.refs() == {}
+
+
+def test_an_unparseable_metrics_file_fails_the_experiment(sweepproject: SweepProject) -> None:
+    """Written but unreadable metrics are not a success whose numbers are missing."""
+    p = sweepproject
+    p.write("params.yaml", PARAMS)
+    p.write("w.py", "open('m.json', 'w').write('{\"acc\": 0.9,')\n")
+    p.write("sweeps.yaml", "cmd: python3 w.py\nmetrics: [m.json]\n")
+    p.commit()
+    res = p.run("--run")
+    assert res.ret == 1, res.stdout
+    (rec,) = p.records()
+    assert rec["state"] == "failed"
+    assert rec["message"].startswith("metrics file 'm.json' is not JSON (")
+
+
+def test_s_on_a_swept_key_says_the_grid_shrinks(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    p.write("params.yaml", PARAMS)
+    p.write(
+        "sweeps.yaml",
+        "cmd: echo\nsweeps:\n  g:\n    matrix: {model.alpha: [1, 2, 3], model.degree: [1, 2]}\n",
+    )
+    p.commit()
+    res = p.run("-S", "model.alpha=5", "--collect-only")
+    assert res.ret == 0
+    assert res.stderr.strip() == (
+        "sweeprun: warning: -S model.alpha sets a key that sweep 'g' in sweeps.yaml varies: "
+        "its 6 points become 2 (-k selects points without merging them)"
+    )

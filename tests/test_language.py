@@ -188,7 +188,7 @@ def test_override_errors(sweepproject: SweepProject, args: tuple[str, ...], erro
         ),
         (
             "matrix: {train.lr: [1, 2]}\n    expect: {acc: '>> 3'}",
-            "sweeps.yaml:5:19: expect acc: '> 3' is not a number*",
+            "sweeps.yaml:5:19: expect acc: '>> 3' is not a condition*",
         ),
         ("values: {train.lr: 1}", "sweeps.yaml:4:13: 'values' of sweep 'g' must be a list"),
     ],
