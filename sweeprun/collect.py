@@ -7,13 +7,16 @@ store turns into queued commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeprun import names
 from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.params import ParamsSet, get_path
 from sweeprun.spec import Spec, Stage
 from sweeprun.yamlio import LocatedDict, LocatedList, Mark
+
+if TYPE_CHECKING:
+    from sweeprun.gitstore import Record
 
 
 @dataclass
@@ -29,6 +32,9 @@ class Experiment:
     name: str | None = None
     name_mark: Mark | None = None
     expect: dict[str, str] = field(default_factory=dict)
+    #: The failed result this experiment runs again (``--lf``): it takes that result's name,
+    #: so each point stays one row, and replaces it when it lands.
+    retries: Record | None = None
     _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, dict[str, Any]]:

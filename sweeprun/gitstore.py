@@ -240,12 +240,22 @@ class ExpStore:
                     width += 1
                     name = names.default_name(key, width)
             clash = taken.get(name)
+            replaces = None
             if clash is not None and clash.key != key:
-                raise item.name_error(
-                    f"experiment name {name!r} is already used by {clash.id!r} "
-                    f"at baseline {baseline[:7]} (choose another name)"
-                )
+                if not (
+                    item.retries is not None
+                    and clash.ref == item.retries.ref
+                    and clash.state in ("failed", "timeout")
+                ):
+                    raise item.name_error(
+                        f"experiment name {name!r} is already used by {clash.id!r} "
+                        f"at baseline {baseline[:7]} (choose another name)"
+                    )
+                replaces = clash  # --lf: the failed result gives way when this one lands
             meta = item.record(key=key, name=name, baseline=baseline, queued_at=now)
+            if replaces is not None:
+                # The attempts are kept: each result names the one it replaced.
+                meta["replaces"] = replaces.commit
             batch[key] = taken[name] = Record(ref=QUEUE + key, commit="", meta=meta)
             meta["tree"] = tree
             meta["files"] = files

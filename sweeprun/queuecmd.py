@@ -126,7 +126,14 @@ def _retry(config: Config, store: ExpStore) -> int:
 
     records = store.records()
     if config.getoption("failed"):
-        chosen = [r for r in records if r.state in ("failed", "timeout")]
+        # A failed result whose point is already queued or running again (--lf) is not
+        # queued a second time.
+        again = {(r.baseline, r.name) for r in records if r.state in ("queued", "running")}
+        chosen = [
+            r
+            for r in records
+            if r.state in ("failed", "timeout") and (r.baseline, r.name) not in again
+        ]
     else:
         names = config.getoption("names")
         if not names:

@@ -451,11 +451,15 @@ def _last_failed(session: Session, config: Config, items: list[Experiment]) -> N
     """
     head = session.store.head()
     failed = {
-        (r.meta.get("spec"), r.id)
+        (r.meta.get("spec"), r.id): r
         for r in session.store.records("refs/sweeprun/exps")
         if r.baseline == head and r.state in ("failed", "timeout")
     }
     hit = [i for i in items if (i.spec.path, i.id) in failed]
+    for item in hit:
+        # The same experiment again: its name (one row per point), its result replaced.
+        item.retries = failed[(item.spec.path, item.id)]
+        item.name = item.retries.name
     session.force_keys = {id(i) for i in hit}
     if config.getoption("lf"):
         if hit:

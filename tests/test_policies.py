@@ -50,3 +50,30 @@ def test_a_rerun_over_recorded_failures_is_not_green(sweepproject: SweepProject)
     res = p.run("sweeps.yaml", "--run")
     assert res.ret == 1, res.stdout
     assert "2 skipped (2 recorded as failed: --lf reruns them)" in res.stdout
+
+
+def test_lf_reruns_the_same_rows_after_a_fix_and_keeps_the_attempt(
+    sweepproject: SweepProject,
+) -> None:
+    p = sweepproject
+    p.write("params.yaml", "i: 0\n")
+    p.write("j.py", "import yaml, sys\nsys.exit(yaml.safe_load(open('params.yaml'))['i'])\n")
+    p.write(
+        "sweeps.yaml", f"cmd: {sys.executable} j.py\nsweeps:\n  g:\n    matrix: {{i: [0, 1]}}\n"
+    )
+    p.commit()
+    assert p.run("sweeps.yaml", "--run").ret == 1
+    before = {r["name"]: r for r in p.records()}
+    (failed,) = [r for r in before.values() if r["state"] == "failed"]
+    p.write("j.py", "import sys\nsys.exit(0)  # fixed\n")  # the workspace changes
+    res = p.run("sweeps.yaml", "--lf")
+    assert res.ret == 0, res.stdout + res.stderr
+    # Queued as the same row; retry --failed does not queue the point a second time.
+    assert p.run("queue", "retry", "--failed").stdout.startswith("queued 0 experiment(s)")
+    assert p.run("--run-all").ret == 0
+    after = {r["name"]: r for r in p.records()}
+    assert sorted(after) == sorted(before)  # one row per point
+    assert after[failed["name"]]["state"] == "success"
+    assert p.git("log", "-1", "--format=%B", after[failed["name"]]["commit"]).count(
+        failed["commit"]
+    )  # the replaced attempt is named in the record
