@@ -228,11 +228,20 @@ def run_command(
     prepared = prepare(cmd, values, env.get("PATH"))
     if prepared.env:
         env = {**env, **prepared.env}
+    args: list[str] | str = prepared.argv or prepared.script
+    shell = prepared.argv is None
+    # A job dies the instant its runner does (kill -9 included): a command that finished
+    # while nobody was there to record it would run again. The watchdog kills the rest of
+    # the tree; where setpriv is missing, only checkpointing stages pay for a preexec_fn.
+    prefix = procs.pdeathsig_prefix() if pid_holder is not None else ()
+    if prefix:
+        args = [*prefix, *(prepared.argv or ["/bin/sh", "-c", prepared.script])]
+        shell = False
     try:
         # A session of its own: the whole process tree can be signalled as one group.
         proc = subprocess.Popen(
-            prepared.argv or prepared.script,
-            shell=prepared.argv is None,
+            args,
+            shell=shell,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -243,7 +252,7 @@ def run_command(
             # for its runner forever (checkpoints); other orphans are killed on reclaim.
             # If the runner is killed (even with SIGKILL), such commands go too.
             preexec_fn=procs.die_with_parent
-            if die_with_parent and procs.can_die_with_parent()
+            if die_with_parent and not prefix and procs.can_die_with_parent()
             else None,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:

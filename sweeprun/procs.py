@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,6 +273,22 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """In a child before exec: be killed when the parent dies (Linux), even by SIGKILL."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@functools.lru_cache(maxsize=1)
+def pdeathsig_prefix() -> tuple[str, ...]:
+    """An argv prefix that makes the command die the instant its runner does (util-linux
+    ``setpriv --pdeathsig KILL``: an exec, ~1 ms, where a Python ``preexec_fn`` costs a
+    fork of the whole runner, ~2 ms); empty where there is no such program."""
+    if not sys.platform.startswith("linux"):
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    probe = subprocess.run(
+        [setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True, check=False
+    )
+    return (setpriv, "--pdeathsig", "KILL", "--") if probe.returncode == 0 else ()
 
 
 def can_die_with_parent() -> bool:
