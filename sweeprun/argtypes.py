@@ -8,26 +8,24 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (``-j``, ``--max-points``)."""
+def _whole(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+        value = low - 1
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (``-j``, ``--max-points``)."""
+    return _whole(text, 1)
 
 
 def nonnegative_int(text: str) -> int:
     """A whole number >= 0 (``--retries``, ``--maxfail``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
+    return _whole(text, 0)
 
 
 def positive_seconds(text: str) -> float:

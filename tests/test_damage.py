@@ -8,27 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_checkpoints import PYTHON
 
 from sweeprun.checkpoint import journal_path, read_journal
 from sweeprun.testing import SweepProject
-
-PYTHON = """
-import json, os, yaml
-from sweeprun.api import make_checkpoint
-p = yaml.safe_load(open("params.yaml"))
-start = int(open("model.txt").read()) if os.path.exists("model.txt") else 0
-for step in range(start + 1, p["steps"] + 1):
-    open(os.environ["STEPS_FILE"], "a").write(f"{step}\\n")
-    open("model.txt", "w").write(str(step))
-    json.dump({"step": step}, open("m.json", "w"))
-    make_checkpoint()
-"""
 
 
 def _checkpointed(p: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     steps = tmp_path / "steps.txt"
     monkeypatch.setenv("STEPS_FILE", str(steps))
-    p.write("params.yaml", "steps: 3\n")
+    p.write("params.yaml", "steps: 3\nlr: 1\n")
     p.write("train.py", PYTHON)
     p.write(
         "sweeps.yaml",
