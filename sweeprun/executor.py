@@ -99,6 +99,8 @@ class JobReport:
     #: Set when the run's stop (Ctrl+C, SIGTERM, SIGHUP) cut the job short: it is not a
     #: result, and goes back to the queue.
     interrupted: bool = False
+    #: The recorded state (``success``, ``failed``, ``timeout``, ``expect-failed``).
+    state: str = ""
 
     @property
     def duration(self) -> float:
@@ -455,12 +457,17 @@ def _in_workspace(
                 log.write(("\n".join(missed) + "\n").encode())
     finished = time.time()
     outcome = "passed" if rc == 0 and not message else "failed"
+    expect_missed = rc == 0 and bool(message)
     tail = log_tail(log_path)
     meta = dict(job.meta)
     meta.pop("files", None)  # already in the tree; keep records small
+    # A missed expectation is not a crash: both fail the experiment, told apart in the
+    # record's state (show, junit, the summary).
     state = (
         "success"
         if outcome == "passed"
+        else "expect-failed"
+        if expect_missed
         else ("timeout" if message.startswith("timeout:") else "failed")
     )
     meta.update(
@@ -504,4 +511,5 @@ def _in_workspace(
         log_tail=tail,
         metrics=metrics,
         message=message,
+        state=state,
     )

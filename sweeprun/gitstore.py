@@ -57,6 +57,9 @@ QUEUE = PREFIX + "queue/"
 RUNNING = PREFIX + "running/"
 EXPS = PREFIX + "exps/"
 MESSAGE_MARK = "sweeprun-record:"
+#: Recorded states of an experiment that did not succeed (``--lf``, ``retry --failed``,
+#: ``remove --failed``, a rerun's exit code).
+FAILED_STATES = ("failed", "timeout", "expect-failed")
 
 
 @dataclass
@@ -245,7 +248,7 @@ class ExpStore:
                 if not (
                     item.retries is not None
                     and clash.ref == item.retries.ref
-                    and clash.state in ("failed", "timeout")
+                    and clash.state in FAILED_STATES
                 ):
                     raise item.name_error(
                         f"experiment name {name!r} is already used by {clash.id!r} "

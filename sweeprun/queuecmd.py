@@ -11,7 +11,7 @@ import pluggy
 
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp
-from sweeprun.gitstore import EXPS, QUEUE, ExpStore
+from sweeprun.gitstore import EXPS, FAILED_STATES, QUEUE, ExpStore
 from sweeprun.workspace import running_command
 
 if TYPE_CHECKING:
@@ -130,9 +130,7 @@ def _retry(config: Config, store: ExpStore) -> int:
         # queued a second time.
         again = {(r.baseline, r.name) for r in records if r.state in ("queued", "running")}
         chosen = [
-            r
-            for r in records
-            if r.state in ("failed", "timeout") and (r.baseline, r.name) not in again
+            r for r in records if r.state in FAILED_STATES and (r.baseline, r.name) not in again
         ]
     else:
         names = config.getoption("names")

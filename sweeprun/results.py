@@ -17,7 +17,7 @@ import pluggy
 from sweeprun.cache import Cache, CacheObjectError, remove
 from sweeprun.exceptions import UsageError
 from sweeprun.git import ZERO, RefConflict, RefOp, run_git
-from sweeprun.gitstore import EXPS, ExpStore, Record
+from sweeprun.gitstore import EXPS, FAILED_STATES, ExpStore, Record
 from sweeprun.paths import guarded
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def select_for_removal(config: Config, store: ExpStore) -> list[Record]:
     if config.getoption("queue"):
         chosen.update({r.ref: r for r in records if r.state == "queued"})
     if config.getoption("failed"):
-        chosen.update({r.ref: r for r in records if r.state == "failed"})
+        chosen.update({r.ref: r for r in records if r.state in FAILED_STATES})
     if config.getoption("all"):
         chosen.update({r.ref: r for r in records if r.state != "running"})
     rev = config.getoption("rev")

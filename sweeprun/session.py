@@ -21,7 +21,7 @@ from sweeprun import names
 from sweeprun.argtypes import nonnegative_int, positive_int
 from sweeprun.collect import Experiment, find_key_mark, interpolate_stages
 from sweeprun.exceptions import SweepValueError, UsageError
-from sweeprun.gitstore import QUEUE, ExpStore, Record
+from sweeprun.gitstore import FAILED_STATES, QUEUE, ExpStore, Record
 from sweeprun.overrides import Override, parse_override
 from sweeprun.params import ParamsSet, flatten, get_path, has_path
 from sweeprun.spec import Spec, Sweep, locate
@@ -453,7 +453,7 @@ def _last_failed(session: Session, config: Config, items: list[Experiment]) -> N
     failed = {
         (r.meta.get("spec"), r.id): r
         for r in session.store.records("refs/sweeprun/exps")
-        if r.baseline == head and r.state in ("failed", "timeout")
+        if r.baseline == head and r.state in FAILED_STATES
     }
     hit = [i for i in items if (i.spec.path, i.id) in failed]
     for item in hit:
@@ -559,4 +559,4 @@ def _main(session: Session) -> int:
 
 def recorded_failures(session: Session) -> list[Record]:
     """Collected experiments skipped because they already have a failed result."""
-    return [rec for _, rec in session.skipped_duplicates if rec.state in ("failed", "timeout")]
+    return [rec for _, rec in session.skipped_duplicates if rec.state in FAILED_STATES]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from sweeprun.exceptions import UsageError
-from sweeprun.gitstore import ExpStore, Record
+from sweeprun.gitstore import FAILED_STATES, ExpStore, Record
 from sweeprun.params import flatten
 
 if TYPE_CHECKING:
@@ -364,11 +364,9 @@ def _run(config: Config) -> int:
     records = load_records(config.repo, all_baselines=True)
     if baselines is not None:
         records = [r for r in records if r["baseline"] in baselines]
-    hide = {
-        s
-        for s, opt in (("queued", "hide_queued"), ("failed", "hide_failed"))
-        if config.getoption(opt)
-    }
+    hide = {"queued"} if config.getoption("hide_queued") else set()
+    if config.getoption("hide_failed"):
+        hide.update(FAILED_STATES)
     records = [r for r in records if r["state"] not in hide]
     if config.getoption("all_checkpoints"):
         records = checkpoint_records(config.repo, records)

@@ -216,9 +216,14 @@ class TerminalReporter:
             self.sep("!", "interrupted: unfinished experiments were queued again")
         counts: dict[str, int] = {}
         for r in reports:
-            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+            kind = "expect-failed" if r.state == "expect-failed" else r.outcome
+            counts[kind] = counts.get(kind, 0) + 1
         skipped = len(session.skipped_duplicates) if self.config.getoption("run") else 0
-        parts = [f"{counts[k]} {k}" for k in ("passed", "failed", "error") if counts.get(k)]
+        parts = [
+            f"{counts[k]} {k}"
+            for k in ("passed", "failed", "expect-failed", "error")
+            if counts.get(k)
+        ]
         if skipped:
             from sweeprun.session import recorded_failures
 

@@ -36,7 +36,7 @@ ENV = {
     "SWEEPRUN_ADDOPTS": "",
     "CI": "true",
 }
-_SUMMARY = re.compile(r"(\d+) (passed|failed|error|skipped)")
+_SUMMARY = re.compile(r"(\d+) (expect-failed|passed|failed|error|skipped)")
 
 
 @dataclass
@@ -63,11 +63,22 @@ class RunResult:
         return {}
 
     def assert_outcomes(
-        self, passed: int = 0, failed: int = 0, error: int = 0, skipped: int = 0
+        self,
+        passed: int = 0,
+        failed: int = 0,
+        error: int = 0,
+        skipped: int = 0,
+        expect_failed: int = 0,
     ) -> None:
         """Assert the summary line's counts (missing words count as 0)."""
         got = self.parseoutcomes()
-        want = {"passed": passed, "failed": failed, "error": error, "skipped": skipped}
+        want = {
+            "passed": passed,
+            "failed": failed,
+            "error": error,
+            "skipped": skipped,
+            "expect-failed": expect_failed,
+        }
         assert {k: got.get(k, 0) for k in want} == want, self.stdout + self.stderr
 
     def fnmatch_lines(self, patterns: Sequence[str], stream: str = "stdout") -> None:
