@@ -77,6 +77,13 @@ def parse_dimension(key: str, spec: Any) -> Dimension:
         )
     m = _CALL.match(spec)
     if not m:
+        if "(" in spec and ")" not in spec:
+            # YAML's flow style ({a: choice(1,2)}) splits at the comma before we see it.
+            raise SweepValueError(
+                f"space key {key!r}: {spec!r} was cut at a comma; inside {{…}} quote the "
+                f"whole call: '{spec}, …)'",
+                where,
+            )
         raise SweepValueError(
             f"space key {key!r}: cannot parse {spec!r} (e.g. uniform(0, 1))", where
         )

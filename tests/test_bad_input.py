@@ -120,6 +120,12 @@ PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
             (),
             "sweeps.yaml:4:5: sweep 'g': the value of seed is not valid Unicode*",
         ),
+        (
+            "cmd: echo\nsweeps:\n  r:\n    random: {n: 2, space: {model.alpha: choice(1,2)}}\n",
+            (),
+            "sweeps.yaml:4:28: sweep 'r': space key 'model.alpha': 'choice(1' was cut at a "
+            "comma; inside {…} quote the whole call*",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_4_nothing_queued(
