@@ -66,10 +66,10 @@ def sanitize(name: str) -> str:
     """Turn arbitrary text into a ref-safe component (deterministic, never empty)."""
     out = _BAD_CHARS.sub("_", name)
     out = re.sub(r"\.{2,}", ".", out).replace("@{", "@_")
-    out = out.lstrip(".-")
+    # Cut to length first: a cut may leave a "." (or ".lock") at the end, fixed below.
+    out = out.lstrip(".-").encode()[:200].decode(errors="ignore")
     while out.endswith((".", ".lock")):
         out = out[:-1] if out.endswith(".") else out[: -len(".lock")] + "_lock"
-    out = out.encode()[:200].decode(errors="ignore")
     if not out or out == "@":
         out = "exp"
     return out

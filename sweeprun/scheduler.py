@@ -474,7 +474,9 @@ def stop_jobs(session: Session, sig: int, wait: float) -> None:
         ref.signal_tree(signal.SIGKILL)
 
 
-def _unrecorded(session: Session, report: JobReport, running: Record | None, why: str) -> JobReport:
+def _unrecorded(
+    session: Session, report: JobReport, running: Record | None, why: str, storage: bool
+) -> JobReport:
     """The report of a job whose result could not be published: back in the queue."""
     session.running.pop(report.key, None)
     if running is not None:
@@ -486,7 +488,7 @@ def _unrecorded(session: Session, report: JobReport, running: Record | None, why
         result_commit=None,
         message=why,
         log_tail=f"sweeprun: {why} (the experiment goes back to the queue)",
-        storage_fault=True,
+        storage_fault=storage,
     )
 
 
@@ -521,10 +523,11 @@ def _drain(
                     publisher.publish(report.key, running)
                 session.hook.sweeprun_store_result(session=session, report=report)
             except (OSError, GitError) as exc:
+                # Not a crash of the run: this experiment goes back to the queue, the
+                # others go on.
                 reason = storage_error(exc)
-                if reason is None:
-                    raise
-                report = _unrecorded(session, report, running, f"{reason} while recording it")
+                why = f"{reason} while recording it" if reason else f"could not record it: {exc}"
+                report = _unrecorded(session, report, running, why, storage=bool(reason))
             if report.storage_fault:
                 # A full disk fails every next job too: stop dispatching, keep them queued.
                 session.shouldstop = session.shouldstop or f"{report.message}: stopped dispatching"

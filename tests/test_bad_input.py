@@ -226,3 +226,20 @@ def test_s_on_a_swept_key_says_the_grid_shrinks(sweepproject: SweepProject) -> N
         "sweeprun: warning: -S model.alpha sets a key that sweep 'g' in sweeps.yaml varies: "
         "its 6 points become 2 (-k selects points without merging them)"
     )
+
+
+def test_a_long_templated_name_is_cut_to_a_valid_ref(sweepproject: SweepProject) -> None:
+    """'a'*199 + '.b' used to be cut to end in '.': publishing failed, exit 3, the ref stayed
+    running."""
+    p = sweepproject
+    value = "a" * 199 + ".b"
+    p.write("params.yaml", "x: a\n")
+    p.write(
+        "sweeps.yaml",
+        f'cmd: echo\nsweeps:\n  g:\n    values: [{{x: {value}}}]\n    name: "{{x}}"\n',
+    )
+    p.commit()
+    res = p.run("--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    (rec,) = p.records()
+    assert rec["state"] == "success" and rec["name"] == "a" * 199
