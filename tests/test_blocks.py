@@ -93,8 +93,15 @@ def test_values_block() -> None:
         ),
         (
             expand_random,
+            {"n": 1, "space": {"x": "uniform 0"}},
+            "space key 'x': cannot parse 'uniform 0' (e.g. uniform(0, 1))",
+            ("space", "x"),
+        ),
+        (
+            expand_random,
             {"n": 1, "space": {"x": "uniform(0"}},
-            "space key 'x': cannot parse 'uniform(0' (e.g. uniform(0, 1))",
+            "space key 'x': 'uniform(0' was cut at a comma; inside {…} quote the whole call: "
+            "'uniform(0, …)'",
             ("space", "x"),
         ),
     ],
