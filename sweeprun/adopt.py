@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from sweeprun import workspace
 from sweeprun.cache import cache_config
+from sweeprun.exceptions import GitError
 from sweeprun.executor import JobReport, adopt_job
 from sweeprun.git import identity_env, run_git
 from sweeprun.gitstore import parse_message
@@ -69,13 +70,17 @@ def adopter(session: Session) -> Callable[[Record], bool]:
             log_tail=str(meta.get("log_tail", "")),
             metrics=meta.get("metrics", {}),
             message=str(meta.get("message", "")),
+            state=state,
         )
         return done(rec, report)
 
     def done(rec: Record, report: JobReport) -> bool:
         if report.result_commit is None:
             return False
-        store.finish(rec, report.result_commit, report.name)
+        try:
+            store.finish(rec, report.result_commit, report.name)
+        except GitError:
+            return False  # it goes back to the queue: running it again is the safe side
         session.reports.append(report)
         session.config.stdout.write(
             f"adopted {rec.name}: its command had finished under a runner that died "
