@@ -13,10 +13,7 @@ from sweeprun.testing import SweepProject
 TRAIN = "import pathlib; pathlib.Path('data/model.pkl').write_text('new model')\n"
 
 
-def _project(p: SweepProject, outside: Path) -> None:
-    outside.mkdir()
-    (outside / "model.pkl").write_text("precious")
-    (p.path / "data").symlink_to(outside)  # the common ML layout: data on another disk
+def _train_spec(p: SweepProject) -> None:
     p.write("train.py", TRAIN)
     p.write(
         "sweeps.yaml",
@@ -28,6 +25,13 @@ def _project(p: SweepProject, outside: Path) -> None:
             outs: [data/model.pkl]
         """,
     )
+
+
+def _project(p: SweepProject, outside: Path) -> None:
+    outside.mkdir()
+    (outside / "model.pkl").write_text("precious")
+    (p.path / "data").symlink_to(outside)  # the common ML layout: data on another disk
+    _train_spec(p)
     p.commit()
 
 
@@ -74,17 +78,7 @@ def test_a_symlinked_data_dir_inside_the_repository_works(sweepproject: SweepPro
     (p.path / "storage").mkdir()
     (p.path / "storage" / ".keep").write_text("")
     (p.path / "data").symlink_to("storage")
-    p.write("train.py", TRAIN)
-    p.write(
-        "sweeps.yaml",
-        """
-        stages:
-          train:
-            cmd: python3 train.py
-            deps: [train.py]
-            outs: [data/model.pkl]
-        """,
-    )
+    _train_spec(p)
     p.commit()
     res = p.run("sweeps.yaml", "--run")
     assert res.ret == 0, res.stdout + res.stderr
@@ -102,17 +96,7 @@ def test_an_absolute_link_into_the_repository_never_leads_a_job_out_of_its_works
     (p.path / "storage").mkdir()
     (p.path / "storage" / "model.pkl").write_text("the user's model")
     (p.path / "data").symlink_to(p.path / "storage")
-    p.write("train.py", TRAIN)
-    p.write(
-        "sweeps.yaml",
-        """
-        stages:
-          train:
-            cmd: python3 train.py
-            deps: [train.py]
-            outs: [data/model.pkl]
-        """,
-    )
+    _train_spec(p)
     p.write(".gitignore", "/storage/\n")
     p.commit()
     res = p.run("sweeps.yaml", "--run")

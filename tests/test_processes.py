@@ -3,6 +3,7 @@ holds its journal's lock, whatever has become of its pid."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,20 @@ def _wait_for(what: str, check: object, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def _killed_while_running(p: SweepProject, go: Path) -> Path:
+    """Queue one job, start a runner, kill -9 it while the job runs; the slot's pid file."""
+    p.write("job.py", JOB.format(go=str(go)))
+    p.write("sweeps.yaml", "cmd: python3 job.py\nmetrics: [metrics.json]\n")
+    p.commit()
+    assert p.run("sweeps.yaml").ret == 0
+    runner = p.popen("--run-all")
+    pidfile = p.path / ".git" / "sweeprun" / "ws" / "w0.pid"
+    _wait_for("the job to start", lambda: pidfile.is_file() and pidfile.read_text().strip())
+    runner.kill()  # kill -9: the pid file and the lease journal stay behind
+    runner.communicate()
+    return pidfile
+
+
 @pytest.fixture
 def stranger() -> Iterator[subprocess.Popen[bytes]]:
     """An unrelated process group: what a reused pid names."""
@@ -48,18 +63,10 @@ def test_a_stale_pid_file_never_signals_a_stranger(
 ) -> None:
     p = sweepproject
     go = tmp_path / "go"
-    p.write("job.py", JOB.format(go=str(go)))
-    p.write("sweeps.yaml", "cmd: python3 job.py\nmetrics: [metrics.json]\n")
-    p.commit()
-    assert p.run("sweeps.yaml").ret == 0
-    runner = p.popen("--run-all")
-    pool = p.path / ".git" / "sweeprun" / "ws"
-    pidfile = pool / "w0.pid"
-    _wait_for("the job to start", lambda: pidfile.is_file() and pidfile.read_text().strip())
+    pidfile = _killed_while_running(p, go)
     key, pgid, *rest = pidfile.read_text().split()
-    runner.kill()  # kill -9: the pid file and the lease journal stay behind
-    runner.communicate()
-    os.killpg(int(pgid), signal.SIGKILL)  # and its job exits
+    with contextlib.suppress(ProcessLookupError):  # its job exits (if not already gone)
+        os.killpg(int(pgid), signal.SIGKILL)
     # Pids wrap: the job's pid now names a stranger's process group.
     pidfile.write_text(" ".join([key, str(stranger.pid), *rest]) + "\n")
 
@@ -81,15 +88,7 @@ def test_a_running_experiment_of_a_dead_runner_whose_pid_lives_on(
     """Without gc: ``--run-all`` itself takes it back (it used to stay running forever)."""
     p = sweepproject
     go = tmp_path / "go"
-    p.write("job.py", JOB.format(go=str(go)))
-    p.write("sweeps.yaml", "cmd: python3 job.py\nmetrics: [metrics.json]\n")
-    p.commit()
-    assert p.run("sweeps.yaml").ret == 0
-    runner = p.popen("--run-all")
-    pidfile = p.path / ".git" / "sweeprun" / "ws" / "w0.pid"
-    _wait_for("the job to start", lambda: pidfile.is_file() and pidfile.read_text().strip())
-    runner.kill()
-    runner.communicate()
+    _killed_while_running(p, go)
     (journal,) = (p.path / ".git" / "sweeprun" / "leases").glob("*.lease")
     head, *claims = journal.read_text().splitlines()
     # The runner's pid is reused by a live process (this test, say).
