@@ -71,3 +71,38 @@ def test_a_lock_that_became_a_directory_and_a_leases_folder_that_became_a_file(
     assert "leases is not a directory; set aside as" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 2  # one line each, no traceback
     assert len(list((state / "corrupt").iterdir())) == 2
+
+
+def test_a_live_runners_truncated_journal_keeps_its_jobs(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Its claims cannot be read, but its lock says it lives: nothing it runs is taken."""
+    import time
+
+    p = sweepproject
+    started = tmp_path / "started"
+    p.write("params.yaml", "i: 0\n")
+    p.write(
+        "job.py",
+        f"import os, pathlib, time\npathlib.Path({str(started)!r}).write_text(str(os.getpid()))\n"
+        "time.sleep(300)\n",
+    )
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\n")
+    p.commit()
+    assert p.run("sweeps.yaml").ret == 0
+    runner = p.popen("--run-all")
+    try:
+        deadline = time.monotonic() + 60
+        while not (started.exists() and started.read_text()):
+            assert runner.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        (journal,) = (p.path / ".git" / "sweeprun" / "leases").glob("*.lease")
+        journal.write_bytes(b"")  # truncated under the live runner
+        assert p.run("gc").ret == 0
+        assert p.run_subprocess("--run-all").ret in (0, 5)
+        assert os.path.exists(f"/proc/{started.read_text()}"), "its job was killed"
+        assert runner.poll() is None
+        assert list(p.refs("refs/sweeprun/running/"))
+    finally:
+        runner.kill()
+        runner.communicate()
