@@ -11,7 +11,8 @@ from sweeprun.exceptions import SweepValueError
 
 # git check-ref-format forbids these anywhere in a component; we also forbid '/'.
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]")
-_TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
+# A template's pieces, as in Python's str.format: {{ and }} are literal braces, {key} a field.
+_TEMPLATE_PIECE = re.compile(r"\{\{|\}\}|\{([^{}]+)\}|[{}]")
 _ID_SYNTAX = re.compile(r"[,=\[\]'\"]|^\s|\s$")
 
 
@@ -79,6 +80,15 @@ def render_name(template: str, point: Mapping[str, Any], params: Mapping[str, An
     """Fill ``{key}`` fields from the point (else the full params), then sanitize."""
 
     def field(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text in ("{{", "}}"):
+            return text[0]
+        if match.group(1) is None:
+            raise SweepValueError(
+                f"name template {template!r}: unbalanced {text!r} (fields are {{key}}; write "
+                "{{ or }} for a literal brace)",
+                ("name",),
+            )
         key = match.group(1).strip()
         # Strings as they are (ids quote ambiguous ones; names need not).
         if key in point:
@@ -89,7 +99,7 @@ def render_name(template: str, point: Mapping[str, Any], params: Mapping[str, An
             return v if isinstance(v, str) else format_value(v)
         raise SweepValueError(f"name template field {{{key}}} is not a param key", ("name",))
 
-    return sanitize(_TEMPLATE_FIELD.sub(field, template))
+    return sanitize(_TEMPLATE_PIECE.sub(field, template))
 
 
 def default_name(key: str, width: int = 7) -> str:

@@ -126,6 +126,12 @@ PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
             "sweeps.yaml:4:28: sweep 'r': space key 'model.alpha': 'choice(1' was cut at a "
             "comma; inside {…} quote the whole call*",
         ),
+        (
+            "cmd: echo\nsweeps:\n  g:\n    matrix: {model.alpha: [1, 2]}\n"
+            '    name: "{model.alpha"\n',
+            (),
+            "sweeps.yaml:5:11: name template '{model.alpha': unbalanced '{'*",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_4_nothing_queued(

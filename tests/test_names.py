@@ -77,3 +77,10 @@ def test_rendered_names_are_ref_safe(point: dict[str, Any]) -> None:
 )
 def test_is_ref_safe_table(name: str, ok: bool) -> None:
     assert is_ref_safe(name) is ok
+
+
+def test_template_braces_follow_str_format() -> None:
+    from sweeprun.names import render_name
+
+    assert render_name("{{{x}", {"x": 1}, {}) == "{1"
+    assert render_name("a{{b}}-{x}", {"x": 2}, {}) == "a{b}-2"
