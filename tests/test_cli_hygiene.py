@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from sweeprun.testing import SweepProject
 
 
@@ -79,3 +81,31 @@ def test_sort_by_orders_numbers_numerically_and_missing_last(sweepproject: Sweep
 
     assert order() == [0, 0.25, 0.5, 2, "none"]
     assert order("--sort-order", "desc") == [2, 0.5, 0.25, 0, "none"]
+
+
+def test_the_live_display_prints_log_lines_literally(
+    sweepproject: SweepProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log line is text, not rich markup: '[epoch 2/10]' stays, '[bold red]' is shown."""
+    import io
+
+    from rich.console import Console
+
+    from sweeprun.cli import _prepare
+    from sweeprun.gitstore import RUNNING, Record
+    from sweeprun.live import LiveProgress
+    from sweeprun.session import Session
+
+    p = sweepproject
+    p.quickstart()
+    monkeypatch.chdir(p.path)
+    session = Session(_prepare(["--run-all"], io.StringIO()))
+    key = "k" * 20
+    session.running[key] = Record(RUNNING + key, "0" * 40, {"key": key, "name": "exp-x"})
+    logs = p.path / ".git" / "sweeprun" / "logs"
+    logs.mkdir(parents=True)
+    (logs / f"{key}.log").write_text("[epoch 2/10] loss [bold red]0.3[/] + [main]\n")
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(LiveProgress(session, out, 1))
+    session.close()
+    assert "[epoch 2/10] loss [bold red]0.3[/] + [main]" in out.getvalue()
