@@ -58,9 +58,11 @@ class Stopper:
 
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            if old is not None:  # None: a handler installed outside Python, left as is
+                signal.signal(sig, old)
         if self._timer is not None:
             self._timer.cancel()
+        command.STOP.clear()  # the next run in this process starts afresh
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
