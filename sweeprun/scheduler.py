@@ -132,7 +132,6 @@ class FastAddPolicy:
     """Decides, once per run, whether results may be recorded without ``git add``."""
 
     def __init__(self, root: Path, common_dir: Path) -> None:
-        self.root = root
         self.enabled = _plain_add(root, common_dir)
 
     def allowed(self, stages: tuple[Stage, ...]) -> tuple[str, ...]:
