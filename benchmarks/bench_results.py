@@ -21,8 +21,8 @@ from pathlib import Path
 
 from _common import ENV
 
-from sweeprun.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
-from sweeprun.gitstore import EXPS, format_message
+from sweeprun.store.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
+from sweeprun.store.records import EXPS, format_message
 
 
 def main() -> None:

@@ -18,6 +18,6 @@ hookimpl = pluggy.HookimplMarker("sweeprun")
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run sweeprun as the command line would, in-process; return the exit code."""
-    from sweeprun.cli import main as _main
+    from sweeprun._core.cli import main as _main
 
     return _main(args)

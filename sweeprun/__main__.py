@@ -1,5 +1,5 @@
 """``python -m sweeprun``."""
 
-from sweeprun.cli import console_main
+from sweeprun._core.cli import console_main
 
 raise SystemExit(console_main())

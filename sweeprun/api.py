@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sweeprun.git import discover
+from sweeprun.store.git import discover
 
 
 def experiments(
@@ -16,13 +16,16 @@ def experiments(
     ``pandas.DataFrame(experiments())`` gives a table; ``params`` and ``metrics`` are
     nested per file, as in the JSON output.
     """
-    from sweeprun.show import load_records
+    from sweeprun.commands.show import load_records
 
     return load_records(discover(repo), all_baselines=all_baselines)
 
 
 def make_checkpoint(timeout: float | None = None) -> bool:
-    """Checkpoint now (see :func:`sweeprun.checkpoint.make_checkpoint`); no-op outside sweeprun."""
-    from sweeprun.checkpoint import make_checkpoint as _make
+    """Checkpoint now (see :func:`sweeprun.run.checkpoint.make_checkpoint`).
+
+    A no-op outside sweeprun.
+    """
+    from sweeprun.run.checkpoint import make_checkpoint as _make
 
     return _make(timeout)

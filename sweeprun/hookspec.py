@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from sweeprun.collect import Experiment
-    from sweeprun.commands import CommandRegistry
-    from sweeprun.config import Config
-    from sweeprun.executor import JobReport
-    from sweeprun.gitstore import Record
-    from sweeprun.session import Session
-    from sweeprun.spec import Spec, Sweep
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+    from sweeprun._core.session import Session
+    from sweeprun.run.executor import JobReport
+    from sweeprun.spec.collect import Experiment
+    from sweeprun.spec.loader import Spec, Sweep
+    from sweeprun.store.records import Record
 
 hookspec = pluggy.HookspecMarker("sweeprun")
 

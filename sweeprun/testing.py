@@ -177,7 +177,7 @@ class SweepProject:
 
     def copy_example(self, name: str) -> None:
         """Copy ``examples/NAME`` of the sweeprun source tree into the repository."""
-        from sweeprun.demo import example_dir
+        from sweeprun.commands.demo import example_dir
 
         shutil.copytree(example_dir(name), self.path, dirs_exist_ok=True)
 
@@ -233,7 +233,7 @@ class SweepProject:
 
     def run(self, *args: str) -> RunResult:
         """Run ``sweeprun ARGS`` in-process in the repository."""
-        from sweeprun.cli import main
+        from sweeprun._core.cli import main
 
         out, err = io.StringIO(), io.StringIO()
         with self._cwd(), contextlib.redirect_stderr(err):
@@ -386,7 +386,7 @@ def fault_trial(
     ).stdout.split("\n")
     # The rerun: 0, or 5 when the first run had finished everything before the fault.
     result.leftovers += len([r for r in refs if r]) + (done.returncode not in (0, 5))
-    from sweeprun.procs import TOKEN_ENV, job_token
+    from sweeprun.system.procs import TOKEN_ENV, job_token
 
     # Any process left carrying a token of this repository's jobs.
     mark = job_token("", repo / ".git").encode() + b"\0"

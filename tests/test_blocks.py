@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sweeprun.exceptions import SweepValueError
-from sweeprun.grid import expand_matrix, expand_values, expand_zip
-from sweeprun.randomsearch import expand_random
+from sweeprun.sweepers.grid import expand_matrix, expand_values, expand_zip
+from sweeprun.sweepers.random import expand_random
 
 
 def test_zip_pairs_values() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.cache import Cache
+from sweeprun.store.cache import Cache
 from sweeprun.testing import SweepProject
 
 TRAIN = """
@@ -169,7 +169,7 @@ def test_resuming_a_checkpoint_never_rewrites_an_earlier_one(
     """The resumed program writes its model in place; checkpoint 2 must stay checkpoint 2."""
     from test_checkpoints import PYTHON, spec
 
-    from sweeprun.checkpoint import journal_path, read_journal
+    from sweeprun.run.checkpoint import journal_path, read_journal
 
     p = sweepproject
     monkeypatch.setenv("STEPS_FILE", str(tmp_path / "steps.txt"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.checkpoint import journal_path, make_checkpoint, read_journal
+from sweeprun.run.checkpoint import journal_path, make_checkpoint, read_journal
 from sweeprun.testing import SweepProject
 
 BASH = """

@@ -91,10 +91,10 @@ def test_the_live_display_prints_log_lines_literally(
 
     from rich.console import Console
 
-    from sweeprun.cli import _prepare
-    from sweeprun.gitstore import RUNNING, Record
-    from sweeprun.live import LiveProgress
-    from sweeprun.session import Session
+    from sweeprun._core.cli import _prepare
+    from sweeprun._core.session import Session
+    from sweeprun.report.live import LiveProgress
+    from sweeprun.store.records import RUNNING, Record
 
     p = sweepproject
     p.quickstart()

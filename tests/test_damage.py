@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_checkpoints import PYTHON
 
-from sweeprun.checkpoint import journal_path, read_journal
+from sweeprun.run.checkpoint import journal_path, read_journal
 from sweeprun.testing import SweepProject
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweeprun import gitobjects
+from sweeprun.store import objects as gitobjects
 
 NAMES = st.sampled_from(["a", "b", "a.b", "a-b", "a_b", "A", "z", "é", "sp ace", "x.y.z"])
 PATHS = st.lists(NAMES, min_size=1, max_size=3).map("/".join)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sweeprun.exceptions import SweepValueError
-from sweeprun.grid import expand_matrix
+from sweeprun.sweepers.grid import expand_matrix
 
 CASES: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
     ({"a": [1, 2]}, [{"a": 1}, {"a": 2}]),

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from sweeprun.schema import SCHEMA
+from sweeprun.spec.schema import SCHEMA
 from sweeprun.testing import SweepProject
 
 ROOT = Path(__file__).resolve().parents[1]

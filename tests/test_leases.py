@@ -7,9 +7,9 @@ import os
 import socket
 import subprocess
 
-from sweeprun.git import discover
-from sweeprun.gitstore import QUEUE, RUNNING, ExpStore
-from sweeprun.leases import SUFFIX
+from sweeprun.store.git import discover
+from sweeprun.store.leases import SUFFIX
+from sweeprun.store.records import QUEUE, RUNNING, ExpStore
 from sweeprun.testing import SweepProject
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeprun.grid import expand_matrix
-from sweeprun.names import is_ref_safe, make_id, render_name, sanitize
+from sweeprun.spec.names import is_ref_safe, make_id, render_name, sanitize
+from sweeprun.sweepers.grid import expand_matrix
 
 scalars = st.one_of(
     st.integers(),
@@ -80,7 +80,7 @@ def test_is_ref_safe_table(name: str, ok: bool) -> None:
 
 
 def test_template_braces_follow_str_format() -> None:
-    from sweeprun.names import render_name
+    from sweeprun.spec.names import render_name
 
     assert render_name("{{{x}", {"x": 1}, {}) == "{1"
     assert render_name("a{{b}}-{x}", {"x": 2}, {}) == "a{b}-2"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sweeprun.exceptions import UsageError
-from sweeprun.overrides import DELETE, parse_override, parse_value
+from sweeprun.spec.overrides import DELETE, parse_override, parse_value
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.paths import OutsideError, guarded, reason_outside
+from sweeprun.system.paths import OutsideError, guarded, reason_outside
 from sweeprun.testing import SweepProject
 
 TRAIN = "import pathlib; pathlib.Path('data/model.pkl').write_text('new model')\n"

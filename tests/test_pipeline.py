@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.pipeline import PipelineError, order_stages, select
-from sweeprun.spec import Out, Stage
+from sweeprun.run.pipeline import PipelineError, order_stages, select
+from sweeprun.spec.loader import Out, Stage
 from sweeprun.testing import SweepProject
 
 PREPARE = """
@@ -225,7 +225,7 @@ def test_order_and_select_are_pure() -> None:
 
 
 def test_cache_save_checkout_and_readonly(tmp_path: Path) -> None:
-    from sweeprun.cache import Cache, hash_path
+    from sweeprun.store.cache import Cache, hash_path
 
     cache = Cache(tmp_path / "cache")
     (tmp_path / "d" / "sub").mkdir(parents=True)

@@ -147,7 +147,7 @@ def test_python_api_main_and_experiments(sweepproject: SweepProject) -> None:
     from sweeprun import api
 
     sweepproject.quickstart()
-    res = sweepproject.run("--run", "-j", "2")  # goes through sweeprun.cli.main
+    res = sweepproject.run("--run", "-j", "2")  # goes through sweeprun._core.cli.main
     assert res.ret == 0
     recs = api.experiments(sweepproject.path)
     assert len(recs) == 6 and all(r["state"] == "success" for r in recs)

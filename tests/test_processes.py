@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.procs import ProcessRef, start_time
+from sweeprun.system.procs import ProcessRef, start_time
 from sweeprun.testing import SweepProject
 
 JOB = """

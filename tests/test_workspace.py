@@ -128,7 +128,7 @@ def test_slots_created_concurrently(sweepproject: SweepProject) -> None:
     """git worktree add trips over a half-created sibling; creations must be serialised."""
     import threading
 
-    from sweeprun import workspace
+    from sweeprun.run import workspace
 
     sweepproject.write("f.txt", "x\n")
     head = sweepproject.commit()

@@ -1,0 +1,1 @@
+"""One invocation: command line, configuration, plugin manager, session."""

@@ -1,0 +1,198 @@
+"""Command-line entry: build the plugin manager, parse, dispatch, map errors to exit codes.
+
+This is the only module that decides an exit code for an exception; everything else
+raises typed errors (``UsageError`` → 4) or returns codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import IO, NoReturn
+
+from sweeprun import __version__
+from sweeprun._core.config import Config, env_args, find_ini, ini_args
+from sweeprun._core.pluginmanager import PluginManager
+from sweeprun._core.registry import CommandRegistry
+from sweeprun.exceptions import SweeprunError, UsageError
+
+
+class ExitCode(IntEnum):
+    """Exit codes, as pytest's."""
+
+    OK = 0
+    TESTS_FAILED = 1
+    INTERRUPTED = 2
+    INTERNAL_ERROR = 3
+    USAGE_ERROR = 4
+    NO_TESTS_COLLECTED = 5
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` (exit 4) instead of exiting with 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Options every mode accepts."""
+    parser.add_argument(
+        "-p",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="load plugin module NAME, or disable it with no:NAME",
+    )
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    parser.add_argument("--version", action="version", version=f"sweeprun {__version__}")
+
+
+def build_main_parser() -> ArgumentParser:
+    """The parser of ``sweeprun [SPEC…]``; plugins add to it in ``sweeprun_addoption``."""
+    parser = ArgumentParser(
+        prog="sweeprun",
+        description="Queue and run parameter sweeps as hidden git commits.",
+        epilog="sub-commands: see 'sweeprun COMMAND --help' (listed below)",
+    )
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help="sweeps.yaml files or directories (default: ./sweeps.yaml)",
+    )
+    add_common_options(parser)
+    return parser
+
+
+def _prepare(argv: list[str], stdout: IO[str]) -> Config:
+    invocation_dir = Path.cwd()
+    commands = CommandRegistry()
+    command_name = argv[0] if argv and not argv[0].startswith("-") else None
+    pm = PluginManager()
+    pm.consider_preparse(argv)
+    pm.register_builtins()
+    pm.load_entrypoints()
+    pm.hook.sweeprun_add_commands.call_historic(kwargs={"commands": commands})
+    if command_name is not None and command_name not in commands:
+        command_name = None
+    ini_path, ini = find_ini(invocation_dir)
+    if command_name is None:
+        words = env_args() + (ini_args(ini, str(ini_path)) if ini_path else []) + argv
+    else:
+        words = argv
+    # The repository root's sweepconf.py may add options, so load it before parsing.
+    from sweeprun.store.git import discover
+
+    try:
+        repo = discover(invocation_dir)
+    except UsageError:
+        repo = None
+    if repo is not None:
+        pm.load_conftests(repo.root, invocation_dir)
+    if command_name is None:
+        parser = build_main_parser()
+        pm.hook.sweeprun_addoption.call_historic(kwargs={"parser": parser, "commands": commands})
+        parser.epilog = "sub-commands: " + ", ".join(c.name for c in commands)
+        args = parser.parse_args(words)
+    else:
+        cmd = commands.get(command_name)
+        assert cmd is not None
+        parser = ArgumentParser(prog=f"sweeprun {cmd.name}", description=cmd.help)
+        add_common_options(parser)
+        cmd.add_arguments(parser)
+        args = parser.parse_args(words[1:])
+    pm.check_pending()
+    config = Config(
+        args=args,
+        pluginmanager=pm,
+        commands=commands,
+        invocation_dir=invocation_dir,
+        ini=ini,
+        command=command_name,
+        stdout=stdout,
+    )
+    config._repo = repo
+    return config
+
+
+def main(args: Sequence[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """Run sweeprun with ``args`` (default: ``sys.argv[1:]``) and return the exit code."""
+    argv = list(sys.argv[1:] if args is None else args)
+    out = stdout if stdout is not None else sys.stdout
+    config: Config | None = None
+    try:
+        config = _prepare(argv, out)
+        config.hook.sweeprun_configure(config=config)
+        try:
+            if config.command is not None:
+                cmd = config.commands.get(config.command)
+                assert cmd is not None
+                return int(cmd.run(config))
+            ret = config.hook.sweeprun_cmdline_main(config=config)
+            return int(ret if ret is not None else ExitCode.OK)
+        finally:
+            config.hook.sweeprun_unconfigure(config=config)
+    except UsageError as exc:
+        print(f"sweeprun: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE_ERROR
+    except KeyboardInterrupt:
+        print("sweeprun: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader went away: console_main ends quietly
+    except SweeprunError as exc:
+        print(f"sweeprun: internal error: {exc}", file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+    except Exception as exc:
+        print(_describe_crash(exc, config), file=sys.stderr)
+        return ExitCode.INTERNAL_ERROR
+
+
+def _describe_crash(exc: BaseException, config: Config | None) -> str:
+    """A traceback that names the plugin whose code raised, when it was a plugin."""
+    tb = traceback.format_exception(exc)
+    where = ""
+    if config is not None:
+        files = {}
+        for name, plugin in config.pluginmanager.list_name_plugin():
+            f = getattr(plugin, "__file__", None)
+            if f:
+                files[str(Path(f).resolve())] = name
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            owner = files.get(str(Path(frame.filename).resolve()))
+            if owner is not None:
+                where = (
+                    f"\nsweeprun: internal error in plugin {owner!r} "
+                    f"({frame.filename}:{frame.lineno}, in {frame.name})"
+                )
+                break
+    return "".join(tb) + where
+
+
+def console_main() -> int:
+    """The ``sweeprun`` console script.
+
+    A reader that goes away (``sweeprun show | head``) ends the output quietly: the rest
+    goes to ``/dev/null`` (so that no flush at exit fails again) and the exit code is 1, as
+    Python's documentation recommends for a closed pipe.
+    """
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(console_main())

@@ -1,0 +1,1 @@
+"""Sub-commands: show, diff, apply/branch/remove, queue, run, push/pull, gc, demo."""

@@ -1,0 +1,134 @@
+"""``sweeprun diff [A] [B]``: params and metrics side by side, with deltas.
+
+Without arguments: the workspace against its baseline (``HEAD``); with one experiment: it
+against its baseline; with two: the first against the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from sweeprun.run.executor import parse_metrics_file
+from sweeprun.spec.params import ParamsFile, flatten
+from sweeprun.store.git import run_git
+from sweeprun.store.records import ExpStore
+
+if TYPE_CHECKING:
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+Side = tuple[str, dict[str, Any], dict[str, Any]]  # (label, params by file, metrics by file)
+
+
+def _spec_files(config: Config) -> tuple[list[str], list[str]]:
+    """Params and metrics files of the workspace's spec (best effort)."""
+    spec_path = config.repo.root / "sweeps.yaml"
+    if spec_path.is_file():
+        spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
+        return spec.params_files, [m for s in spec.stages for m in s.metrics]
+    return (["params.yaml"] if (config.repo.root / "params.yaml").is_file() else []), []
+
+
+def _workspace(config: Config) -> Side:
+    params_files, metrics_files = _spec_files(config)
+    root = config.repo.root
+    params = {p: ParamsFile.load(root, p).data for p in params_files if (root / p).is_file()}
+    metrics = {m: parse_metrics_file(root / m) for m in metrics_files if (root / m).is_file()}
+    return "workspace", params, metrics
+
+
+def _commit(config: Config, rev: str, label: str) -> Side:
+    params_files, metrics_files = _spec_files(config)
+    params: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    for files, into in ((params_files, params), (metrics_files, metrics)):
+        for path in files:
+            text = run_git(["show", f"{rev}:{path}"], config.repo.root, check=False)
+            if text:
+                try:
+                    into[path] = ParamsFile.from_text(path, text).data
+                except Exception:
+                    into[path] = None
+    return label, params, metrics
+
+
+def rows(a: Side, b: Side, everything: bool) -> list[dict[str, Any]]:
+    """One row per differing (or, with ``everything``, every) param and metric."""
+    out = []
+    for section, da, db in (("params", a[1], b[1]), ("metrics", a[2], b[2])):
+        fa = {f"{p}:{k}": v for p, d in da.items() for k, v in flatten(d).items()}
+        fb = {f"{p}:{k}": v for p, d in db.items() for k, v in flatten(d).items()}
+        for key in sorted(set(fa) | set(fb)):
+            va, vb = fa.get(key), fb.get(key)
+            if va == vb and not everything:
+                continue
+            delta = None
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb)):
+                delta = va - vb  # type: ignore[operator]
+            out.append({"section": section, "key": key, a[0]: va, b[0]: vb, "delta": delta})
+    return out
+
+
+def _run(config: Config) -> int:
+    from sweeprun.commands.results import resolve
+
+    store = ExpStore(config.repo)
+    try:
+        names = [n for n in (config.getoption("a"), config.getoption("b")) if n]
+        recs = resolve(store, names) if names else []
+        sides: list[Side] = []
+        for rec in recs:
+            sides.append((rec.name, rec.meta.get("params", {}), rec.meta.get("metrics", {})))
+        if not recs:
+            sides = [_workspace(config), _commit(config, "HEAD", "baseline")]
+        elif len(recs) == 1:
+            sides.append(_commit(config, recs[0].baseline, f"baseline {recs[0].baseline[:7]}"))
+    finally:
+        store.close()
+    table = rows(sides[0], sides[1], bool(config.getoption("all")))
+    a, b = sides[0][0], sides[1][0]
+    out = config.stdout
+    if config.getoption("json"):
+        out.write(json.dumps(table, indent=2, default=str) + "\n")
+        return 0
+    if not table:
+        out.write(f"no differences between {a} and {b}\n")
+        return 0
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    header = ["Path:key", a, b, "Change"]
+    body = [
+        [r["key"], fmt(r[a]), fmt(r[b]), "" if r["delta"] is None else f"{r['delta']:+.6g}"]
+        for r in table
+    ]
+    if config.getoption("md"):
+        out.write("| " + " | ".join(header) + " |\n|" + "---|" * 4 + "\n")
+        out.writelines("| " + " | ".join(row) + " |\n" for row in body)
+        return 0
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
+    for row in [header, *body]:
+        out.write(
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+    return 0
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", nargs="?", help="experiment (default: the workspace)")
+    p.add_argument("b", nargs="?", help="experiment to compare with (default: A's baseline)")
+    p.add_argument("--all", action="store_true", help="unchanged values too")
+    p.add_argument("--json", action="store_true", help="JSON rows")
+    p.add_argument("--md", action="store_true", help="a Markdown table")
+
+
+@hookimpl
+def sweeprun_add_commands(commands: CommandRegistry) -> None:
+    """Register ``sweeprun diff``."""
+    commands.add("diff", "params and metrics of two experiments side by side", _args, _run)

@@ -1,0 +1,197 @@
+"""``sweeprun queue status | logs | kill | retry``: managing the queue while it drains."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from sweeprun.exceptions import UsageError
+from sweeprun.run.workspace import running_command
+from sweeprun.store.git import ZERO, RefConflict, RefOp
+from sweeprun.store.records import EXPS, FAILED_STATES, QUEUE, ExpStore
+
+if TYPE_CHECKING:
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _status(config: Config, store: ExpStore) -> int:
+    records = store.records()
+    orphans = {r.key for r in store.orphans()}
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    out = config.stdout
+    out.write(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "the queue is empty")
+    out.write("\n")
+    now = time.time()
+    claims = store.leases()
+    for r in records:
+        if r.state not in ("queued", "running"):
+            continue
+        runner = ""
+        if r.state == "running":
+            lease = next(iter(claims.get(r.key, [])), None)
+            if lease is not None:
+                runner = f"  runner {lease.host}:{lease.pid}"
+                since = now - lease.started
+            else:
+                since = now - float(r.meta.get("queued_at", now))
+            if r.key in orphans:
+                runner += "  (orphaned: its runner is gone; --run-all takes it back)"
+        else:
+            since = now - float(r.meta.get("queued_at", now))
+        out.write(f"{r.state:8s} {r.name:14s} {_age(since):>4s}  {r.id}{runner}\n")
+    return 0
+
+
+def _logs(config: Config, store: ExpStore) -> int:
+    from sweeprun.commands.results import resolve
+
+    (rec,) = resolve(store, [config.getoption("name")])
+    path = store.repo.state_dir / "logs" / f"{rec.key}.log"
+    if not path.is_file():
+        tail = rec.meta.get("log_tail")
+        if tail:
+            config.stdout.write(tail + "\n")
+            return 0
+        raise UsageError(f"queue logs: {rec.name} has no log yet ({rec.state})")
+    follow = bool(config.getoption("follow"))
+    with open(path, errors="replace") as f:
+        while True:
+            chunk = f.read()
+            if chunk:
+                config.stdout.write(chunk)
+                config.stdout.flush()
+            if not follow:
+                return 0
+            states = {r.key: r.state for r in store.records(QUEUE, "refs/sweeprun/running")}
+            if rec.key not in states:  # finished: print what is left and stop
+                config.stdout.write(f.read())
+                return 0
+            time.sleep(0.2)
+
+
+def _kill(config: Config, store: ExpStore) -> int:
+    from sweeprun.commands.results import resolve
+
+    recs = resolve(store, config.getoption("names"))
+    sig = signal.SIGKILL if config.getoption("force") else signal.SIGINT
+    grace = config.getoption("grace")
+    if not (grace >= 0 and grace < float("inf")):  # also refuses nan
+        raise UsageError(f"queue kill --grace {grace}: give a number of seconds >= 0")
+    for rec in recs:
+        if rec.state != "running":
+            raise UsageError(f"queue kill: {rec.name} is {rec.state}, not running")
+    sent = []
+    for rec in recs:
+        proc = running_command(store.repo.common_dir, rec.key)
+        if proc is None:
+            raise UsageError(
+                f"queue kill: {rec.name} has no running command right now "
+                "(between stages?); try again"
+            )
+        if proc.signal_tree(sig):
+            sent.append((rec, proc))
+            config.stdout.write(f"sent {sig.name} to {rec.name} (process group {proc.pid})\n")
+    # A program may ignore SIGINT (or take too long over it): it is killed after the grace
+    # period, as on Ctrl+C.
+    deadline = time.monotonic() + grace
+    while sig != signal.SIGKILL and time.monotonic() < deadline:
+        if not any(proc.tree_alive() for _, proc in sent):
+            break
+        time.sleep(0.05)
+    for rec, proc in sent:
+        if sig != signal.SIGKILL and proc.signal_tree(signal.SIGKILL):
+            config.stdout.write(f"{rec.name} still ran after {grace:g} s: sent SIGKILL\n")
+    return 0
+
+
+def _retry(config: Config, store: ExpStore) -> int:
+    """Queue failed (or named) experiments again, as they were queued."""
+    from sweeprun.commands.results import resolve
+
+    records = store.records()
+    if config.getoption("failed"):
+        # A failed result whose point is already queued or running again (--lf) is not
+        # queued a second time.
+        again = {(r.baseline, r.name) for r in records if r.state in ("queued", "running")}
+        chosen = [
+            r for r in records if r.state in FAILED_STATES and (r.baseline, r.name) not in again
+        ]
+    else:
+        names = config.getoption("names")
+        if not names:
+            raise UsageError("queue retry: name experiments or use --failed")
+        chosen = resolve(store, names, records)
+    ops = []
+    for rec in chosen:
+        if rec.state in ("queued", "running"):
+            raise UsageError(f"queue retry: {rec.name} is {rec.state} already")
+        queued = str(rec.meta.get("queue_commit") or "")
+        if not queued:
+            raise UsageError(f"queue retry: {rec.name} has no queued commit to run again")
+        ops += [RefOp(QUEUE + rec.key, queued, ZERO)]
+        if rec.ref.startswith(EXPS) and rec.state != "success":
+            ops.append(RefOp(rec.ref, ZERO, rec.commit))  # the failed result gives way
+    try:
+        store.updater.transaction(ops)
+    except RefConflict as exc:
+        raise UsageError(
+            f"queue retry: the queue changed meanwhile, nothing queued: {exc}"
+        ) from None
+    config.stdout.write(
+        f"queued {len(chosen)} experiment(s) again; run them with 'sweeprun --run-all'\n"
+    )
+    return 0
+
+
+def _run(config: Config) -> int:
+    store = ExpStore(config.repo)
+    try:
+        action = {"status": _status, "logs": _logs, "kill": _kill, "retry": _retry}
+        return action[config.getoption("action")](config, store)
+    finally:
+        store.close()
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("status", help="counts, and one line per queued or running entry")
+    logs = sub.add_parser("logs", help="an experiment's log")
+    logs.add_argument("name")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow while it runs")
+    kill = sub.add_parser(
+        "kill", help="SIGINT a running experiment, SIGKILL after --grace (--force: SIGKILL now)"
+    )
+    kill.add_argument("names", nargs="+")
+    kill.add_argument("--force", action="store_true")
+    kill.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a job gets to stop before it is killed (default 10)",
+    )
+    retry = sub.add_parser("retry", help="queue failed experiments again")
+    retry.add_argument("names", nargs="*")
+    retry.add_argument("--failed", action="store_true", help="every failed experiment")
+
+
+@hookimpl
+def sweeprun_add_commands(commands: CommandRegistry) -> None:
+    """Register ``sweeprun queue``."""
+    commands.add("queue", "queue status, logs, kill and retry", _args, _run)

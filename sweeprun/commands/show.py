@@ -1,0 +1,415 @@
+"""``sweeprun show``: experiments as a table (or JSON), read with one ``for-each-ref``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from sweeprun.exceptions import UsageError
+from sweeprun.spec.params import flatten
+from sweeprun.store.records import FAILED_STATES, ExpStore, Record
+
+if TYPE_CHECKING:
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+    from sweeprun.store.git import RepoPaths
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+STATE_ORDER = {"running": 0, "queued": 1}
+
+
+def experiment_record(rec: Record) -> dict[str, Any]:
+    """The public record of one experiment (``show --json``, ``api.experiments``)."""
+    m = rec.meta
+    return {
+        "name": rec.name,
+        "id": rec.id,
+        "state": rec.state,
+        "baseline": rec.baseline,
+        "sweep": m.get("sweep"),
+        "spec": m.get("spec"),
+        "params": m.get("params", {}),
+        "metrics": m.get("metrics", {}),
+        "point": m.get("point", {}),
+        "returncode": m.get("returncode"),
+        "queued_at": m.get("queued_at"),
+        "started": m.get("started"),
+        "finished": m.get("finished"),
+        "duration": m.get("duration"),
+        "message": m.get("message", ""),
+        "checkpoints": m.get("checkpoints", 0),
+        "key": rec.key,
+        "ref": rec.ref,
+        "commit": rec.commit,
+    }
+
+
+def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str, Any]]:
+    """Experiment records of the current baseline (or all), newest first per state."""
+    store = ExpStore(repo)
+    try:
+        head = store.head()
+        recs = [r for r in store.records() if all_baselines or r.baseline == head]
+    finally:
+        store.close()
+    recs.sort(
+        key=lambda r: (
+            r.baseline != head,
+            STATE_ORDER.get(r.state, 2),
+            -(r.meta.get("queued_at") or 0),
+            r.id,
+        )
+    )
+    return [experiment_record(r) for r in recs]
+
+
+def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per checkpoint of each experiment, after the experiment's own row."""
+    from sweeprun.run.checkpoint import REF_PREFIX, chain
+
+    out = []
+    for rec in records:
+        out.append(rec)
+        running = rec["state"] in ("queued", "running")
+        tip = REF_PREFIX + rec["key"] if running else rec["commit"]
+        if not rec.get("checkpoints") and rec["state"] not in ("running", "failed"):
+            continue
+        for sha, meta in chain(repo.root, tip, rec["baseline"]):
+            out.append(
+                {
+                    **rec,
+                    "name": f"{rec['name']}@{meta['step']}",
+                    "state": "checkpoint",
+                    "metrics": meta.get("metrics", {}),
+                    "commit": sha,
+                    "checkpoints": meta["step"],
+                }
+            )
+    return out
+
+
+def flat_columns(records: list[dict[str, Any]], section: str) -> list[str]:
+    """Column names of a section (params/metrics), file-qualified only when ambiguous."""
+    seen: dict[str, set[str]] = {}
+    for rec in records:
+        for path, data in (rec.get(section) or {}).items():
+            for key in flatten(data):
+                seen.setdefault(key, set()).add(path)
+    cols = []
+    for key, paths in seen.items():
+        cols.extend([key] if len(paths) == 1 else [f"{p}:{key}" for p in sorted(paths)])
+    return cols
+
+
+def cell(rec: dict[str, Any], section: str, col: str) -> Any:
+    """A record's value for a flattened column (``None`` if absent)."""
+    data = rec.get(section) or {}
+    if ":" in col and col.split(":", 1)[0] in data:
+        path, key = col.split(":", 1)
+        return flatten(data[path]).get(key)
+    for d in data.values():
+        flat = flatten(d)
+        if col in flat:
+            return flat[col]
+    return None
+
+
+def _fmt(value: Any, precision: int = 6) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:.{precision}g}"
+        return text if any(c in text for c in ".einf") else text + ".0"
+    return str(value)
+
+
+def build_table(
+    records: list[dict[str, Any]], only_changed: bool = False
+) -> tuple[list[str], list[str], list[str]]:
+    """(params columns, metrics columns, all value columns) for ``records``."""
+
+    def varies(section: str, col: str) -> bool:
+        return len({json.dumps(cell(r, section, col), default=str) for r in records}) > 1
+
+    params = [c for c in flat_columns(records, "params") if varies("params", c)]
+    metrics = flat_columns(records, "metrics")
+    if only_changed:
+        metrics = [c for c in metrics if varies("metrics", c)]
+    clash = set(params) & set(metrics)
+    if clash:  # the same key as a param and a metric: qualify the metric with its file
+        qualified: list[str] = []
+        for c in metrics:
+            if c in clash:
+                paths = sorted(
+                    {
+                        p
+                        for r in records
+                        for p, d in (r.get("metrics") or {}).items()
+                        if c in flatten(d)
+                    }
+                )
+                qualified.extend(f"{p}:{c}" for p in paths)
+            else:
+                qualified.append(c)
+        metrics = qualified
+    return params, metrics, params + metrics
+
+
+def sort_records(
+    records: list[dict[str, Any]],
+    column: str,
+    params: list[str],
+    metrics: list[str],
+    descending: bool,
+) -> list[dict[str, Any]]:
+    """Sort by a column; unknown or ambiguous columns are usage errors."""
+    from sweeprun.spec.params import suggest
+
+    path, sep, key = column.rpartition(":")
+    params_files = {p for r in records for p in (r.get("params") or {})}
+    if sep and path in params_files:  # params.yaml:train.lr names a param explicitly
+        return _sorted(records, "params", column if column in params else key, descending)
+    metrics_files = {p for r in records for p in (r.get("metrics") or {})}
+    if sep and path in metrics_files:  # so does metrics.json:acc a metric
+        return _sorted(records, "metrics", column, descending)
+    # Every column counts, shown or not: a name that is both a param and a metric is
+    # ambiguous even where one of them is constant.
+    all_params = flat_columns(records, "params")
+    all_metrics = [c for c in metrics if ":" in c] + flat_columns(records, "metrics")
+    candidates = [("params", c) for c in all_params if c == column or c.endswith(":" + column)]
+    candidates += [
+        ("metrics", c)
+        for c in dict.fromkeys(all_metrics)
+        if c == column or c.endswith(":" + column)
+    ]
+    candidates = list(dict.fromkeys(candidates))
+    if any(c == column for _, c in candidates) and len({s for s, _ in candidates}) == 1:
+        candidates = [(s, c) for s, c in candidates if c == column]
+    if not candidates:
+        raise UsageError(
+            f"--sort-by {column}: unknown column"
+            f"{suggest(column, params + metrics)} (columns: "
+            f"{', '.join(params + metrics) or 'none'})"
+        )
+    if len(candidates) > 1:
+        raise UsageError(
+            f"--sort-by {column}: ambiguous, use one of: " + ", ".join(c for _, c in candidates)
+        )
+    section, col = candidates[0]
+    return _sorted(records, section, col, descending)
+
+
+def _sorted(
+    records: list[dict[str, Any]], section: str, col: str, descending: bool
+) -> list[dict[str, Any]]:
+    present = [r for r in records if cell(r, section, col) is not None]
+    absent = [r for r in records if cell(r, section, col) is None]
+    present.sort(key=lambda r: sort_key(cell(r, section, col)), reverse=descending)
+    return present + absent  # missing values last, in either direction
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers by value (ints and floats together), then booleans, strings, the rest."""
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, (int, float)):
+        return (0, float(value)) if value == value else (1, True)  # NaN: after numbers
+    if isinstance(value, str):
+        return (2, value)
+    return (3, json.dumps(value, sort_keys=True, default=str))
+
+
+def render(config: Config, records: list[dict[str, Any]]) -> None:
+    """Print the table in the requested format (rich on a terminal, csv, md)."""
+    import csv
+    import re
+
+    params, metrics, _ = build_table(records, bool(config.getoption("only_changed")))
+    for opt, keep in (("keep", True), ("drop", False)):
+        pattern = config.getoption(opt)
+        if pattern:
+            try:
+                rx = re.compile(pattern)
+            except re.error as exc:
+                raise UsageError(f"--{opt} {pattern!r}: not a regular expression ({exc})") from None
+            params = [c for c in params if bool(rx.search(c)) == keep]
+            metrics = [c for c in metrics if bool(rx.search(c)) == keep]
+    if config.getoption("sort_by"):
+        records = sort_records(
+            records,
+            config.getoption("sort_by"),
+            params,
+            metrics,
+            config.getoption("sort_order") == "desc",
+        )
+    precision = int(config.getoption("precision") or 6)
+    ckpts = any(r.get("checkpoints") for r in records)
+    # Several baselines (-A, -n, --rev): say which one each row belongs to.
+    many = len({r["baseline"] for r in records if r["baseline"]}) > 1
+    header = [
+        "Experiment",
+        "State",
+        *(["Baseline"] if many else []),
+        *(["Ckpts"] if ckpts else []),
+        *params,
+        *metrics,
+    ]
+    rows = [
+        [
+            r["name"],
+            r["state"],
+            *([r["baseline"][:7]] if many else []),
+            *([str(r.get("checkpoints") or "-")] if ckpts else []),
+            *[_fmt(cell(r, "params", c), precision) for c in params],
+            *[_fmt(cell(r, "metrics", c), precision) for c in metrics],
+        ]
+        for r in records
+    ]
+    if config.getoption("csv"):
+        writer = csv.writer(config.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    if config.getoption("md"):
+        config.stdout.write("| " + " | ".join(header) + " |\n")
+        config.stdout.write("|" + "---|" * len(header) + "\n")
+        for row in rows:
+            config.stdout.write("| " + " | ".join(row) + " |\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, name in enumerate(header):
+        style = "cyan" if i >= len(header) - len(metrics) and metrics else None
+        table.add_column(
+            name,
+            no_wrap=i == 0,
+            justify="left" if i < 2 else "right",
+            style=style,
+            overflow="ellipsis",
+        )
+    for row in rows:
+        table.add_row(*row)
+    console = Console(file=config.stdout, width=None if config.stdout.isatty() else 200)
+    console.print(table)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON record per experiment")
+    parser.add_argument("--csv", action="store_true", help="comma-separated values")
+    parser.add_argument("--md", action="store_true", help="a Markdown table")
+    parser.add_argument(
+        "-A",
+        "--all-baselines",
+        action="store_true",
+        help="experiments of every baseline, not only HEAD's",
+    )
+    parser.add_argument("--rev", help="experiments of this baseline instead of HEAD")
+    parser.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        default=1,
+        metavar="NUM",
+        help="experiments of the last NUM commits of HEAD's history",
+    )
+    parser.add_argument(
+        "--all-checkpoints", action="store_true", help="one row per checkpoint as well"
+    )
+    parser.add_argument("--sort-by", metavar="COLUMN", help="sort by a param or metric")
+    parser.add_argument("--sort-order", choices=("asc", "desc"), default="asc")
+    parser.add_argument(
+        "--only-changed",
+        action="store_true",
+        help="hide columns whose value is the same everywhere",
+    )
+    parser.add_argument("--keep", metavar="REGEX", help="only columns matching REGEX")
+    parser.add_argument("--drop", metavar="REGEX", help="hide columns matching REGEX")
+    parser.add_argument("--hide-queued", action="store_true", help="hide queued experiments")
+    parser.add_argument("--hide-failed", action="store_true", help="hide failed experiments")
+    parser.add_argument(
+        "--precision",
+        type=int,
+        default=6,
+        metavar="N",
+        help="significant digits of numbers (default 6)",
+    )
+
+
+def select_baselines(config: Config) -> set[str] | None:
+    """Baselines to show (``None``: all)."""
+    from sweeprun.store.git import run_git
+
+    if config.getoption("all_baselines"):
+        return None
+    rev = config.getoption("rev") or "HEAD"
+    num = max(1, int(config.getoption("num") or 1))
+    out = run_git(
+        ["rev-list", f"--max-count={num}", "--first-parent", rev, "--"],
+        config.repo.root,
+        check=False,
+    ).split()
+    if not out:
+        raise UsageError(f"--rev {rev}: no such commit")
+    return set(out)
+
+
+def _run(config: Config) -> int:
+    baselines = select_baselines(config)
+    records = load_records(config.repo, all_baselines=True)
+    if baselines is not None:
+        records = [r for r in records if r["baseline"] in baselines]
+    hide = {"queued"} if config.getoption("hide_queued") else set()
+    if config.getoption("hide_failed"):
+        hide.update(FAILED_STATES)
+    records = [r for r in records if r["state"] not in hide]
+    if config.getoption("all_checkpoints"):
+        records = checkpoint_records(config.repo, records)
+    if config.getoption("json"):
+        if config.getoption("sort_by"):
+            params, metrics, _ = build_table(records)
+            records = sort_records(
+                records,
+                config.getoption("sort_by"),
+                params,
+                metrics,
+                config.getoption("sort_order") == "desc",
+            )
+        config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
+        return 0
+    if not records:
+        config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")
+        return 0
+    if not config.getoption("sort_by"):
+        records = [_workspace_row(config), *records]
+    render(config, records)
+    return 0
+
+
+def _workspace_row(config: Config) -> dict[str, Any]:
+    """The workspace as a row: its params and metrics files as they are now."""
+    from sweeprun.commands.diff import _workspace
+
+    try:
+        _, params, metrics = _workspace(config)
+    except Exception:  # an unreadable spec must not break show
+        params, metrics = {}, {}
+    return {
+        "name": "workspace",
+        "state": "-",
+        "params": params,
+        "metrics": metrics,
+        "baseline": "",
+        "checkpoints": 0,
+    }
+
+
+@hookimpl
+def sweeprun_add_commands(commands: CommandRegistry) -> None:
+    """Register ``sweeprun show``."""
+    commands.add("show", "table of experiments: name, state, params, metrics", _add_arguments, _run)

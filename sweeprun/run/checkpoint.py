@@ -1,0 +1,235 @@
+"""Checkpoints: a signal-file protocol, a watcher per job, and a crash-proof journal.
+
+Protocol (any language): a stage with a ``checkpoint: true`` out gets the path of a signal
+file in ``SWEEPRUN_CHECKPOINT``. To checkpoint, the program creates that file and waits
+until it disappears. The watcher (a thread beside the job, polling every 5 ms) then
+
+1. snapshots the checkpoint outs into the output cache,
+2. writes a checkpoint commit (git objects only): the workspace with ``sweeprun.lock``
+   naming the outs' digests, metrics as they are now; its parent is the previous
+   checkpoint (the first one's, the baseline),
+3. appends the commit to the experiment's journal, ``.git/sweeprun/checkpoints/<key>``,
+   and fsyncs it,
+4. removes the signal file, releasing the program.
+
+Only the runner (parent) writes refs: it publishes journals to
+``refs/sweeprun/checkpoints/<key>`` while the job runs, and any later runner publishes what
+a killed one left. So a checkpoint survives Ctrl+C, ``kill -9`` of the runner, a crash
+or a timeout as soon as the program has been released.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+POLL = 0.005
+ENV = "SWEEPRUN_CHECKPOINT"
+REF_PREFIX = "refs/sweeprun/checkpoints/"
+
+
+def journal_path(common_dir: str | os.PathLike[str], key: str) -> Path:
+    """Where a job's checkpoint journal lives."""
+    return Path(common_dir) / "sweeprun" / "checkpoints" / key
+
+
+def signal_path(common_dir: str | os.PathLike[str], key: str) -> Path:
+    """The signal file of a job (outside every work tree)."""
+    return Path(common_dir) / "sweeprun" / "signals" / f"{key}.ckpt"
+
+
+_LINE = re.compile(rb"([0-9a-f]{40}) ([0-9]+)")
+_TORN = re.compile(rb"[0-9a-f]{0,40}|[0-9a-f]{40} [0-9]*")  # what a cut-short append leaves
+
+
+def read_journal(path: Path) -> list[tuple[str, int]]:
+    """``[(commit, step), …]`` from a journal; a torn last line is ignored; a damaged
+    journal reads as empty (see :func:`load_chain`, which also sets it aside)."""
+    return _parse_journal(path) or []
+
+
+def _parse_journal(path: Path) -> list[tuple[str, int]] | None:
+    """The journal's chain; ``None`` when it is damaged (not a torn last line)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    lines = data.split(b"\n")
+    out = []
+    for i, line in enumerate(lines):
+        match = _LINE.fullmatch(line)
+        if match:
+            out.append((match.group(1).decode(), int(match.group(2))))
+        elif line and (i < len(lines) - 1 or not _TORN.fullmatch(line)):
+            return None  # only the last line may be cut short (a crash mid-append)
+    return out
+
+
+def load_chain(
+    common_dir: str | os.PathLike[str], cwd: str | os.PathLike[str], key: str
+) -> list[tuple[str, int]]:
+    """An experiment's checkpoints, ``[(commit, step), …]``: from its journal, or, when the
+    journal is empty or damaged, from its published ref ``refs/sweeprun/checkpoints/<key>``
+    (a damaged journal is set aside, and written anew from the ref)."""
+    from sweeprun.store.git import run_git
+    from sweeprun.store.records import parse_message
+    from sweeprun.system.damage import set_aside
+
+    path = journal_path(common_dir, key)
+    got = _parse_journal(path)
+    if got is None:
+        set_aside(path, Path(common_dir) / "sweeprun", "is damaged (not a checkpoint journal)")
+        got = []
+    if got:
+        return got
+    tip = run_git(["rev-parse", "-q", "--verify", REF_PREFIX + key], cwd, check=False).strip()
+    if not tip:
+        return []
+    meta = parse_message(run_git(["log", "-1", "--format=%B", tip], cwd, check=False)) or {}
+    commits = list(reversed(chain(cwd, tip, str(meta.get("baseline", "")) or tip + "^")))
+    got = [(sha, int(m.get("step", 0))) for sha, m in commits]
+    if got:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".rebuilt")
+        tmp.write_text("".join(f"{sha} {step}\n" for sha, step in got))
+        os.replace(tmp, path)
+    return got
+
+
+def append_journal(path: Path, commit: str, step: int) -> None:
+    """Append durably: the line is on disk before the program is released."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, f"{commit} {step}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Watcher:
+    """Watches one job's signal file and turns each signal into a checkpoint commit."""
+
+    def __init__(
+        self,
+        signal_file: Path,
+        snapshot: Callable[[int, str], str],
+        journal: Path,
+        first_parent: str,
+        first_step: int = 0,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.signal_file = signal_file
+        self.snapshot = snapshot
+        self.journal = journal
+        self.parent = first_parent
+        self.step = first_step
+        self.on_error = on_error
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sweeprun-ckpt", daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self.signal_file.parent.mkdir(parents=True, exist_ok=True)
+        self.signal_file.unlink(missing_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.signal_file.exists() and not self.error:
+            self._take()  # the program signalled just before exiting
+        self.signal_file.unlink(missing_ok=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL):
+            if self.signal_file.exists():
+                self._take()
+
+    def _take(self) -> None:
+        try:
+            commit = self.snapshot(self.step + 1, self.parent)
+            append_journal(self.journal, commit, self.step + 1)
+        except Exception as exc:  # a failed snapshot must not leave the program waiting
+            self.error = f"checkpoint {self.step + 1} failed: {type(exc).__name__}: {exc}"
+            if self.on_error is not None:
+                self.on_error(self.error)
+        else:
+            self.step += 1
+            self.parent = commit
+        self.signal_file.unlink(missing_ok=True)
+
+
+def kill_group(pid_holder: dict[str, Any]) -> Callable[[str], None]:
+    """An error handler that stops the job's process group (the one running now)."""
+
+    def stop(_: str) -> None:
+        proc = pid_holder.get("proc")
+        if proc is not None:
+            proc.signal_group(signal.SIGKILL)
+
+    return stop
+
+
+def make_checkpoint(timeout: float | None = None) -> bool:
+    """Ask sweeprun to checkpoint now; return once the snapshot is taken.
+
+    Creates the signal file named by ``SWEEPRUN_CHECKPOINT``, makes sure it is on disk and
+    waits until sweeprun removes it. Outside sweeprun (no such variable) it does nothing
+    and returns ``False``.
+    """
+    path = os.environ.get(ENV)
+    if not path:
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while os.path.exists(path):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"sweeprun did not take the checkpoint within {timeout} s")
+        time.sleep(0.002)
+    return True
+
+
+def chain(cwd: str | os.PathLike[str], tip: str, baseline: str) -> list[tuple[str, dict[str, Any]]]:
+    """Checkpoint commits from ``tip`` back to ``baseline``, newest first: (sha, record)."""
+    from sweeprun.store.git import run_git
+    from sweeprun.store.records import parse_message
+
+    log = run_git(
+        ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{baseline}"], cwd, check=False
+    )
+    out = []
+    for chunk in log.split("\x1e"):
+        sha, _, body = chunk.strip().partition("\x00")
+        meta = parse_message(body)
+        if sha and meta is not None and meta.get("state") == "checkpoint":
+            out.append((sha, meta))
+    return out
+
+
+def checkpoint_meta(meta: dict[str, Any], step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The record of a checkpoint commit."""
+    out = {k: v for k, v in meta.items() if k not in ("files",)}
+    out.update(
+        {"state": "checkpoint", "step": step, "metrics": metrics, "checkpoint_at": time.time()}
+    )
+    return out
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON used in journals and records."""
+    return json.dumps(obj, sort_keys=True, default=str)

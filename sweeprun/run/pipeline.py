@@ -1,0 +1,384 @@
+"""Pipelines: the stage DAG, stage keys, the run-cache and running stages in a workspace.
+
+A stage's *key* hashes what determines its outputs: the command, the content of its deps
+and the params values it reads (all params, when it declares none — the safe default).
+A stage whose key has a run-cache entry is not run: its outputs are restored from the
+cache. Jobs running at once that need the same key take a lock on it, so one computes and
+the others restore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sweeprun.spec.loader import Stage
+from sweeprun.store.cache import Cache, CacheObjectError, hash_path, link_or_copy, remove
+from sweeprun.system.paths import OutsideError, guarded
+
+LOCK_FILE = "sweeprun.lock"
+
+
+class PipelineError(ValueError):
+    """An invalid DAG: ``stage`` names the stage to point the error at."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        self.stage = stage
+        super().__init__(message)
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def order_stages(stages: Sequence[Stage]) -> list[Stage]:
+    """Stages in dependency order (declaration order among independent ones)."""
+    producers: dict[str, str] = {}
+    for s in stages:
+        for o in s.outs:
+            for other_path, other in producers.items():
+                if o.path == other_path:
+                    raise PipelineError(
+                        s.name, f"stages {other!r} and {s.name!r} both write {o.path!r}"
+                    )
+                if _inside(o.path, other_path) or _inside(other_path, o.path):
+                    raise PipelineError(
+                        s.name,
+                        f"out {o.path!r} of stage {s.name!r} overlaps "
+                        f"out {other_path!r} of stage {other!r}",
+                    )
+            producers[o.path] = s.name
+    upstream: dict[str, list[str]] = {s.name: [] for s in stages}
+    for s in stages:
+        for dep in s.deps:
+            for out, producer in producers.items():
+                if (_inside(dep, out) or _inside(out, dep)) and producer != s.name:
+                    upstream[s.name].append(producer)
+                elif producer == s.name and _inside(dep, out):
+                    raise PipelineError(s.name, f"stage {s.name!r} depends on its own out {out!r}")
+    by_name = {s.name: s for s in stages}
+    done: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join([*path[path.index(name) :], name])
+            raise PipelineError(name, f"the pipeline has a cycle: {cycle}")
+        state[name] = 1
+        for up in upstream[name]:
+            visit(up, [*path, name])
+        state[name] = 2
+        done.append(name)
+
+    for s in stages:
+        visit(s.name, [])
+    return [by_name[n] for n in done]
+
+
+def select(stages: Sequence[Stage], targets: Sequence[str], single: bool) -> list[Stage]:
+    """The targets and (unless ``single``) everything upstream of them, in order."""
+    names = {s.name for s in stages}
+    for t in targets:
+        if t not in names:
+            raise PipelineError(t, f"no stage named {t!r} (stages: {', '.join(sorted(names))})")
+    if not targets:
+        return list(stages)
+    if single:
+        return [s for s in stages if s.name in targets]
+    outs = {o.path: s.name for s in stages for o in s.outs}
+    wanted = set(targets)
+    for s in reversed(stages):  # stages are ordered: walk upstream once
+        if s.name in wanted:
+            for dep in s.deps:
+                wanted.update(p for o, p in outs.items() if _inside(dep, o) or _inside(o, dep))
+    return [s for s in stages if s.name in wanted]
+
+
+def shown_cmd(stage: Stage) -> str:
+    """A stage's command as a person reads it (values shell-quoted in place)."""
+    from sweeprun.run.command import display
+
+    return display(stage.cmd, dict(stage.values))
+
+
+def committed_results(stages: Sequence[Stage]) -> list[str]:
+    """What every result commit keeps, even where git ignores it: metrics, plots, outs
+    with ``cache: false`` and the lock file. (Cached outs go to the cache instead; a
+    result inside a cached out is kept there.)"""
+    cached = [o.path for s in stages for o in s.outs if o.cache]
+    paths = {
+        p
+        for s in stages
+        for p in (*s.metrics, *s.plots, *(o.path for o in s.outs if not o.cache))
+        if not any(_inside(p, c) for c in cached)
+    }
+    return sorted(paths | {LOCK_FILE})
+
+
+def outputs(stage: Stage) -> list[str]:
+    """Every path a stage produces: cached outs, metrics and plots."""
+    return [o.path for o in stage.outs] + list(stage.metrics) + list(stage.plots)
+
+
+def params_read(
+    stage: Stage, ws: Path, params_files: Sequence[str], texts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The params values a stage reads, by file (all of them if it declares none).
+
+    ``texts`` stands in for files' contents (a dry run with ``-S`` writes nothing).
+    """
+    from sweeprun.spec.params import ParamsFile, get_path
+
+    texts = texts or {}
+    if not stage.params:
+        # Reads every param: the files' bytes identify them, and hashing is cheaper than
+        # parsing on the per-experiment path.
+        return {
+            p: "sha256:"
+            + hashlib.sha256(texts[p].encode() if p in texts else (ws / p).read_bytes()).hexdigest()
+            for p in params_files
+            if p in texts or (ws / p).is_file()
+        }
+    files = {
+        p: (ParamsFile.from_text(p, texts[p]) if p in texts else ParamsFile.load(ws, p)).data
+        for p in params_files
+        if p in texts or (ws / p).is_file()
+    }
+    default = params_files[0] if params_files else ""
+    out: dict[str, Any] = {}
+    for key in stage.params:
+        path, sep, inner = key.rpartition(":")
+        path = path if sep else default
+        out.setdefault(path, {})[inner] = get_path(files.get(path, {}), inner, None)
+    return out
+
+
+def stage_key(stage: Stage, deps: dict[str, str], params: dict[str, Any]) -> str:
+    """The run-cache key of a stage."""
+    blob = json.dumps(
+        {
+            "cmd": stage.cmd,
+            "values": dict(stage.values),
+            "wdir": stage.wdir,
+            "deps": deps,
+            "params": params,
+            "outs": outputs(stage),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage."""
+
+    name: str
+    status: str  # "ran", "cached", "failed", "skipped"
+    returncode: int = 0
+    message: str = ""
+    lock: dict[str, Any] = field(default_factory=dict)
+
+
+def link_ignored_deps(stages: Sequence[Stage], ws: Path, source: Path) -> list[str]:
+    """Link deps missing from ``ws`` (git-ignored data) from ``source`` without copying.
+
+    Returns the deps found nowhere (not in ``ws``, not in ``source``, not produced).
+    """
+    produced = [o for s in stages for o in outputs(s)]
+    missing = []
+    for s in stages:
+        for dep in s.deps:
+            target = ws / dep
+            if target.exists() or any(_inside(dep, o) for o in produced):
+                continue
+            guarded(ws, dep, "dep")  # the links are made here: never through a link out
+            origin = source / dep
+            if not origin.exists():
+                missing.append(dep)
+                continue
+            if origin.is_dir():
+                for dirpath, _, filenames in os.walk(origin):
+                    for name in filenames:
+                        src = Path(dirpath) / name
+                        dst = target / src.relative_to(origin)
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        _link(src, dst)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link(origin, target)
+    return missing
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same inode: no copy
+    except OSError:
+        link_or_copy(src, dst)
+
+
+RunCommand = Callable[[Stage, Path, dict[str, str], BinaryIO], int]
+
+
+def run_stages(
+    stages: Sequence[Stage],
+    ws: Path,
+    cache: Cache,
+    params_files: Sequence[str],
+    env: dict[str, str],
+    log: BinaryIO,
+    run_command: RunCommand,
+    force: bool = False,
+    dry: bool = False,
+    params_texts: dict[str, str] | None = None,
+    keep_outs: bool = False,
+) -> list[StageOutcome]:
+    """Run (or restore) ``stages`` in order in ``ws``; stop at the first failure.
+
+    ``keep_outs``: the commands ran already (a killed runner's job being adopted): their
+    outputs are in the workspace and must not be removed first.
+    """
+    outcomes: list[StageOutcome] = []
+    planned: dict[str, str | None] = {}  # dry run: outputs upstream stages would produce
+    for stage in stages:
+        deps: dict[str, str] = {}
+        if dry:
+            unknown = [d for d in stage.deps if planned.get(d, "") is None]
+            if unknown:
+                outcomes.append(
+                    StageOutcome(stage.name, "ran", message=f"{unknown[0]!r} will change upstream")
+                )
+                planned.update({p: None for p in outputs(stage)})
+                continue
+        missing = [d for d in stage.deps if not (ws / d).exists() and d not in planned]
+        if missing:
+            outcomes.append(
+                StageOutcome(
+                    stage.name, "failed", 1, f"stage {stage.name!r}: dep {missing[0]!r} is missing"
+                )
+            )
+            break
+        for dep in stage.deps:
+            deps[dep] = planned.get(dep) or hash_path(ws / dep)
+        params = params_read(stage, ws, params_files, params_texts)
+        key = stage_key(stage, deps, params)
+        lock = {"cmd": shown_cmd(stage), "key": key, "deps": deps, "params": params}
+        if dry:
+            # Only stages with cached outs use the run-cache: for a stage that writes just
+            # metrics, a hit means an identical experiment, which queueing already dedupes,
+            # and the bookkeeping would cost every experiment a lock and two writes.
+            cacheable = any(o.cache for o in stage.outs)
+            entry = cache.run_entry(key) if cacheable and not force else None
+            outcomes.append(
+                StageOutcome(
+                    stage.name, "cached" if entry else "ran", lock={**lock, "outs": entry or {}}
+                )
+            )
+            for path in outputs(stage):
+                planned[path] = entry.get(path) if entry else None
+            continue
+        try:
+            outcome = _run_stage(
+                stage, ws, cache, env, log, run_command, key, lock, force, keep_outs
+            )
+        except OutsideError as exc:
+            outcome = StageOutcome(stage.name, "failed", 1, f"stage {stage.name!r}: {exc}")
+        outcomes.append(outcome)
+        if outcome.status == "failed":
+            break
+    return outcomes
+
+
+def _run_stage(
+    stage: Stage,
+    ws: Path,
+    cache: Cache,
+    env: dict[str, str],
+    log: BinaryIO,
+    run_command: RunCommand,
+    key: str,
+    lock: dict[str, Any],
+    force: bool,
+    keep_outs: bool = False,
+) -> StageOutcome:
+    """Restore one stage from the run-cache, or run it; record its outputs."""
+    # Every path this stage makes sweeprun remove or replace, checked where it really is.
+    guarded(ws, stage.wdir, "wdir")
+    for path in outputs(stage):
+        guarded(ws, path, "output")
+    cacheable = any(o.cache for o in stage.outs)
+    with cache.stage_lock(key) if cacheable else contextlib.nullcontext():
+        entry = cache.run_entry(key) if cacheable and not force else None
+        if entry is not None:
+            try:
+                for path, digest in entry.items():
+                    cache.checkout(digest, guarded(ws, path, "output"))
+            except CacheObjectError as exc:
+                # Never restore a damaged result: compute it again.
+                log.write(f"+ [{stage.name}] {exc}; running the stage again\n".encode())
+            else:
+                log.write(f"+ [{stage.name}] restored from the run-cache ({key[:12]})\n".encode())
+                log.flush()
+                return StageOutcome(stage.name, "cached", 0, lock={**lock, "outs": entry})
+        for out in stage.outs:
+            if not out.persist and not keep_outs:
+                remove(guarded(ws, out.path, "out"))
+        log.write(f"+ [{stage.name}] {shown_cmd(stage)}\n".encode())
+        log.flush()
+        rc = run_command(stage, ws / stage.wdir, env, log)
+        if rc != 0:
+            return StageOutcome(
+                stage.name, "failed", rc, f"stage {stage.name!r} exited with code {rc}"
+            )
+        # A declared out must exist (as in DVC); a missing metrics or plots file is
+        # just an absent report.
+        absent = [o.path for o in stage.outs if not (ws / o.path).exists()]
+        if absent:
+            return StageOutcome(
+                stage.name, "failed", 1, f"stage {stage.name!r} did not produce {absent[0]!r}"
+            )
+        saved = {}
+        if cacheable:
+            # The command may have made a link on the way: read only what is inside.
+            saved = {
+                p: cache.save(guarded(ws, p, "output")) for p in outputs(stage) if (ws / p).exists()
+            }
+            cache.record_run(key, saved)
+        return StageOutcome(stage.name, "ran", 0, lock={**lock, "outs": saved})
+
+
+def lock_bytes(outcomes: Sequence[StageOutcome]) -> bytes:
+    """The content of ``sweeprun.lock`` for the stages that completed.
+
+    The format is JSON, which is also YAML: it diffs line by line like YAML and is an
+    order of magnitude cheaper to write on the per-experiment path.
+    """
+    stages = {o.name: o.lock for o in outcomes if o.status in ("ran", "cached")}
+    text = json.dumps({"schema": 1, "stages": stages}, indent=2, sort_keys=True, default=str)
+    return (text + "\n").encode()
+
+
+def write_lock(ws: Path, outcomes: Sequence[StageOutcome]) -> None:
+    """Write ``sweeprun.lock`` for the stages that completed into a workspace."""
+    guarded(ws, LOCK_FILE).write_bytes(lock_bytes(outcomes))
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    """Stages of a lock file (``{}`` when absent or unreadable)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    stages = data.get("stages", {}) if isinstance(data, dict) else {}
+    return stages if isinstance(stages, dict) else {}

@@ -1,0 +1,275 @@
+"""A reusable pool of temporary git worktrees, one per concurrent job.
+
+Creating a worktree costs a full checkout; re-pointing an existing one at the next
+experiment costs only the files that differ (usually just the params file), which is
+what keeps per-experiment overhead at a few milliseconds. Slots are claimed with
+``flock`` so runner processes and threads on one machine never share a workspace; a
+crashed runner's lock dies with it, so its slot is simply reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from sweeprun.store import objects as gitobjects
+from sweeprun.store.git import run_git
+from sweeprun.system import damage
+from sweeprun.system.paths import reason_outside
+from sweeprun.system.procs import ProcessRef
+
+MAX_SLOTS = 512
+#: Above this many index entries, walking the tree in Python is slower than git clean.
+FAST_CLEAN_MAX_ENTRIES = 5000
+
+
+def worktree_git_dir(ws: Path) -> Path:
+    """The private git directory of the linked worktree ``ws`` (holds its index and HEAD)."""
+    return _worktree_git_dir(ws)
+
+
+def pool_dir(common_dir: str | os.PathLike[str]) -> Path:
+    """Where the pool lives: inside the git directory, invisible to ``git status``."""
+    return Path(common_dir) / "sweeprun" / "ws"
+
+
+@contextlib.contextmanager
+def acquire(
+    common_dir: str,
+    repo_root: str,
+    commit: str,
+    base_tree: str = "",
+    files: dict[str, bytes] | None = None,
+) -> Iterator[Path]:
+    """Yield a clean worktree checked out (detached) at ``commit``; release it after.
+
+    ``base_tree`` and ``files`` describe ``commit`` as "this tree plus these files"
+    (a queued experiment: the workspace snapshot plus its params files). When the slot
+    last held a sibling of it, switching is done in-process — see :func:`_fast_switch`.
+    """
+    base = pool_dir(common_dir)
+    damage.ensure_dir(base, base.parent)
+    for i in itertools.count():
+        if i >= MAX_SLOTS:
+            raise RuntimeError(f"no free workspace slot in {base}")
+        lock = damage.open_lock(base / f"w{i}.lock", base.parent)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            damage.close(lock)
+            continue
+        break
+    ws = base / f"w{i}"
+    state = base / f"w{i}.json"
+    try:
+        if not (base_tree and files and _fast_switch(ws, state, commit, base_tree, files)):
+            _checkout(ws, common_dir, repo_root, commit)
+            _remember(ws, state, commit, base_tree, files or {})
+        yield ws
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        damage.close(lock)
+
+
+@contextlib.contextmanager
+def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Serialise changes to the registry of worktrees (``.git/worktrees``).
+
+    ``git worktree add`` reads every registered sibling and fails ("failed to read
+    .git/worktrees/wN/commondir") when another ``add`` has half-written one; ``git
+    worktree prune`` may drop a registration that is being created. Both are rare (a
+    slot is created once), so one pool-wide lock, held across processes, costs nothing.
+    """
+    base = pool_dir(common_dir)
+    damage.ensure_dir(base, base.parent)
+    lock = damage.open_lock(base / "admin.lock", base.parent)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        damage.close(lock)  # closing drops the lock
+
+
+def pid_file(ws: Path) -> Path:
+    """Where the job holding slot ``ws`` names its running command: ``KEY PGID START``."""
+    return ws.parent / f"{ws.name}.pid"
+
+
+def write_pid(path: Path, text: str) -> None:
+    """Overwrite a slot's pid file in place (an empty ``text`` clears it).
+
+    One file per slot, rewritten rather than created and deleted per command.
+    """
+    gitobjects.overwrite(path, text.encode())
+
+
+def running_command(common_dir: str | os.PathLike[str], key: str) -> ProcessRef | None:
+    """The leader of experiment ``key``'s running command (pid and start time), if a
+    slot names one. Signal it only through :meth:`ProcessRef.signal_group`, which checks
+    that the pid still names that process."""
+    base = pool_dir(common_dir)
+    if not base.is_dir():
+        return None
+    for path in base.glob("w*.pid"):
+        try:
+            found, _, rest = path.read_text().partition(" ")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if found == key:  # empty: that slot runs no command now
+            return ProcessRef.parse(rest)
+    return None
+
+
+def find_outcome(
+    common_dir: str | os.PathLike[str], key: str, claim: str
+) -> tuple[Path, int, int] | None:
+    """The slot where experiment ``key``'s command exited under claim ``claim``, with the
+    exit status and stage index it left (``KEY exit RC STAGE CLAIM``), if any."""
+    base = pool_dir(common_dir)
+    for path in base.glob("w*.pid") if base.is_dir() else ():
+        try:
+            words = path.read_text().split()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(words) == 5 and words[:2] == [key, "exit"] and words[4] == claim:
+            with contextlib.suppress(ValueError):
+                return base / path.stem, int(words[2]), int(words[3])
+    return None
+
+
+@contextlib.contextmanager
+def hold(ws: Path) -> Iterator[bool]:
+    """Take slot ``ws`` as it is (no checkout, nothing cleaned); ``False`` if it is busy."""
+    lock = damage.open_lock(ws.parent / f"{ws.name}.lock", ws.parent.parent)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        damage.close(lock)
+
+
+def clean(ws: Path) -> None:
+    """Remove everything the index does not track, like ``git clean -ffdx``.
+
+    After the previous experiment's ``git add -A`` the index holds every file that is
+    not ignored, so what is left untracked is exactly its ignored output. Doing this in
+    Python saves a process per experiment; large or unusual indexes go to git.
+    """
+    entries = gitobjects.read_index(_worktree_git_dir(ws) / "index")
+    if entries is None or len(entries) > FAST_CLEAN_MAX_ENTRIES:
+        run_git(["clean", "-ffdxq"], ws)
+        return
+    for path in gitobjects.untracked_paths(ws, {e.path for e in entries}):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _worktree_git_dir(ws: Path) -> Path:
+    text = (ws / ".git").read_text().strip()
+    if not text.startswith("gitdir:"):
+        raise RuntimeError(f"{ws}: not a linked worktree")
+    return Path(text.split(":", 1)[1].strip())
+
+
+def forget(ws: Path) -> None:
+    """Make the next use of this slot a real checkout (its index no longer tells the truth)."""
+    (ws.parent / f"{ws.name}.json").unlink(missing_ok=True)
+
+
+def _pristine(state: Path) -> Path:
+    return state.with_suffix(".index")
+
+
+def _remember(ws: Path, state: Path, commit: str, base_tree: str, files: dict[str, bytes]) -> None:
+    """Record what a fresh checkout holds, so the next sibling can switch fast."""
+    if not base_tree or not files:
+        state.unlink(missing_ok=True)
+        return
+    shutil.copyfile(_worktree_git_dir(ws) / "index", _pristine(state))
+    state.write_text(json.dumps({"base_tree": base_tree, "files": sorted(files)}))
+
+
+def _fast_switch(
+    ws: Path, state: Path, commit: str, base_tree: str, files: dict[str, bytes]
+) -> bool:
+    """Turn the slot into ``commit`` without git, when it last held a sibling of it.
+
+    Siblings share the workspace snapshot and differ only in the same params files.
+    The pristine index saved at checkout time tells what the last command changed:
+    files it added (tracked by ``git add -A``, or ignored) are removed, the params files
+    rewritten, and the index and HEAD set as ``git checkout`` would set them. If the
+    command modified or deleted a tracked file, this returns ``False`` and the caller
+    does a real checkout. Saves the most expensive process of an experiment.
+    """
+    try:
+        old = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    if old.get("base_tree") != base_tree or old.get("files") != sorted(files):
+        return False
+    if not (ws / ".git").is_file():
+        return False
+    gd = _worktree_git_dir(ws)
+    pristine = gitobjects.read_index(_pristine(state))
+    current = gitobjects.read_index(gd / "index")
+    if pristine is None or current is None or len(pristine) > FAST_CLEAN_MAX_ENTRIES:
+        return False
+    params = {p.encode() for p in files}
+    now = {e.path: e for e in current}
+    for e in pristine:
+        if e.path in params:
+            continue
+        c = now.get(e.path)
+        if c is None or c.sha != e.sha or c.mode != e.mode:
+            return False
+    if not params <= {e.path for e in pristine}:
+        return False
+    for path in gitobjects.untracked_paths(ws, {e.path for e in pristine}):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    entries = []
+    for e in pristine:
+        if e.path in params:
+            content = files[e.path.decode()]
+            target = ws / e.path.decode()
+            if target.is_symlink() or not target.is_file() or reason_outside(ws, e.path.decode()):
+                return False  # git checks out through links safely; we do not try
+            gitobjects.overwrite(target, content)
+            # The blob is in the object store already: it is part of ``commit``.
+            sha = gitobjects.blob_id(content)
+            e = gitobjects.IndexEntry(e.path, e.mode, sha, gitobjects.stat_fields(target, e.mode))
+        entries.append(e)
+    data = gitobjects.write_index(gd / "index", entries)
+    gitobjects.overwrite(_pristine(state), data)
+    gitobjects.overwrite(gd / "HEAD", f"{commit}\n".encode())
+    return True
+
+
+def _checkout(ws: Path, common_dir: str, repo_root: str, commit: str) -> None:
+    if (ws / ".git").is_file():
+        try:
+            # Outputs of the previous experiment (ignored or not) must not leak.
+            clean(ws)
+            run_git(["checkout", "-q", "-f", "--detach", commit], ws)
+            return
+        except Exception:
+            pass  # a damaged slot: rebuild it below
+    if ws.exists():
+        shutil.rmtree(ws, ignore_errors=True)
+    # No `git worktree prune` here (gc prunes); `-f` takes over a stale registration.
+    with admin_lock(common_dir):
+        run_git(["worktree", "add", "-q", "-f", "--detach", str(ws), commit], repo_root)

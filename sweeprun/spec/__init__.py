@@ -1,0 +1,1 @@
+"""Reading what the user wrote: sweeps.yaml, params, overrides, names, collection."""

@@ -1,0 +1,176 @@
+"""Collected experiments: the point of a sweep, its params files and its stages.
+
+Pure data and pure functions (no processes, no git): what the session collects and the
+store turns into queued commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sweeprun.exceptions import SpecError, UsageError
+from sweeprun.spec import names
+from sweeprun.spec.loader import Spec, Stage
+from sweeprun.spec.params import ParamsSet, get_path
+from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
+
+if TYPE_CHECKING:
+    from sweeprun.store.records import Record
+
+
+@dataclass
+class Experiment:
+    """One collected experiment: a point of a sweep of a spec."""
+
+    id: str
+    sweep: str
+    spec: Spec
+    params: ParamsSet
+    point: dict[str, Any]  # qualified key → value
+    stages: list[Stage]
+    name: str | None = None
+    name_mark: Mark | None = None
+    expect: dict[str, str] = field(default_factory=dict)
+    #: The failed result this experiment runs again (``--lf``): it takes that result's name,
+    #: so each point stays one row, and replaces it when it lands.
+    retries: Record | None = None
+    _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """Point values grouped by params file: path → {dotted key: value}."""
+        if self._changes is None:
+            grouped: dict[str, dict[str, Any]] = {}
+            for key, value in self.point.items():
+                pf, inner = self.params.resolve(key)
+                grouped.setdefault(pf.path, {})[inner] = value
+            self._changes = grouped
+        return self._changes
+
+    def rendered_files(self) -> dict[str, str]:
+        """New text of each params file this experiment changes (unchanged ones omitted)."""
+        out = {}
+        for path, changes in self.changes().items():
+            pf = self.params.by_path[path]
+            text = pf.render(changes)
+            if text != pf.text:
+                out[path] = text
+        return out
+
+    def full_params(self) -> dict[str, Any]:
+        """Every params file's data with the point applied: path → data."""
+        changes = self.changes()
+        return {pf.path: pf.apply(changes.get(pf.path, {})) for pf in self.params}
+
+    def stages_record(self) -> list[dict[str, Any]]:
+        """The stages as stored in the queue record (commands already interpolated)."""
+        return [
+            {
+                "name": s.name,
+                "cmd": s.cmd,
+                "wdir": s.wdir,
+                "deps": list(s.deps),
+                "outs": [vars(o) for o in s.outs],
+                "params": list(s.params),
+                "metrics": list(s.metrics),
+                "plots": list(s.plots),
+                **({"values": dict(s.values)} if s.values else {}),
+            }
+            for s in self.stages
+        ]
+
+    def record(self, *, key: str, name: str, baseline: str, queued_at: int) -> dict[str, Any]:
+        """The JSON record stored in the queued commit's message."""
+        return {
+            "version": 1,
+            "key": key,
+            "name": name,
+            "id": self.id,
+            "sweep": self.sweep,
+            "spec": self.spec.path,
+            "baseline": baseline,
+            "point": self.point,
+            "params": self.full_params(),
+            "stages": self.stages_record(),
+            "expect": self.expect,
+            "queued_at": queued_at,
+        }
+
+    def name_error(self, message: str) -> UsageError:
+        """An error about this experiment's name, located at its template if it has one."""
+        if self.name_mark is not None:
+            return SpecError(self.spec.path, self.name_mark[0], self.name_mark[1], message)
+        return UsageError(f"-n/--name: {message}")
+
+
+def find_key_mark(value: Any, key: str) -> Mark | None:
+    """Position of the first mapping key equal to ``key`` anywhere inside ``value``."""
+    if isinstance(value, LocatedDict):
+        for k, v in value.items():
+            if k == key:
+                return value.key_marks[k]
+            found = find_key_mark(v, key)
+            if found:
+                return found
+    elif isinstance(value, LocatedList):
+        for v in value:
+            found = find_key_mark(v, key)
+            if found:
+                return found
+    return None
+
+
+def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
+    """Bind each command's ``${key}`` references to the experiment's param values.
+
+    The command text is kept as written; the values travel beside it (``Stage.values``)
+    and reach the program as exact argument bytes when it runs (see
+    :func:`sweeprun.run.command.prepare`). A value no argument can carry (a NUL byte, text
+    that is not Unicode) is a located error now, not a surprise at run time.
+    """
+    from dataclasses import replace
+
+    from sweeprun.run.command import parse
+
+    stages = []
+    full: dict[str, Any] | None = None
+    for stage in spec.stages:
+        if "${" not in stage.cmd:
+            stages.append(stage)
+            continue
+        if full is None:
+            full = exp.full_params()
+        raw = spec.raw.get("stages", spec.raw)
+        values: dict[str, str] = {}
+        for key in parse(stage.cmd).exprs:
+            try:
+                pf, inner = exp.params.resolve(key)
+                value = get_path(full[pf.path], inner)
+            except (UsageError, KeyError):
+                mark = find_key_mark(raw, "cmd") or (0, 0)
+                raise spec.error(
+                    mark, f"stage {stage.name!r}: ${{{key}}} is not a param key"
+                ) from None
+            text = value if isinstance(value, str) else names.format_value(value)
+            problem = _unpassable(text)
+            if problem:
+                mark = find_key_mark(raw, "cmd") or (0, 0)
+                raise spec.error(
+                    mark,
+                    f"stage {stage.name!r}: the value of ${{{key}}} ({text[:40]!r}) {problem}, "
+                    "so no program can receive it as an argument",
+                )
+            values[key] = text
+        stages.append(replace(stage, values=tuple(sorted(values.items()))))
+    return stages
+
+
+def _unpassable(text: str) -> str:
+    """Why ``text`` cannot be an argument of a program, or ``""``."""
+    if "\0" in text:
+        return "holds a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return ""

@@ -1,0 +1,152 @@
+"""The JSON Schema of ``sweeps.yaml`` (for editors: ``sweeprun --schema > sweeps.schema.json``).
+
+The loader in :mod:`sweeprun.spec.loader` is the authority (it reports ``file:line:col``); this
+schema describes the same language so editors can complete and check it. Tests validate
+every example against it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_PATHS: dict[str, Any] = {
+    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+}
+_OUT_FLAGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {f: {"type": "boolean"} for f in ("checkpoint", "cache", "persist")},
+}
+_OUTS: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string"},
+        {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "maxProperties": 1,
+                        "additionalProperties": {"oneOf": [_OUT_FLAGS, {"type": "null"}]},
+                    },
+                ]
+            },
+        },
+    ]
+}
+_STAGE_PROPS: dict[str, Any] = {
+    "cmd": {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        ],
+        "description": "Command; ${key} interpolates a param value, shell-quoted.",
+    },
+    "deps": _PATHS,
+    "outs": _OUTS,
+    "params": _PATHS,
+    "metrics": _OUTS,
+    "plots": _OUTS,
+    "wdir": {"type": "string"},
+}
+_DIST = "^\\s*(choice|uniform|loguniform|randint|normal)\\s*\\(.*\\)\\s*$"
+_BLOCKS: dict[str, Any] = {
+    "matrix": {
+        "type": "object",
+        "description": "Cartesian product (GitHub Actions semantics).",
+        "properties": {
+            "include": {"type": "array", "items": {"type": "object", "minProperties": 1}},
+            "exclude": {"type": "array", "items": {"type": "object", "minProperties": 1}},
+            "zip": {"type": "object", "additionalProperties": {"type": "array", "minItems": 1}},
+        },
+        "additionalProperties": {"type": "array", "minItems": 1},
+    },
+    "zip": {
+        "type": "object",
+        "description": "Paired lists of equal length.",
+        "minProperties": 1,
+        "additionalProperties": {"type": "array", "minItems": 1},
+    },
+    "values": {
+        "type": "array",
+        "description": "An explicit list of points.",
+        "minItems": 1,
+        "items": {"type": "object", "minProperties": 1},
+    },
+    "random": {
+        "type": "object",
+        "description": "Seeded random search.",
+        "required": ["n", "space"],
+        "additionalProperties": False,
+        "properties": {
+            "n": {"type": "integer", "minimum": 1},
+            "seed": {"type": "integer"},
+            "space": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "oneOf": [
+                        {"type": "array", "minItems": 1},
+                        {"type": "string", "pattern": _DIST},
+                    ]
+                },
+            },
+        },
+    },
+}
+_BLOCK_GROUP = {
+    "type": "object",
+    "properties": _BLOCKS,
+    "additionalProperties": False,
+    "minProperties": 1,
+}
+_SWEEP = {
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {
+                **_BLOCKS,
+                "blocks": {"type": "array", "items": _BLOCK_GROUP, "minItems": 1},
+                "name": {"type": "string", "description": "Name template: 'lr{train.lr}'."},
+                "expect": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "Metric assertions: {acc: '>= 0.8'}.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        {"type": "array", "items": _BLOCK_GROUP, "minItems": 1},
+    ]
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://sweeprun.invalid/sweeps.schema.json",
+    "title": "sweeprun sweeps.yaml",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "params": _PATHS,
+        **_STAGE_PROPS,
+        "stages": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "required": ["cmd"],
+                "additionalProperties": False,
+                "properties": {**_STAGE_PROPS, "desc": {"type": "string"}},
+            },
+        },
+        "sweeps": {"type": "object", "additionalProperties": _SWEEP},
+    },
+}
+
+
+def schema_text() -> str:
+    """The schema as pretty JSON text."""
+    return json.dumps(SCHEMA, indent=2) + "\n"

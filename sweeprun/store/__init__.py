@@ -1,0 +1,1 @@
+"""The repository is the database: git plumbing, records, leases, the output cache."""

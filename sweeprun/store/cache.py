@@ -1,0 +1,467 @@
+"""The content-addressed cache of declared outputs.
+
+Outputs never enter git objects: their bytes live here, addressed by SHA-256, and commits
+record only digests (in ``sweeprun.lock``). The cache sits in the repository's common git
+directory (``.git/sweeprun/cache``), so every worktree shares it; ``git config
+sweeprun.cacheDir PATH`` or ``SWEEPRUN_CACHE_DIR`` points several clones at one cache.
+
+Layout::
+
+    objects/ab/cdef…            file contents (read-only)
+    objects/ab/cdef….dir        directory manifests: JSON {relative path: file digest}
+    runs/<stage key>.json       run-cache entries: {path: digest} of a stage's outputs
+    locks/<stage key>.lock      flock so parallel jobs compute one stage once
+
+    corrupt/<digest>-<ns>       objects that failed verification, set aside
+
+Restoring an object makes a reflink where the file system has them, else a copy: a
+program or a person may write the restored file in place (as root, read-only bits do not
+stop them), and that must never change the cached object. Hardlinks are an explicit
+opt-in (``git config sweeprun.cacheType hardlink``, like DVC's ``cache.type``).
+
+Objects are verified when read. Every object is stored with a fixed modification time
+(:data:`STAMP_NS`); writing to it in place, through a hardlink say, changes that time, so
+a restore that finds another time hashes the object first. Small objects are hashed on
+every restore, copies as they are copied. A corrupt object is set aside and reported
+(:class:`CorruptObjectError`), never restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from sweeprun.exceptions import UsageError
+
+CHUNK = 1 << 20
+SMALL = 1 << 16
+#: Objects up to this size are hashed on every restore, whatever the link type.
+VERIFY_ALWAYS = 1 << 20
+DIR_SUFFIX = ".dir"
+_FICLONE = 0x40049409  # linux/fs.h: ioctl that makes a reflink
+#: The modification time of every cache object (2001-09-09T01:46:40Z): any later write
+#: to the object changes it, which is how a cheap check sees a write-through.
+STAMP_NS = 1_000_000_000 * 10**9
+LINK_TYPES = ("reflink", "hardlink", "copy")
+DEFAULT_LINK_TYPES = ("reflink", "copy")
+
+
+class CacheObjectError(UsageError):
+    """A cache object cannot be restored: it is missing or its bytes are not its digest."""
+
+    def __init__(self, digest: str, message: str) -> None:
+        self.digest = digest
+        super().__init__(message)
+
+
+class CorruptObjectError(CacheObjectError):
+    """A cache object whose content no longer matches its digest (it was set aside)."""
+
+
+def link_types(value: str, where: str = "git config sweeprun.cacheType") -> tuple[str, ...]:
+    """Parse a ``cacheType`` value: link types in order of preference."""
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    bad = [t for t in types if t not in LINK_TYPES]
+    if bad or not types:
+        raise UsageError(
+            f"{where}: {value!r} is not a list of link types "
+            f"(valid: {', '.join(LINK_TYPES)}, comma-separated in order of preference)"
+        )
+    return types
+
+
+def cache_config(common_dir: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...]]:
+    """Where the cache of the repository with git directory ``common_dir`` lives, and how
+    its objects are restored (``sweeprun.cacheDir``, ``sweeprun.cacheType``): one git call.
+    """
+    proc = subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            str(common_dir),
+            "config",
+            "-z",
+            "--get-regexp",
+            r"^sweeprun\.cache(dir|type)$",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    conf: dict[str, str] = {}
+    for item in proc.stdout.split("\0"):
+        key, _, value = item.partition("\n")
+        if key:
+            conf[key] = value
+    env = os.environ.get("SWEEPRUN_CACHE_DIR")
+    if env:
+        root = Path(env).resolve()
+    elif conf.get("sweeprun.cachedir"):
+        root = Path(conf["sweeprun.cachedir"]).expanduser().resolve()
+    else:
+        root = Path(common_dir) / "sweeprun" / "cache"
+    types = link_types(conf["sweeprun.cachetype"]) if "sweeprun.cachetype" in conf else None
+    return root, types or DEFAULT_LINK_TYPES
+
+
+def cache_dir(common_dir: str | os.PathLike[str]) -> Path:
+    """Where the cache of the repository with git directory ``common_dir`` lives."""
+    return cache_config(common_dir)[0]
+
+
+def hash_file(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _walk(path: Path) -> list[tuple[str, Path]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            out.append((full.relative_to(path).as_posix(), full))
+    return out
+
+
+def hash_path(path: Path) -> str:
+    """Digest of a file, or of a directory's manifest (``<sha>.dir``)."""
+    if path.is_dir():
+        manifest = {rel: hash_file(full) for rel, full in _walk(path)}
+        return _manifest_digest(manifest)
+    return hash_file(path)
+
+
+def _manifest_digest(manifest: dict[str, str]) -> str:
+    data = json.dumps(manifest, sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest() + DIR_SUFFIX
+
+
+class Cache:
+    """A content-addressed store of files and directories."""
+
+    def __init__(self, root: Path, types: tuple[str, ...] = DEFAULT_LINK_TYPES) -> None:
+        self.root = root
+        #: How objects are restored, in order of preference (see :func:`link_types`).
+        self.types = types
+        self.objects = root / "objects"
+        self.runs = root / "runs"
+        self.locks = root / "locks"
+        self.corrupt = root / "corrupt"
+
+    @classmethod
+    def for_repo(cls, common_dir: str | os.PathLike[str]) -> Cache:
+        """The cache of a repository, as configured."""
+        return cls(*cache_config(common_dir))
+
+    def path_of(self, digest: str) -> Path:
+        """Where an object lives."""
+        return self.objects / digest[:2] / digest[2:]
+
+    def exists(self, digest: str) -> bool:
+        """Whether an object (for a directory: its manifest and every file) is present."""
+        if not self.path_of(digest).is_file():
+            return False
+        if digest.endswith(DIR_SUFFIX):
+            try:
+                files = self.manifest(digest)
+            except CacheObjectError:
+                return False
+            return all(self.path_of(d).is_file() for d in files.values())
+        return True
+
+    def manifest(self, digest: str) -> dict[str, str]:
+        """A directory object's ``{relative path: digest}`` (verified)."""
+        try:
+            data = self.path_of(digest).read_bytes()
+        except OSError:
+            raise self._missing(digest) from None
+        if hashlib.sha256(data).hexdigest() + DIR_SUFFIX != digest:
+            raise self._set_aside(digest)
+        try:
+            manifest: dict[str, str] = json.loads(data)
+        except ValueError:
+            raise self._set_aside(digest) from None
+        return manifest
+
+    def _store_file(self, src: Path, digest: str) -> None:
+        target = self.path_of(digest)
+        if _stamped(target):
+            return
+        # Absent, or an object whose time says it may have been written since it was
+        # stored: the bytes at hand are known good, so they replace it.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _temporary(target) as tmp:
+            _clone_or_copy(src, tmp)
+            _seal(tmp)
+            os.replace(tmp, target)
+
+    # -- verification ---------------------------------------------------------------------
+
+    def _missing(self, digest: str) -> CacheObjectError:
+        return CacheObjectError(digest, f"cache object {digest[:12]} is missing from {self.root}")
+
+    def _set_aside(self, digest: str) -> CorruptObjectError:
+        """Move a corrupt object out of the way; the error to report."""
+        src = self.path_of(digest)
+        self.corrupt.mkdir(parents=True, exist_ok=True)
+        dest = self.corrupt / f"{digest}-{time.time_ns()}"
+        with contextlib.suppress(FileNotFoundError):  # another job set it aside first
+            os.replace(src, dest)
+        return CorruptObjectError(
+            digest,
+            f"cache object {digest[:12]} is corrupt (its bytes no longer match its digest); "
+            f"set aside as {dest}",
+        )
+
+    def check(self, digest: str) -> None:
+        """Raise unless a file object is present and (cheaply, or by hashing) intact."""
+        path = self.path_of(digest)
+        try:
+            st = path.stat()
+        except OSError:
+            raise self._missing(digest) from None
+        if st.st_mtime_ns == STAMP_NS and st.st_size > VERIFY_ALWAYS:
+            return
+        if hash_file(path) != digest:
+            raise self._set_aside(digest)
+        if st.st_mtime_ns != STAMP_NS:
+            # Intact: an object of an older version, or touched without a change.
+            with contextlib.suppress(OSError):
+                os.utime(path, ns=(st.st_atime_ns, STAMP_NS))
+
+    def verify(self, digest: str) -> bool:
+        """Hash an object (a directory: its manifest and files); set it aside if corrupt."""
+        try:
+            if digest.endswith(DIR_SUFFIX):
+                return all(self.verify(d) for d in self.manifest(digest).values())
+            if hash_file(self.path_of(digest)) != digest:
+                self._set_aside(digest)
+                return False
+        except (OSError, CacheObjectError):  # corrupt (now set aside) or unreadable
+            return False
+        return True
+
+    def save(self, path: Path) -> str:
+        """Store a file or directory; return its digest. Content already present is not copied."""
+        if path.is_dir():
+            manifest = {}
+            for rel, full in _walk(path):
+                digest = hash_file(full)
+                self._store_file(full, digest)
+                manifest[rel] = digest
+            digest = _manifest_digest(manifest)
+            target = self.path_of(digest)
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with _temporary(target) as tmp:
+                    tmp.write_text(json.dumps(manifest, sort_keys=True))
+                    os.replace(tmp, target)
+            return digest
+        digest = hash_file(path)
+        self._store_file(path, digest)
+        return digest
+
+    def checkout(self, digest: str, dest: Path) -> None:
+        """Materialise an object at ``dest`` (replacing what is there), verified.
+
+        The caller has checked that ``dest`` is a path it may replace. Raises
+        :class:`CacheObjectError` (nothing restored at ``dest``) for a missing or corrupt
+        object.
+        """
+        if digest.endswith(DIR_SUFFIX):
+            files = self.manifest(digest)
+            remove(dest)
+            dest.mkdir(parents=True)
+            try:
+                for rel, d in files.items():
+                    target = dest / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self._restore_file(d, target)
+            except CacheObjectError:
+                remove(dest)
+                raise
+        else:
+            remove(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._restore_file(digest, dest)
+
+    def _restore_file(self, digest: str, dest: Path) -> None:
+        src = self.path_of(digest)
+        for kind in self.types:
+            if kind == "copy":
+                try:
+                    got = _copy_hashing(src, dest)
+                except FileNotFoundError:
+                    raise self._missing(digest) from None
+                if got != digest:
+                    dest.unlink(missing_ok=True)
+                    raise self._set_aside(digest)
+                if not _stamped(src):  # intact, from an older version: stamp it now
+                    with contextlib.suppress(OSError):
+                        os.utime(src, ns=(time.time_ns(), STAMP_NS))
+                return
+            if kind == "reflink" and _reflink(src, dest):
+                try:
+                    self.check(digest)
+                except CacheObjectError:
+                    dest.unlink(missing_ok=True)
+                    raise
+                return
+            if kind == "hardlink":
+                self.check(digest)
+                try:
+                    os.link(src, dest)
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                        raise
+        # None of the preferred kinds works here (e.g. "reflink" alone on ext4).
+        raise UsageError(
+            f"git config sweeprun.cacheType {','.join(self.types)}: none of these link types "
+            f"works between {self.root} and {dest.parent} (add 'copy')"
+        )
+
+    # -- run cache ------------------------------------------------------------------------
+
+    def run_entry(self, key: str) -> dict[str, str] | None:
+        """The outputs recorded for a stage key, if all of them are still in the cache."""
+        try:
+            entry: dict[str, str] = json.loads((self.runs / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return entry if all(self.exists(d) for d in entry.values()) else None
+
+    def record_run(self, key: str, outputs: dict[str, str]) -> None:
+        """Remember that the stage with ``key`` produced ``outputs``."""
+        self.runs.mkdir(parents=True, exist_ok=True)
+        with _temporary(self.runs / f"{key}.json") as tmp:
+            tmp.write_text(json.dumps(outputs, sort_keys=True))
+            os.replace(tmp, self.runs / f"{key}.json")
+
+    @contextlib.contextmanager
+    def stage_lock(self, key: str) -> Iterator[None]:
+        """Exclusive while a stage with ``key`` is being computed (across processes)."""
+        from sweeprun.system import damage
+
+        damage.ensure_dir(self.locks, self.root)
+        fd = damage.open_lock(self.locks / f"{key}.lock", self.root)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            damage.close(fd)
+
+    def all_objects(self) -> list[str]:
+        """Every object digest in the cache (for gc)."""
+        if not self.objects.is_dir():
+            return []
+        return sorted(
+            f"{d.name}{f.name}"
+            for d in self.objects.iterdir()
+            if d.is_dir()
+            for f in d.iterdir()
+            if ".tmp" not in f.name
+        )
+
+
+@contextlib.contextmanager
+def _temporary(target: Path) -> Iterator[Path]:
+    """A temporary sibling of ``target`` that is gone afterwards unless it was renamed:
+    a write cut short (a full disk) leaves no half-file behind."""
+    # Unique per writer: threads of one runner may store the same object at once.
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove(path: Path) -> None:
+    """Delete a file, link or directory tree (read-only files included) if it exists.
+
+    A symlink is removed itself, never followed; the caller has checked that ``path``'s
+    real location is one it may change (:func:`sweeprun.system.paths.guarded`).
+    """
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        # Removing a file needs a writable directory, not a writable file; os.walk does
+        # not descend into symlinked directories.
+        for dirpath, _, _ in os.walk(path):
+            os.chmod(dirpath, 0o755)
+        shutil.rmtree(path)
+
+
+def _stamped(path: Path) -> bool:
+    try:
+        return path.stat().st_mtime_ns == STAMP_NS
+    except OSError:
+        return False
+
+
+def _seal(path: Path) -> None:
+    """Make a new object read-only with the cache's modification time."""
+    os.chmod(path, 0o444)
+    os.utime(path, ns=(time.time_ns(), STAMP_NS))
+
+
+def _reflink(src: Path, dest: Path) -> bool:
+    try:
+        with open(src, "rb") as s, open(dest, "wb") as d:
+            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            dest.unlink()
+        return False
+    os.chmod(dest, 0o644)
+    return True
+
+
+def _copy_hashing(src: Path, dest: Path) -> str:
+    """Copy ``src`` to a new writable file ``dest``; the SHA-256 of what was copied."""
+    h = hashlib.sha256()
+    with open(src, "rb") as s, open(dest, "wb") as d:
+        while chunk := s.read(CHUNK):
+            h.update(chunk)
+            d.write(chunk)
+    return h.hexdigest()
+
+
+def _clone_or_copy(src: Path, dest: Path) -> None:
+    if src.stat().st_size < SMALL:
+        shutil.copyfile(src, dest)  # a reflink saves nothing on a small file
+        return
+    try:
+        with open(src, "rb") as s, open(dest, "wb") as d:
+            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
+        return
+    except OSError:
+        pass
+    shutil.copyfile(src, dest)
+
+
+def link_or_copy(src: Path, dest: Path) -> None:
+    """Reflink, else hardlink, else copy ``src`` to ``dest`` (for the user's own files)."""
+    if _reflink(src, dest):
+        return
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copyfile(src, dest)

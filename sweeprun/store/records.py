@@ -1,0 +1,425 @@
+"""The experiment store: the repository is the database.
+
+Layout (see ``docs/explanation/storage.md``)::
+
+    refs/sweeprun/queue/<key>              queued experiment (commit: baseline + workspace + params)
+    refs/sweeprun/running/<key>            the same commit while a runner owns it
+    refs/sweeprun/exps/<baseline>/<name>   finished experiment (commit: parent = baseline)
+
+``key`` is a content hash of (baseline, workspace tree, params, stages), so the same
+experiment queued twice is recognised. Each commit message carries a JSON record (state,
+params, metrics, timings…), so one ``for-each-ref`` reads every experiment. Refs change
+only through compare-and-swap transactions, and only in the parent process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from sweeprun.exceptions import UsageError
+from sweeprun.run.workspace import running_command
+from sweeprun.spec import names
+from sweeprun.store import leases
+from sweeprun.store.git import (
+    ZERO,
+    FastCommit,
+    RefConflict,
+    RefOp,
+    RefUpdater,
+    RepoPaths,
+    fast_import_commits,
+    for_each_ref,
+    identity_env,
+    run_git,
+)
+from sweeprun.system import procs
+from sweeprun.system.faults import storage_error
+
+if TYPE_CHECKING:
+    from sweeprun._core.session import Session
+    from sweeprun.run.executor import JobReport
+    from sweeprun.spec.collect import Experiment
+
+hookimpl = pluggy.HookimplMarker("sweeprun")
+
+PREFIX = "refs/sweeprun/"
+QUEUE = PREFIX + "queue/"
+RUNNING = PREFIX + "running/"
+EXPS = PREFIX + "exps/"
+MESSAGE_MARK = "sweeprun-record:"
+#: Recorded states of an experiment that did not succeed (``--lf``, ``retry --failed``,
+#: ``remove --failed``, a rerun's exit code).
+FAILED_STATES = ("failed", "timeout", "expect-failed")
+
+
+@dataclass
+class Record:
+    """One experiment as stored: its ref, commit and JSON record."""
+
+    ref: str
+    commit: str
+    meta: dict[str, Any]
+
+    @property
+    def state(self) -> str:
+        """``queued``, ``running``, ``success`` or ``failed`` (and later ``timeout`` …)."""
+        if self.ref.startswith(QUEUE):
+            return "queued"
+        if self.ref.startswith(RUNNING):
+            return "running"
+        return str(self.meta.get("state", "unknown"))
+
+    @property
+    def key(self) -> str:
+        return str(self.meta["key"])
+
+    @property
+    def name(self) -> str:
+        # A finished experiment's name is its ref's (so `rename` is a ref move).
+        if self.ref.startswith(EXPS):
+            return self.ref.rsplit("/", 1)[-1]
+        return str(self.meta["name"])
+
+    @property
+    def baseline(self) -> str:
+        return str(self.meta["baseline"])
+
+    @property
+    def id(self) -> str:
+        return str(self.meta.get("id", self.name))
+
+
+def format_message(subject: str, meta: dict[str, Any]) -> str:
+    """A commit message: a readable subject line and the JSON record."""
+    return f"{subject}\n\n{MESSAGE_MARK} {json.dumps(meta, sort_keys=True, default=str)}\n"
+
+
+def parse_message(message: str) -> dict[str, Any] | None:
+    """The JSON record of a sweeprun commit message, or ``None`` for any other message."""
+    idx = message.find(MESSAGE_MARK)
+    if idx < 0:
+        return None
+    try:
+        data = json.loads(message[idx + len(MESSAGE_MARK) :].strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def result_ref(baseline: str, name: str) -> str:
+    """The ref of a finished experiment."""
+    return f"{EXPS}{baseline}/{name}"
+
+
+@dataclass
+class QueueOutcome:
+    """What :meth:`ExpStore.enqueue` did."""
+
+    queued: list[Record] = field(default_factory=list)
+    skipped: list[tuple[Experiment, Record]] = field(default_factory=list)
+
+
+class ExpStore:
+    """Reads and writes experiment refs of one repository."""
+
+    def __init__(self, repo: RepoPaths) -> None:
+        self.repo = repo
+        self.cwd = str(repo.root)
+        self._updater: RefUpdater | None = None
+        #: This process's claims (see :mod:`sweeprun.store.leases`).
+        self.journal = leases.LeaseJournal(repo.state_dir / "leases")
+
+    @property
+    def updater(self) -> RefUpdater:
+        if self._updater is None:
+            self._updater = RefUpdater(self.cwd)
+        return self._updater
+
+    def close(self) -> None:
+        """Stop helper processes; end this runner's lease journal."""
+        if self._updater is not None:
+            self._updater.close()
+        self.journal.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def records(self, *namespaces: str) -> list[Record]:
+        """Every record under ``namespaces`` (default: queue, running and results)."""
+        patterns = list(namespaces) or [QUEUE, RUNNING, EXPS]
+        out = []
+        for ref, sha, message in for_each_ref(self.cwd, [p.rstrip("/") for p in patterns]):
+            meta = parse_message(message)
+            if meta is not None and "key" in meta and "name" in meta:
+                out.append(Record(ref=ref, commit=sha, meta=meta))
+        return out
+
+    def head(self) -> str:
+        """The baseline commit: ``HEAD`` of the user's workspace."""
+        return run_git(["rev-parse", "--verify", "HEAD^{commit}"], self.cwd).strip()
+
+    def branch(self) -> str | None:
+        """The checked-out branch name, or ``None`` when detached."""
+        out = run_git(["symbolic-ref", "-q", "--short", "HEAD"], self.cwd, check=False).strip()
+        return out or None
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    def snapshot_workspace(self, results: Sequence[str] = ()) -> str:
+        """Tree of the workspace as it is: HEAD + tracked changes + untracked, not ignored
+        (and the declared ``results``, ignored or not).
+
+        Uses a throwaway index (a copy of the real one, for its stat cache), so the
+        user's index, HEAD and files are never touched. The copy keeps the index's
+        modification time: git hashes an entry not older than its index ("racily
+        clean"), and a copy made now would make a same-size edit from the index's
+        timestamp granule look unchanged.
+        """
+        with tempfile.TemporaryDirectory(prefix="sweeprun-index-") as tmp:
+            index = Path(tmp) / "index"
+            real = self.repo.git_dir / "index"
+            if real.exists():
+                shutil.copy2(real, index)
+            env = {"GIT_INDEX_FILE": str(index)}
+            if not real.exists():
+                run_git(["read-tree", "HEAD"], self.cwd, env=env)
+            run_git(["add", "-A", "--", "."], self.cwd, env=env)
+            if results:
+                from sweeprun.run.snapshot import force_add_results
+
+                force_add_results(self.repo.root, list(results), index, env)
+            return run_git(["write-tree"], self.cwd, env=env).strip()
+
+    def enqueue(
+        self,
+        items: Sequence[Experiment],
+        *,
+        force: bool = False,
+        force_items: set[int] | None = None,
+    ) -> QueueOutcome:
+        """Queue ``items`` atomically: all refs are created in one transaction or none.
+
+        Duplicates of experiments already queued, running or finished at the same
+        baseline are skipped (``force`` re-queues them). Name clashes are errors.
+        """
+        outcome = QueueOutcome()
+        if not items:
+            return outcome
+        baseline = self.head()
+        tree = self.snapshot_workspace()
+        existing = [r for r in self.records() if r.baseline == baseline]
+        by_key = {r.key: r for r in existing}
+        taken = {r.name: r for r in existing}
+        now = int(time.time())
+        commits: list[FastCommit] = []
+        metas: list[dict[str, Any]] = []
+        batch: dict[str, Record] = {}
+        for item in items:
+            files = item.rendered_files()
+            key = content_key(baseline, tree, files, item.stages_record())
+            if key in batch:
+                outcome.skipped.append((item, batch[key]))  # the same point twice
+                continue
+            old = by_key.get(key)
+            if old is not None and not (force or id(item) in (force_items or ())):
+                outcome.skipped.append((item, old))
+                continue
+            if old is not None and old.state == "queued":
+                continue  # forcing something still queued: it will run anyway
+            name = item.name or names.default_name(key)
+            if item.name is None:
+                # Default names are hash prefixes: lengthen on the rare collision.
+                width = 7
+                while name in taken and taken[name].key != key and width < len(key):
+                    width += 1
+                    name = names.default_name(key, width)
+            clash = taken.get(name)
+            replaces = None
+            if clash is not None and clash.key != key:
+                if not (
+                    item.retries is not None
+                    and clash.ref == item.retries.ref
+                    and clash.state in FAILED_STATES
+                ):
+                    raise item.name_error(
+                        f"experiment name {name!r} is already used by {clash.id!r} "
+                        f"at baseline {baseline[:7]} (choose another name)"
+                    )
+                replaces = clash  # --lf: the failed result gives way when this one lands
+            meta = item.record(key=key, name=name, baseline=baseline, queued_at=now)
+            if replaces is not None:
+                # The attempts are kept: each result names the one it replaced.
+                meta["replaces"] = replaces.commit
+            batch[key] = taken[name] = Record(ref=QUEUE + key, commit="", meta=meta)
+            meta["tree"] = tree
+            meta["files"] = files
+            metas.append(meta)
+            commits.append(
+                FastCommit(
+                    parent=baseline,
+                    tree=tree,
+                    message=format_message(f"sweeprun: queue {name} {item.id}", meta),
+                    files={p: t.encode() for p, t in files.items()},
+                    timestamp=now,
+                )
+            )
+        if not commits:
+            return outcome
+        ident = identity_env(self.cwd)
+        author = (
+            os.environ.get("GIT_COMMITTER_NAME")
+            or ident.get("GIT_AUTHOR_NAME")
+            or run_git(["config", "user.name"], self.cwd, check=False).strip()
+            or "sweeprun",
+            os.environ.get("GIT_COMMITTER_EMAIL")
+            or ident.get("GIT_AUTHOR_EMAIL")
+            or run_git(["config", "user.email"], self.cwd, check=False).strip()
+            or "sweeprun@localhost",
+        )
+        shas = fast_import_commits(self.cwd, commits, author)
+        ops = [RefOp(QUEUE + m["key"], sha, ZERO) for m, sha in zip(metas, shas, strict=True)]
+        try:
+            self.updater.transaction(ops)
+        except RefConflict as exc:
+            raise UsageError(f"queue changed while queueing, nothing queued: {exc}") from None
+        outcome.queued = [
+            Record(ref=QUEUE + m["key"], commit=sha, meta=m)
+            for m, sha in zip(metas, shas, strict=True)
+        ]
+        return outcome
+
+    # -- claiming and finishing -------------------------------------------------------------
+
+    def leases(self) -> dict[str, list[leases.Lease]]:
+        """Every standing claim by experiment key, the latest first."""
+        return leases.read_all(self.journal.directory)
+
+    def claim(self, record: Record) -> Record | None:
+        """Move a queued record to running; ``None`` if another runner took it first."""
+        running = RUNNING + record.key
+        # The claim is journalled first, so a running ref never exists without a claimant.
+        self.journal.claiming(record.key)
+        try:
+            self.updater.transaction(
+                [
+                    RefOp(record.ref, ZERO, record.commit),
+                    RefOp(running, record.commit, ZERO),
+                ]
+            )
+        except RefConflict as exc:
+            self.journal.failed(record.key)
+            if storage_error(exc):
+                raise  # not a lost race: git could not write (a full disk)
+            return None
+        return Record(ref=running, commit=record.commit, meta=record.meta)
+
+    def orphans(self) -> list[Record]:
+        """Running records whose runner is gone (a dead process on this host, or none).
+
+        "Dead" is a journal lock nobody holds, not a missing pid. While a live runner's
+        journal cannot be read, an experiment nobody claims may be that runner's: it is
+        left alone rather than taken from under it.
+        """
+        claims, opaque = leases.read_claims(self.journal.directory)
+        return [
+            rec
+            for rec in self.records(RUNNING)
+            if (rec.key in claims or not opaque)
+            and all(lease.alive() is False for lease in claims.get(rec.key, []))
+        ]
+
+    def reclaim(self, adopt: Callable[[Record], bool] | None = None) -> list[Record]:
+        """Put orphaned running records back in the queue; return them.
+
+        A command its dead runner left running is killed first: it must not keep writing
+        into a workspace that another job is about to take. ``adopt`` may record an
+        orphan instead (its command had finished): it returns whether it did.
+        """
+        found = self.orphans()
+        for rec in found:
+            proc = running_command(self.repo.common_dir, rec.key)
+            if proc is not None:
+                proc.signal_group(signal.SIGKILL)  # only if it is still that command
+            # And whatever of its tree left the group (or outlived the command).
+            procs.signal_token(procs.job_token(rec.key, self.repo.common_dir), signal.SIGKILL)
+        if adopt is not None:
+            found = [rec for rec in found if not adopt(rec)]
+        self.release(found)
+        for journal in leases.dead_journals(self.journal.directory):
+            journal.unlink(missing_ok=True)  # all it named is back in the queue now
+        return found
+
+    def release(self, records: Iterable[Record]) -> None:
+        """Put running records back in the queue (after an interrupt or internal error)."""
+        for rec in records:
+            try:
+                self.updater.transaction(
+                    [
+                        RefOp(rec.ref, ZERO, rec.commit),
+                        RefOp(QUEUE + rec.key, rec.commit, ZERO),
+                    ]
+                )
+            except RefConflict:
+                continue
+
+    def finish(self, running: Record, result_commit: str, name: str) -> str:
+        """Publish a result and drop the running ref, in one transaction."""
+        ref = result_ref(running.baseline, name)
+        drop = RefOp(running.ref, ZERO, running.commit)
+        try:
+            # The common case: a new name. Re-runs (--force) take the slower path below.
+            self.updater.transaction([RefOp(ref, result_commit, ZERO), drop])
+        except RefConflict:
+            current = run_git(["rev-parse", "-q", "--verify", ref], self.cwd, check=False)
+            if not current.strip():
+                raise
+            self.updater.transaction([RefOp(ref, result_commit, current.strip()), drop])
+        return ref
+
+
+def content_key(
+    baseline: str, tree: str, files: dict[str, str], stages: list[dict[str, Any]]
+) -> str:
+    """The identity of an experiment: same inputs → same key."""
+    h = hashlib.sha256()
+    h.update(f"{baseline}\0{tree}\0".encode())
+    for path in sorted(files):
+        h.update(f"{path}\0{hashlib.sha256(files[path].encode()).hexdigest()}\0".encode())
+    h.update(json.dumps(stages, sort_keys=True).encode())
+    return h.hexdigest()[:20]
+
+
+# -- plugin -------------------------------------------------------------------------------
+
+
+@hookimpl(trylast=True)
+def sweeprun_queue(session: Session, items: list[Experiment]) -> list[Record]:
+    """Queue the collected experiments in git and report what happened."""
+    outcome = session.store.enqueue(
+        items, force=bool(session.config.getoption("force")), force_items=session.force_keys
+    )
+    session.skipped_duplicates = outcome.skipped
+    return outcome.queued
+
+
+@hookimpl(trylast=True)
+def sweeprun_store_result(session: Session, report: JobReport) -> str | None:
+    """Write the result ref of a finished job (parent process only)."""
+    running = session.running.pop(report.key, None)
+    if running is None:
+        return None
+    if report.result_commit is None:
+        session.store.release([running])
+        return None
+    return session.store.finish(running, report.result_commit, report.name)

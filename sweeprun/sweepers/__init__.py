@@ -1,0 +1,1 @@
+"""What to run: grid and random expansion of sweep blocks."""

@@ -1,0 +1,1 @@
+"""The operating system: process identity, path safety, storage faults, signals."""

@@ -1,0 +1,88 @@
+"""Stopping a run on a signal: SIGINT (Ctrl+C), SIGTERM (``docker stop``, a CI cancel,
+``timeout``) and SIGHUP (a closed terminal) all mean the same thing.
+
+The first signal stops dispatching and asks every running command to stop (SIGINT to its
+process group, which a program may handle to save its state); whatever has not stopped
+after :data:`GRACE` seconds is killed, and so is everything at a second signal. The
+handler raises nothing: the run loop keeps collecting reports, so an experiment that
+finished meanwhile is recorded, never put back in the queue, and one that was cut short
+goes back to the queue (see ``JobReport.interrupted``).
+
+Signal dispositions are also what jobs inherit: a runner started as ``cmd &`` from a script
+inherits "ignore SIGINT", and an ignored signal stays ignored across ``exec``. A signal with
+a Python handler is reset to its default in a child, so an inherited "ignore" is replaced by
+a handler that ignores it: the runner keeps ignoring it, its jobs do not.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from sweeprun.run import command
+from sweeprun.system import procs
+
+#: How long a job gets to stop after the first signal before its process tree is killed.
+GRACE = 10.0
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopper:
+    """Installed for the length of a run (main thread only); restores what it replaced."""
+
+    def __init__(
+        self,
+        running: Callable[[], list[procs.ProcessRef]],
+        on_stop: Callable[[], None],
+        grace: float = GRACE,
+    ) -> None:
+        self.running = running
+        self.on_stop = on_stop
+        self.grace = grace
+        self.signals = 0
+        self._old: dict[int, Any] = {}
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Stopper:
+        command.STOP.clear()
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only: leave them be
+        for sig in SIGNALS:
+            old = signal.getsignal(sig)
+            self._old[sig] = old
+            # Respect an inherited "ignore" for the runner, but not for its jobs.
+            signal.signal(sig, _ignore if old == signal.SIG_IGN else self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            if old is not None:  # None: a handler installed outside Python, left as is
+                signal.signal(sig, old)
+        if self._timer is not None:
+            self._timer.cancel()
+        command.STOP.clear()  # the next run in this process starts afresh
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        command.STOP.set()
+        self.on_stop()
+        if self.signals == 1:
+            for proc in self.running():
+                proc.signal_tree(signal.SIGINT)
+            self._timer = threading.Timer(self.grace, self.kill)
+            self._timer.daemon = True
+            self._timer.start()
+        else:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill every running command's whole process tree now."""
+        for proc in self.running():
+            proc.signal_tree(signal.SIGKILL)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A handler that does nothing: the signal stays ignored here, not in children."""
