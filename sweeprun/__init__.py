@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pluggy
+from sweeprun.hookspec import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "hookimpl", "main"]
-
-#: Decorator for hook implementations in ``sweepconf.py`` and plugins.
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 def main(args: Sequence[str] | None = None) -> int:

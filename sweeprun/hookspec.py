@@ -18,12 +18,16 @@ if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
     from sweeprun._core.session import Session
-    from sweeprun.run.executor import JobReport
+    from sweeprun.model import JobReport, Record
     from sweeprun.spec.collect import Experiment
     from sweeprun.spec.loader import Spec, Sweep
-    from sweeprun.store.records import Record
 
 hookspec = pluggy.HookspecMarker("sweeprun")
+#: The one marker of hook implementations: built-in plugins, ``sweepconf.py`` and
+#: installed plugins use it (as :data:`sweeprun.hookimpl`).
+hookimpl = pluggy.HookimplMarker("sweeprun")
+#: The one marker of hook implementations: built-in plugins, ``sweepconf.py`` and
+#: installed plugins use it (as :data:`sweeprun.hookimpl`).
 
 # -- configuration ------------------------------------------------------------------------
 

@@ -93,15 +93,17 @@ def test_the_live_display_prints_log_lines_literally(
 
     from sweeprun._core.cli import _prepare
     from sweeprun._core.session import Session
+    from sweeprun.model import RUNNING, QueueRecord, Record
     from sweeprun.report.live import LiveProgress
-    from sweeprun.store.records import RUNNING, Record
 
     p = sweepproject
     p.quickstart()
     monkeypatch.chdir(p.path)
     session = Session(_prepare(["--run-all"], io.StringIO()))
     key = "k" * 20
-    session.running[key] = Record(RUNNING + key, "0" * 40, {"key": key, "name": "exp-x"})
+    session.running[key] = Record(
+        RUNNING + key, "0" * 40, QueueRecord(key=key, name="exp-x", id="run", baseline="")
+    )
     logs = p.path / ".git" / "sweeprun" / "logs"
     logs.mkdir(parents=True)
     (logs / f"{key}.log").write_text("[epoch 2/10] loss [bold red]0.3[/] + [main]\n")

@@ -11,26 +11,15 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from enum import IntEnum
 from pathlib import Path
 from typing import IO, NoReturn
 
 from sweeprun import __version__
 from sweeprun._core.config import Config, env_args, find_ini, ini_args
+from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.pluginmanager import PluginManager
 from sweeprun._core.registry import CommandRegistry
 from sweeprun.exceptions import SweeprunError, UsageError
-
-
-class ExitCode(IntEnum):
-    """Exit codes, as pytest's."""
-
-    OK = 0
-    TESTS_FAILED = 1
-    INTERRUPTED = 2
-    INTERNAL_ERROR = 3
-    USAGE_ERROR = 4
-    NO_TESTS_COLLECTED = 5
 
 
 class ArgumentParser(argparse.ArgumentParser):

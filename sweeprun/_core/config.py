@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sweeprun.store.git import RepoPaths
 
 ENV_ADDOPTS = "SWEEPRUN_ADDOPTS"
+_NOTSET: Any = object()
 
 
 @dataclass
@@ -49,9 +50,15 @@ class Config:
             self._repo = discover(self.invocation_dir)
         return self._repo
 
-    def getoption(self, name: str, default: Any = None) -> Any:
-        """An option's value by its dest name."""
-        return getattr(self.args, name, default)
+    def getoption(self, name: str, default: Any = _NOTSET) -> Any:
+        """An option's value by its dest name; ``ValueError`` for a name no parser of this
+        invocation defined (unless a ``default`` is given), as pytest's does."""
+        try:
+            return getattr(self.args, name)
+        except AttributeError:
+            if default is not _NOTSET:
+                return default
+            raise ValueError(f"no option named {name!r}") from None
 
 
 def find_ini(start: Path) -> tuple[Path | None, dict[str, Any]]:

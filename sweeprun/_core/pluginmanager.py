@@ -20,9 +20,10 @@ CONFTEST = "sweepconf.py"
 #: Built-in plugins, by the name ``-p no:NAME`` blocks them with.
 BUILTIN_PLUGINS: dict[str, str] = {
     "session": "sweeprun._core.session",
+    "options": "sweeprun._core.options",
     "spec": "sweeprun.spec.loader",
     "grid": "sweeprun.sweepers.grid",
-    "gitstore": "sweeprun.store.records",
+    "gitstore": "sweeprun._core.queueing",
     "scheduler": "sweeprun.run.scheduler",
     "terminal": "sweeprun.report.terminal",
     "show": "sweeprun.commands.show",

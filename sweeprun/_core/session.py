@@ -18,22 +18,24 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from sweeprun._core.argtypes import nonnegative_int, positive_int
+from sweeprun._core.exitcode import ExitCode
+from sweeprun._core.options import run_options
 from sweeprun.exceptions import SweepValueError, UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import FAILED_STATES, QUEUE, Record
 from sweeprun.spec import names
 from sweeprun.spec.collect import Experiment, find_key_mark, interpolate_stages
 from sweeprun.spec.loader import Spec, Sweep, locate
 from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsSet, flatten, get_path, has_path
-from sweeprun.store.records import FAILED_STATES, QUEUE, ExpStore, Record
+from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
-    from sweeprun.run.executor import JobReport
+    from sweeprun.model import JobReport
 
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INTERNAL, EXIT_USAGE, EXIT_NOTHING = range(6)
 SPEC_NAMES = ("sweeps.yaml", "sweeps.yml")
 SPEC_GLOBS = ("*.sweeps.yaml", "*.sweeps.yml")
 DEFAULT_SWEEP = "run"
@@ -54,7 +56,11 @@ class Session:
         #: ids of collected experiments to queue again even if they ran (--lf/--ff)
         self.force_keys: set[int] = set()
         self.started = time.time()
-        self.exitstatus = EXIT_OK
+        self.exitstatus: int = ExitCode.OK
+        #: How experiments run: the typed options, never the Namespace below this point.
+        self.options = run_options(config.args)
+        #: ``sweeprun run`` without ``--temp``: the job runs in the user's work tree.
+        self.in_place = False
         self._store: ExpStore | None = None
 
     @property
@@ -156,44 +162,11 @@ class Session:
             item.name = name if len(items) == 1 else f"{name}-{i}"
             item.name_mark = None
 
-    def _overrides(
-        self, params: ParamsSet, overrides: list[Override]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Check ``-S`` against the params: (fixed values, -S sweep points)."""
-        fixed: dict[str, Any] = {}
-        axes: list[list[dict[str, Any]]] = []
-        for ov in overrides:
-            pf, inner = params.resolve(ov.key)
-            where = f"-S {ov.text}"
-            exists = has_path(pf.data, inner)
-            if ov.kind in ("set", "delete") and not exists:
-                pf.check_key(inner, where, add_hint=ov.kind == "set")
-            if ov.kind == "add" and exists:
-                raise UsageError(
-                    f"{where}: {inner!r} already exists in {pf.path} "
-                    f"(use ++{ov.key}=… to override it)"
-                )
-            if ov.kind == "delete" and ov.match is not None:
-                current = get_path(pf.data, inner)
-                if current != ov.match:
-                    raise UsageError(
-                        f"{where}: {inner!r} is {current!r} in {pf.path}, not {ov.match!r}"
-                    )
-            key = params.qualify(ov.key)
-            if ov.is_sweep:
-                axes.append([{key: v} for v in ov.values])
-            else:
-                fixed[key] = ov.value
-        sweep: list[dict[str, Any]] = [{}]
-        for axis in axes:
-            sweep = [{**a, **b} for a in sweep for b in axis]
-        return fixed, sweep
-
     def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
         from sweeprun.spec.params import ParamsFile
 
         params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
-        fixed, cli_points = self._overrides(params, overrides)
+        fixed, cli_points = resolve_overrides(params, overrides)
         sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
         items = []
         for sweep in sweeps:
@@ -281,6 +254,39 @@ class Session:
                 qualified[q] = value
             out.append(qualified)
         return out
+
+
+def resolve_overrides(
+    params: ParamsSet, overrides: list[Override]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Check ``-S`` against the params: (fixed values, -S sweep points)."""
+    fixed: dict[str, Any] = {}
+    axes: list[list[dict[str, Any]]] = []
+    for ov in overrides:
+        pf, inner = params.resolve(ov.key)
+        where = f"-S {ov.text}"
+        exists = has_path(pf.data, inner)
+        if ov.kind in ("set", "delete") and not exists:
+            pf.check_key(inner, where, add_hint=ov.kind == "set")
+        if ov.kind == "add" and exists:
+            raise UsageError(
+                f"{where}: {inner!r} already exists in {pf.path} (use ++{ov.key}=… to override it)"
+            )
+        if ov.kind == "delete" and ov.match is not None:
+            current = get_path(pf.data, inner)
+            if current != ov.match:
+                raise UsageError(
+                    f"{where}: {inner!r} is {current!r} in {pf.path}, not {ov.match!r}"
+                )
+        key = params.qualify(ov.key)
+        if ov.is_sweep:
+            axes.append([{key: v} for v in ov.values])
+        else:
+            fixed[key] = ov.value
+    sweep: list[dict[str, Any]] = [{}]
+    for axis in axes:
+        sweep = [{**a, **b} for a in sweep for b in axis]
+    return fixed, sweep
 
 
 def _check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str]) -> None:
@@ -478,16 +484,16 @@ def sweeprun_cmdline_main(config: Config) -> int:
 def wrap_session(config: Config, body: Callable[[Session], int]) -> int:
     """Run ``body`` inside session start/finish; the exit status reaches every plugin."""
     session = Session(config)
-    status = EXIT_INTERNAL
+    status: int = ExitCode.INTERNAL_ERROR
     try:
         config.hook.sweeprun_sessionstart(session=session)
         status = body(session)
         return status
     except UsageError:
-        status = EXIT_USAGE
+        status = ExitCode.USAGE_ERROR
         raise
     except KeyboardInterrupt:
-        status = EXIT_INTERRUPTED
+        status = ExitCode.INTERRUPTED
         session.shouldstop = "interrupted"
         session.store.release(list(session.running.values()))
         return status
@@ -505,7 +511,7 @@ def _main(session: Session) -> int:
         from sweeprun.spec.schema import schema_text
 
         config.stdout.write(schema_text())
-        return EXIT_OK
+        return ExitCode.OK
     run_all = bool(config.getoption("run_all"))
     run_now = bool(config.getoption("run"))
     items: list[Experiment] = []
@@ -516,9 +522,9 @@ def _main(session: Session) -> int:
         session.items = items
     config.hook.sweeprun_collection_finish(session=session)
     if config.getoption("collect_only"):
-        return EXIT_OK if items else EXIT_NOTHING
+        return ExitCode.OK if items else ExitCode.NO_TESTS_COLLECTED
     if not items and not run_all:
-        return EXIT_NOTHING
+        return ExitCode.NO_TESTS_COLLECTED
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
     session.queued = queued
     if run_all:
@@ -540,21 +546,23 @@ def _main(session: Session) -> int:
         }
         records = list(queued) + list(skipped.values())
     else:
-        return EXIT_OK
+        return ExitCode.OK
     # The exit code reflects every collected experiment's recorded outcome: a rerun of
     # 'SPEC --run' over recorded failures must not go green by skipping them.
     failed_before = run_now and bool(recorded_failures(session))
     if not records:
         if session.reports:  # adopted from a runner that died
-            return EXIT_FAILED if any(not r.passed for r in session.reports) else EXIT_OK
+            return (
+                ExitCode.TESTS_FAILED if any(not r.passed for r in session.reports) else ExitCode.OK
+            )
         if failed_before:
-            return EXIT_FAILED
-        return EXIT_NOTHING if not items else EXIT_OK
+            return ExitCode.TESTS_FAILED
+        return ExitCode.NO_TESTS_COLLECTED if not items else ExitCode.OK
     config.hook.sweeprun_runloop(session=session, records=records)
     if session.shouldstop == "interrupted":
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     failed = failed_before or any(not r.passed for r in session.reports)
-    return EXIT_FAILED if failed else EXIT_OK
+    return ExitCode.TESTS_FAILED if failed else ExitCode.OK
 
 
 def recorded_failures(session: Session) -> list[Record]:

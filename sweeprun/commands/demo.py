@@ -11,16 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pluggy
-
 from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
 from sweeprun.store.git import FALLBACK_IDENTITY
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 def example_dir(name: str = "quickstart") -> Path:

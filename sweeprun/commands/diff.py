@@ -10,9 +10,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-from sweeprun.run.executor import parse_metrics_file
+from sweeprun.hookspec import hookimpl
+from sweeprun.run.metrics import parse_metrics_file
 from sweeprun.spec.params import ParamsFile, flatten
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
 
-hookimpl = pluggy.HookimplMarker("sweeprun")
 Side = tuple[str, dict[str, Any], dict[str, Any]]  # (label, params by file, metrics by file)
 
 

@@ -7,18 +7,16 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-import pluggy
-
 from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import EXPS, FAILED_STATES, QUEUE
 from sweeprun.run.workspace import running_command
 from sweeprun.store.git import ZERO, RefConflict, RefOp
-from sweeprun.store.records import EXPS, FAILED_STATES, QUEUE, ExpStore
+from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 def _age(seconds: float) -> str:

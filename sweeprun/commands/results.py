@@ -12,19 +12,19 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-import pluggy
-
 from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import EXPS, FAILED_STATES, CheckpointRecord, Record, parse_record
+from sweeprun.run.publisher import WORKSPACE_CHECKPOINT
 from sweeprun.store.cache import Cache, CacheObjectError, remove
 from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
-from sweeprun.store.records import EXPS, FAILED_STATES, ExpStore, Record
+from sweeprun.store.records import ExpStore
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
 
-hookimpl = pluggy.HookimplMarker("sweeprun")
 STASH_REF = "refs/sweeprun/stash"
 #: How a stash records an ignored symlink that apply replaces.
 LINK = "link:"
@@ -67,6 +67,21 @@ def resolve(store: ExpStore, names: list[str], records: list[Record] | None = No
     return out
 
 
+def _remember_checkpoint(store: ExpStore, rec: Record) -> None:
+    """The workspace now holds this checkpoint (or this result's last one): the next
+    ``sweeprun run`` continues from it (see ``run.publisher``)."""
+    marker = store.repo.state_dir / WORKSPACE_CHECKPOINT
+    sha = ""
+    if isinstance(rec.data, CheckpointRecord):
+        sha = rec.commit
+    elif rec.result is not None and rec.result.checkpoints:
+        sha = run_git(["rev-parse", "-q", "--verify", f"{rec.commit}^1"], store.cwd).strip()
+    if sha:
+        marker.write_text(sha + "\n")
+    else:
+        marker.unlink(missing_ok=True)
+
+
 def checkpoint_commit(store: ExpStore, rec: Record, step: str) -> Record | None:
     """The checkpoint ``step`` of an experiment, as a record (not a ref of its own)."""
     from sweeprun.run.checkpoint import REF_PREFIX, chain
@@ -74,7 +89,8 @@ def checkpoint_commit(store: ExpStore, rec: Record, step: str) -> Record | None:
     tip = rec.commit if rec.ref.startswith(EXPS) else REF_PREFIX + rec.key
     for sha, meta in chain(store.cwd, tip, rec.baseline):
         if str(meta.get("step")) == step:
-            return Record(ref=rec.ref, commit=sha, meta=meta)
+            data = parse_record(meta)
+            return Record(ref=rec.ref, commit=sha, data=data) if data is not None else None
     return None
 
 
@@ -221,6 +237,7 @@ def _apply(config: Config) -> int:
         files, outs = _plan(store, rec.commit, cache)
         saved, dirty = stash_workspace(store, files | set(outs), cache)
         restore_tree(store, rec.commit, cache, outs)
+        _remember_checkpoint(store, rec)
         if dirty:
             out.write(
                 f"saved your uncommitted work ({saved[:7]}): "

@@ -2,33 +2,37 @@
 
 By default it runs in your workspace: ``-S`` edits the params files there, outputs land
 there (and go to the cache, and into ``.gitignore``), ``sweeprun.lock`` is written, and the
-result is recorded as an experiment ref — ``HEAD`` does not move. ``--temp`` queues the
-experiment and runs it in a pooled temporary workspace instead, leaving yours untouched.
+result is recorded as an experiment ref — ``HEAD`` does not move. ``--temp`` runs it in a
+pooled temporary workspace instead, leaving yours untouched. Either way the experiment is
+queued and run by the same scheduler and executor as a sweep's (one execution path): the
+same record, environment, checkpoints, ``--timeout``, ``--retries``, ``--reset``, ``--rev``.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
+import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
+from sweeprun._core.exitcode import ExitCode
+from sweeprun._core.options import add_run_options
+from sweeprun._core.session import DEFAULT_SWEEP, Session, add_set_param, resolve_overrides
 from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import State
 from sweeprun.run import pipeline
+from sweeprun.run.snapshot import gitignore_outs
 from sweeprun.spec import names
+from sweeprun.spec.collect import Experiment, interpolate_stages
+from sweeprun.spec.overrides import parse_override
+from sweeprun.spec.params import ParamsFile, ParamsSet
 from sweeprun.store.cache import Cache
-from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
-    from sweeprun._core.session import Session
-    from sweeprun.spec.collect import Experiment
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +43,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stages to run, with what they depend on (default: all)",
     )
     parser.add_argument("--spec", default="sweeps.yaml", help="the spec (default: sweeps.yaml)")
-    from sweeprun._core.session import add_set_param
-
     add_set_param(parser)
     parser.add_argument("-n", "--name", help="experiment name")
     parser.add_argument(
@@ -54,27 +56,24 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f",
         "--force",
+        dest="force_stages",
         action="store_true",
         help="run stages even when the run-cache has their outputs",
     )
     parser.add_argument(
         "--dry", action="store_true", help="print which stages would run and why; change nothing"
     )
+    add_run_options(parser)
 
 
-def _experiment(config: Config, session: Session) -> Experiment:
-    from sweeprun._core.session import DEFAULT_SWEEP
-    from sweeprun.spec.collect import Experiment, interpolate_stages
-    from sweeprun.spec.overrides import parse_override
-    from sweeprun.spec.params import ParamsFile, ParamsSet
-
+def _experiment(config: Config) -> Experiment:
     path = (config.invocation_dir / config.getoption("spec")).resolve()
     if not path.is_file():
         raise UsageError(f"--spec {config.getoption('spec')}: no such spec file")
     spec = config.hook.sweeprun_load_spec(path=path, config=config)
     params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
     overrides = [parse_override(s) for s in config.getoption("set_params")]
-    fixed, points = session._overrides(params, overrides)
+    fixed, points = resolve_overrides(params, overrides)
     if len(points) > 1:
         raise UsageError(
             "-S: 'sweeprun run' runs one experiment; to sweep, use 'sweeprun -S … --run'"
@@ -117,146 +116,88 @@ def _why(stage_lock: dict[str, Any], old: dict[str, Any]) -> str:
 
 
 def _run(config: Config) -> int:
-    from sweeprun._core.session import Session
-
     session = Session(config)
     try:
-        exp = _experiment(config, session)
-        if config.getoption("temp"):
-            return _run_temp(config, session, exp)
-        return _run_here(config, session, exp)
+        exp = _experiment(config)
+        if config.getoption("dry"):
+            return _dry_run(config, exp)
+        return _run_one(config, session, exp, in_place=not config.getoption("temp"))
     finally:
         session.close()
 
 
-def _run_here(config: Config, session: Session, exp: Experiment) -> int:
-    from sweeprun.run.command import run_command
-    from sweeprun.run.executor import read_metrics
-    from sweeprun.store.records import content_key, format_message, result_ref
-
-    repo = config.repo
-    root = repo.root
+def _dry_run(config: Config, exp: Experiment) -> int:
+    if config.getoption("temp"):
+        raise UsageError("--dry with --temp: a dry run changes nothing anyway; drop --temp")
+    root = config.repo.root
     out = config.stdout
-    cache = Cache.for_repo(repo.common_dir)
-    params_files = [pf.path for pf in exp.params]
     old_lock = pipeline.read_lock(root / pipeline.LOCK_FILE)
-    if config.getoption("dry"):
-        if exp.rendered_files():
-            out.write("(params as they would be after -S)\n")
-        with open("/dev/null", "wb") as sink:
-            outcomes = pipeline.run_stages(
-                exp.stages,
-                root,
-                cache,
-                params_files,
-                {},
-                sink,
-                lambda *a: 0,
-                force=config.getoption("force"),
-                dry=True,
-                params_texts=exp.rendered_files(),
-            )
-        for o in outcomes:
-            why = o.message or _why(o.lock, old_lock.get(o.name, {}))
-            verdict = "restore from the run-cache" if o.status == "cached" else "run"
-            out.write(f"{o.name}: would {verdict} ({why})\n")
-        return 0
-    for path, text in exp.rendered_files().items():
-        guarded(root, path, "params file").write_text(text)  # -S edits them, as dvc exp run
-    head = session.store.head()
-    name = exp.name or ""
-    log_path = repo.state_dir / "logs" / f"run-{int(time.time() * 1000)}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    import os
-
-    env = dict(
-        os.environ,
-        SWEEPRUN_EXP_NAME=name,
-        SWEEPRUN_BASELINE_REV=head,
-        SWEEPRUN_ROOT=str(root),
-        SWEEPRUN_WORKSPACE=str(root),
-    )
-    started = time.time()
-    with open(log_path, "wb") as log:
+    if exp.rendered_files():
+        out.write("(params as they would be after -S)\n")
+    with open(os.devnull, "wb") as sink:
         outcomes = pipeline.run_stages(
             exp.stages,
             root,
-            cache,
-            params_files,
-            env,
-            log,
-            lambda stage, cwd, env, log: run_command(
-                stage.cmd, cwd, env, log, None, values=dict(stage.values)
-            ),
-            force=bool(config.getoption("force")),
+            Cache.for_repo(config.repo.common_dir),
+            [pf.path for pf in exp.params],
+            {},
+            sink,
+            lambda *a: 0,
+            force=bool(config.getoption("force_stages")),
+            dry=True,
+            params_texts=exp.rendered_files(),
         )
-    out.write(log_path.read_text(errors="replace"))
-    if any(o.status != "failed" for o in outcomes):
-        pipeline.write_lock(root, outcomes)
-    _gitignore_outs(root, exp)
-    failed = [o for o in outcomes if o.status == "failed"]
-    metrics = read_metrics(root, tuple(exp.stages))
-    tree = session.store.snapshot_workspace(pipeline.committed_results(exp.stages))
-    key = content_key(head, tree, {}, exp.stages_record())
-    name = name or names.default_name(key)
-    meta = exp.record(key=key, name=name, baseline=head, queued_at=int(started))
-    meta.update(
-        {
-            "state": "failed" if failed else "success",
-            "returncode": failed[0].returncode if failed else 0,
-            "started": started,
-            "finished": time.time(),
-            "metrics": metrics,
-            "message": failed[0].message if failed else "",
-            "workspace": True,
-        }
-    )
-    message = format_message(f"sweeprun: {meta['state']} {name} (workspace run)", meta)
-    commit = run_git(["commit-tree", tree, "-p", head], root, input=message).strip()
-    ref = result_ref(head, name)
-    current = run_git(["rev-parse", "-q", "--verify", ref], root, check=False).strip()
-    try:
-        session.store.updater.transaction([RefOp(ref, commit, current or ZERO)])
-    except RefConflict as exc:
-        raise UsageError(f"experiment {name!r} changed while running: {exc}") from None
     for o in outcomes:
-        out.write(f"{o.name}: {o.status}{' — ' + o.message if o.message else ''}\n")
-    out.write(f"recorded experiment {name} ({commit[:7]}) at baseline {head[:7]}\n")
-    return 1 if failed else 0
+        why = o.message or _why(o.lock, old_lock.get(o.name, {}))
+        verdict = "restore from the run-cache" if o.status == "cached" else "run"
+        out.write(f"{o.name}: would {verdict} ({why})\n")
+    return 0
 
 
-def _gitignore_outs(root: Path, exp: Experiment) -> None:
-    """Add cached outs to ``.gitignore`` so they never enter git objects."""
-    ignore = guarded(root, ".gitignore")
-    text = ignore.read_text() if ignore.exists() else ""
-    lines = set(text.splitlines())
-    new = [
-        f"/{o.path}" for s in exp.stages for o in s.outs if o.cache and f"/{o.path}" not in lines
-    ]
-    if new:
-        sep = "" if not text or text.endswith("\n") else "\n"
-        ignore.write_text(text + sep + "\n".join(new) + "\n")
-
-
-def _run_temp(config: Config, session: Session, exp: Experiment) -> int:
-    if config.getoption("dry"):
-        raise UsageError("--dry with --temp: a dry run changes nothing anyway; drop --temp")
-    outcome = session.store.enqueue([exp], force=True)
-    records = outcome.queued or [r for _, r in outcome.skipped if r.state == "queued"]
-    for rec in records:
-        rec.meta["force"] = bool(config.getoption("force"))
-    config.args.jobs = 1
-    config.hook.sweeprun_runloop(session=session, records=records)
+def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) -> int:
+    """Queue the experiment and run it through the scheduler, here or in a pooled slot."""
+    root = config.repo.root
+    if in_place:
+        for path, text in exp.rendered_files().items():
+            guarded(root, path, "params file").write_text(text)  # -S edits them, as dvc exp run
+        # Before the snapshot: cached outs never enter the queued tree, and a run after an
+        # interrupted one snapshots the same files.
+        gitignore_outs(root, exp.stages)
+    # A workspace run's results of an earlier run are not its inputs.
+    exclude = pipeline.committed_results(exp.stages) if in_place else []
+    outcome = session.store.enqueue([exp], force=True, in_place=in_place, exclude=exclude)
+    records = outcome.queued or [r for _, r in outcome.skipped if r.state == State.QUEUED]
+    session.in_place = in_place
+    session.options = replace(session.options, jobs=1)
+    try:
+        config.hook.sweeprun_runloop(session=session, records=records)
+    finally:
+        if in_place:
+            # Not finished (interrupted, or sweeprun failed): not left for --run-all to
+            # run somewhere else; its checkpoints stay, and the next run continues.
+            done = {r.key for r in session.reports if r.result_commit}
+            session.store.drop_queued([r for r in records if r.key not in done])
+    quiet = int(config.getoption("quiet") or 0)
+    out = config.stdout
     for report in session.reports:
-        config.stdout.write(report.log_tail + "\n")
-        config.stdout.write(
-            f"{report.outcome}: experiment {report.name}"
-            f"{' — ' + report.message if report.message else ''}\n"
-        )
+        if not quiet:
+            out.write(report.log_tail + ("\n" if report.log_tail else ""))
+            for name, status, message in report.stages:
+                out.write(f"{name}: {status}{' — ' + message if message else ''}\n")
+        if report.result_commit:
+            out.write(
+                f"recorded experiment {report.name} ({report.result_commit[:7]}) "
+                f"at baseline {session.store.head()[:7]}: {report.state}"
+                f"{' — ' + report.message if report.message else ''}\n"
+            )
+        else:
+            out.write(f"{report.outcome}: experiment {report.name} — {report.message}\n")
+    if session.shouldstop == "interrupted":
+        return ExitCode.INTERRUPTED
     if not session.reports:
         config.stdout.write("nothing to run: the same experiment is already running\n")
-        return 0
-    return 0 if all(r.passed for r in session.reports) else 1
+        return ExitCode.OK
+    return ExitCode.OK if all(r.passed for r in session.reports) else ExitCode.TESTS_FAILED
 
 
 @hookimpl

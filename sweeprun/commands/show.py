@@ -6,18 +6,17 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import FAILED_STATES, Record
 from sweeprun.spec.params import flatten
-from sweeprun.store.records import FAILED_STATES, ExpStore, Record
+from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
     from sweeprun.store.git import RepoPaths
 
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 STATE_ORDER = {"running": 0, "queued": 1}
 

@@ -10,20 +10,18 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pluggy
-
 from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import EXPS, Record
 from sweeprun.run import workspace
 from sweeprun.store.cache import Cache
 from sweeprun.store.git import ZERO, RefOp, run_git
 from sweeprun.store.leases import dead_journals
-from sweeprun.store.records import EXPS, ExpStore, Record
+from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 def _check_remote(store: ExpStore, remote: str) -> None:

@@ -9,15 +9,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from sweeprun.hookspec import hookimpl
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
     from sweeprun._core.session import Session
-    from sweeprun.run.executor import JobReport
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
+    from sweeprun.model import JobReport
 
 
 @hookimpl

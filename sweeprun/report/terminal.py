@@ -9,18 +9,15 @@ import time
 from collections.abc import Generator
 from typing import IO, TYPE_CHECKING, Any
 
-import pluggy
-
 from sweeprun import __version__
+from sweeprun.hookspec import hookimpl
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.session import Session
-    from sweeprun.run.executor import JobReport
+    from sweeprun.model import JobReport, Record
     from sweeprun.spec.collect import Experiment
-    from sweeprun.store.records import Record
 
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 OUTCOME_CHAR = {"passed": ".", "failed": "F", "error": "E"}
 OUTCOME_WORD = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}

@@ -24,22 +24,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeprun.exceptions import GitError
+from sweeprun.model import JobReport, Outcome, Record, Result, parse_message, parse_record
 from sweeprun.run import workspace
-from sweeprun.run.executor import JobReport, adopt_job
-from sweeprun.run.scheduler import (
-    FastAddPolicy,
-    claim_token,
-    commit_identity,
-    make_job,
-    stages_from_record,
-)
-from sweeprun.store.cache import cache_config
-from sweeprun.store.git import identity_env, run_git
-from sweeprun.store.records import parse_message
+from sweeprun.run.executor import adopt_job
+from sweeprun.run.scheduler import claim_token, job_setup, make_job
+from sweeprun.store.git import run_git
 
 if TYPE_CHECKING:
     from sweeprun._core.session import Session
-    from sweeprun.store.records import Record
 
 
 def adopter(session: Session) -> Callable[[Record], bool]:
@@ -51,9 +43,9 @@ def adopter(session: Session) -> Callable[[Record], bool]:
         """The job had made its result commit: publish it as it is."""
         body = run_git(["log", "-1", "--format=%B", commit], store.cwd, check=False)
         meta = parse_message(body)
-        if meta is None or meta.get("key") != rec.key:
+        result = parse_record(meta) if meta is not None else None
+        if not isinstance(result, Result) or result.key != rec.key:
             return False
-        state = str(meta.get("state", "failed"))
         log = repo.state_dir / "logs" / f"{rec.key}.log"
         with contextlib.suppress(OSError), open(log, "ab") as f:
             f.write(b"sweeprun: adopted: its runner died before publishing this result\n")
@@ -61,16 +53,16 @@ def adopter(session: Session) -> Callable[[Record], bool]:
             key=rec.key,
             name=rec.name,
             exp_id=rec.id,
-            outcome="passed" if state == "success" else "failed",
-            returncode=meta.get("returncode"),
-            started=float(meta.get("started", 0)),
-            finished=float(meta.get("finished", 0)),
+            outcome=Outcome.PASSED if result.state == "success" else Outcome.FAILED,
+            returncode=result.returncode,
+            started=result.started,
+            finished=result.finished,
             result_commit=commit,
             log_path=str(log),
-            log_tail=str(meta.get("log_tail", "")),
-            metrics=meta.get("metrics", {}),
-            message=str(meta.get("message", "")),
-            state=state,
+            log_tail=result.log_tail,
+            metrics=result.metrics,
+            message=result.message,
+            state=result.state,
         )
         return done(rec, report)
 
@@ -95,7 +87,7 @@ def adopter(session: Session) -> Callable[[Record], bool]:
         if claims[0].result and publish(rec, claims[0].result):
             return True
         found = workspace.find_outcome(repo.common_dir, rec.key, claim_token(claims[0]))
-        stages = stages_from_record(rec.meta)
+        stages = rec.data.stages
         if found is None or not stages or found[2] != len(stages) - 1:
             return False  # still running when its runner died, or not the last stage
         ws, rc, stage = found
@@ -106,15 +98,8 @@ def adopter(session: Session) -> Callable[[Record], bool]:
                 repo.common_dir, rec.key, claim_token(claims[0])
             ) != (ws, rc, stage):
                 return False
-            root, types = cache_config(repo.common_dir)
-            job = make_job(
-                session,
-                rec,
-                identity_env(repo.root),
-                commit_identity(repo.root),
-                (str(root), types),
-                FastAddPolicy(repo.root, repo.common_dir),
-            )
+            setup, env = job_setup(repo.root, repo.common_dir)
+            job = make_job(session, rec, session.options, setup, env)
             report = adopt_job(job, ws, rc, stage)
             workspace.forget(ws)  # its index no longer tells the truth: check out next time
         return done(rec, report)

@@ -27,8 +27,21 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from sweeprun.model import CheckpointRecord, format_message, parse_message
+from sweeprun.run import pipeline
+from sweeprun.run.metrics import read_metrics
+from sweeprun.run.snapshot import commit_tree
+from sweeprun.store.cache import Cache
+from sweeprun.store.git import run_git
+from sweeprun.system.damage import set_aside
+from sweeprun.system.paths import guarded
+
+if TYPE_CHECKING:
+    from sweeprun.run.task import Task
 
 POLL = 0.005
 ENV = "SWEEPRUN_CHECKPOINT"
@@ -80,10 +93,6 @@ def load_chain(
     """An experiment's checkpoints, ``[(commit, step), …]``: from its journal, or, when the
     journal is empty or damaged, from its published ref ``refs/sweeprun/checkpoints/<key>``
     (a damaged journal is set aside, and written anew from the ref)."""
-    from sweeprun.store.git import run_git
-    from sweeprun.store.records import parse_message
-    from sweeprun.system.damage import set_aside
-
     path = journal_path(common_dir, key)
     got = _parse_journal(path)
     if got is None:
@@ -206,9 +215,6 @@ def make_checkpoint(timeout: float | None = None) -> bool:
 
 def chain(cwd: str | os.PathLike[str], tip: str, baseline: str) -> list[tuple[str, dict[str, Any]]]:
     """Checkpoint commits from ``tip`` back to ``baseline``, newest first: (sha, record)."""
-    from sweeprun.store.git import run_git
-    from sweeprun.store.records import parse_message
-
     log = run_git(
         ["log", "--first-parent", "--format=%H%x00%B%x1e", tip, f"^{baseline}"], cwd, check=False
     )
@@ -221,15 +227,75 @@ def chain(cwd: str | os.PathLike[str], tip: str, baseline: str) -> list[tuple[st
     return out
 
 
-def checkpoint_meta(meta: dict[str, Any], step: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The record of a checkpoint commit."""
-    out = {k: v for k, v in meta.items() if k not in ("files",)}
-    out.update(
-        {"state": "checkpoint", "step": step, "metrics": metrics, "checkpoint_at": time.time()}
-    )
-    return out
-
-
 def dumps(obj: Any) -> str:
     """Compact JSON used in journals and records."""
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def write_journal(
+    common_dir: str | os.PathLike[str], key: str, kept: list[tuple[str, int]]
+) -> None:
+    """Replace an experiment's journal with ``kept`` (a rewind, or a resume's seed)."""
+    path = journal_path(common_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".rewind")
+    tmp.write_text("".join(f"{c} {s}\n" for c, s in kept))
+    os.replace(tmp, path)
+
+
+def run_with_checkpoints(
+    task: Task,
+    ws: Path,
+    cache: Cache,
+    params_files: list[str],
+    env: dict[str, str],
+    log: BinaryIO,
+    run: pipeline.RunCommand,
+    pid: dict[str, Any],
+    ckpt_outs: list[str],
+) -> list[pipeline.StageOutcome]:
+    """Run the stages with a checkpoint watcher, resuming from the last checkpoint."""
+    common = task.common_dir
+    journal = journal_path(common, task.key)
+    chain = load_chain(common, ws, task.key)
+    parent, step = chain[-1] if chain else (task.baseline, 0)
+    if chain:
+        lock = json.loads(run_git(["show", f"{parent}:{pipeline.LOCK_FILE}"], ws))
+        for path, digest in lock.get("checkpoint_outs", {}).items():
+            cache.checkout(digest, guarded(ws, path, "checkpoint out"))
+        log.write(f"+ resuming from checkpoint {step} ({parent[:7]})\n".encode())
+
+    def snapshot(step: int, parent: str) -> str:
+        digests = {p: cache.save(ws / p) for p in ckpt_outs if (ws / p).exists()}
+        metrics = read_metrics(ws, task.stages)
+        guarded(ws, pipeline.LOCK_FILE).write_text(
+            json.dumps({"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2)
+            + "\n"
+        )
+        record = CheckpointRecord(
+            **vars(task.record),
+            step=step,
+            metrics=metrics,
+            checkpoint_at=time.time(),
+            checkpoint_outs=digests,
+        )
+        subject = f"sweeprun: checkpoint {step} {task.name} {task.exp_id}"
+        return commit_tree(ws, task, format_message(subject, record), parent)
+
+    env = dict(env, **{ENV: str(signal_path(common, task.key))})
+    # Checkpointed outs are the program's state: keep them between stages and runs.
+    stages = [
+        replace(s, outs=tuple(replace(o, persist=o.persist or o.checkpoint) for o in s.outs))
+        for s in task.stages
+    ]
+    watcher = Watcher(
+        signal_path(common, task.key), snapshot, journal, parent, step, kill_group(pid)
+    )
+    with watcher:
+        outcomes = pipeline.run_stages(
+            stages, ws, cache, params_files, env, log, run, force=task.force or bool(chain)
+        )
+    if watcher.error:
+        failed = pipeline.StageOutcome(stages[-1].name, "failed", 1, watcher.error)
+        return [o for o in outcomes if o.status != "failed"] + [failed]
+    return outcomes

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sweeprun.spec.loader import Stage
+from sweeprun.model import Stage
 from sweeprun.store.cache import Cache, CacheObjectError, hash_path, link_or_copy, remove
 from sweeprun.system.paths import OutsideError, guarded
 

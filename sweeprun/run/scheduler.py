@@ -7,9 +7,7 @@ Jobs are claimed lazily, one per free slot, so several runners can drain one que
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -18,132 +16,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-from sweeprun._core.argtypes import nonnegative_int, positive_seconds, slot_list
 from sweeprun.exceptions import GitError, UsageError
-from sweeprun.run import checkpoint, workspace
-from sweeprun.run.executor import Job, JobReport, error_report, run_job
-from sweeprun.spec.loader import Out, Stage
-from sweeprun.store import leases
-from sweeprun.store.cache import DEFAULT_LINK_TYPES, cache_config
-from sweeprun.store.git import FALLBACK_IDENTITY, ZERO, RefConflict, RefOp, identity_env, run_git
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import Job, JobReport, JobSetup, Outcome, Record, RunOptions
+from sweeprun.run import workspace
+from sweeprun.run.executor import not_started, run_job
+from sweeprun.run.publisher import (
+    CheckpointPublisher,
+    prepare_checkpoints,
+    remember_workspace_checkpoint,
+    resolve_rev,
+)
+from sweeprun.store import fastgit, leases
+from sweeprun.store.cache import cache_config
+from sweeprun.store.git import commit_identity
 from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
 from sweeprun.system.stopping import Stopper
 
 if TYPE_CHECKING:
-    from sweeprun._core.registry import CommandRegistry
     from sweeprun._core.session import Session
-    from sweeprun.store.records import Record
 
-hookimpl = pluggy.HookimplMarker("sweeprun")
-
-BACKENDS = {"threads": "threading", "loky": "loky", "dask": "dask"}
-
-
-def stages_from_record(meta: dict[str, Any]) -> tuple[Stage, ...]:
-    """Rebuild the stages stored in a queue record."""
-    stages = []
-    for s in meta.get("stages", []):
-        stages.append(
-            Stage(
-                name=s["name"],
-                cmd=s["cmd"],
-                wdir=s.get("wdir", "."),
-                deps=tuple(s.get("deps", ())),
-                outs=tuple(Out(**o) for o in s.get("outs", ())),
-                params=tuple(s.get("params", ())),
-                metrics=tuple(s.get("metrics", ())),
-                plots=tuple(s.get("plots", ())),
-                values=tuple(sorted(s.get("values", {}).items())),
-            )
-        )
-    return tuple(stages)
-
-
-def commit_identity(cwd: str | os.PathLike[str]) -> tuple[str, str, bool]:
-    """(author, committer) as ``Name <email>`` and whether objects can be written in-process.
-
-    Resolved once per run with ``git var`` (honours GIT_AUTHOR_* and config); the
-    fallback identity when none is configured.
-    """
-    fmt = run_git(["rev-parse", "--show-object-format"], cwd, check=False).strip() or "sha1"
-    idents = []
-    for var, fallback in (("GIT_AUTHOR_IDENT", "AUTHOR"), ("GIT_COMMITTER_IDENT", "COMMITTER")):
-        out = run_git(["var", var], cwd, check=False).strip()
-        if out:
-            idents.append(out.rsplit(" ", 2)[0])  # drop the timestamp and zone
-        else:
-            name = os.environ.get(f"GIT_{fallback}_NAME") or FALLBACK_IDENTITY["GIT_AUTHOR_NAME"]
-            email = os.environ.get(f"GIT_{fallback}_EMAIL") or FALLBACK_IDENTITY["GIT_AUTHOR_EMAIL"]
-            idents.append(f"{name} <{email}>")
-    return idents[0], idents[1], fmt == "sha1"
-
-
-def _plain_add(root: Path, common_dir: Path) -> bool:
-    """Whether ``git add`` would store files byte for byte with their executable bit.
-
-    Line-ending conversion, filters (they act through attributes, so any attributes file
-    counts), ``core.filemode=false`` (git keeps the index's mode) and case folding all
-    need git's judgement. ``git init`` writes ``core.filemode=true`` itself, which is the
-    plain case.
-    """
-    out = run_git(
-        [
-            "config",
-            "-z",
-            "--get-regexp",
-            r"^(core\.(autocrlf|eol|filemode|ignorecase|attributesfile)|filter\..*)$",
-        ],
-        root,
-        check=False,
-    )
-    conf: dict[str, str] = {}
-    for item in out.split("\0"):
-        if item:
-            key, newline, value = item.partition("\n")
-            # The last one wins, as in git; a bare key (no "=") is a true boolean.
-            conf[key] = value if newline else "true"
-    if any(key.startswith("filter.") for key in conf):
-        return False
-    if _git_bool(conf.get("core.autocrlf", "false")) is not False or "core.eol" in conf:
-        return False  # "input" is neither true nor false: a conversion too
-    if _git_bool(conf.get("core.filemode", "true")) is not True:
-        return False
-    if _git_bool(conf.get("core.ignorecase", "false")) is not False:
-        return False
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    attribute_files = [common_dir / "info" / "attributes", Path(xdg) / "git" / "attributes"]
-    if conf.get("core.attributesfile"):
-        attribute_files.append(Path(os.path.expanduser(conf["core.attributesfile"])))
-    return not any(f.exists() for f in attribute_files)
-
-
-def _git_bool(value: str) -> bool | None:
-    """git's reading of a boolean config value; ``None`` when it is not one."""
-    v = value.strip().lower()
-    if v in ("true", "yes", "on", "1"):
-        return True
-    if v in ("false", "no", "off", "0", ""):
-        return False
-    return None
-
-
-class FastAddPolicy:
-    """Decides, once per run, whether results may be recorded without ``git add``."""
-
-    def __init__(self, root: Path, common_dir: Path) -> None:
-        self.enabled = _plain_add(root, common_dir)
-
-    def allowed(self, stages: tuple[Stage, ...]) -> tuple[str, ...]:
-        """The new files a result may take in-process: every declared result, ignored
-        or not, since those are committed either way (empty: always ask git)."""
-        if not self.enabled:
-            return ()
-        from sweeprun.run.pipeline import committed_results
-
-        return tuple(committed_results(stages))
+#: ``--backend`` → joblib's backend name.
+JOBLIB_BACKENDS = {"threads": "threading", "loky": "loky", "dask": "dask"}
 
 
 class FailFast:
@@ -163,8 +58,7 @@ class FailFast:
 
     def __call__(self, job: Job) -> JobReport:
         if self.session.shouldstop:
-            stopped = error_report(job, time.time(), Path(job.log_path), "not started", "")
-            return replace(stopped, interrupted=True)
+            return not_started(job)
         report = run_job(job)
         if self.maxfail and not report.passed and not report.interrupted:
             with self._lock:
@@ -179,207 +73,63 @@ def claim_token(lease: leases.Lease | None) -> str:
     return "-" if lease is None else f"{lease.pid}.{lease.started!r}"
 
 
+def job_setup(root: Path, common_dir: Path) -> tuple[JobSetup, dict[str, str]]:
+    """What every job of a run shares, resolved once (a few git calls): the fast paths,
+    the output cache, and the commit identity (also as environment, for git itself)."""
+    fast = fastgit.resolve(root, common_dir)
+    ident = commit_identity(root)
+    cache_root, types = cache_config(common_dir)
+    default = Path(common_dir) / "sweeprun" / "cache"
+    setup = JobSetup(
+        author=ident.author,
+        committer=ident.committer,
+        fast_objects=fast.objects,
+        fast_add=fast.add,
+        fast_switch=fast.switch,
+        cache_dir="" if cache_root == default else str(cache_root),
+        cache_types=types,
+    )
+    return setup, ident.env()
+
+
 def make_job(
     session: Session,
     record: Record,
-    env: dict[str, str],
-    identity: tuple[str, str, bool] = ("", "", False),
-    cache: tuple[str, tuple[str, ...]] | None = None,
-    fast_add: FastAddPolicy | None = None,
+    options: RunOptions,
+    setup: JobSetup | None = None,
+    env: dict[str, str] | None = None,
 ) -> Job:
-    """The picklable job for a claimed record."""
+    """The picklable job for a claimed record: a reference to its queued commit."""
     repo = session.config.repo
-    stages = stages_from_record(record.meta)
-    extra = dict(env)
+    extra = dict(env or {})
     for got in session.hook.sweeprun_job_env(config=session.config, record=record):
         if got:
             extra.update(got)
+    journal = session.store.journal.path
     return Job(
-        key=record.key,
-        name=record.name,
-        exp_id=record.id,
-        commit=record.commit,
-        baseline=record.baseline,
         repo_root=str(repo.root),
         common_dir=str(repo.common_dir),
-        stages=stages,
-        meta=record.meta,
+        commit=record.commit,
+        key=record.key,
+        options=options,
+        setup=setup or JobSetup(),
         env=tuple(sorted(extra.items())),
-        log_path=str(repo.state_dir / "logs" / f"{record.key}.log"),
-        timeout=session.config.getoption("timeout"),
-        retries=int(session.config.getoption("retries") or 0),
-        slots=tuple(s for s in (session.config.getoption("slots") or "").split(",") if s),
-        author=identity[0],
-        committer=identity[1],
-        fast_objects=identity[2],
-        base_tree=str(record.meta.get("tree", "")),
-        cache_dir=str(cache[0]) if cache else "",
-        cache_types=cache[1] if cache else DEFAULT_LINK_TYPES,
-        force=bool(record.meta.get("force") or session.config.getoption("reset")),
-        allowed_new=fast_add.allowed(stages) if fast_add is not None else (),
         claim=claim_token(session.store.journal.lease(record.key)),
-        journal=str(session.store.journal.path or ""),
-        files=tuple((p, t.encode()) for p, t in sorted(record.meta.get("files", {}).items())),
+        journal=journal.name if journal is not None else "",
+        in_place=session.in_place,
     )
-
-
-@hookimpl
-def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
-    """Where jobs run."""
-    g = parser.add_argument_group("scheduling")
-    g.add_argument(
-        "--backend",
-        choices=sorted(BACKENDS),
-        default="threads",
-        help="joblib backend (threads: default; dask: a Dask cluster)",
-    )
-    g.add_argument(
-        "--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786"
-    )
-    g.add_argument(
-        "--connect-timeout",
-        type=positive_seconds,
-        default=10.0,
-        metavar="S",
-        help="how long to wait for the Dask scheduler (default 10)",
-    )
-    f = parser.add_argument_group("failure policy and resources")
-    f.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        metavar="S",
-        help="kill an experiment's whole process tree after S seconds (outcome: timeout)",
-    )
-    f.add_argument(
-        "--retries",
-        type=nonnegative_int,
-        default=0,
-        metavar="N",
-        help="run failed or timed-out experiments up to N more times",
-    )
-    f.add_argument(
-        "--slots",
-        "--gpus",
-        dest="slots",
-        type=slot_list,
-        metavar="LIST",
-        help="e.g. 0,1: each parallel job gets one as CUDA_VISIBLE_DEVICES",
-    )
-    c = parser.add_argument_group("checkpoints")
-    c.add_argument(
-        "--reset", action="store_true", help="discard the experiments' checkpoints and start over"
-    )
-    c.add_argument(
-        "--rev", metavar="CKPT", help="resume from this checkpoint commit instead of the last one"
-    )
-
-
-def _validate_rev(session: Session) -> None:
-    rev = session.config.getoption("rev")
-    if (
-        rev
-        and not run_git(
-            ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"],
-            session.config.repo.root,
-            check=False,
-        ).strip()
-    ):
-        raise UsageError(f"--rev {rev}: no such checkpoint commit")
-
-
-def _stop_after(session: Session) -> int:
-    if session.config.getoption("exitfirst"):
-        return 1
-    return int(session.config.getoption("maxfail") or 0)
-
-
-class CheckpointPublisher:
-    """Moves journals of running jobs into ``refs/sweeprun/checkpoints/<key>`` (parent only)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.seen: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="sweeprun-publish", daemon=True)
-
-    def publish(self, key: str, record: Record | None = None) -> None:
-        store = self.session.store
-        chain = checkpoint.load_chain(store.repo.common_dir, store.cwd, key)
-        if not chain or self.seen.get(key) == len(chain):
-            return
-        ref = checkpoint.REF_PREFIX + key
-        current = run_git(["rev-parse", "-q", "--verify", ref], store.cwd, check=False).strip()
-        if current != chain[-1][0]:
-            with contextlib.suppress(RefConflict):
-                store.updater.transaction([RefOp(ref, chain[-1][0], current or ZERO)])
-        for sha, step in chain[self.seen.get(key, len(chain) if record is None else 0) :]:
-            if record is not None:
-                self.session.hook.sweeprun_checkpoint(
-                    session=self.session, record=record, commit=sha, step=step
-                )
-        self.seen[key] = len(chain)
-
-    def publish_all(self) -> None:
-        """What any runner left behind, killed ones included."""
-        d = Path(self.session.store.repo.common_dir) / "sweeprun" / "checkpoints"
-        if d.is_dir():
-            for journal in d.iterdir():
-                if "." not in journal.name:  # not a journal being rewritten
-                    self.publish(journal.name)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.1):
-            for key, rec in list(self.session.running.items()):
-                self.publish(key, rec)
-
-    def __enter__(self) -> CheckpointPublisher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def prepare_checkpoints(session: Session, record: Record) -> None:
-    """``--reset`` drops an experiment's checkpoints; ``--rev`` rewinds them."""
-    store = session.store
-    journal = checkpoint.journal_path(store.repo.common_dir, record.key)
-    ref = checkpoint.REF_PREFIX + record.key
-    reset, rev = session.config.getoption("reset"), session.config.getoption("rev")
-    if reset:
-        journal.unlink(missing_ok=True)
-        current = run_git(["rev-parse", "-q", "--verify", ref], store.cwd, check=False).strip()
-        if current:
-            store.updater.transaction([RefOp(ref, ZERO, current)])
-    elif rev:
-        sha = run_git(
-            ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd, check=False
-        ).strip()
-        chain = checkpoint.load_chain(store.repo.common_dir, store.cwd, record.key)
-        shas = [c for c, _ in chain]
-        if sha and sha in shas:
-            kept = chain[: shas.index(sha) + 1]
-            tmp = journal.with_name(journal.name + ".rewind")
-            tmp.write_text("".join(f"{c} {s}\n" for c, s in kept))
-            os.replace(tmp, journal)
 
 
 @hookimpl(trylast=True)
 def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     """Run ``records`` on ``-j`` parallel slots of the chosen joblib backend."""
-    import joblib
+    import joblib  # not needed by the commands that only read results
 
     config = session.config
-    _validate_rev(session)
-    n_jobs = max(1, int(config.getoption("jobs") or 1))
-    backend = BACKENDS[config.getoption("backend") or "threads"]
-    ident = identity_env(config.repo.root)
-    commit_ident = commit_identity(config.repo.root)
-    root, types = cache_config(config.repo.common_dir)  # once: it asks git config
-    cache = (str(root), types)
-    fast_add = FastAddPolicy(config.repo.root, config.repo.common_dir)
-    maxfail = _stop_after(session)
+    options = session.options
+    rev = resolve_rev(session.store, options.rev) if options.rev else None
+    backend = JOBLIB_BACKENDS[options.backend]
+    setup, ident_env = job_setup(config.repo.root, config.repo.common_dir)
     common = config.repo.common_dir
 
     def watch(sign: str, key: str) -> None:
@@ -389,7 +139,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
     # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the
     # queue ahead of time does not start once the run is stopping (see FailFast).
-    run = FailFast(session, maxfail) if backend == "threading" else run_job
+    run = FailFast(session, options.maxfail) if backend == "threading" else run_job
 
     def jobs() -> Iterator[Any]:
         for record in records:
@@ -407,29 +157,11 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
                 continue  # another runner took it
             session.running[record.key] = claimed
             watch("+", record.key)
-            prepare_checkpoints(session, claimed)
-            yield joblib.delayed(run)(
-                make_job(session, claimed, ident, commit_ident, cache, fast_add)
-            )
+            prepare_checkpoints(session.store, claimed, options.reset, rev, session.in_place)
+            yield joblib.delayed(run)(make_job(session, claimed, options, setup, ident_env))
 
-    client = None
-    if backend == "dask":
-        from distributed import Client
-
-        address = config.getoption("scheduler")
-        wait = config.getoption("connect_timeout")
-        try:
-            client = (
-                Client(address, timeout=wait)  # type: ignore[no-untyped-call]
-                if address
-                else Client(processes=False)  # type: ignore[no-untyped-call]
-            )
-        except (OSError, TimeoutError) as exc:
-            raise UsageError(
-                f"--scheduler {address}: no Dask scheduler answered within {wait:g} s "
-                f"({type(exc).__name__})"
-            ) from None
-    publisher = CheckpointPublisher(session)
+    client = _dask_client(options) if options.backend == "dask" else None
+    publisher = CheckpointPublisher(session.store, lambda: list(session.running.items()))
     publisher.publish_all()
 
     def running() -> list[procs.ProcessRef]:
@@ -442,7 +174,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     watchdog = procs.current = procs.Watchdog()
     try:
         with Stopper(running, on_stop):
-            _drain(session, jobs, backend, n_jobs, publisher, maxfail, watch)
+            _drain(session, jobs, backend, options, publisher, watch)
     except KeyboardInterrupt:
         # Not from a signal during the run (its handler raises nothing): from elsewhere,
         # e.g. the loop running outside the main thread.
@@ -453,10 +185,40 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         raise
     finally:
         if client is not None:
-            client.close()  # type: ignore[no-untyped-call]
+            client.close()
         watchdog.close()  # every job has ended: the watchdog ends with nothing to do
         procs.current = None
+        publisher.announce(_notify(session))
+        if session.in_place:
+            for record in records:
+                remember_workspace_checkpoint(session.store, record.key)
     return True
+
+
+def _notify(session: Session) -> Callable[[Record, str, int], None]:
+    def notify(record: Record, sha: str, step: int) -> None:
+        session.hook.sweeprun_checkpoint(session=session, record=record, commit=sha, step=step)
+
+    return notify
+
+
+def _dask_client(options: RunOptions) -> Any:
+    """A client of ``--scheduler`` (or of an in-process cluster); a one-line error when
+    no scheduler answers."""
+    from distributed import Client  # an optional extra, and slow to import
+
+    address, wait = options.scheduler, options.connect_timeout
+    try:
+        return (
+            Client(address, timeout=wait)  # type: ignore[no-untyped-call]
+            if address
+            else Client(processes=False)  # type: ignore[no-untyped-call]
+        )
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(
+            f"--scheduler {address}: no Dask scheduler answered within {wait:g} s "
+            f"({type(exc).__name__})"
+        ) from None
 
 
 def stop_jobs(session: Session, sig: int, wait: float) -> None:
@@ -485,7 +247,7 @@ def _unrecorded(
             session.store.release([running])  # best effort; else the next runner reclaims
     return replace(
         report,
-        outcome="error",
+        outcome=Outcome.ERROR,
         result_commit=None,
         message=why,
         log_tail=f"sweeprun: {why} (the experiment goes back to the queue)",
@@ -497,15 +259,16 @@ def _drain(
     session: Session,
     jobs: Any,
     backend: str,
-    n_jobs: int,
+    options: RunOptions,
     publisher: CheckpointPublisher,
-    maxfail: int,
     watch: Callable[[str, str], None],
 ) -> None:
     """Feed jobs to joblib and publish each result as it arrives (this thread only)."""
     import joblib
 
-    with joblib.parallel_config(backend=backend, n_jobs=n_jobs), publisher:
+    maxfail = options.maxfail
+    notify = _notify(session)
+    with joblib.parallel_config(backend=backend, n_jobs=options.jobs), publisher:
         parallel = joblib.Parallel(
             return_as="generator_unordered", pre_dispatch="n_jobs", batch_size=1
         )
@@ -522,6 +285,7 @@ def _drain(
             try:
                 if running is not None:
                     publisher.publish(report.key, running)
+                publisher.announce(notify)
                 session.hook.sweeprun_store_result(session=session, report=report)
             except (OSError, GitError) as exc:
                 # Not a crash of the run: this experiment goes back to the queue, the

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sweeprun.model import Result, Stage, format_message
 from sweeprun.run import workspace
 from sweeprun.run.pipeline import committed_results
 from sweeprun.store import objects as gitobjects
-from sweeprun.store.git import run_git
+from sweeprun.store.git import force_add_results, run_git, snapshot_tree
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:
-    from sweeprun.run.executor import Job
+    from sweeprun.run.task import Task
 
 
-def add_all(ws: Path, job: Job) -> None:
+def add_all(ws: Path, task: Task) -> None:
     """``git add -A`` in the workspace, with the cached outs treated as ignored, and the
     declared results added even where git ignores them.
 
@@ -29,7 +31,7 @@ def add_all(ws: Path, job: Job) -> None:
     plots, uncached outs and the lock file are the result: a ``reports/*`` line in
     ``.gitignore`` must not lose them, so they are force-added.
     """
-    outs = [o.path for s in job.stages for o in s.outs if o.cache]
+    outs = [o.path for s in task.stages for o in s.outs if o.cache]
     args = ["add", "-A", "--", "."]
     if outs:
         excludes = workspace.worktree_git_dir(ws) / "sweeprun-excludes"
@@ -38,27 +40,13 @@ def add_all(ws: Path, job: Job) -> None:
             excludes.write_text(text)
         args = ["-c", f"core.excludesFile={excludes}", *args]
     run_git(args, ws)
-    force_add_results(ws, committed_results(job.stages), workspace.worktree_git_dir(ws) / "index")
-
-
-def force_add_results(
-    ws: Path, results: list[str], index: Path, env: dict[str, str] | None = None
-) -> None:
-    """``git add -f`` the declared results that exist but are not staged (ignored ones)."""
-    present = [p for p in results if (ws / p).is_file()]
-    if not present:
-        return
-    entries = gitobjects.read_index(index)
-    staged = {e.path for e in entries} if entries is not None else set()
-    missing = [p for p in present if os.fsencode(p) not in staged]
-    if missing:
-        run_git(["add", "-f", "--", *missing], ws, env=env)
+    force_add_results(ws, committed_results(task.stages), workspace.worktree_git_dir(ws) / "index")
 
 
 FAST_ADD_MAX_ENTRIES = 2000
 
 
-def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
+def fast_entries(ws: Path, task: Task) -> list[gitobjects.IndexEntry] | None:
     """What ``git add -A`` would stage, computed in-process — or ``None`` to let git do it.
 
     Only when nothing needs git's judgement: no attributes or filters (checked by the
@@ -66,7 +54,7 @@ def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
     experiment's declared, not-ignored results (metrics, plots, the lock file). Anything
     else — a stray ``__pycache__``, an unknown new file — goes to ``git add -A``.
     """
-    if not job.allowed_new:
+    if not task.allowed_new:
         return None
     gd = workspace.worktree_git_dir(ws)
     index = gd / "index"
@@ -79,9 +67,9 @@ def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
         return None
     racy = index.stat().st_mtime_ns
     by_path = {e.path: e for e in entries}
-    allowed = {p.encode() for p in job.allowed_new}
-    outs = [o.path.encode() for s in job.stages for o in s.outs if o.cache]
-    objects = Path(job.common_dir) / "objects"
+    allowed = {p.encode() for p in task.allowed_new}
+    outs = [o.path.encode() for s in task.stages for o in s.outs if o.cache]
+    objects = Path(task.common_dir) / "objects"
     out: list[gitobjects.IndexEntry] = []
     seen = 0
     changed = False
@@ -122,8 +110,8 @@ def fast_entries(ws: Path, job: Job) -> list[gitobjects.IndexEntry] | None:
 
 def commit_result(
     ws: Path,
-    job: Job,
-    meta: dict[str, Any],
+    task: Task,
+    result: Result,
     parent: str = "",
     extra: dict[str, bytes] | None = None,
 ) -> str:
@@ -133,45 +121,42 @@ def commit_result(
     workspace first; on the in-process path they go straight into the object store, so
     the workspace stays as the command left it and the next experiment has less to undo.
     """
-    from sweeprun.store.records import format_message
-
-    subject = f"sweeprun: {meta['state']} {job.name} {job.exp_id}"
-    message = format_message(subject, meta)
+    message = format_message(f"sweeprun: {result.state} {task.name} {task.exp_id}", result)
     extra = extra or {}
-    if job.fast_objects and job.author and job.committer:
-        objects = Path(job.common_dir) / "objects"
-        entries = fast_entries(ws, job)
+    if task.job.setup.fast_objects and task.job.setup.author and task.job.setup.committer:
+        objects = Path(task.common_dir) / "objects"
+        entries = fast_entries(ws, task)
         if entries is not None:
             # Only what git would add: declared results that no .gitignore rule excludes.
-            virtual = {p.encode(): data for p, data in extra.items() if p in job.allowed_new}
+            virtual = {p.encode(): data for p, data in extra.items() if p in task.allowed_new}
             entries = [e for e in entries if e.path not in virtual]
             for path, data in virtual.items():
                 blob = gitobjects.write_object(objects, "blob", data)
                 entries.append(gitobjects.IndexEntry(path, 0o100644, blob))
         else:
             write_files(ws, extra)
-            add_all(ws, job)
+            add_all(ws, task)
             entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
         if entries is not None:
             tree = gitobjects.write_tree(objects, entries)
             return gitobjects.write_commit(
                 objects,
                 tree,
-                [parent or job.baseline],
-                gitobjects.format_ident(job.author),
-                gitobjects.format_ident(job.committer),
+                [parent or task.baseline],
+                gitobjects.format_ident(task.job.setup.author),
+                gitobjects.format_ident(task.job.setup.committer),
                 message,
             )
     # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
     # user's hooks and leaves the worktree's HEAD alone.
     write_files(ws, extra)
-    add_all(ws, job)
+    add_all(ws, task)
     tree = run_git(["write-tree"], ws).strip()
     return run_git(
-        ["commit-tree", tree, "-p", parent or job.baseline],
+        ["commit-tree", tree, "-p", parent or task.baseline],
         ws,
         input=message,
-        env=dict(job.env),  # carries the commit identity when git has none configured
+        env=dict(task.job.env),  # carries the commit identity when git has none configured
     ).strip()
 
 
@@ -180,10 +165,52 @@ def write_files(ws: Path, files: dict[str, bytes]) -> None:
         guarded(ws, rel).write_bytes(data)
 
 
-def commit_tree(ws: Path, job: Job, message: str, parent: str) -> str:
+def commit_tree(ws: Path, task: Task, message: str, parent: str) -> str:
     """Commit the workspace as it is (cached outs excluded) with ``parent``."""
-    add_all(ws, job)
-    tree = run_git(["write-tree"], ws).strip()
+    if task.job.in_place:
+        tree = _in_place_tree(task)
+    else:
+        add_all(ws, task)
+        tree = run_git(["write-tree"], ws).strip()
     return run_git(
-        ["commit-tree", tree, "-p", parent], ws, input=message, env=dict(job.env)
+        ["commit-tree", tree, "-p", parent], ws, input=message, env=dict(task.job.env)
     ).strip()
+
+
+def commit_in_place(task: Task, result: Result, parent: str, extra: dict[str, bytes]) -> str:
+    """Record the user's work tree as it is after a ``sweeprun run`` (parent: the baseline,
+    or the last checkpoint) without touching its index or ``HEAD``.
+
+    The lock file is written where the user sees it and cached outs are added to
+    ``.gitignore`` (so that they never enter git), as ``dvc exp run`` does.
+    """
+    root = Path(task.repo_root)
+    write_files(root, extra)
+    gitignore_outs(root, task.stages)
+    tree = _in_place_tree(task)
+    message = format_message(f"sweeprun: {result.state} {task.name} (workspace run)", result)
+    return run_git(
+        ["commit-tree", tree, "-p", parent or task.baseline],
+        root,
+        input=message,
+        env=dict(task.job.env),
+    ).strip()
+
+
+def _in_place_tree(task: Task) -> str:
+    """The user's work tree as a tree, through a scratch index (theirs is not touched);
+    cached outs are in ``.gitignore`` by then (see :func:`gitignore_outs`)."""
+    root = Path(task.repo_root)
+    index = run_git(["rev-parse", "--path-format=absolute", "--git-path", "index"], root)
+    return snapshot_tree(root, committed_results(task.stages), Path(index.strip()))
+
+
+def gitignore_outs(root: Path, stages: Sequence[Stage]) -> None:
+    """Add cached outs to ``.gitignore`` so they never enter git objects."""
+    ignore = guarded(root, ".gitignore")
+    text = ignore.read_text() if ignore.exists() else ""
+    lines = set(text.splitlines())
+    new = [f"/{o.path}" for s in stages for o in s.outs if o.cache and f"/{o.path}" not in lines]
+    if new:
+        sep = "" if not text or text.endswith("\n") else "\n"
+        ignore.write_text(text + sep + "\n".join(new) + "\n")

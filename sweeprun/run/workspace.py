@@ -101,6 +101,13 @@ def pid_file(ws: Path) -> Path:
     return ws.parent / f"{ws.name}.pid"
 
 
+def in_place_pid_file(common_dir: str | os.PathLike[str]) -> Path:
+    """The pid file of a job running in the user's own work tree (``sweeprun run``)."""
+    base = pool_dir(common_dir)
+    damage.ensure_dir(base, base.parent)
+    return base / "here.pid"
+
+
 def write_pid(path: Path, text: str) -> None:
     """Overwrite a slot's pid file in place (an empty ``text`` clears it).
 
@@ -116,7 +123,7 @@ def running_command(common_dir: str | os.PathLike[str], key: str) -> ProcessRef 
     base = pool_dir(common_dir)
     if not base.is_dir():
         return None
-    for path in base.glob("w*.pid"):
+    for path in [*base.glob("w*.pid"), base / "here.pid"]:
         try:
             found, _, rest = path.read_text().partition(" ")
         except (OSError, UnicodeDecodeError):

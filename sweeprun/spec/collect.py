@@ -7,16 +7,14 @@ store turns into queued commits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sweeprun.exceptions import SpecError, UsageError
+from sweeprun.model import QueueRecord, Record, Stage
 from sweeprun.spec import names
-from sweeprun.spec.loader import Spec, Stage
+from sweeprun.spec.loader import Spec
 from sweeprun.spec.params import ParamsSet, get_path
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
-
-if TYPE_CHECKING:
-    from sweeprun.store.records import Record
 
 
 @dataclass
@@ -64,37 +62,36 @@ class Experiment:
 
     def stages_record(self) -> list[dict[str, Any]]:
         """The stages as stored in the queue record (commands already interpolated)."""
-        return [
-            {
-                "name": s.name,
-                "cmd": s.cmd,
-                "wdir": s.wdir,
-                "deps": list(s.deps),
-                "outs": [vars(o) for o in s.outs],
-                "params": list(s.params),
-                "metrics": list(s.metrics),
-                "plots": list(s.plots),
-                **({"values": dict(s.values)} if s.values else {}),
-            }
-            for s in self.stages
-        ]
+        return [s.to_json() for s in self.stages]
 
-    def record(self, *, key: str, name: str, baseline: str, queued_at: int) -> dict[str, Any]:
-        """The JSON record stored in the queued commit's message."""
-        return {
-            "version": 1,
-            "key": key,
-            "name": name,
-            "id": self.id,
-            "sweep": self.sweep,
-            "spec": self.spec.path,
-            "baseline": baseline,
-            "point": self.point,
-            "params": self.full_params(),
-            "stages": self.stages_record(),
-            "expect": self.expect,
-            "queued_at": queued_at,
-        }
+    def record(
+        self,
+        *,
+        key: str,
+        name: str,
+        baseline: str,
+        queued_at: float,
+        tree: str = "",
+        replaces: str | None = None,
+        in_place: bool = False,
+    ) -> QueueRecord:
+        """The queue record of this experiment (stored in the queued commit's message)."""
+        return QueueRecord(
+            key=key,
+            name=name,
+            id=self.id,
+            sweep=self.sweep,
+            spec=self.spec.path,
+            baseline=baseline,
+            point=self.point,
+            params=self.full_params(),
+            stages=tuple(self.stages),
+            expect=self.expect,
+            queued_at=queued_at,
+            tree=tree,
+            replaces=replaces,
+            in_place=in_place,
+        )
 
     def name_error(self, message: str) -> UsageError:
         """An error about this experiment's name, located at its template if it has one."""

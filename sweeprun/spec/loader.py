@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import SpecError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model.stage import Out, Stage
 from sweeprun.spec import yamlio
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 from sweeprun.system.paths import in_git_dir, reason_outside
@@ -26,33 +28,6 @@ SWEEP_META_KEYS = ("blocks", "name", "expect")
 #: Blocks whose value is a list rather than a mapping.
 LIST_BLOCKS = ("values",)
 DEFAULT_STAGE = "main"
-
-
-@dataclass(frozen=True)
-class Out:
-    """A declared output of a stage (path relative to the repository root)."""
-
-    path: str
-    cache: bool = True
-    checkpoint: bool = False
-    persist: bool = False
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One pipeline stage, with every path relative to the repository root."""
-
-    name: str
-    cmd: str
-    wdir: str = "."
-    deps: tuple[str, ...] = ()
-    outs: tuple[Out, ...] = ()
-    params: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = ()
-    plots: tuple[str, ...] = ()
-    #: The experiment's value of each ``${expr}`` in ``cmd``, as text: bound to the
-    #: command's words when it runs (never pasted into shell text).
-    values: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -450,10 +425,6 @@ def locate(value: Any, keypath: tuple[str | int, ...], fallback: Mark) -> Mark:
 
 
 # -- plugin -------------------------------------------------------------------------------
-
-import pluggy  # noqa: E402
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 @hookimpl(trylast=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeprun.exceptions import GitError, NotARepositoryError
+from sweeprun.store.objects import read_index
 
 ZERO = "0" * 40
 #: Identity used when the user has none configured (e.g. in CI containers).
@@ -108,16 +110,48 @@ def discover(path: str | os.PathLike[str]) -> RepoPaths:
     return RepoPaths(root=root, git_dir=git_dir, common_dir=common)
 
 
-def identity_env(cwd: str | os.PathLike[str]) -> dict[str, str]:
-    """Environment that gives commits an author when git has none configured."""
-    env: dict[str, str] = {}
-    name = run_git(["config", "user.name"], cwd, check=False).strip()
-    email = run_git(["config", "user.email"], cwd, check=False).strip()
-    if not name and "GIT_AUTHOR_NAME" not in os.environ:
-        env.update({k: v for k, v in FALLBACK_IDENTITY.items() if k.endswith("NAME")})
-    if not email and "GIT_AUTHOR_EMAIL" not in os.environ:
-        env.update({k: v for k, v in FALLBACK_IDENTITY.items() if k.endswith("EMAIL")})
-    return env
+@dataclass(frozen=True)
+class Identity:
+    """Who sweeprun's commits are by: ``Name <email>`` of their author and committer."""
+
+    author: str
+    committer: str
+
+    @staticmethod
+    def _split(ident: str) -> tuple[str, str]:
+        name, _, email = ident.rpartition(" <")
+        return name, email.rstrip(">")
+
+    @property
+    def committer_pair(self) -> tuple[str, str]:
+        """(name, email) of the committer."""
+        return self._split(self.committer)
+
+    def env(self) -> dict[str, str]:
+        """The environment that makes git commit with exactly this identity."""
+        (an, ae), (cn, ce) = self._split(self.author), self._split(self.committer)
+        return {
+            "GIT_AUTHOR_NAME": an,
+            "GIT_AUTHOR_EMAIL": ae,
+            "GIT_COMMITTER_NAME": cn,
+            "GIT_COMMITTER_EMAIL": ce,
+        }
+
+
+def commit_identity(cwd: str | os.PathLike[str]) -> Identity:
+    """The identity of sweeprun's commits, resolved once per run: git's own answer
+    (``git var``: ``GIT_AUTHOR_*`` variables, then config), else a fallback identity,
+    so that a repository without ``user.name`` still records experiments."""
+    idents = []
+    for var, who in (("GIT_AUTHOR_IDENT", "AUTHOR"), ("GIT_COMMITTER_IDENT", "COMMITTER")):
+        out = run_git(["var", var], cwd, check=False).strip()
+        if out:
+            idents.append(out.rsplit(" ", 2)[0])  # drop the timestamp and zone
+        else:
+            name = os.environ.get(f"GIT_{who}_NAME") or FALLBACK_IDENTITY["GIT_AUTHOR_NAME"]
+            email = os.environ.get(f"GIT_{who}_EMAIL") or FALLBACK_IDENTITY["GIT_AUTHOR_EMAIL"]
+            idents.append(f"{name} <{email}>")
+    return Identity(idents[0], idents[1])
 
 
 class RefConflict(GitError):
@@ -308,3 +342,48 @@ def for_each_ref(
         ref, sha, contents = chunk.split("\x00", 2)
         records.append((ref, sha, contents))
     return records
+
+
+def force_add_results(
+    ws: Path, results: list[str], index: Path, env: dict[str, str] | None = None
+) -> None:
+    """``git add -f`` the declared results that exist but are not staged (ignored ones)."""
+    present = [p for p in results if (ws / p).is_file()]
+    if not present:
+        return
+    entries = read_index(index)
+    staged = {e.path for e in entries} if entries is not None else set()
+    missing = [p for p in present if os.fsencode(p) not in staged]
+    if missing:
+        run_git(["add", "-f", "--", *missing], ws, env=env)
+
+
+def snapshot_tree(
+    root: Path, results: Sequence[str], index: Path, exclude: Sequence[str] = ()
+) -> str:
+    """Tree of the work tree at ``root`` as it is: HEAD + tracked changes + untracked, not
+    ignored (and the declared ``results``, ignored or not).
+
+    Uses a throwaway copy of the real ``index`` (for its stat cache), so the user's
+    index, HEAD and files are never touched. The copy keeps the index's modification
+    time: git hashes an entry not older than its index ("racily clean"), and a copy made
+    now would make a same-size edit from the index's timestamp granule look unchanged.
+    """
+    with tempfile.TemporaryDirectory(prefix="sweeprun-index-") as tmp:
+        scratch = Path(tmp) / "index"
+        if index.exists():
+            shutil.copy2(index, scratch)
+        env = {"GIT_INDEX_FILE": str(scratch)}
+        if not index.exists():
+            run_git(["read-tree", "HEAD"], root, env=env)
+        add = ["add", "-A", "--", "."]
+        if exclude:
+            # Untracked ``exclude`` paths stay out, as if ignored (a pathspec exclusion
+            # would fail where a .gitignore names them too).
+            excludes = Path(tmp) / "excludes"
+            excludes.write_text("".join(f"/{p}\n" for p in exclude))
+            add = ["-c", f"core.excludesFile={excludes}", *add]
+        run_git(add, root, env=env)
+        if results:
+            force_add_results(root, list(results), scratch, env)
+        return run_git(["write-tree"], root, env=env).strip()

@@ -14,21 +14,28 @@ only through compare-and-swap transactions, and only in the parent process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from sweeprun.exceptions import UsageError
+from sweeprun.model import (
+    EXPS,
+    FAILED_STATES,
+    QUEUE,
+    RUNNING,
+    QueueRecord,
+    Record,
+    format_message,
+    parse_message,
+    parse_record,
+    result_ref,
+)
 from sweeprun.run.workspace import running_command
 from sweeprun.spec import names
 from sweeprun.store import leases
@@ -39,88 +46,17 @@ from sweeprun.store.git import (
     RefOp,
     RefUpdater,
     RepoPaths,
+    commit_identity,
     fast_import_commits,
     for_each_ref,
-    identity_env,
     run_git,
+    snapshot_tree,
 )
 from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
 
 if TYPE_CHECKING:
-    from sweeprun._core.session import Session
-    from sweeprun.run.executor import JobReport
     from sweeprun.spec.collect import Experiment
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
-
-PREFIX = "refs/sweeprun/"
-QUEUE = PREFIX + "queue/"
-RUNNING = PREFIX + "running/"
-EXPS = PREFIX + "exps/"
-MESSAGE_MARK = "sweeprun-record:"
-#: Recorded states of an experiment that did not succeed (``--lf``, ``retry --failed``,
-#: ``remove --failed``, a rerun's exit code).
-FAILED_STATES = ("failed", "timeout", "expect-failed")
-
-
-@dataclass
-class Record:
-    """One experiment as stored: its ref, commit and JSON record."""
-
-    ref: str
-    commit: str
-    meta: dict[str, Any]
-
-    @property
-    def state(self) -> str:
-        """``queued``, ``running``, ``success`` or ``failed`` (and later ``timeout`` …)."""
-        if self.ref.startswith(QUEUE):
-            return "queued"
-        if self.ref.startswith(RUNNING):
-            return "running"
-        return str(self.meta.get("state", "unknown"))
-
-    @property
-    def key(self) -> str:
-        return str(self.meta["key"])
-
-    @property
-    def name(self) -> str:
-        # A finished experiment's name is its ref's (so `rename` is a ref move).
-        if self.ref.startswith(EXPS):
-            return self.ref.rsplit("/", 1)[-1]
-        return str(self.meta["name"])
-
-    @property
-    def baseline(self) -> str:
-        return str(self.meta["baseline"])
-
-    @property
-    def id(self) -> str:
-        return str(self.meta.get("id", self.name))
-
-
-def format_message(subject: str, meta: dict[str, Any]) -> str:
-    """A commit message: a readable subject line and the JSON record."""
-    return f"{subject}\n\n{MESSAGE_MARK} {json.dumps(meta, sort_keys=True, default=str)}\n"
-
-
-def parse_message(message: str) -> dict[str, Any] | None:
-    """The JSON record of a sweeprun commit message, or ``None`` for any other message."""
-    idx = message.find(MESSAGE_MARK)
-    if idx < 0:
-        return None
-    try:
-        data = json.loads(message[idx + len(MESSAGE_MARK) :].strip().splitlines()[0])
-    except (ValueError, IndexError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def result_ref(baseline: str, name: str) -> str:
-    """The ref of a finished experiment."""
-    return f"{EXPS}{baseline}/{name}"
 
 
 @dataclass
@@ -161,8 +97,9 @@ class ExpStore:
         out = []
         for ref, sha, message in for_each_ref(self.cwd, [p.rstrip("/") for p in patterns]):
             meta = parse_message(message)
-            if meta is not None and "key" in meta and "name" in meta:
-                out.append(Record(ref=ref, commit=sha, meta=meta))
+            data = parse_record(meta) if meta is not None else None
+            if data is not None:
+                out.append(Record(ref=ref, commit=sha, data=data))
         return out
 
     def head(self) -> str:
@@ -176,30 +113,9 @@ class ExpStore:
 
     # -- queueing ---------------------------------------------------------------------------
 
-    def snapshot_workspace(self, results: Sequence[str] = ()) -> str:
-        """Tree of the workspace as it is: HEAD + tracked changes + untracked, not ignored
-        (and the declared ``results``, ignored or not).
-
-        Uses a throwaway index (a copy of the real one, for its stat cache), so the
-        user's index, HEAD and files are never touched. The copy keeps the index's
-        modification time: git hashes an entry not older than its index ("racily
-        clean"), and a copy made now would make a same-size edit from the index's
-        timestamp granule look unchanged.
-        """
-        with tempfile.TemporaryDirectory(prefix="sweeprun-index-") as tmp:
-            index = Path(tmp) / "index"
-            real = self.repo.git_dir / "index"
-            if real.exists():
-                shutil.copy2(real, index)
-            env = {"GIT_INDEX_FILE": str(index)}
-            if not real.exists():
-                run_git(["read-tree", "HEAD"], self.cwd, env=env)
-            run_git(["add", "-A", "--", "."], self.cwd, env=env)
-            if results:
-                from sweeprun.run.snapshot import force_add_results
-
-                force_add_results(self.repo.root, list(results), index, env)
-            return run_git(["write-tree"], self.cwd, env=env).strip()
+    def snapshot_workspace(self, results: Sequence[str] = (), exclude: Sequence[str] = ()) -> str:
+        """Tree of the workspace as it is (see :func:`~sweeprun.store.git.snapshot_tree`)."""
+        return snapshot_tree(self.repo.root, results, self.repo.git_dir / "index", exclude)
 
     def enqueue(
         self,
@@ -207,6 +123,8 @@ class ExpStore:
         *,
         force: bool = False,
         force_items: set[int] | None = None,
+        in_place: bool = False,
+        exclude: Sequence[str] = (),
     ) -> QueueOutcome:
         """Queue ``items`` atomically: all refs are created in one transaction or none.
 
@@ -217,13 +135,13 @@ class ExpStore:
         if not items:
             return outcome
         baseline = self.head()
-        tree = self.snapshot_workspace()
+        tree = self.snapshot_workspace(exclude=exclude)
         existing = [r for r in self.records() if r.baseline == baseline]
         by_key = {r.key: r for r in existing}
         taken = {r.name: r for r in existing}
         now = int(time.time())
         commits: list[FastCommit] = []
-        metas: list[dict[str, Any]] = []
+        records: list[QueueRecord] = []
         batch: dict[str, Record] = {}
         for item in items:
             files = item.rendered_files()
@@ -257,45 +175,39 @@ class ExpStore:
                         f"at baseline {baseline[:7]} (choose another name)"
                     )
                 replaces = clash  # --lf: the failed result gives way when this one lands
-            meta = item.record(key=key, name=name, baseline=baseline, queued_at=now)
-            if replaces is not None:
-                # The attempts are kept: each result names the one it replaced.
-                meta["replaces"] = replaces.commit
-            batch[key] = taken[name] = Record(ref=QUEUE + key, commit="", meta=meta)
-            meta["tree"] = tree
-            meta["files"] = files
-            metas.append(meta)
+            # The attempts are kept: each result names the one it replaced.
+            record = item.record(
+                key=key,
+                name=name,
+                baseline=baseline,
+                queued_at=now,
+                tree=tree,
+                replaces=replaces.commit if replaces is not None else None,
+                in_place=in_place,
+            )
+            batch[key] = taken[name] = Record(ref=QUEUE + key, commit="", data=record)
+            records.append(record)
             commits.append(
                 FastCommit(
                     parent=baseline,
                     tree=tree,
-                    message=format_message(f"sweeprun: queue {name} {item.id}", meta),
+                    message=format_message(f"sweeprun: queue {name} {item.id}", record),
                     files={p: t.encode() for p, t in files.items()},
                     timestamp=now,
                 )
             )
         if not commits:
             return outcome
-        ident = identity_env(self.cwd)
-        author = (
-            os.environ.get("GIT_COMMITTER_NAME")
-            or ident.get("GIT_AUTHOR_NAME")
-            or run_git(["config", "user.name"], self.cwd, check=False).strip()
-            or "sweeprun",
-            os.environ.get("GIT_COMMITTER_EMAIL")
-            or ident.get("GIT_AUTHOR_EMAIL")
-            or run_git(["config", "user.email"], self.cwd, check=False).strip()
-            or "sweeprun@localhost",
-        )
+        author = commit_identity(self.cwd).committer_pair
         shas = fast_import_commits(self.cwd, commits, author)
-        ops = [RefOp(QUEUE + m["key"], sha, ZERO) for m, sha in zip(metas, shas, strict=True)]
+        ops = [RefOp(QUEUE + r.key, sha, ZERO) for r, sha in zip(records, shas, strict=True)]
         try:
             self.updater.transaction(ops)
         except RefConflict as exc:
             raise UsageError(f"queue changed while queueing, nothing queued: {exc}") from None
         outcome.queued = [
-            Record(ref=QUEUE + m["key"], commit=sha, meta=m)
-            for m, sha in zip(metas, shas, strict=True)
+            Record(ref=QUEUE + r.key, commit=sha, data=r)
+            for r, sha in zip(records, shas, strict=True)
         ]
         return outcome
 
@@ -322,7 +234,7 @@ class ExpStore:
             if storage_error(exc):
                 raise  # not a lost race: git could not write (a full disk)
             return None
-        return Record(ref=running, commit=record.commit, meta=record.meta)
+        return Record(ref=running, commit=record.commit, data=record.data)
 
     def orphans(self) -> list[Record]:
         """Running records whose runner is gone (a dead process on this host, or none).
@@ -373,6 +285,12 @@ class ExpStore:
             except RefConflict:
                 continue
 
+    def drop_queued(self, records: Iterable[Record]) -> None:
+        """Delete queue entries, each only if it still holds the same commit."""
+        for rec in records:
+            with contextlib.suppress(RefConflict):
+                self.updater.transaction([RefOp(QUEUE + rec.key, ZERO, rec.commit)])
+
     def finish(self, running: Record, result_commit: str, name: str) -> str:
         """Publish a result and drop the running ref, in one transaction."""
         ref = result_ref(running.baseline, name)
@@ -398,28 +316,3 @@ def content_key(
         h.update(f"{path}\0{hashlib.sha256(files[path].encode()).hexdigest()}\0".encode())
     h.update(json.dumps(stages, sort_keys=True).encode())
     return h.hexdigest()[:20]
-
-
-# -- plugin -------------------------------------------------------------------------------
-
-
-@hookimpl(trylast=True)
-def sweeprun_queue(session: Session, items: list[Experiment]) -> list[Record]:
-    """Queue the collected experiments in git and report what happened."""
-    outcome = session.store.enqueue(
-        items, force=bool(session.config.getoption("force")), force_items=session.force_keys
-    )
-    session.skipped_duplicates = outcome.skipped
-    return outcome.queued
-
-
-@hookimpl(trylast=True)
-def sweeprun_store_result(session: Session, report: JobReport) -> str | None:
-    """Write the result ref of a finished job (parent process only)."""
-    running = session.running.pop(report.key, None)
-    if running is None:
-        return None
-    if report.result_commit is None:
-        session.store.release([running])
-        return None
-    return session.store.finish(running, report.result_commit, report.name)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sweeprun.exceptions import SweepValueError
+from sweeprun.hookspec import hookimpl
 
 Point = dict[str, Any]
 MATRIX_RESERVED = ("include", "exclude", "zip")
@@ -135,10 +136,6 @@ def expand_values(block: Any) -> list[Point]:
 
 
 # -- plugin -------------------------------------------------------------------------------
-
-import pluggy  # noqa: E402
-
-hookimpl = pluggy.HookimplMarker("sweeprun")
 
 
 @hookimpl

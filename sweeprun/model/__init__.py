@@ -1,0 +1,50 @@
+"""Typed, versioned records: what crosses every boundary of sweeprun.
+
+Imports nothing of sweeprun's. Each record has one writer and ``to_json``/``from_json``;
+records written by earlier versions are migrated when read (see :mod:`.records`).
+"""
+
+from sweeprun.model.job import BACKENDS, Job, JobReport, JobSetup, RunOptions
+from sweeprun.model.records import (
+    EXPS,
+    QUEUE,
+    RUNNING,
+    SCHEMA,
+    CheckpointRecord,
+    ExpRecord,
+    QueueRecord,
+    Record,
+    Result,
+    format_message,
+    parse_message,
+    parse_record,
+    result_ref,
+)
+from sweeprun.model.stage import Out, Stage
+from sweeprun.model.states import FAILED_STATES, Outcome, State
+
+__all__ = [
+    "BACKENDS",
+    "EXPS",
+    "FAILED_STATES",
+    "QUEUE",
+    "RUNNING",
+    "SCHEMA",
+    "CheckpointRecord",
+    "ExpRecord",
+    "Job",
+    "JobReport",
+    "JobSetup",
+    "Out",
+    "Outcome",
+    "QueueRecord",
+    "Record",
+    "Result",
+    "RunOptions",
+    "Stage",
+    "State",
+    "format_message",
+    "parse_message",
+    "parse_record",
+    "result_ref",
+]

@@ -1,0 +1,164 @@
+"""A job as its worker sees it: the reference it was given and what it read from git.
+
+The worker reads the experiment's record (stages, params, expectations) and its params
+files from the queued commit — one ``git cat-file --batch`` — so the job that travelled
+stays small whatever the params weigh.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweeprun.model import Job, QueueRecord, Stage, parse_message, parse_record
+from sweeprun.run.pipeline import committed_results
+from sweeprun.store.cache import Cache
+from sweeprun.system import procs
+
+
+class QueuedCommitError(RuntimeError):
+    """The queued commit is missing or carries no queue record."""
+
+
+def _read_object(proc: subprocess.Popen[bytes], spec: str) -> bytes | None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(spec.encode() + b"\n")
+    proc.stdin.flush()
+    header = proc.stdout.readline().split()
+    if len(header) != 3:
+        return None  # "<spec> missing"
+    data = proc.stdout.read(int(header[2]) + 1)
+    return data[:-1]
+
+
+def read_queued(common_dir: str, commit: str) -> tuple[QueueRecord, dict[str, bytes]]:
+    """The queue record in ``commit``'s message, and the params files whose content the
+    commit changes relative to the workspace snapshot (``record.tree``)."""
+    with subprocess.Popen(
+        ["git", "--git-dir", common_dir, "cat-file", "--batch"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as proc:
+        raw = _read_object(proc, commit)
+        _, _, message = (raw or b"").partition(b"\n\n")
+        meta = parse_message(message.decode("utf-8", "replace"))
+        record = parse_record(meta) if meta is not None else None
+        if not isinstance(record, QueueRecord):
+            raise QueuedCommitError(f"{commit}: not a queued experiment")
+        record = record.queued()
+        files: dict[str, bytes] = {}
+        for path in record.params:
+            new = _read_object(proc, f"{commit}:{path}")
+            if new is not None and (
+                not record.tree or _read_object(proc, f"{record.tree}:{path}") != new
+            ):
+                files[path] = new
+        assert proc.stdin is not None
+        proc.stdin.close()
+    return record, files
+
+
+@dataclass(frozen=True)
+class Task:
+    """One job being worked on: the job, its queue record and its params files."""
+
+    job: Job
+    record: QueueRecord
+    #: The params files the queued commit adds to the workspace snapshot ``record.tree``.
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, job: Job) -> Task:
+        """Read the job's queued commit."""
+        record, files = read_queued(job.common_dir, job.commit)
+        return cls(job, record, files)
+
+    # The job's reference, and the record's facts, under the names the worker uses.
+    @property
+    def key(self) -> str:
+        return self.job.key
+
+    @property
+    def commit(self) -> str:
+        return self.job.commit
+
+    @property
+    def repo_root(self) -> str:
+        return self.job.repo_root
+
+    @property
+    def common_dir(self) -> str:
+        return self.job.common_dir
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def exp_id(self) -> str:
+        return self.record.id
+
+    @property
+    def baseline(self) -> str:
+        return self.record.baseline
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return self.record.stages
+
+    @property
+    def base_tree(self) -> str:
+        return self.record.tree
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.job.common_dir) / "sweeprun"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "logs" / f"{self.key}.log"
+
+    @property
+    def journal(self) -> str:
+        """The runner's lease journal (empty: none)."""
+        return str(self.state_dir / "leases" / self.job.journal) if self.job.journal else ""
+
+    @property
+    def force(self) -> bool:
+        """Run every stage, whatever the run-cache holds."""
+        return self.job.options.force or self.job.options.reset
+
+    @property
+    def allowed_new(self) -> tuple[str, ...]:
+        """The new files a result may take in-process: every declared result, ignored
+        or not, since those are committed either way (empty: always ask git)."""
+        return tuple(committed_results(self.stages)) if self.job.setup.fast_add else ()
+
+    def cache(self) -> Cache:
+        """The output cache."""
+        setup = self.job.setup
+        root = Path(setup.cache_dir) if setup.cache_dir else self.state_dir / "cache"
+        return Cache(root, setup.cache_types)
+
+    def env(self, ws: Path) -> dict[str, str]:
+        """The environment of the experiment's commands."""
+        env = dict(os.environ)
+        env.update(dict(self.job.env))
+        env.update(
+            {
+                "SWEEPRUN_EXP_NAME": self.name,
+                "SWEEPRUN_EXP_ID": self.exp_id,
+                "SWEEPRUN_BASELINE_REV": self.baseline,
+                "SWEEPRUN_ROOT": self.repo_root,
+                "SWEEPRUN_WORKSPACE": str(ws),
+                # Marks the job's whole process tree, for killing it (see sweeprun.system.procs).
+                procs.TOKEN_ENV: procs.job_token(self.key, self.common_dir),
+            }
+        )
+        if self.job.options.slots and not self.job.in_place:
+            # One device per concurrent job: the pooled workspace's slot number.
+            slots = self.job.options.slots
+            env["CUDA_VISIBLE_DEVICES"] = slots[int(ws.name[1:]) % len(slots)]
+        return env
