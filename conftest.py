@@ -10,3 +10,12 @@ pytest_plugins = ["sweeprun.testing"]
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def pytest_generate_tests(metafunc):  # type: ignore[no-untyped-def]
+    """Tests marked ``both_git_modes`` run with sweeprun's in-process git fast paths on and
+    off (``SWEEPRUN_FAST_GIT=0``: git itself does every checkout, add and write-tree)."""
+    if metafunc.definition.get_closest_marker("both_git_modes") and (
+        "sweepproject" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("git_mode", ["fast", "git"], indirect=True)

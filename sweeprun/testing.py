@@ -277,6 +277,18 @@ class SweepProject:
         return data
 
 
+@pytest.fixture(autouse=True)
+def git_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``fast`` (the default) or ``git``: the in-process git fast paths turned off
+    (``SWEEPRUN_FAST_GIT=0``), for tests marked ``both_git_modes``."""
+    mode = str(getattr(request, "param", "fast"))
+    if mode == "git":
+        monkeypatch.setenv("SWEEPRUN_FAST_GIT", "0")
+    else:
+        monkeypatch.delenv("SWEEPRUN_FAST_GIT", raising=False)
+    return mode
+
+
 @pytest.fixture
 def sweepproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SweepProject:
     """An isolated git repository with sweeprun helpers (see :class:`SweepProject`)."""

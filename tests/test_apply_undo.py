@@ -6,10 +6,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from sweeprun.testing import SweepProject
+
+pytestmark = pytest.mark.both_git_modes
 
 TRAIN = """
 import json, os, yaml
+
 p = yaml.safe_load(open("params.yaml"))
 os.makedirs("reports", exist_ok=True)
 os.makedirs("data", exist_ok=True)

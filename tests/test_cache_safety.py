@@ -13,8 +13,11 @@ import pytest
 from sweeprun.store.cache import Cache
 from sweeprun.testing import SweepProject
 
+pytestmark = pytest.mark.both_git_modes
+
 TRAIN = """
 import json, yaml
+
 p = yaml.safe_load(open("params.yaml"))
 open("model.pkl", "w").write(f"model lr={p['lr']}")
 json.dump({"loss": p["lr"] / 10}, open("metrics.json", "w"))

@@ -13,6 +13,8 @@ import pytest
 from sweeprun.run.checkpoint import journal_path, make_checkpoint, read_journal
 from sweeprun.testing import SweepProject
 
+pytestmark = pytest.mark.both_git_modes
+
 BASH = """
 set -e
 n=$(grep steps params.yaml | cut -d' ' -f2)
@@ -27,6 +29,7 @@ done
 PYTHON = """
 import json, os, sys, time, yaml
 from sweeprun.api import make_checkpoint
+
 p = yaml.safe_load(open("params.yaml"))
 start = int(open("model.txt").read()) if os.path.exists("model.txt") else 0
 for step in range(start + 1, p["steps"] + 1):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sweeprun.testing import SweepProject
+
+pytestmark = pytest.mark.both_git_modes
 
 
 def test_queue_creates_hidden_refs_and_leaves_workspace_alone(sweepproject: SweepProject) -> None:

@@ -6,8 +6,11 @@ import pytest
 
 from sweeprun.testing import SweepProject
 
+pytestmark = pytest.mark.both_git_modes
+
 TRAIN = """
 import json, os, pathlib, yaml
+
 p = yaml.safe_load(open("params.yaml"))
 os.makedirs("reports", exist_ok=True)
 json.dump({"acc": p["lr"] * 2}, open("reports/metrics.json", "w"))

@@ -28,9 +28,12 @@ from sweeprun.model import (
 from sweeprun.run.scheduler import job_setup, make_job
 from sweeprun.testing import SweepProject
 
+pytestmark = pytest.mark.both_git_modes
+
 PYTHON = """
 import json, os, sys, time, yaml
 from sweeprun.api import make_checkpoint
+
 p = yaml.safe_load(open("params.yaml"))
 start = int(open("model.txt").read()) if os.path.exists("model.txt") else 0
 for step in range(start + 1, p["steps"] + 1):

@@ -13,6 +13,8 @@ from sweeprun.run.pipeline import PipelineError, order_stages, select
 from sweeprun.spec.loader import Out, Stage
 from sweeprun.testing import SweepProject
 
+pytestmark = pytest.mark.both_git_modes
+
 PREPARE = """
 import os, yaml
 p = yaml.safe_load(open("params.yaml"))["prepare"]
@@ -22,6 +24,7 @@ open("prepared.csv", "w").write("\\n".join(map(str, rows)) + "\\n")
 """
 TRAIN = """
 import json, os, yaml
+
 p = yaml.safe_load(open("params.yaml"))["train"]
 open(os.environ["COUNT_FILE"], "a").write("train\\n")
 rows = [int(x) for x in open("prepared.csv")]

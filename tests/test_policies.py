@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from sweeprun.testing import SweepProject
 
 FAIL = "import time, sys; time.sleep(0.3); sys.exit(1)"
@@ -77,3 +79,27 @@ def test_lf_reruns_the_same_rows_after_a_fix_and_keeps_the_attempt(
     assert p.git("log", "-1", "--format=%B", after[failed["name"]]["commit"]).count(
         failed["commit"]
     )  # the replaced attempt is named in the record
+
+
+@pytest.mark.parametrize("how", ["env", "config"])
+def test_the_fast_git_switch_hands_every_step_to_git(
+    sweepproject: SweepProject, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """``SWEEPRUN_FAST_GIT=0`` or ``git config sweeprun.fastGit false``: git itself checks
+    out, cleans, adds and writes every tree and commit; the results are the same."""
+    p = sweepproject
+    p.quickstart()
+    assert p.run("sweeps.yaml").ret == 0
+    if how == "env":
+        monkeypatch.setenv("SWEEPRUN_FAST_GIT", "0")
+    else:
+        p.git("config", "sweeprun.fastGit", "false")
+    log = p.trace_git()
+    res = p.run("--run-all", "-j", "1")
+    assert res.ret == 0, res.stdout + res.stderr
+    calls = log.read_text().splitlines()
+    n = len(p.records())
+    assert sum(c.startswith("write-tree") for c in calls) >= n
+    assert sum(c.startswith("commit-tree") for c in calls) >= n
+    assert sum("checkout -q -f --detach" in c or c.startswith("worktree add") for c in calls) >= n
+    assert {r["state"] for r in p.records()} == {"success"}

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from sweeprun.testing import SweepProject
+
+pytestmark = pytest.mark.both_git_modes
 
 
 def test_a_same_size_edit_in_the_index_timestamp_granule_is_captured(

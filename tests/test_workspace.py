@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from sweeprun.testing import SweepProject
+
+pytestmark = pytest.mark.both_git_modes
 
 # Records the workspace's state as the command sees it, then dirties it on purpose:
 # an ignored file, an untracked file, a changed tracked file and a new directory.
@@ -82,6 +86,7 @@ def test_user_workspace_untouched_by_runs(sweepproject: SweepProject) -> None:
 
 MUTATE = """
 import json, os, yaml
+
 p = yaml.safe_load(open("params.yaml"))
 state = {"x": p["x"], "a": open("a.txt").read(), "has_b": os.path.exists("b.txt")}
 json.dump(state, open("m.json", "w"))
@@ -176,9 +181,11 @@ def _tiny_sweep(sweepproject: SweepProject, values: str) -> None:
 
 
 def test_results_recorded_without_git_processes_in_a_plain_repo(
-    sweepproject: SweepProject,
+    sweepproject: SweepProject, git_mode: str
 ) -> None:
     """The common case spawns no git per experiment: no add, checkout or write-tree."""
+    if git_mode == "git":
+        pytest.skip("checks the fast paths themselves (off in this mode)")
     _tiny_sweep(sweepproject, "1, 2, 3, 4")
     sweepproject.commit()
     assert sweepproject.run("sweeps.yaml").ret == 0
@@ -209,9 +216,11 @@ def test_line_ending_conversion_leaves_adding_to_git(sweepproject: SweepProject)
 
 
 def test_lock_file_committed_in_the_baseline_stays_on_the_fast_path(
-    sweepproject: SweepProject,
+    sweepproject: SweepProject, git_mode: str
 ) -> None:
     """Each result carries its own sweeprun.lock; the workspace copy is never rewritten."""
+    if git_mode == "git":
+        pytest.skip("checks the fast paths themselves (off in this mode)")
     _tiny_sweep(sweepproject, "1, 2, 3")
     sweepproject.write("sweeprun.lock", '{"schema": 1, "stages": {}}\n')
     sweepproject.commit()

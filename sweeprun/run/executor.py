@@ -175,6 +175,7 @@ def _workspace(task: Task) -> Iterator[Path]:
         task.commit,
         task.base_tree if task.job.setup.fast_switch else "",
         task.files,
+        fast=task.job.setup.fast_switch,
     ) as ws:
         yield ws
 

@@ -46,6 +46,7 @@ def acquire(
     commit: str,
     base_tree: str = "",
     files: dict[str, bytes] | None = None,
+    fast: bool = True,
 ) -> Iterator[Path]:
     """Yield a clean worktree checked out (detached) at ``commit``; release it after.
 
@@ -69,7 +70,7 @@ def acquire(
     state = base / f"w{i}.json"
     try:
         if not (base_tree and files and _fast_switch(ws, state, commit, base_tree, files)):
-            _checkout(ws, common_dir, repo_root, commit)
+            _checkout(ws, common_dir, repo_root, commit, fast)
             _remember(ws, state, commit, base_tree, files or {})
         yield ws
     finally:
@@ -165,14 +166,14 @@ def hold(ws: Path) -> Iterator[bool]:
         damage.close(lock)
 
 
-def clean(ws: Path) -> None:
+def clean(ws: Path, fast: bool = True) -> None:
     """Remove everything the index does not track, like ``git clean -ffdx``.
 
     After the previous experiment's ``git add -A`` the index holds every file that is
     not ignored, so what is left untracked is exactly its ignored output. Doing this in
     Python saves a process per experiment; large or unusual indexes go to git.
     """
-    entries = gitobjects.read_index(_worktree_git_dir(ws) / "index")
+    entries = gitobjects.read_index(_worktree_git_dir(ws) / "index") if fast else None
     if entries is None or len(entries) > FAST_CLEAN_MAX_ENTRIES:
         run_git(["clean", "-ffdxq"], ws)
         return
@@ -266,11 +267,11 @@ def _fast_switch(
     return True
 
 
-def _checkout(ws: Path, common_dir: str, repo_root: str, commit: str) -> None:
+def _checkout(ws: Path, common_dir: str, repo_root: str, commit: str, fast: bool) -> None:
     if (ws / ".git").is_file():
         try:
             # Outputs of the previous experiment (ignored or not) must not leak.
-            clean(ws)
+            clean(ws, fast)
             run_git(["checkout", "-q", "-f", "--detach", commit], ws)
             return
         except Exception:
