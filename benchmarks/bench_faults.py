@@ -16,7 +16,7 @@ from pathlib import Path
 
 import _common  # noqa: F401 - compiles sweeprun, as an installed copy would be
 
-from sweeprun.testing import fault_campaign
+from sweeprun.campaign import fault_campaign
 
 FAULTS = {"kill -9": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "Ctrl+C": signal.SIGINT}
 

@@ -1,11 +1,16 @@
-"""The Python API for notebooks and programs."""
+"""The Python API for notebooks and programs.
+
+Light on purpose: a training script imports it for :func:`make_checkpoint`, so it loads
+nothing of sweeprun's but the model; :func:`experiments` loads the store when called.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
-from sweeprun.store.git import discover
+from sweeprun.model import CHECKPOINT_ENV
 
 
 def experiments(
@@ -16,16 +21,31 @@ def experiments(
     ``pandas.DataFrame(experiments())`` gives a table; ``params`` and ``metrics`` are
     nested per file, as in the JSON output.
     """
+    # Deferred: a script that only checkpoints must not load the store and its commands.
     from sweeprun.commands.show import load_records
+    from sweeprun.store.git import discover
 
     return load_records(discover(repo), all_baselines=all_baselines)
 
 
 def make_checkpoint(timeout: float | None = None) -> bool:
-    """Checkpoint now (see :func:`sweeprun.run.checkpoint.make_checkpoint`).
+    """Ask sweeprun to checkpoint now; return once the snapshot is taken.
 
-    A no-op outside sweeprun.
+    Creates the signal file named by ``SWEEPRUN_CHECKPOINT``, makes sure it is on disk and
+    waits until sweeprun removes it. Outside sweeprun (no such variable) it does nothing
+    and returns ``False``.
     """
-    from sweeprun.run.checkpoint import make_checkpoint as _make
-
-    return _make(timeout)
+    path = os.environ.get(CHECKPOINT_ENV)
+    if not path:
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while os.path.exists(path):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"sweeprun did not take the checkpoint within {timeout} s")
+        time.sleep(0.002)
+    return True

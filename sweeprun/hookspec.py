@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from sweeprun._core.session import Session
     from sweeprun.model import JobReport, Record
     from sweeprun.spec.collect import Experiment
-    from sweeprun.spec.loader import Spec, Sweep
+    from sweeprun.spec.loader import Spec
+    from sweeprun.spec.sweeps import Sweep
 
 hookspec = pluggy.HookspecMarker("sweeprun")
 #: The one marker of hook implementations: built-in plugins, ``sweepconf.py`` and

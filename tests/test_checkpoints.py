@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.run.checkpoint import journal_path, make_checkpoint, read_journal
+from sweeprun.api import make_checkpoint
+from sweeprun.run.checkpoint import journal_path, read_journal
 from sweeprun.testing import SweepProject
 
 pytestmark = pytest.mark.both_git_modes

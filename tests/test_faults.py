@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.testing import fault_campaign
+from sweeprun.campaign import fault_campaign
 
 
 @pytest.mark.faults

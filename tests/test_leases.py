@@ -6,10 +6,13 @@ import json
 import os
 import socket
 import subprocess
+from functools import partial
 
+from sweeprun.model import QUEUE, RUNNING
+from sweeprun.run.workspace import kill_leftovers
 from sweeprun.store.git import discover
 from sweeprun.store.leases import SUFFIX
-from sweeprun.store.records import QUEUE, RUNNING, ExpStore
+from sweeprun.store.records import ExpStore
 from sweeprun.testing import SweepProject
 
 
@@ -59,7 +62,9 @@ def test_dead_runner_is_reclaimed_and_its_journal_removed(sweepproject: SweepPro
     header = {"host": socket.gethostname(), "pid": _dead_pid(), "started": 0}
     dead.write_text(json.dumps(header) + f"\n{rec.key} 1.5\nnot-a-key 2.")  # a torn last line
     assert [r.key for r in store.orphans()] == [rec.key]
-    assert [r.key for r in store.reclaim()] == [rec.key]
+    assert [r.key for r in store.reclaim(partial(kill_leftovers, store.repo.common_dir))] == [
+        rec.key
+    ]
     assert not dead.exists()
     assert store.records(RUNNING) == [] and rec.key in {r.key for r in store.records(QUEUE)}
     store.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeprun.run.pipeline import PipelineError, order_stages, select
+from sweeprun.spec.dag import PipelineError, order_stages, select
 from sweeprun.spec.loader import Out, Stage
 from sweeprun.testing import SweepProject
 
@@ -228,7 +228,8 @@ def test_order_and_select_are_pure() -> None:
 
 
 def test_cache_save_checkout_and_readonly(tmp_path: Path) -> None:
-    from sweeprun.store.cache import Cache, hash_path
+    from sweeprun.store.cache import Cache
+    from sweeprun.store.files import hash_path
 
     cache = Cache(tmp_path / "cache")
     (tmp_path / "d" / "sub").mkdir(parents=True)

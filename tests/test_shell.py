@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeprun.run.command import command_argv
+from sweeprun.spec.template import command_argv
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweeprun.run.command import display, prepare, run_command
+from sweeprun.run.command import run_command
+from sweeprun.spec.template import display, prepare
 from sweeprun.testing import SweepProject
 
 ECHO = "import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], 'w'))"

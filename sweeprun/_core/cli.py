@@ -20,6 +20,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.pluginmanager import PluginManager
 from sweeprun._core.registry import CommandRegistry
 from sweeprun.exceptions import SweeprunError, UsageError
+from sweeprun.store.git import discover
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -78,7 +79,6 @@ def _prepare(argv: list[str], stdout: IO[str]) -> Config:
     else:
         words = argv
     # The repository root's sweepconf.py may add options, so load it before parsing.
-    from sweeprun.store.git import discover
 
     try:
         repo = discover(invocation_dir)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sweeprun.exceptions import UsageError
+from sweeprun.store.git import discover
 
 if TYPE_CHECKING:
     import pluggy
@@ -45,8 +46,6 @@ class Config:
     def repo(self) -> RepoPaths:
         """The repository of the invocation directory (a ``UsageError`` outside one)."""
         if self._repo is None:
-            from sweeprun.store.git import discover
-
             self._repo = discover(self.invocation_dir)
         return self._repo
 
@@ -66,7 +65,7 @@ def find_ini(start: Path) -> tuple[Path | None, dict[str, Any]]:
     for d in (start, *start.parents):
         candidate = d / "pyproject.toml"
         if candidate.is_file():
-            import tomlkit
+            import tomlkit  # deferred: ~25 ms to import, only when a pyproject.toml is there
 
             try:
                 data = tomlkit.parse(candidate.read_text(encoding="utf-8")).unwrap()

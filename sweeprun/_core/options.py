@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from sweeprun._core.argtypes import nonnegative_int, positive_seconds, slot_list
+from sweeprun._core.argtypes import nonnegative_int, positive_int, positive_seconds, slot_list
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import BACKENDS, RunOptions
 
@@ -85,7 +85,73 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
+def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-S/--set-param``, shared by the main mode and ``sweeprun run``."""
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="set_params",
+        action="append",
+        default=[],
+        metavar="[FILE:]KEY=VALUE",
+        help="override a param (repeatable)",
+    )
+
+
 @hookimpl
 def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
-    """Where and how jobs run (the main mode; ``sweeprun run`` adds the same)."""
+    """Options of the main mode (``sweeprun run`` adds the run options too)."""
     add_run_options(parser)
+    g = parser.add_argument_group("collection and queueing")
+    add_set_param(g)
+    g.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="only experiments whose id, name or sweep matches EXPR",
+    )
+    g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
+    g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
+    g.add_argument(
+        "--max-points",
+        type=positive_int,
+        default=1_000_000,
+        metavar="N",
+        help="refuse a sweep of more than N points (default 1,000,000)",
+    )
+    g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
+    g.add_argument(
+        "--deselect",
+        action="append",
+        default=[],
+        metavar="NODEID",
+        help="drop an experiment or sweep (SPEC::ID, SPEC::SWEEP or an id)",
+    )
+    g.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of sweeps.yaml and exit"
+    )
+    g.add_argument(
+        "--lf",
+        "--last-failed",
+        dest="lf",
+        action="store_true",
+        help="only the experiments that failed last time (at this baseline)",
+    )
+    g.add_argument(
+        "--ff",
+        "--failed-first",
+        dest="ff",
+        action="store_true",
+        help="the experiments that failed last time first, then the rest",
+    )
+    g.add_argument(
+        "--force", action="store_true", help="queue again experiments already queued or finished"
+    )
+    r = parser.add_argument_group("running")
+    r.add_argument("--run", action="store_true", help="queue, then run what was collected")
+    r.add_argument("--run-all", action="store_true", help="run everything queued")
+    r.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N", help="parallel jobs")
+    r.add_argument("-x", "--exitfirst", action="store_true", help="stop after the first failure")
+    r.add_argument(
+        "--maxfail", type=nonnegative_int, default=0, metavar="N", help="stop after N failures"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -21,6 +22,7 @@ CONFTEST = "sweepconf.py"
 BUILTIN_PLUGINS: dict[str, str] = {
     "session": "sweeprun._core.session",
     "options": "sweeprun._core.options",
+    "selection": "sweeprun._core.selection",
     "spec": "sweeprun.spec.loader",
     "grid": "sweeprun.sweepers.grid",
     "gitstore": "sweeprun._core.queueing",
@@ -30,8 +32,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "demo": "sweeprun.commands.demo",
     "run": "sweeprun.commands.run",
     "results": "sweeprun.commands.results",
+    "apply": "sweeprun.commands.apply",
     "diff": "sweeprun.commands.diff",
     "sync": "sweeprun.commands.sync",
+    "gc": "sweeprun.commands.gc",
     "queue": "sweeprun.commands.queue",
     "junit": "sweeprun.report.junit",
 }
@@ -123,7 +127,6 @@ class PluginManager(pluggy.PluginManager):
 
     def check_pending(self) -> None:
         """Fail on a hook implementation that matches no spec (a misspelled hook)."""
-        import difflib
 
         known = [n for n in dir(hookspec) if n.startswith("sweeprun_")]
         for name in dir(self.hook):

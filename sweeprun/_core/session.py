@@ -7,32 +7,39 @@ processes; the scheduler knows nothing of YAML: they meet in queue records.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun._core.argtypes import nonnegative_int, positive_int
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
 from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES, QUEUE, Record
+from sweeprun.run.adopt import adopter
+from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import names
-from sweeprun.spec.collect import Experiment, find_key_mark, interpolate_stages
-from sweeprun.spec.loader import Spec, Sweep, locate
+from sweeprun.spec.collect import (
+    Experiment,
+    check_overlap,
+    find_key_mark,
+    interpolate_stages,
+    resolve_overrides,
+)
+from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override, parse_override
-from sweeprun.spec.params import ParamsSet, flatten, get_path, has_path
+from sweeprun.spec.params import ParamsFile, ParamsSet
+from sweeprun.spec.schema import schema_text
+from sweeprun.spec.sweeps import Sweep, locate
 from sweeprun.store.records import ExpStore
+from sweeprun.sweepers.grid import count_block, product
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
-    from sweeprun._core.registry import CommandRegistry
     from sweeprun.model import JobReport
 
 
@@ -163,7 +170,6 @@ class Session:
             item.name_mark = None
 
     def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
-        from sweeprun.spec.params import ParamsFile
 
         params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
         fixed, cli_points = resolve_overrides(params, overrides)
@@ -172,7 +178,7 @@ class Session:
         for sweep in sweeps:
             self._check_size(spec, sweep, max(1, len(cli_points)))
             points = self._expand(spec, sweep, params) if sweep.groups else [{}]
-            _check_overlap(spec, sweep, points, {*fixed, *(k for c in cli_points for k in c)})
+            check_overlap(spec, sweep, points, {*fixed, *(k for c in cli_points for k in c)})
             if len(cli_points) > 1:
                 points = [{**p, **c} for p in points for c in cli_points]
             name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
@@ -198,7 +204,6 @@ class Session:
     def _check_size(self, spec: Spec, sweep: Sweep, times: int) -> None:
         """Refuse a sweep with more points than ``--max-points``, counted before it is
         expanded (sizes multiply; nothing is built), so that it fails in well under a second."""
-        from sweeprun.sweepers.grid import count_block
 
         limit = int(self.config.getoption("max_points"))
         total = 0
@@ -219,7 +224,6 @@ class Session:
             )
 
     def _expand(self, spec: Spec, sweep: Sweep, params: ParamsSet) -> list[dict[str, Any]]:
-        from sweeprun.sweepers.grid import product
 
         points: list[dict[str, Any]] = []
         for group in sweep.groups:
@@ -256,223 +260,7 @@ class Session:
         return out
 
 
-def resolve_overrides(
-    params: ParamsSet, overrides: list[Override]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Check ``-S`` against the params: (fixed values, -S sweep points)."""
-    fixed: dict[str, Any] = {}
-    axes: list[list[dict[str, Any]]] = []
-    for ov in overrides:
-        pf, inner = params.resolve(ov.key)
-        where = f"-S {ov.text}"
-        exists = has_path(pf.data, inner)
-        if ov.kind in ("set", "delete") and not exists:
-            pf.check_key(inner, where, add_hint=ov.kind == "set")
-        if ov.kind == "add" and exists:
-            raise UsageError(
-                f"{where}: {inner!r} already exists in {pf.path} (use ++{ov.key}=… to override it)"
-            )
-        if ov.kind == "delete" and ov.match is not None:
-            current = get_path(pf.data, inner)
-            if current != ov.match:
-                raise UsageError(
-                    f"{where}: {inner!r} is {current!r} in {pf.path}, not {ov.match!r}"
-                )
-        key = params.qualify(ov.key)
-        if ov.is_sweep:
-            axes.append([{key: v} for v in ov.values])
-        else:
-            fixed[key] = ov.value
-    sweep: list[dict[str, Any]] = [{}]
-    for axis in axes:
-        sweep = [{**a, **b} for a in sweep for b in axis]
-    return fixed, sweep
-
-
-def _check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str]) -> None:
-    """Say so when ``-S`` sets a key the sweep varies (its points merge: ``-S lr=0.5`` on
-    an ``lr`` sweep runs that one value), and refuse values no file or argument can hold
-    (a lone surrogate)."""
-    both = sorted({k for p in points for k in p} & keys)
-    if both and sweep.groups:
-        left = len(
-            {
-                json.dumps(
-                    {k: v for k, v in p.items() if k not in keys}, sort_keys=True, default=str
-                )
-                for p in points
-            }
-        )
-        print(
-            f"sweeprun: warning: -S {both[0]} sets a key that sweep {sweep.name!r} in "
-            f"{spec.path} varies: its {len(points)} points become {left} (-k selects points "
-            "without merging them)",
-            file=sys.stderr,
-        )
-    for point in points:
-        for key, value in point.items():
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise spec.error(
-                        sweep.mark,
-                        f"sweep {sweep.name!r}: the value of {key} is not valid Unicode "
-                        "(a lone surrogate)",
-                    ) from None
-
-
 # -- hooks --------------------------------------------------------------------------------
-
-
-def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``-S/--set-param``, shared by the main mode and ``sweeprun run``."""
-    parser.add_argument(
-        "-S",
-        "--set-param",
-        dest="set_params",
-        action="append",
-        default=[],
-        metavar="[FILE:]KEY=VALUE",
-        help="override a param (repeatable)",
-    )
-
-
-@hookimpl
-def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistry) -> None:
-    """Options of the main mode."""
-    g = parser.add_argument_group("collection and queueing")
-    add_set_param(g)
-    g.add_argument(
-        "-k",
-        dest="keyword",
-        metavar="EXPR",
-        help="only experiments whose id, name or sweep matches EXPR",
-    )
-    g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
-    g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
-    g.add_argument(
-        "--max-points",
-        type=positive_int,
-        default=1_000_000,
-        metavar="N",
-        help="refuse a sweep of more than N points (default 1,000,000)",
-    )
-    g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
-    g.add_argument(
-        "--deselect",
-        action="append",
-        default=[],
-        metavar="NODEID",
-        help="drop an experiment or sweep (SPEC::ID, SPEC::SWEEP or an id)",
-    )
-    g.add_argument(
-        "--schema", action="store_true", help="print the JSON Schema of sweeps.yaml and exit"
-    )
-    g.add_argument(
-        "--lf",
-        "--last-failed",
-        dest="lf",
-        action="store_true",
-        help="only the experiments that failed last time (at this baseline)",
-    )
-    g.add_argument(
-        "--ff",
-        "--failed-first",
-        dest="ff",
-        action="store_true",
-        help="the experiments that failed last time first, then the rest",
-    )
-    g.add_argument(
-        "--force", action="store_true", help="queue again experiments already queued or finished"
-    )
-    r = parser.add_argument_group("running")
-    r.add_argument("--run", action="store_true", help="queue, then run what was collected")
-    r.add_argument("--run-all", action="store_true", help="run everything queued")
-    r.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N", help="parallel jobs")
-    r.add_argument("-x", "--exitfirst", action="store_true", help="stop after the first failure")
-    r.add_argument(
-        "--maxfail", type=nonnegative_int, default=0, metavar="N", help="stop after N failures"
-    )
-
-
-@hookimpl(trylast=True)
-def sweeprun_make_name(experiment: Experiment, template: str | None, config: Config) -> str | None:
-    """Render the sweep's ``name:`` template, if any."""
-    if not template:
-        return None
-    flat: dict[str, Any] = {}
-    for path, data in experiment.full_params().items():
-        flat.update(flatten(data))
-        flat.update({f"{path}:{k}": v for k, v in flatten(data).items()})
-    try:
-        return names.render_name(template, experiment.point, flat)
-    except SweepValueError as exc:
-        raise experiment.name_error(exc.message) from None
-
-
-@hookimpl(trylast=True)
-def sweeprun_collection_modifyitems(
-    session: Session, config: Config, items: list[Experiment]
-) -> None:
-    """``--deselect`` and ``-k EXPR`` (words of the id, name or sweep; see keyword.py)."""
-    deselect = config.getoption("deselect") or []
-    if deselect:
-
-        def dropped(item: Experiment) -> bool:
-            for node in deselect:
-                spec, sep, rest = node.rpartition("::")
-                if sep and spec and item.spec.path != spec.lstrip("./"):
-                    continue
-                target = rest if sep else node
-                if item.id == target or item.sweep == target:
-                    return True
-            return False
-
-        unknown = [
-            node
-            for node in deselect
-            if not any(node.rpartition("::")[2] in (i.id, i.sweep) for i in items)
-        ]
-        if unknown:
-            raise UsageError(
-                f"--deselect {unknown[0]}: no such experiment or sweep (see --collect-only)"
-            )
-        items[:] = [i for i in items if not dropped(i)]
-    expr = config.getoption("keyword")
-    if expr:
-        from sweeprun.spec.keyword import compile_keyword
-
-        match = compile_keyword(expr)
-        items[:] = [i for i in items if match(i)]
-    if config.getoption("lf") or config.getoption("ff"):
-        _last_failed(session, config, items)
-
-
-def _last_failed(session: Session, config: Config, items: list[Experiment]) -> None:
-    """``--lf``: only what failed last at this baseline; ``--ff``: that first, then the rest.
-
-    Failed experiments are queued again (as with ``--force``): their earlier result is
-    replaced by the new run's.
-    """
-    head = session.store.head()
-    failed = {
-        (r.meta.get("spec"), r.id): r
-        for r in session.store.records("refs/sweeprun/exps")
-        if r.baseline == head and r.state in FAILED_STATES
-    }
-    hit = [i for i in items if (i.spec.path, i.id) in failed]
-    for item in hit:
-        # The same experiment again: its name (one row per point), its result replaced.
-        item.retries = failed[(item.spec.path, item.id)]
-        item.name = item.retries.name
-    session.force_keys = {id(i) for i in hit}
-    if config.getoption("lf"):
-        if hit:
-            items[:] = hit
-        # nothing failed last time: run everything selected, as pytest does
-    else:
-        items[:] = hit + [i for i in items if id(i) not in session.force_keys]
 
 
 @hookimpl(trylast=True)
@@ -508,8 +296,6 @@ def wrap_session(config: Config, body: Callable[[Session], int]) -> int:
 def _main(session: Session) -> int:
     config = session.config
     if config.getoption("schema"):
-        from sweeprun.spec.schema import schema_text
-
         config.stdout.write(schema_text())
         return ExitCode.OK
     run_all = bool(config.getoption("run_all"))
@@ -528,11 +314,10 @@ def _main(session: Session) -> int:
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
     session.queued = queued
     if run_all:
-        from sweeprun.run.adopt import adopter
-
         # Experiments whose runner died: adopted when their command had finished, else
         # run again.
-        session.store.reclaim(adopter(session))
+        common = config.repo.common_dir
+        session.store.reclaim(partial(kill_leftovers, common), adopter(session))
         records = sorted(
             session.store.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id)
         )

@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from sweeprun.commands.results import resolve
 from sweeprun.hookspec import hookimpl
 from sweeprun.run.metrics import parse_metrics_file
 from sweeprun.spec.params import ParamsFile, flatten
@@ -73,7 +74,6 @@ def rows(a: Side, b: Side, everything: bool) -> list[dict[str, Any]]:
 
 
 def _run(config: Config) -> int:
-    from sweeprun.commands.results import resolve
 
     store = ExpStore(config.repo)
     try:

@@ -7,6 +7,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES, QUEUE
@@ -57,7 +58,6 @@ def _status(config: Config, store: ExpStore) -> int:
 
 
 def _logs(config: Config, store: ExpStore) -> int:
-    from sweeprun.commands.results import resolve
 
     (rec,) = resolve(store, [config.getoption("name")])
     path = store.repo.state_dir / "logs" / f"{rec.key}.log"
@@ -84,7 +84,6 @@ def _logs(config: Config, store: ExpStore) -> int:
 
 
 def _kill(config: Config, store: ExpStore) -> int:
-    from sweeprun.commands.results import resolve
 
     recs = resolve(store, config.getoption("names"))
     sig = signal.SIGKILL if config.getoption("force") else signal.SIGINT
@@ -120,7 +119,6 @@ def _kill(config: Config, store: ExpStore) -> int:
 
 def _retry(config: Config, store: ExpStore) -> int:
     """Queue failed (or named) experiments again, as they were queued."""
-    from sweeprun.commands.results import resolve
 
     records = store.records()
     if config.getoption("failed"):

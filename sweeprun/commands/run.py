@@ -16,15 +16,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
-from sweeprun._core.options import add_run_options
-from sweeprun._core.session import DEFAULT_SWEEP, Session, add_set_param, resolve_overrides
+from sweeprun._core.options import add_run_options, add_set_param
+from sweeprun._core.session import DEFAULT_SWEEP, Session
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import State
 from sweeprun.run import pipeline
 from sweeprun.run.snapshot import gitignore_outs
-from sweeprun.spec import names
-from sweeprun.spec.collect import Experiment, interpolate_stages
+from sweeprun.spec import dag, names
+from sweeprun.spec.collect import Experiment, interpolate_stages, resolve_overrides
 from sweeprun.spec.overrides import parse_override
 from sweeprun.spec.params import ParamsFile, ParamsSet
 from sweeprun.store.cache import Cache
@@ -87,12 +87,12 @@ def _experiment(config: Config) -> Experiment:
         stages=[],
     )
     try:
-        stages = pipeline.select(
+        stages = dag.select(
             interpolate_stages(spec, exp),
             config.getoption("targets"),
             bool(config.getoption("single_item")),
         )
-    except pipeline.PipelineError as exc:
+    except dag.PipelineError as exc:
         raise UsageError(f"sweeprun run: {exc}") from None
     exp.stages = stages
     exp.name = config.getoption("name")
@@ -164,7 +164,7 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
         # interrupted one snapshots the same files.
         gitignore_outs(root, exp.stages)
     # A workspace run's results of an earlier run are not its inputs.
-    exclude = pipeline.committed_results(exp.stages) if in_place else []
+    exclude = dag.committed_results(exp.stages) if in_place else []
     outcome = session.store.enqueue([exp], force=True, in_place=in_place, exclude=exclude)
     records = outcome.queued or [r for _, r in outcome.skipped if r.state == State.QUEUED]
     session.in_place = in_place

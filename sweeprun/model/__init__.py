@@ -4,7 +4,8 @@ Imports nothing of sweeprun's. Each record has one writer and ``to_json``/``from
 records written by earlier versions are migrated when read (see :mod:`.records`).
 """
 
-from sweeprun.model.job import BACKENDS, Job, JobReport, JobSetup, RunOptions
+from sweeprun.model.job import BACKENDS, CHECKPOINT_ENV, Job, JobReport, JobSetup, RunOptions
+from sweeprun.model.reap import Reapable, size_of, unlink_later
 from sweeprun.model.records import (
     EXPS,
     QUEUE,
@@ -25,6 +26,7 @@ from sweeprun.model.states import FAILED_STATES, Outcome, State
 
 __all__ = [
     "BACKENDS",
+    "CHECKPOINT_ENV",
     "EXPS",
     "FAILED_STATES",
     "QUEUE",
@@ -38,6 +40,7 @@ __all__ = [
     "Out",
     "Outcome",
     "QueueRecord",
+    "Reapable",
     "Record",
     "Result",
     "RunOptions",
@@ -47,4 +50,6 @@ __all__ = [
     "parse_message",
     "parse_record",
     "result_ref",
+    "size_of",
+    "unlink_later",
 ]

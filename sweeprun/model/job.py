@@ -14,6 +14,8 @@ from typing import Any
 
 from sweeprun.model.states import Outcome, State
 
+#: The environment variable naming a checkpointing stage's signal file.
+CHECKPOINT_ENV = "SWEEPRUN_CHECKPOINT"
 #: ``--backend`` choices.
 BACKENDS = ("threads", "loky", "dask")
 

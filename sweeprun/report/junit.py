@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeprun.hookspec import hookimpl
+from sweeprun.spec.params import flatten
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -27,7 +28,6 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
 
 
 def _props(case: ET.Element, record: dict[str, Any]) -> None:
-    from sweeprun.spec.params import flatten
 
     props = ET.SubElement(case, "properties")
     for section in ("params", "metrics"):

@@ -44,6 +44,7 @@ class LiveProgress:
         self._live: Live | None = None
 
     def __rich__(self) -> Any:
+        # Deferred: rich costs ~35 ms to import; only a terminal's live display needs it.
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -76,6 +77,7 @@ class LiveProgress:
         return Group(head, table)
 
     def __enter__(self) -> LiveProgress:
+        # Deferred: rich costs ~35 ms to import; only a terminal's live display needs it.
         from rich.console import Console
         from rich.live import Live
 

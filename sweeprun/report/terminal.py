@@ -10,7 +10,9 @@ from collections.abc import Generator
 from typing import IO, TYPE_CHECKING, Any
 
 from sweeprun import __version__
+from sweeprun._core.session import recorded_failures
 from sweeprun.hookspec import hookimpl
+from sweeprun.report import live
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -140,7 +142,6 @@ class TerminalReporter:
                 f" with -j {self.config.getoption('jobs') or 1}"
             )
             self.line()
-        from sweeprun.report import live
 
         if self.verbosity >= 0 and live.wanted(self.out):
             self._live = live.LiveProgress(session, self.out, self._total)
@@ -222,8 +223,6 @@ class TerminalReporter:
             if counts.get(k)
         ]
         if skipped:
-            from sweeprun._core.session import recorded_failures
-
             n_failed = len(recorded_failures(session))
             parts.append(
                 f"{skipped} skipped"

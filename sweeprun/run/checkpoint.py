@@ -31,7 +31,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sweeprun.model import CheckpointRecord, format_message, parse_message
+from sweeprun.model import (
+    CHECKPOINT_ENV,
+    CheckpointRecord,
+    Reapable,
+    format_message,
+    parse_message,
+    unlink_later,
+)
 from sweeprun.run import pipeline
 from sweeprun.run.metrics import read_metrics
 from sweeprun.run.snapshot import commit_tree
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
     from sweeprun.run.task import Task
 
 POLL = 0.005
-ENV = "SWEEPRUN_CHECKPOINT"
+ENV = CHECKPOINT_ENV
 REF_PREFIX = "refs/sweeprun/checkpoints/"
 
 
@@ -190,29 +197,6 @@ def kill_group(pid_holder: dict[str, Any]) -> Callable[[str], None]:
     return stop
 
 
-def make_checkpoint(timeout: float | None = None) -> bool:
-    """Ask sweeprun to checkpoint now; return once the snapshot is taken.
-
-    Creates the signal file named by ``SWEEPRUN_CHECKPOINT``, makes sure it is on disk and
-    waits until sweeprun removes it. Outside sweeprun (no such variable) it does nothing
-    and returns ``False``.
-    """
-    path = os.environ.get(ENV)
-    if not path:
-        return False
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while os.path.exists(path):
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"sweeprun did not take the checkpoint within {timeout} s")
-        time.sleep(0.002)
-    return True
-
-
 def chain(cwd: str | os.PathLike[str], tip: str, baseline: str) -> list[tuple[str, dict[str, Any]]]:
     """Checkpoint commits from ``tip`` back to ``baseline``, newest first: (sha, record)."""
     log = run_git(
@@ -299,3 +283,10 @@ def run_with_checkpoints(
         failed = pipeline.StageOutcome(stages[-1].name, "failed", 1, watcher.error)
         return [o for o in outcomes if o.status != "failed"] + [failed]
     return outcomes
+
+
+def leftover_signals(common_dir: str | os.PathLike[str]) -> list[Reapable]:
+    """For ``gc``: signal files of checkpoints no job is waiting on any more."""
+    base = Path(common_dir) / "sweeprun"
+    found = sorted((base / "signals").glob("*"))
+    return [unlink_later(p, "leftover", base) for p in found]

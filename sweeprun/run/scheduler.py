@@ -123,7 +123,7 @@ def make_job(
 @hookimpl(trylast=True)
 def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     """Run ``records`` on ``-j`` parallel slots of the chosen joblib backend."""
-    import joblib  # not needed by the commands that only read results
+    import joblib  # deferred: ~100 ms to import; commands that only read never need it
 
     config = session.config
     options = session.options
@@ -264,7 +264,7 @@ def _drain(
     watch: Callable[[str, str], None],
 ) -> None:
     """Feed jobs to joblib and publish each result as it arrives (this thread only)."""
-    import joblib
+    import joblib  # deferred: ~100 ms to import, and only a run needs it
 
     maxfail = options.maxfail
     notify = _notify(session)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sweeprun.model import Result, Stage, format_message
 from sweeprun.run import workspace
-from sweeprun.run.pipeline import committed_results
+from sweeprun.spec.dag import committed_results
 from sweeprun.store import objects as gitobjects
 from sweeprun.store.git import force_add_results, run_git, snapshot_tree
 from sweeprun.system.paths import guarded

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweeprun.model import Job, QueueRecord, Stage, parse_message, parse_record
-from sweeprun.run.pipeline import committed_results
+from sweeprun.spec.dag import committed_results
 from sweeprun.store.cache import Cache
 from sweeprun.system import procs
 

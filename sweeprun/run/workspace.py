@@ -15,12 +15,15 @@ import itertools
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
+from sweeprun.model import Reapable, size_of
 from sweeprun.store import objects as gitobjects
 from sweeprun.store.git import run_git
-from sweeprun.system import damage
+from sweeprun.system import damage, procs
 from sweeprun.system.paths import reason_outside
 from sweeprun.system.procs import ProcessRef
 
@@ -132,6 +135,16 @@ def running_command(common_dir: str | os.PathLike[str], key: str) -> ProcessRef 
         if found == key:  # empty: that slot runs no command now
             return ProcessRef.parse(rest)
     return None
+
+
+def kill_leftovers(common_dir: str | os.PathLike[str], key: str) -> None:
+    """Kill what a dead runner left running of experiment ``key``: its command's process
+    group (only if the pid still names that command) and whatever of its tree left the
+    group or outlived the command (found by the job's environment token)."""
+    proc = running_command(common_dir, key)
+    if proc is not None:
+        proc.signal_group(signal.SIGKILL)
+    procs.signal_token(procs.job_token(key, common_dir), signal.SIGKILL)
 
 
 def find_outcome(
@@ -281,3 +294,32 @@ def _checkout(ws: Path, common_dir: str, repo_root: str, commit: str, fast: bool
     # No `git worktree prune` here (gc prunes); `-f` takes over a stale registration.
     with admin_lock(common_dir):
         run_git(["worktree", "add", "-q", "-f", "--detach", str(ws), commit], repo_root)
+
+
+def stale_slots(common_dir: str | os.PathLike[str], held: contextlib.ExitStack) -> list[Reapable]:
+    """Pooled workspaces no runner holds, for ``gc``. Each slot's lock is taken and kept
+    in ``held`` until the slot is gone, so no runner takes it meanwhile."""
+    base = pool_dir(common_dir)
+    out = []
+    for lock in sorted(base.glob("w*.lock")) if base.is_dir() else ():
+        f = held.enter_context(open(lock, "a+"))  # noqa: SIM115 (closed by ``held``)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        slot = lock.with_suffix("")
+        out.append(Reapable(f"workspace {slot.name}", size_of(slot), partial(_drop_slot, slot)))
+    return out
+
+
+def _drop_slot(slot: Path) -> None:
+    shutil.rmtree(slot, ignore_errors=True)
+    # The .lock file stays: a runner may have it open, waiting for gc's flock.
+    for suffix in (".json", ".index", ".pid"):
+        slot.with_suffix(suffix).unlink(missing_ok=True)
+
+
+def prune(common_dir: str | os.PathLike[str], repo_root: str | os.PathLike[str]) -> None:
+    """Drop git's registrations of worktrees that are gone (after ``gc`` removed slots)."""
+    with admin_lock(common_dir):
+        run_git(["worktree", "prune"], repo_root, check=False)

@@ -6,14 +6,19 @@ store turns into queued commits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import sys
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.model import QueueRecord, Record, Stage
 from sweeprun.spec import names
 from sweeprun.spec.loader import Spec
-from sweeprun.spec.params import ParamsSet, get_path
+from sweeprun.spec.overrides import Override
+from sweeprun.spec.params import ParamsSet, get_path, has_path
+from sweeprun.spec.sweeps import Sweep
+from sweeprun.spec.template import parse
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 
@@ -122,13 +127,9 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
 
     The command text is kept as written; the values travel beside it (``Stage.values``)
     and reach the program as exact argument bytes when it runs (see
-    :func:`sweeprun.run.command.prepare`). A value no argument can carry (a NUL byte, text
+    :func:`sweeprun.spec.template.prepare`). A value no argument can carry (a NUL byte, text
     that is not Unicode) is a located error now, not a surprise at run time.
     """
-    from dataclasses import replace
-
-    from sweeprun.run.command import parse
-
     stages = []
     full: dict[str, Any] | None = None
     for stage in spec.stages:
@@ -171,3 +172,69 @@ def _unpassable(text: str) -> str:
     except UnicodeEncodeError:
         return "is not valid Unicode (a lone surrogate)"
     return ""
+
+
+def resolve_overrides(
+    params: ParamsSet, overrides: list[Override]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Check ``-S`` against the params: (fixed values, -S sweep points)."""
+    fixed: dict[str, Any] = {}
+    axes: list[list[dict[str, Any]]] = []
+    for ov in overrides:
+        pf, inner = params.resolve(ov.key)
+        where = f"-S {ov.text}"
+        exists = has_path(pf.data, inner)
+        if ov.kind in ("set", "delete") and not exists:
+            pf.check_key(inner, where, add_hint=ov.kind == "set")
+        if ov.kind == "add" and exists:
+            raise UsageError(
+                f"{where}: {inner!r} already exists in {pf.path} (use ++{ov.key}=… to override it)"
+            )
+        if ov.kind == "delete" and ov.match is not None:
+            current = get_path(pf.data, inner)
+            if current != ov.match:
+                raise UsageError(
+                    f"{where}: {inner!r} is {current!r} in {pf.path}, not {ov.match!r}"
+                )
+        key = params.qualify(ov.key)
+        if ov.is_sweep:
+            axes.append([{key: v} for v in ov.values])
+        else:
+            fixed[key] = ov.value
+    sweep: list[dict[str, Any]] = [{}]
+    for axis in axes:
+        sweep = [{**a, **b} for a in sweep for b in axis]
+    return fixed, sweep
+
+
+def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str]) -> None:
+    """Say so when ``-S`` sets a key the sweep varies (its points merge: ``-S lr=0.5`` on
+    an ``lr`` sweep runs that one value), and refuse values no file or argument can hold
+    (a lone surrogate)."""
+    both = sorted({k for p in points for k in p} & keys)
+    if both and sweep.groups:
+        left = len(
+            {
+                json.dumps(
+                    {k: v for k, v in p.items() if k not in keys}, sort_keys=True, default=str
+                )
+                for p in points
+            }
+        )
+        print(
+            f"sweeprun: warning: -S {both[0]} sets a key that sweep {sweep.name!r} in "
+            f"{spec.path} varies: its {len(points)} points become {left} (-k selects points "
+            "without merging them)",
+            file=sys.stderr,
+        )
+    for point in points:
+        for key, value in point.items():
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise spec.error(
+                        sweep.mark,
+                        f"sweep {sweep.name!r}: the value of {key} is not valid Unicode "
+                        "(a lone surrogate)",
+                    ) from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeprun.spec.overrides import parse_value
+from sweeprun.spec.params import flatten
 
 _CMP = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
 _DOTS = re.compile(r"^\s*([^.\s][^\s]*?)\s*\.\.\s*(\S+)\s*$")
@@ -99,7 +100,6 @@ def parse_expectation(metric: str, condition: Any) -> Expectation:
 
 def lookup(metrics: Mapping[str, Any], name: str) -> tuple[bool, Any]:
     """Find metric ``name`` (``key`` or ``file:key``) in ``{file: data}``."""
-    from sweeprun.spec.params import flatten
 
     if ":" in name:
         path, _, key = name.rpartition(":")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +17,16 @@ from sweeprun.exceptions import SpecError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model.stage import Out, Stage
 from sweeprun.spec import yamlio
+from sweeprun.spec.dag import PipelineError, inside, order_stages, outputs
+from sweeprun.spec.reader import Loader, type_name
+from sweeprun.spec.sweeps import Sweep, load_sweep
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 from sweeprun.system.paths import in_git_dir, reason_outside
 
 TOP_KEYS = ("params", "cmd", "deps", "outs", "metrics", "plots", "wdir", "stages", "sweeps")
 STAGE_KEYS = ("cmd", "deps", "outs", "params", "metrics", "plots", "wdir", "desc")
 OUT_FLAGS = {"checkpoint": bool, "cache": bool, "persist": bool}
-#: Keys of a sweep mapping besides its blocks; block types come from the expander plugins.
-SWEEP_META_KEYS = ("blocks", "name", "expect")
-#: Blocks whose value is a list rather than a mapping.
-LIST_BLOCKS = ("values",)
 DEFAULT_STAGE = "main"
-
-
-@dataclass
-class Sweep:
-    """A named sweep: its blocks (raw, located mappings) and options."""
-
-    name: str
-    #: Groups of blocks: the points of a group are the product of its blocks' points, and
-    #: the sweep's points are its groups' points concatenated. Each block is
-    #: (block type, block value, position).
-    groups: list[list[tuple[str, Any, Mark]]]
-    name_template: str | None = None
-    expect: dict[str, str] = field(default_factory=dict)
-    raw: Any = field(default_factory=LocatedDict)
-    mark: Mark = (0, 0)
 
 
 @dataclass
@@ -67,74 +51,12 @@ class Spec:
         return SpecError(self.path, mark[0], mark[1], message)
 
 
-def _type_name(value: Any) -> str:
-    return {
-        dict: "a mapping",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        type(None): "null",
-    }.get(
-        type(value).__mro__[-2] if isinstance(value, (LocatedDict, LocatedList)) else type(value),
-        type(value).__name__,
-    )
-
-
-class _Loader:
-    """Validates one spec; keeps the path for located errors."""
-
-    def __init__(self, path: str, root: Path) -> None:
-        self.path = path
-        self.root = root
-
-    def err(self, mark: Mark, message: str) -> SpecError:
-        return SpecError(self.path, mark[0], mark[1], message)
-
-    def check_keys(self, d: LocatedDict, allowed: tuple[str, ...], what: str) -> None:
-        for key in d:
-            if key not in allowed:
-                raise self.err(
-                    d.key_marks[key],
-                    f"unknown key {key!r} in {what} (valid: {', '.join(allowed)})",
-                )
-
-    def str_list(self, d: LocatedDict, key: str) -> list[tuple[str, Mark]]:
-        value = d.get(key)
-        if value is None:
-            return []
-        if isinstance(value, str):
-            return [(value, d.value_marks[key])]
-        if not isinstance(value, LocatedList):
-            raise self.err(
-                d.value_marks[key],
-                f"{key!r} must be a string or a list of strings, not {_type_name(value)}",
-            )
-        out = []
-        for item, mark in zip(value, value.marks, strict=True):
-            if not isinstance(item, str):
-                raise self.err(mark, f"items of {key!r} must be strings, not {_type_name(item)}")
-            out.append((item, mark))
-        return out
-
-    def string(self, d: LocatedDict, key: str, required: bool = False) -> str | None:
-        value = d.get(key)
-        if value is None:
-            if required:
-                raise self.err(d.mark, f"missing required key {key!r}")
-            return None
-        if not isinstance(value, str):
-            raise self.err(d.value_marks[key], f"{key!r} must be a string, not {_type_name(value)}")
-        return value
-
-
 def _rel(spec_dir: str, wdir: str, path: str) -> str:
     joined = posixpath.normpath(posixpath.join(spec_dir, wdir, path))
     return "" if joined == "." else joined
 
 
-def _check_inside(ld: _Loader, path: str, mark: Mark) -> None:
+def _check_inside(ld: Loader, path: str, mark: Mark) -> None:
     """Refuse a path outside the repository: by its text, or where its symlinks lead."""
     if path.startswith("../") or path == ".." or posixpath.isabs(path):
         raise ld.err(mark, f"path {path!r} is outside the repository")
@@ -150,7 +72,7 @@ def _check_inside(ld: _Loader, path: str, mark: Mark) -> None:
         )
 
 
-def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
+def _load_outs(ld: Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
     value = d.get(key)
     if value is None:
         return []
@@ -192,7 +114,7 @@ def _load_outs(ld: _Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
 _STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
 
 
-def _load_stage(ld: _Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
+def _load_stage(ld: Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
     if not _STAGE_NAME.fullmatch(name) or ".." in name:
         raise ld.err(
             d.mark,
@@ -207,7 +129,7 @@ def _load_stage(ld: _Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
         if cmd_value is not None and not isinstance(cmd_value, str):
             raise ld.err(
                 d.value_marks["cmd"],
-                f"'cmd' must be a string or a list of strings, not {_type_name(cmd_value)}",
+                f"'cmd' must be a string or a list of strings, not {type_name(cmd_value)}",
             )
         cmd = ld.string(d, "cmd", required=True) or ""
     if not cmd.strip():
@@ -252,11 +174,11 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     except UnicodeDecodeError:
         raise SpecError(rel, 0, 0, "not UTF-8 text") from None
     data = yamlio.load_located(text, rel)
-    ld = _Loader(rel, root)
+    ld = Loader(rel, root)
     if data is None:
         data = LocatedDict()
     if not isinstance(data, LocatedDict):
-        raise ld.err((1, 1), f"the spec must be a mapping, not {_type_name(data)}")
+        raise ld.err((1, 1), f"the spec must be a mapping, not {type_name(data)}")
     ld.check_keys(data, TOP_KEYS, "the spec")
     spec_dir = posixpath.dirname(rel)
 
@@ -306,17 +228,16 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         if not isinstance(raw_sweeps, LocatedDict):
             raise ld.err(data.value_marks["sweeps"], "'sweeps' must be a mapping of named sweeps")
         for name, sd in raw_sweeps.items():
-            sweeps.append(_load_sweep(ld, str(name), sd, raw_sweeps.value_marks[name], block_types))
+            sweeps.append(load_sweep(ld, str(name), sd, raw_sweeps.value_marks[name], block_types))
     return Spec(
         path=rel, root=root, params_files=params_files, stages=stages, sweeps=sweeps, raw=data
     )
 
 
 def _check_pipeline(
-    ld: _Loader, root: Path, stages: list[Stage], raw: dict[str, tuple[LocatedDict, Mark]]
+    ld: Loader, root: Path, stages: list[Stage], raw: dict[str, tuple[LocatedDict, Mark]]
 ) -> list[Stage]:
     """Order the stages; reject cycles, clashing outs and deps that exist nowhere."""
-    from sweeprun.run.pipeline import PipelineError, _inside, order_stages, outputs
 
     try:
         ordered = order_stages(stages)
@@ -325,7 +246,7 @@ def _check_pipeline(
     produced = [o for s in stages for o in outputs(s)]
     for s in stages:
         for i, dep in enumerate(s.deps):
-            if (root / dep).exists() or any(_inside(dep, o) for o in produced):
+            if (root / dep).exists() or any(inside(dep, o) for o in produced):
                 continue
             d, mark = raw[s.name]
             deps = d.get("deps")
@@ -337,94 +258,6 @@ def _check_pipeline(
                 mark, f"stage {s.name!r}: dep {dep!r} does not exist and no stage produces it"
             )
     return ordered
-
-
-def _load_sweep(ld: _Loader, name: str, sd: Any, mark: Mark, block_types: tuple[str, ...]) -> Sweep:
-    from sweeprun.spec.expect import parse_expectation
-    from sweeprun.spec.names import is_ref_safe
-
-    if not is_ref_safe(name) or "[" in name or "]" in name or "," in name:
-        raise ld.err(
-            mark,
-            f"sweep name {name!r} is not usable in ids and refs (letters, digits, '-', '_', '.')",
-        )
-    kinds = ", ".join(block_types)
-
-    def group(d: Any, gmark: Mark, meta: bool) -> list[tuple[str, Any, Mark]]:
-        if not isinstance(d, LocatedDict):
-            raise ld.err(gmark, f"a block of sweep {name!r} must be a mapping with one of: {kinds}")
-        ld.check_keys(
-            d, (*block_types, *SWEEP_META_KEYS) if meta else block_types, f"sweep {name!r}"
-        )
-        blocks = [(k, v, d.value_marks[k]) for k, v in d.items() if k in block_types]
-        if not blocks and not (meta and "blocks" in d):
-            raise ld.err(gmark, f"sweep {name!r} has no block (one of: {kinds})")
-        for kind, value, bmark in blocks:
-            want_list = kind in LIST_BLOCKS
-            if want_list != isinstance(value, LocatedList):
-                raise ld.err(
-                    bmark,
-                    f"'{kind}' of sweep {name!r} must be a {'list' if want_list else 'mapping'}",
-                )
-        return blocks
-
-    groups: list[list[tuple[str, Any, Mark]]] = []
-    template = None
-    expect: dict[str, str] = {}
-    if isinstance(sd, LocatedList):
-        groups = [group(item, m, meta=False) for item, m in zip(sd, sd.marks, strict=True)]
-        if not groups:
-            raise ld.err(mark, f"sweep {name!r} is an empty list of blocks")
-    elif isinstance(sd, LocatedDict):
-        direct = group(sd, mark, meta=True)
-        if "blocks" in sd:
-            if direct:
-                raise ld.err(
-                    sd.key_marks["blocks"],
-                    f"sweep {name!r}: use either 'blocks:' or blocks directly, not both",
-                )
-            items = sd["blocks"]
-            if not isinstance(items, LocatedList) or not items:
-                raise ld.err(sd.value_marks["blocks"], "'blocks' must be a non-empty list")
-            groups = [group(i, m, meta=False) for i, m in zip(items, items.marks, strict=True)]
-        else:
-            groups = [direct]
-        template = ld.string(sd, "name")
-        raw_expect = sd.get("expect")
-        if raw_expect is not None:
-            if not isinstance(raw_expect, LocatedDict) or not raw_expect:
-                raise ld.err(
-                    sd.value_marks["expect"],
-                    "'expect' must map metric names to conditions like '>= 0.8'",
-                )
-            for metric, cond in raw_expect.items():
-                try:
-                    parse_expectation(str(metric), cond)
-                except ValueError as exc:
-                    raise ld.err(raw_expect.value_marks[metric], str(exc)) from None
-                expect[str(metric)] = str(cond)
-    else:
-        raise ld.err(mark, f"sweep {name!r} must be a mapping or a list of blocks")
-    return Sweep(name=name, groups=groups, name_template=template, expect=expect, raw=sd, mark=mark)
-
-
-def locate(value: Any, keypath: tuple[str | int, ...], fallback: Mark) -> Mark:
-    """The source position of ``keypath`` inside located ``value`` (best effort)."""
-    mark = fallback
-    cur = value
-    for part in keypath:
-        if isinstance(cur, LocatedDict) and part in cur:
-            mark = cur.key_marks[part]
-            cur = cur[part]
-        elif isinstance(cur, LocatedList) and isinstance(part, int) and part < len(cur):
-            mark = cur.marks[part]
-            cur = cur[part]
-        else:
-            break
-    return mark
-
-
-# -- plugin -------------------------------------------------------------------------------
 
 
 @hookimpl(trylast=True)

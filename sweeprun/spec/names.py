@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweeprun.exceptions import SweepValueError
+from sweeprun.spec.overrides import DELETE, parse_value
 
 # git check-ref-format forbids these anywhere in a component; we also forbid '/'.
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]")
@@ -23,8 +24,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        from sweeprun.spec.overrides import parse_value
-
         # Quote strings that would read back as another type ('1', 'true') or that hold
         # id syntax, so that two different points never get the same id.
         try:
@@ -41,7 +40,6 @@ def format_value(value: Any) -> str:
 
 def make_id(sweep: str, point: Mapping[str, Any]) -> str:
     """``grid[train.lr=0.1,train.units=64]``; the bare sweep name for an empty point."""
-    from sweeprun.spec.overrides import DELETE
 
     if not point:
         return sweep

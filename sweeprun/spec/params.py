@@ -120,7 +120,8 @@ class ParamsFile:
             except json.JSONDecodeError as exc:
                 raise SpecError(rel, exc.lineno, exc.colno, f"invalid JSON: {exc.msg}") from None
         else:
-            import tomlkit
+            # Deferred: tomlkit costs ~25 ms to import and most params files are YAML.
+            import tomlkit  # deferred: ~25 ms to import, for TOML params files only
             import tomlkit.exceptions
 
             try:
@@ -205,7 +206,7 @@ class ParamsFile:
         return text
 
     def _render_toml(self, changes: Mapping[str, Any]) -> str:
-        import tomlkit
+        import tomlkit  # deferred: ~25 ms to import, for TOML params files only
 
         doc = tomlkit.parse(self.text)
         for key, value in changes.items():

@@ -34,24 +34,32 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from sweeprun.exceptions import UsageError
+from sweeprun.model import Reapable, size_of
+from sweeprun.store.files import (
+    DIR_SUFFIX,
+    STAMP_NS,
+    clone_or_copy,
+    copy_hashing,
+    hash_file,
+    manifest_digest,
+    reflink,
+    remove,
+    seal,
+    stamped,
+    temporary,
+    walk,
+)
+from sweeprun.system import damage
 
-CHUNK = 1 << 20
-SMALL = 1 << 16
 #: Objects up to this size are hashed on every restore, whatever the link type.
 VERIFY_ALWAYS = 1 << 20
-DIR_SUFFIX = ".dir"
-_FICLONE = 0x40049409  # linux/fs.h: ioctl that makes a reflink
-#: The modification time of every cache object (2001-09-09T01:46:40Z): any later write
-#: to the object changes it, which is how a cheap check sees a write-through.
-STAMP_NS = 1_000_000_000 * 10**9
 LINK_TYPES = ("reflink", "hardlink", "copy")
 DEFAULT_LINK_TYPES = ("reflink", "copy")
 
@@ -119,38 +127,6 @@ def cache_dir(common_dir: str | os.PathLike[str]) -> Path:
     return cache_config(common_dir)[0]
 
 
-def hash_file(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _walk(path: Path) -> list[tuple[str, Path]]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            out.append((full.relative_to(path).as_posix(), full))
-    return out
-
-
-def hash_path(path: Path) -> str:
-    """Digest of a file, or of a directory's manifest (``<sha>.dir``)."""
-    if path.is_dir():
-        manifest = {rel: hash_file(full) for rel, full in _walk(path)}
-        return _manifest_digest(manifest)
-    return hash_file(path)
-
-
-def _manifest_digest(manifest: dict[str, str]) -> str:
-    data = json.dumps(manifest, sort_keys=True).encode()
-    return hashlib.sha256(data).hexdigest() + DIR_SUFFIX
-
-
 class Cache:
     """A content-addressed store of files and directories."""
 
@@ -200,14 +176,14 @@ class Cache:
 
     def _store_file(self, src: Path, digest: str) -> None:
         target = self.path_of(digest)
-        if _stamped(target):
+        if stamped(target):
             return
         # Absent, or an object whose time says it may have been written since it was
         # stored: the bytes at hand are known good, so they replace it.
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _temporary(target) as tmp:
-            _clone_or_copy(src, tmp)
-            _seal(tmp)
+        with temporary(target) as tmp:
+            clone_or_copy(src, tmp)
+            seal(tmp)
             os.replace(tmp, target)
 
     # -- verification ---------------------------------------------------------------------
@@ -260,15 +236,15 @@ class Cache:
         """Store a file or directory; return its digest. Content already present is not copied."""
         if path.is_dir():
             manifest = {}
-            for rel, full in _walk(path):
+            for rel, full in walk(path):
                 digest = hash_file(full)
                 self._store_file(full, digest)
                 manifest[rel] = digest
-            digest = _manifest_digest(manifest)
+            digest = manifest_digest(manifest)
             target = self.path_of(digest)
             if not target.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with _temporary(target) as tmp:
+                with temporary(target) as tmp:
                     tmp.write_text(json.dumps(manifest, sort_keys=True))
                     os.replace(tmp, target)
             return digest
@@ -305,17 +281,17 @@ class Cache:
         for kind in self.types:
             if kind == "copy":
                 try:
-                    got = _copy_hashing(src, dest)
+                    got = copy_hashing(src, dest)
                 except FileNotFoundError:
                     raise self._missing(digest) from None
                 if got != digest:
                     dest.unlink(missing_ok=True)
                     raise self._set_aside(digest)
-                if not _stamped(src):  # intact, from an older version: stamp it now
+                if not stamped(src):  # intact, from an older version: stamp it now
                     with contextlib.suppress(OSError):
                         os.utime(src, ns=(time.time_ns(), STAMP_NS))
                 return
-            if kind == "reflink" and _reflink(src, dest):
+            if kind == "reflink" and reflink(src, dest):
                 try:
                     self.check(digest)
                 except CacheObjectError:
@@ -349,14 +325,13 @@ class Cache:
     def record_run(self, key: str, outputs: dict[str, str]) -> None:
         """Remember that the stage with ``key`` produced ``outputs``."""
         self.runs.mkdir(parents=True, exist_ok=True)
-        with _temporary(self.runs / f"{key}.json") as tmp:
+        with temporary(self.runs / f"{key}.json") as tmp:
             tmp.write_text(json.dumps(outputs, sort_keys=True))
             os.replace(tmp, self.runs / f"{key}.json")
 
     @contextlib.contextmanager
     def stage_lock(self, key: str) -> Iterator[None]:
         """Exclusive while a stage with ``key`` is being computed (across processes)."""
-        from sweeprun.system import damage
 
         damage.ensure_dir(self.locks, self.root)
         fd = damage.open_lock(self.locks / f"{key}.lock", self.root)
@@ -365,6 +340,32 @@ class Cache:
             yield
         finally:
             damage.close(fd)
+
+    def unused(self, used: set[str]) -> list[Reapable]:
+        """For ``gc``: objects none of the ``used`` digests (or their manifests) names,
+        and run-cache entries whose outputs are gone."""
+        used = set(used)
+        for d in list(used):
+            if d.endswith(DIR_SUFFIX) and self.path_of(d).is_file():
+                used.update(self.manifest(d).values())
+        out = [
+            Reapable(f"cache object {d[:12]}", size_of(self.path_of(d)), partial(self._drop, d))
+            for d in self.all_objects()
+            if d not in used
+        ]
+        if out or self.runs.is_dir():
+            out.append(Reapable("", 0, self._drop_dead_runs))  # shown as nothing: bookkeeping
+        return out
+
+    def _drop(self, digest: str) -> None:
+        path = self.path_of(digest)
+        os.chmod(path, 0o644)
+        path.unlink(missing_ok=True)
+
+    def _drop_dead_runs(self) -> None:
+        for entry in self.runs.glob("*.json") if self.runs.is_dir() else ():
+            if self.run_entry(entry.stem) is None:
+                entry.unlink(missing_ok=True)
 
     def all_objects(self) -> list[str]:
         """Every object digest in the cache (for gc)."""
@@ -377,91 +378,3 @@ class Cache:
             for f in d.iterdir()
             if ".tmp" not in f.name
         )
-
-
-@contextlib.contextmanager
-def _temporary(target: Path) -> Iterator[Path]:
-    """A temporary sibling of ``target`` that is gone afterwards unless it was renamed:
-    a write cut short (a full disk) leaves no half-file behind."""
-    # Unique per writer: threads of one runner may store the same object at once.
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def remove(path: Path) -> None:
-    """Delete a file, link or directory tree (read-only files included) if it exists.
-
-    A symlink is removed itself, never followed; the caller has checked that ``path``'s
-    real location is one it may change (:func:`sweeprun.system.paths.guarded`).
-    """
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        # Removing a file needs a writable directory, not a writable file; os.walk does
-        # not descend into symlinked directories.
-        for dirpath, _, _ in os.walk(path):
-            os.chmod(dirpath, 0o755)
-        shutil.rmtree(path)
-
-
-def _stamped(path: Path) -> bool:
-    try:
-        return path.stat().st_mtime_ns == STAMP_NS
-    except OSError:
-        return False
-
-
-def _seal(path: Path) -> None:
-    """Make a new object read-only with the cache's modification time."""
-    os.chmod(path, 0o444)
-    os.utime(path, ns=(time.time_ns(), STAMP_NS))
-
-
-def _reflink(src: Path, dest: Path) -> bool:
-    try:
-        with open(src, "rb") as s, open(dest, "wb") as d:
-            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
-    except OSError:
-        with contextlib.suppress(FileNotFoundError):
-            dest.unlink()
-        return False
-    os.chmod(dest, 0o644)
-    return True
-
-
-def _copy_hashing(src: Path, dest: Path) -> str:
-    """Copy ``src`` to a new writable file ``dest``; the SHA-256 of what was copied."""
-    h = hashlib.sha256()
-    with open(src, "rb") as s, open(dest, "wb") as d:
-        while chunk := s.read(CHUNK):
-            h.update(chunk)
-            d.write(chunk)
-    return h.hexdigest()
-
-
-def _clone_or_copy(src: Path, dest: Path) -> None:
-    if src.stat().st_size < SMALL:
-        shutil.copyfile(src, dest)  # a reflink saves nothing on a small file
-        return
-    try:
-        with open(src, "rb") as s, open(dest, "wb") as d:
-            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
-        return
-    except OSError:
-        pass
-    shutil.copyfile(src, dest)
-
-
-def link_or_copy(src: Path, dest: Path) -> None:
-    """Reflink, else hardlink, else copy ``src`` to ``dest`` (for the user's own files)."""
-    if _reflink(src, dest):
-        return
-    try:
-        os.link(src, dest)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copyfile(src, dest)

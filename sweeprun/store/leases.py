@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sweeprun.model import Reapable, unlink_later
 from sweeprun.system.damage import ensure_dir
 
 SUFFIX = ".lease"
@@ -193,3 +194,10 @@ def _read(path: Path) -> dict[str, Lease] | None:
         except ValueError:
             continue  # a line cut short by a crash
     return claims
+
+
+def leftovers(directory: Path) -> list[Reapable]:
+    """For ``gc``: journals of dead runners (reclaim requeues what they ran first) and the
+    per-experiment lease files of older versions."""
+    old = list(directory.glob("*.json*")) if directory.is_dir() else []
+    return [unlink_later(p, "leftover", directory.parent) for p in dead_journals(directory) + old]

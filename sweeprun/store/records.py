@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from sweeprun.model import (
     parse_record,
     result_ref,
 )
-from sweeprun.run.workspace import running_command
 from sweeprun.spec import names
 from sweeprun.store import leases
 from sweeprun.store.git import (
@@ -52,7 +50,6 @@ from sweeprun.store.git import (
     run_git,
     snapshot_tree,
 )
-from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
 
 if TYPE_CHECKING:
@@ -251,20 +248,19 @@ class ExpStore:
             and all(lease.alive() is False for lease in claims.get(rec.key, []))
         ]
 
-    def reclaim(self, adopt: Callable[[Record], bool] | None = None) -> list[Record]:
+    def reclaim(
+        self, kill: Callable[[str], None], adopt: Callable[[Record], bool] | None = None
+    ) -> list[Record]:
         """Put orphaned running records back in the queue; return them.
 
-        A command its dead runner left running is killed first: it must not keep writing
-        into a workspace that another job is about to take. ``adopt`` may record an
-        orphan instead (its command had finished): it returns whether it did.
+        ``kill(key)`` first kills whatever the dead runner left running of that
+        experiment (see ``run.workspace.kill_leftovers``): it must not keep writing into a
+        workspace that another job is about to take. ``adopt`` may record an orphan
+        instead (its command had finished): it returns whether it did.
         """
         found = self.orphans()
         for rec in found:
-            proc = running_command(self.repo.common_dir, rec.key)
-            if proc is not None:
-                proc.signal_group(signal.SIGKILL)  # only if it is still that command
-            # And whatever of its tree left the group (or outlived the command).
-            procs.signal_token(procs.job_token(rec.key, self.repo.common_dir), signal.SIGKILL)
+            kill(rec.key)
         if adopt is not None:
             found = [rec for rec in found if not adopt(rec)]
         self.release(found)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sweeprun.exceptions import SweepValueError
 from sweeprun.hookspec import hookimpl
+from sweeprun.sweepers.random import expand_random
 
 Point = dict[str, Any]
 MATRIX_RESERVED = ("include", "exclude", "zip")
@@ -154,8 +155,6 @@ def sweeprun_expand_block(kind: str, block: Any) -> list[Point] | None:
     if kind == "values":
         return expand_values(block)
     if kind == "random":
-        from sweeprun.sweepers.random import expand_random
-
         return expand_random(block)
     return None
 

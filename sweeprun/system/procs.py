@@ -73,7 +73,7 @@ def signal_token(token: str, sig: int, skip_group: int = 0) -> int:
     hit = 0
     if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
         try:
-            import psutil
+            import psutil  # off Linux only (declared for those platforms)
         except ImportError:
             return 0
         for p in psutil.process_iter(["environ"]):
@@ -116,7 +116,7 @@ def start_time(pid: int) -> str | None:
         fields = data[data.rindex(b")") + 2 :].split()
         return fields[19].decode()  # field 22, starttime
     try:  # pragma: no cover - not Linux
-        import psutil
+        import psutil  # off Linux only (declared for those platforms)
 
         return repr(psutil.Process(pid).create_time())
     except Exception:  # pragma: no cover - gone, or no psutil

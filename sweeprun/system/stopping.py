@@ -22,12 +22,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from sweeprun.run import command
 from sweeprun.system import procs
 
 #: How long a job gets to stop after the first signal before its process tree is killed.
 GRACE = 10.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Set when the run is stopping (a signal): no command starts any more, and one that
+#: fails from now on was cut short rather than failed (see :mod:`sweeprun.run.command`).
+STOP = threading.Event()
 
 
 class Stopper:
@@ -47,7 +49,7 @@ class Stopper:
         self._timer: threading.Timer | None = None
 
     def __enter__(self) -> Stopper:
-        command.STOP.clear()
+        STOP.clear()
         if threading.current_thread() is not threading.main_thread():
             return self  # signals reach the main thread only: leave them be
         for sig in SIGNALS:
@@ -63,11 +65,11 @@ class Stopper:
                 signal.signal(sig, old)
         if self._timer is not None:
             self._timer.cancel()
-        command.STOP.clear()  # the next run in this process starts afresh
+        STOP.clear()  # the next run in this process starts afresh
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
-        command.STOP.set()
+        STOP.set()
         self.on_stop()
         if self.signals == 1:
             for proc in self.running():

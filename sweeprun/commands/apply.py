@@ -1,0 +1,212 @@
+"""``sweeprun apply``: bring an experiment's files and cached outs into the workspace.
+
+Everything is planned and checked first (paths, cache objects); the workspace's state is
+always saved in a stash with a ``before`` record, so ``apply --undo`` restores exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import TYPE_CHECKING
+
+from sweeprun.commands.results import resolve
+from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.model import CheckpointRecord, Record
+from sweeprun.run.publisher import WORKSPACE_CHECKPOINT
+from sweeprun.spec.dag import LOCK_FILE
+from sweeprun.store.cache import Cache, CacheObjectError
+from sweeprun.store.files import remove
+from sweeprun.store.git import ZERO, RefOp, run_git
+from sweeprun.store.records import ExpStore
+from sweeprun.system.paths import guarded
+
+if TYPE_CHECKING:
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+
+STASH_REF = "refs/sweeprun/stash"
+#: How a stash records an ignored symlink that apply replaces.
+LINK = "link:"
+
+
+def _remember_checkpoint(store: ExpStore, rec: Record) -> None:
+    """The workspace now holds this checkpoint (or this result's last one): the next
+    ``sweeprun run`` continues from it (see ``run.publisher``)."""
+    marker = store.repo.state_dir / WORKSPACE_CHECKPOINT
+    sha = ""
+    if isinstance(rec.data, CheckpointRecord):
+        sha = rec.commit
+    elif rec.result is not None and rec.result.checkpoints:
+        sha = run_git(["rev-parse", "-q", "--verify", f"{rec.commit}^1"], store.cwd).strip()
+    if sha:
+        marker.write_text(sha + "\n")
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def _tree_files(store: ExpStore, commit: str) -> set[str]:
+    out = run_git(["ls-tree", "-r", "-z", "--name-only", commit], store.cwd)
+    return {p for p in out.split("\0") if p}
+
+
+def _lock_outs(store: ExpStore, commit: str) -> dict[str, str]:
+    """The cached outs (path → digest) a result's ``sweeprun.lock`` names."""
+
+    text = run_git(["show", f"{commit}:{LOCK_FILE}"], store.cwd, check=False)
+    try:
+        lock = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    outs: dict[str, str] = dict(lock.get("checkpoint_outs", {}))
+    for stage in lock.get("stages", {}).values():
+        outs.update(stage.get("outs", {}))
+    return outs
+
+
+def _plan(store: ExpStore, commit: str, cache: Cache) -> tuple[set[str], dict[str, str]]:
+    """What applying ``commit`` writes: its files and its cached outs, all checked first
+    (paths inside the repository, cache objects present and intact), so that a refusal
+    changes nothing."""
+    root = store.repo.root
+    files = _tree_files(store, commit)
+    outs = {p: d for p, d in _lock_outs(store, commit).items() if p not in files}
+    for path in sorted(files | set(outs)):
+        guarded(root, path)
+    problems = []
+    for path, digest in sorted(outs.items()):
+        try:
+            for d in cache.manifest(digest).values() if digest.endswith(".dir") else [digest]:
+                cache.check(d)
+        except CacheObjectError as exc:
+            problems.append(f"{path}: {exc}")
+    if problems:
+        raise UsageError(
+            "apply: nothing changed, some outputs cannot be restored: "
+            + "; ".join(problems)
+            + " (sweeprun pull --cache-remote DIR brings objects from another cache)"
+        )
+    return files, outs
+
+
+def stash_workspace(store: ExpStore, paths: set[str], cache: Cache) -> tuple[str, bool]:
+    """Save the workspace before ``apply`` changes ``paths``; return (commit, was dirty).
+
+    The commit (``refs/sweeprun/stash``) holds the workspace snapshot (tracked changes
+    and untracked files); its record says, for every other path ``apply`` writes, what
+    was there: nothing (``None``: undo removes it), or an ignored file the snapshot cannot
+    hold (an out, an ignored result) as a cache digest. That is what ``apply --undo``
+    needs to put back exactly what was there, and to remove what was not.
+    """
+    root = store.repo.root
+    status = run_git(["status", "--porcelain", "--untracked-files=all"], store.cwd)
+    head = store.head()
+    tree = store.snapshot_workspace()
+    snapshot = _tree_files(store, tree)
+    before: dict[str, str | None] = {}
+    for path in sorted(paths):
+        full = root / path
+        if path in snapshot:
+            continue  # ``git restore`` from the snapshot brings it back
+        if full.is_symlink():
+            before[path] = LINK + os.readlink(full)
+        elif full.exists():
+            before[path] = cache.save(full)  # ignored: the snapshot cannot hold it
+        else:
+            before[path] = None  # apply creates it: undo removes it
+    previous = run_git(["rev-parse", "-q", "--verify", STASH_REF], store.cwd, check=False).strip()
+    meta = {"kind": "stash", "previous": previous or None, "at": time.time(), "before": before}
+    commit = run_git(
+        ["commit-tree", tree, "-p", head],
+        store.cwd,
+        input=f"sweeprun: stash before apply\n\n{json.dumps(meta)}\n",
+    ).strip()
+    store.updater.transaction([RefOp(STASH_REF, commit, previous or ZERO)])
+    return commit, bool(status.strip())
+
+
+def restore_tree(store: ExpStore, commit: str, cache: Cache, outs: dict[str, str]) -> None:
+    """Make the workspace's files those of ``commit`` (HEAD and index untouched), outs too."""
+    run_git(["restore", f"--source={commit}", "--worktree", "--", ":/"], store.cwd)
+    for path, digest in outs.items():
+        cache.checkout(digest, guarded(store.repo.root, path))
+
+
+def undo_apply(store: ExpStore, stash: str, cache: Cache) -> tuple[int, int]:
+    """Put the workspace back as the stash recorded it; (files restored, files removed)."""
+    root = store.repo.root
+    try:  # older stashes have no "before": then only the snapshot is put back
+        meta = json.loads(run_git(["log", "-1", "--format=%b", stash], store.cwd))
+    except ValueError:
+        meta = {}
+    before: dict[str, str | None] = meta.get("before", {}) if isinstance(meta, dict) else {}
+    for path in before:
+        guarded(root, path)
+    run_git(["restore", f"--source={stash}", "--worktree", "--", ":/"], store.cwd)
+    removed = 0
+    for path, saved in before.items():
+        target = root / path
+        if saved is None:
+            if target.exists() or target.is_symlink():
+                remove(target)
+                removed += 1
+        elif saved.startswith(LINK):
+            remove(target)
+            os.symlink(saved[len(LINK) :], target)
+        else:
+            cache.checkout(saved, target)
+    return sum(1 for saved in before.values() if saved is not None), removed
+
+
+def _apply(config: Config) -> int:
+    store = ExpStore(config.repo)
+    cache = Cache.for_repo(store.repo.common_dir)
+    out = config.stdout
+    try:
+        if config.getoption("undo"):
+            stash = run_git(
+                ["rev-parse", "-q", "--verify", STASH_REF], store.cwd, check=False
+            ).strip()
+            if not stash:
+                raise UsageError("apply --undo: nothing to undo (no saved workspace)")
+            restored, removed = undo_apply(store, stash, cache)
+            out.write(
+                f"restored the workspace saved before apply ({stash[:7]}): "
+                f"your files as they were, {restored} ignored file(s) among them"
+                + (f"; removed {removed} file(s) apply had added" if removed else "")
+                + "\n"
+            )
+            return 0
+        name = config.getoption("name")
+        if not name:
+            raise UsageError("apply: name an experiment (or use --undo)")
+        (rec,) = resolve(store, [name])
+        files, outs = _plan(store, rec.commit, cache)
+        saved, dirty = stash_workspace(store, files | set(outs), cache)
+        restore_tree(store, rec.commit, cache, outs)
+        _remember_checkpoint(store, rec)
+        if dirty:
+            out.write(
+                f"saved your uncommitted work ({saved[:7]}): "
+                "'sweeprun apply --undo' brings it back\n"
+            )
+        out.write(f"applied {rec.name} ({rec.state}, {rec.commit[:7]})\n")
+        return 0
+    finally:
+        store.close()
+
+
+def _apply_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="experiment name, id prefix, ref or name@step")
+    p.add_argument("--undo", action="store_true", help="restore the work saved by apply")
+
+
+@hookimpl
+def sweeprun_add_commands(commands: CommandRegistry) -> None:
+    """Register ``sweeprun apply``."""
+    commands.add(
+        "apply", "bring an experiment's files and outs into the workspace", _apply_args, _apply
+    )

@@ -1,0 +1,75 @@
+"""Reading a located YAML mapping strictly: unknown keys, wrong types, one-line errors.
+
+Shared by the spec loader and the sweep loader; every error is a :class:`SpecError` with
+the file, line and column of the offending value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sweeprun.exceptions import SpecError
+from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
+
+
+def type_name(value: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(
+        type(value).__mro__[-2] if isinstance(value, (LocatedDict, LocatedList)) else type(value),
+        type(value).__name__,
+    )
+
+
+class Loader:
+    """Validates one spec; keeps the path for located errors."""
+
+    def __init__(self, path: str, root: Path) -> None:
+        self.path = path
+        self.root = root
+
+    def err(self, mark: Mark, message: str) -> SpecError:
+        return SpecError(self.path, mark[0], mark[1], message)
+
+    def check_keys(self, d: LocatedDict, allowed: tuple[str, ...], what: str) -> None:
+        for key in d:
+            if key not in allowed:
+                raise self.err(
+                    d.key_marks[key],
+                    f"unknown key {key!r} in {what} (valid: {', '.join(allowed)})",
+                )
+
+    def str_list(self, d: LocatedDict, key: str) -> list[tuple[str, Mark]]:
+        value = d.get(key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [(value, d.value_marks[key])]
+        if not isinstance(value, LocatedList):
+            raise self.err(
+                d.value_marks[key],
+                f"{key!r} must be a string or a list of strings, not {type_name(value)}",
+            )
+        out = []
+        for item, mark in zip(value, value.marks, strict=True):
+            if not isinstance(item, str):
+                raise self.err(mark, f"items of {key!r} must be strings, not {type_name(item)}")
+            out.append((item, mark))
+        return out
+
+    def string(self, d: LocatedDict, key: str, required: bool = False) -> str | None:
+        value = d.get(key)
+        if value is None:
+            if required:
+                raise self.err(d.mark, f"missing required key {key!r}")
+            return None
+        if not isinstance(value, str):
+            raise self.err(d.value_marks[key], f"{key!r} must be a string, not {type_name(value)}")
+        return value
