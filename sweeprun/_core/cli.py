@@ -179,7 +179,7 @@ def console_main() -> int:
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return ExitCode.TESTS_FAILED
     return code
 
 

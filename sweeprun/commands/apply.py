@@ -12,6 +12,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
@@ -179,7 +180,7 @@ def _apply(config: Config) -> int:
                 + (f"; removed {removed} file(s) apply had added" if removed else "")
                 + "\n"
             )
-            return 0
+            return ExitCode.OK
         name = config.getoption("name")
         if not name:
             raise UsageError("apply: name an experiment (or use --undo)")
@@ -194,7 +195,7 @@ def _apply(config: Config) -> int:
                 "'sweeprun apply --undo' brings it back\n"
             )
         out.write(f"applied {rec.name} ({rec.state}, {rec.commit[:7]})\n")
-        return 0
+        return ExitCode.OK
     finally:
         store.close()
 

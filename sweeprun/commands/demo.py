@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.store.git import FALLBACK_IDENTITY
@@ -80,9 +81,9 @@ def _run(config: Config) -> int:
         ["git", "commit", "-q", "-m", "demo baseline"],
     ):
         if sh(*cmd, show=False):
-            return 3
+            return ExitCode.INTERNAL_ERROR
     if sh("sweeprun", "sweeps.yaml"):
-        return 1
+        return ExitCode.TESTS_FAILED
     code = sh("sweeprun", "--run-all", "-j", str(config.getoption("jobs")))
     sh("sweeprun", "show")
     out.write(f"\nexplore it: cd {target} && sweeprun show --json\n")

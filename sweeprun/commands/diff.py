@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.hookspec import hookimpl
 from sweeprun.run.metrics import parse_metrics_file
@@ -93,10 +94,10 @@ def _run(config: Config) -> int:
     out = config.stdout
     if config.getoption("json"):
         out.write(json.dumps(table, indent=2, default=str) + "\n")
-        return 0
+        return ExitCode.OK
     if not table:
         out.write(f"no differences between {a} and {b}\n")
-        return 0
+        return ExitCode.OK
 
     def fmt(v: Any) -> str:
         return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
@@ -109,13 +110,13 @@ def _run(config: Config) -> int:
     if config.getoption("md"):
         out.write("| " + " | ".join(header) + " |\n|" + "---|" * 4 + "\n")
         out.writelines("| " + " | ".join(row) + " |\n" for row in body)
-        return 0
+        return ExitCode.OK
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
     for row in [header, *body]:
         out.write(
             "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
         )
-    return 0
+    return ExitCode.OK
 
 
 def _args(p: argparse.ArgumentParser) -> None:

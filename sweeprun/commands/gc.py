@@ -15,6 +15,7 @@ import subprocess
 from functools import partial
 from typing import TYPE_CHECKING
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.sync import lock_digests
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, Reapable, Record
@@ -115,7 +116,7 @@ def _gc(config: Config) -> int:
         total = sum(i.size for i in shown)
         out.write(f"{'would free' if dry else 'freed'} {total:,} bytes in {len(shown)} item(s)\n")
         if dry:
-            return 1 if corrupt else 0
+            return ExitCode.TESTS_FAILED if corrupt else ExitCode.OK
         if doomed:
             store.updater.transaction([RefOp(r.ref, ZERO, r.commit) for r in doomed])
         # Kills what their dead runners left running, then requeues.
@@ -123,7 +124,7 @@ def _gc(config: Config) -> int:
         for item in items:
             item.reap()
         workspace.prune(common, store.cwd)
-        return 1 if corrupt else 0
+        return ExitCode.TESTS_FAILED if corrupt else ExitCode.OK
     finally:
         held.close()
         store.close()

@@ -7,6 +7,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
@@ -54,7 +55,7 @@ def _status(config: Config, store: ExpStore) -> int:
         else:
             since = now - float(r.meta.get("queued_at", now))
         out.write(f"{r.state:8s} {r.name:14s} {_age(since):>4s}  {r.id}{runner}\n")
-    return 0
+    return ExitCode.OK
 
 
 def _logs(config: Config, store: ExpStore) -> int:
@@ -65,7 +66,7 @@ def _logs(config: Config, store: ExpStore) -> int:
         tail = rec.meta.get("log_tail")
         if tail:
             config.stdout.write(tail + "\n")
-            return 0
+            return ExitCode.OK
         raise UsageError(f"queue logs: {rec.name} has no log yet ({rec.state})")
     follow = bool(config.getoption("follow"))
     with open(path, errors="replace") as f:
@@ -75,11 +76,11 @@ def _logs(config: Config, store: ExpStore) -> int:
                 config.stdout.write(chunk)
                 config.stdout.flush()
             if not follow:
-                return 0
+                return ExitCode.OK
             states = {r.key: r.state for r in store.records(QUEUE, "refs/sweeprun/running")}
             if rec.key not in states:  # finished: print what is left and stop
                 config.stdout.write(f.read())
-                return 0
+                return ExitCode.OK
             time.sleep(0.2)
 
 
@@ -114,7 +115,7 @@ def _kill(config: Config, store: ExpStore) -> int:
     for rec, proc in sent:
         if sig != signal.SIGKILL and proc.signal_tree(signal.SIGKILL):
             config.stdout.write(f"{rec.name} still ran after {grace:g} s: sent SIGKILL\n")
-    return 0
+    return ExitCode.OK
 
 
 def _retry(config: Config, store: ExpStore) -> int:
@@ -152,7 +153,7 @@ def _retry(config: Config, store: ExpStore) -> int:
     config.stdout.write(
         f"queued {len(chosen)} experiment(s) again; run them with 'sweeprun --run-all'\n"
     )
-    return 0
+    return ExitCode.OK
 
 
 def _run(config: Config) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record
@@ -93,7 +94,7 @@ def _branch(config: Config) -> int:
         except RefConflict:
             raise UsageError(f"branch: a branch named {branch!r} already exists") from None
         config.stdout.write(f"branch {branch} now points at {rec.name} ({rec.commit[:7]})\n")
-        return 0
+        return ExitCode.OK
     finally:
         store.close()
 
@@ -116,7 +117,7 @@ def _rename(config: Config) -> int:
             [RefOp(target, rec.commit, ZERO), RefOp(rec.ref, ZERO, rec.commit)]
         )
         config.stdout.write(f"renamed {rec.name} to {new}\n")
-        return 0
+        return ExitCode.OK
     finally:
         store.close()
 
@@ -178,7 +179,7 @@ def _remove(config: Config) -> int:
                 if "[deleted]" not in out and "deleted" not in out:
                     raise UsageError(f"remove -g {remote}: the remote refused: {out.strip()}")
             config.stdout.write(f"removed {len(refs)} experiments from {remote}\n")
-            return 0
+            return ExitCode.OK
         ops = [RefOp(r.ref, ZERO, r.commit) for r in doomed]
         ckpts = {
             ref.split("/")[-1]: sha
@@ -212,7 +213,7 @@ def _remove(config: Config) -> int:
             )
             + "\n"
         )
-        return 0
+        return ExitCode.OK
     finally:
         store.close()
 

@@ -151,7 +151,7 @@ def _dry_run(config: Config, exp: Experiment) -> int:
         why = o.message or _why(o.lock, old_lock.get(o.name, {}))
         verdict = "restore from the run-cache" if o.status == "cached" else "run"
         out.write(f"{o.name}: would {verdict} ({why})\n")
-    return 0
+    return ExitCode.OK
 
 
 def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) -> int:

@@ -8,6 +8,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.diff import _workspace
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
@@ -381,14 +382,14 @@ def _run(config: Config) -> int:
                 config.getoption("sort_order") == "desc",
             )
         config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
-        return 0
+        return ExitCode.OK
     if not records:
         config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")
-        return 0
+        return ExitCode.OK
     if not config.getoption("sort_by"):
         records = [_workspace_row(config), *records]
     render(config, records)
-    return 0
+    return ExitCode.OK
 
 
 def _workspace_row(config: Config) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
@@ -95,7 +96,7 @@ def _sync(config: Config, push: bool) -> int:
                 specs = [f"{force}{EXPS}*:{EXPS}*"]
         if not specs:
             config.stdout.write("nothing to push\n")
-            return 0
+            return ExitCode.OK
 
         # Without "+", git refuses to overwrite a diverged ref: that is the safety we want.
         cmd = ["push", "--porcelain", remote, *specs] if push else ["fetch", remote, *specs]
@@ -128,7 +129,7 @@ def _sync(config: Config, push: bool) -> int:
         )
         for ln in rejected:
             config.stdout.write(f"diverged, left alone (use --force): {ln.strip()}\n")
-        return 1 if rejected else 0
+        return ExitCode.TESTS_FAILED if rejected else ExitCode.OK
     finally:
         store.close()
 
@@ -150,9 +151,6 @@ def _sync_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="also copy cache objects to/from DIR (git config sweeprun.cacheRemote)",
     )
-
-
-# -- gc -------------------------------------------------------------------------------------
 
 
 @hookimpl

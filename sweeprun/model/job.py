@@ -85,6 +85,9 @@ class Job:
     journal: str = ""
     #: Run in the repository's own work tree (``sweeprun run``), not a pooled workspace.
     in_place: bool = False
+    #: The params files the queued commit changes, when its record says (schema 2): the
+    #: worker then reads the commit and those files in one request.
+    changed: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

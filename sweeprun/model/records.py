@@ -50,6 +50,9 @@ class QueueRecord:
     replaces: str | None = None
     #: Run in the user's workspace (``sweeprun run``), not a pooled one.
     in_place: bool = False
+    #: The params files whose text the queued commit changes (the rest are as in
+    #: ``tree``); ``None`` when the record does not say (schema 1).
+    changed: tuple[str, ...] | None = None
 
     state: ClassVar[State] = State.QUEUED
 
@@ -62,6 +65,10 @@ class QueueRecord:
                 value = [s.to_json() for s in value]
             elif f.name in ("replaces", "in_place") and not value:
                 continue  # rare: keep messages short
+            elif f.name == "changed":
+                if value is None:
+                    continue
+                value = list(value)
             elif isinstance(value, State):
                 value = value.value
             elif isinstance(value, Mapping):
@@ -125,6 +132,8 @@ def _kwargs(cls: type[QueueRecord], data: Mapping[str, Any]) -> dict[str, Any]:
     if "workspace" in data and "in_place" not in data:
         kw["in_place"] = bool(data["workspace"])  # schema 1's name for it
     kw["stages"] = tuple(Stage.from_json(s) for s in data.get("stages", ()))
+    if kw.get("changed") is not None:
+        kw["changed"] = tuple(kw["changed"])
     return kw
 
 

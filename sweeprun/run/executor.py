@@ -28,6 +28,7 @@ from sweeprun.run.metrics import log_tail, read_metrics, unparseable_metrics
 from sweeprun.run.task import Task
 from sweeprun.spec.expect import check
 from sweeprun.store import leases
+from sweeprun.store.catfile import ObjectReader
 from sweeprun.system.faults import disk_full, storage_error
 from sweeprun.system.paths import OutsideError
 
@@ -99,15 +100,16 @@ def execute_pipeline(
     return outcomes
 
 
-def run_job(job: Job) -> JobReport:
+def run_job(job: Job, reader: ObjectReader | None = None) -> JobReport:
     """Run one experiment end to end and return its report.
 
     Never raises for a failing command (that is a failed experiment); an error of
-    sweeprun itself becomes an ``error`` report without a result commit.
+    sweeprun itself becomes an ``error`` report without a result commit. ``reader`` is
+    the run loop's object reader, when the job runs in its process.
     """
     started = time.time()
     try:
-        task = Task.load(job)
+        task = Task.load(job, reader)
     except Exception:
         return _unread(job, started, traceback.format_exc(limit=4))
     log_path = task.log_path
@@ -122,41 +124,44 @@ def run_job(job: Job) -> JobReport:
     raise AssertionError("unreachable")
 
 
-def _unread(job: Job, started: float, tail: str) -> JobReport:
-    """The report of a job whose queued commit could not be read."""
+def _error(
+    ids: tuple[str, str, str],
+    started: float,
+    log_path: str,
+    message: str,
+    tail: str,
+    storage: bool = False,
+) -> JobReport:
+    """A report of sweeprun failing to run or record a job: no result, back to the queue."""
+    key, name, exp_id = ids
     return JobReport(
-        key=job.key,
-        name=job.key,
-        exp_id=job.key,
+        key=key,
+        name=name,
+        exp_id=exp_id,
         outcome=Outcome.ERROR,
         returncode=None,
         started=started,
         finished=time.time(),
         result_commit=None,
-        log_path="",
+        log_path=log_path,
         log_tail=tail,
-        message="sweeprun could not read the queued experiment",
+        message=message,
+        storage_fault=storage,
     )
+
+
+def _unread(job: Job, started: float, tail: str) -> JobReport:
+    """The report of a job whose queued commit could not be read."""
+    message = "sweeprun could not read the queued experiment"
+    return _error((job.key, job.key, job.key), started, "", message, tail)
 
 
 def error_report(
     task: Task, started: float, log_path: Path, message: str, tail: str, storage: bool = False
 ) -> JobReport:
     """A report of sweeprun failing to run or record a job: no result, back to the queue."""
-    return JobReport(
-        key=task.key,
-        name=task.name,
-        exp_id=task.exp_id,
-        outcome=Outcome.ERROR,
-        returncode=None,
-        started=started,
-        finished=time.time(),
-        result_commit=None,
-        log_path=str(log_path),
-        log_tail=tail,
-        message=message,
-        storage_fault=storage,
-    )
+    ids = (task.key, task.name, task.exp_id)
+    return _error(ids, started, str(log_path), message, tail, storage)
 
 
 def not_started(job: Job) -> JobReport:

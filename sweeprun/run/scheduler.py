@@ -29,6 +29,7 @@ from sweeprun.run.publisher import (
 )
 from sweeprun.store import fastgit, leases
 from sweeprun.store.cache import cache_config
+from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.git import commit_identity
 from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
@@ -50,16 +51,19 @@ class FailFast:
     signal) does not start: it goes back to the queue.
     """
 
-    def __init__(self, session: Session, maxfail: int) -> None:
+    def __init__(self, session: Session, maxfail: int, reader: ObjectReader) -> None:
         self.session = session
         self.maxfail = maxfail
+        #: The run loop's object reader: jobs in this process read their queued commits
+        #: through it instead of starting git once each.
+        self.reader = reader
         self.failures = 0
         self._lock = threading.Lock()
 
     def __call__(self, job: Job) -> JobReport:
         if self.session.shouldstop:
             return not_started(job)
-        report = run_job(job)
+        report = run_job(job, self.reader)
         if self.maxfail and not report.passed and not report.interrupted:
             with self._lock:
                 self.failures += 1
@@ -117,6 +121,7 @@ def make_job(
         claim=claim_token(session.store.journal.lease(record.key)),
         journal=journal.name if journal is not None else "",
         in_place=session.in_place,
+        changed=record.data.changed,
     )
 
 
@@ -139,7 +144,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
     # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the
     # queue ahead of time does not start once the run is stopping (see FailFast).
-    run = FailFast(session, options.maxfail) if backend == "threading" else run_job
+    reader = ObjectReader(common)
+    run = FailFast(session, options.maxfail, reader) if backend == "threading" else run_job
 
     def jobs() -> Iterator[Any]:
         for record in records:
@@ -187,6 +193,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         if client is not None:
             client.close()
         watchdog.close()  # every job has ended: the watchdog ends with nothing to do
+        reader.close()
         procs.current = None
         publisher.announce(_notify(session))
         if session.in_place:

@@ -14,7 +14,8 @@ from sweeprun.model import Result, Stage, format_message
 from sweeprun.run import workspace
 from sweeprun.spec.dag import committed_results
 from sweeprun.store import objects as gitobjects
-from sweeprun.store.git import force_add_results, run_git, snapshot_tree
+from sweeprun.store.git import run_git
+from sweeprun.store.snapshots import force_add_results, snapshot_tree
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:

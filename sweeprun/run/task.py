@@ -8,13 +8,13 @@ stays small whatever the params weigh.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweeprun.model import Job, QueueRecord, Stage, parse_message, parse_record
 from sweeprun.spec.dag import committed_results
 from sweeprun.store.cache import Cache
+from sweeprun.store.catfile import ObjectReader
 from sweeprun.system import procs
 
 
@@ -22,41 +22,39 @@ class QueuedCommitError(RuntimeError):
     """The queued commit is missing or carries no queue record."""
 
 
-def _read_object(proc: subprocess.Popen[bytes], spec: str) -> bytes | None:
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(spec.encode() + b"\n")
-    proc.stdin.flush()
-    header = proc.stdout.readline().split()
-    if len(header) != 3:
-        return None  # "<spec> missing"
-    data = proc.stdout.read(int(header[2]) + 1)
-    return data[:-1]
-
-
-def read_queued(common_dir: str, commit: str) -> tuple[QueueRecord, dict[str, bytes]]:
+def read_queued(
+    common_dir: str,
+    commit: str,
+    reader: ObjectReader | None = None,
+    changed: tuple[str, ...] | None = None,
+) -> tuple[QueueRecord, dict[str, bytes]]:
     """The queue record in ``commit``'s message, and the params files whose content the
-    commit changes relative to the workspace snapshot (``record.tree``)."""
-    with subprocess.Popen(
-        ["git", "--git-dir", common_dir, "cat-file", "--batch"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    ) as proc:
-        raw = _read_object(proc, commit)
-        _, _, message = (raw or b"").partition(b"\n\n")
-        meta = parse_message(message.decode("utf-8", "replace"))
-        record = parse_record(meta) if meta is not None else None
-        if not isinstance(record, QueueRecord):
-            raise QueuedCommitError(f"{commit}: not a queued experiment")
-        record = record.queued()
-        files: dict[str, bytes] = {}
-        for path in record.params:
-            new = _read_object(proc, f"{commit}:{path}")
-            if new is not None and (
-                not record.tree or _read_object(proc, f"{record.tree}:{path}") != new
-            ):
-                files[path] = new
-        assert proc.stdin is not None
-        proc.stdin.close()
+    commit changes relative to the workspace snapshot (``record.tree``).
+
+    With ``changed`` (the job knows which files those are) the commit and the files are
+    read in one request; otherwise each params file is compared with the snapshot's.
+    """
+    if reader is None:
+        with ObjectReader(common_dir) as own:
+            return read_queued(common_dir, commit, own, changed)
+    names = [commit] + [f"{commit}:{p}" for p in changed or ()]
+    raw, *known = reader.read(names)
+    _, _, message = (raw or b"").partition(b"\n\n")
+    meta = parse_message(message.decode("utf-8", "replace"))
+    record = parse_record(meta) if meta is not None else None
+    if not isinstance(record, QueueRecord):
+        raise QueuedCommitError(f"{commit}: not a queued experiment")
+    record = record.queued()
+    if changed is not None:
+        files = {p: b for p, b in zip(changed, known, strict=True) if b is not None}
+        return record, files
+    paths = list(record.params)
+    names = [f"{commit}:{p}" for p in paths]
+    if record.tree:
+        names += [f"{record.tree}:{p}" for p in paths]
+    blobs = reader.read(names)
+    new, old = blobs[: len(paths)], blobs[len(paths) :] or [None] * len(paths)
+    files = {p: n for p, n, o in zip(paths, new, old, strict=True) if n is not None and n != o}
     return record, files
 
 
@@ -70,9 +68,9 @@ class Task:
     files: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, job: Job) -> Task:
-        """Read the job's queued commit."""
-        record, files = read_queued(job.common_dir, job.commit)
+    def load(cls, job: Job, reader: ObjectReader | None = None) -> Task:
+        """Read the job's queued commit (through ``reader`` when the run loop has one)."""
+        record, files = read_queued(job.common_dir, job.commit, reader, job.changed)
         return cls(job, record, files)
 
     # The job's reference, and the record's facts, under the names the worker uses.

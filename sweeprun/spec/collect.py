@@ -96,6 +96,7 @@ class Experiment:
             tree=tree,
             replaces=replaces,
             in_place=in_place,
+            changed=tuple(sorted(self.rendered_files())),
         )
 
     def name_error(self, message: str) -> UsageError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeprun.exceptions import GitError, NotARepositoryError
-from sweeprun.store.objects import read_index
 
 ZERO = "0" * 40
 #: Identity used when the user has none configured (e.g. in CI containers).
@@ -342,48 +340,3 @@ def for_each_ref(
         ref, sha, contents = chunk.split("\x00", 2)
         records.append((ref, sha, contents))
     return records
-
-
-def force_add_results(
-    ws: Path, results: list[str], index: Path, env: dict[str, str] | None = None
-) -> None:
-    """``git add -f`` the declared results that exist but are not staged (ignored ones)."""
-    present = [p for p in results if (ws / p).is_file()]
-    if not present:
-        return
-    entries = read_index(index)
-    staged = {e.path for e in entries} if entries is not None else set()
-    missing = [p for p in present if os.fsencode(p) not in staged]
-    if missing:
-        run_git(["add", "-f", "--", *missing], ws, env=env)
-
-
-def snapshot_tree(
-    root: Path, results: Sequence[str], index: Path, exclude: Sequence[str] = ()
-) -> str:
-    """Tree of the work tree at ``root`` as it is: HEAD + tracked changes + untracked, not
-    ignored (and the declared ``results``, ignored or not).
-
-    Uses a throwaway copy of the real ``index`` (for its stat cache), so the user's
-    index, HEAD and files are never touched. The copy keeps the index's modification
-    time: git hashes an entry not older than its index ("racily clean"), and a copy made
-    now would make a same-size edit from the index's timestamp granule look unchanged.
-    """
-    with tempfile.TemporaryDirectory(prefix="sweeprun-index-") as tmp:
-        scratch = Path(tmp) / "index"
-        if index.exists():
-            shutil.copy2(index, scratch)
-        env = {"GIT_INDEX_FILE": str(scratch)}
-        if not index.exists():
-            run_git(["read-tree", "HEAD"], root, env=env)
-        add = ["add", "-A", "--", "."]
-        if exclude:
-            # Untracked ``exclude`` paths stay out, as if ignored (a pathspec exclusion
-            # would fail where a .gitignore names them too).
-            excludes = Path(tmp) / "excludes"
-            excludes.write_text("".join(f"/{p}\n" for p in exclude))
-            add = ["-c", f"core.excludesFile={excludes}", *add]
-        run_git(add, root, env=env)
-        if results:
-            force_add_results(root, list(results), scratch, env)
-        return run_git(["write-tree"], root, env=env).strip()

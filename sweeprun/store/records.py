@@ -48,8 +48,8 @@ from sweeprun.store.git import (
     fast_import_commits,
     for_each_ref,
     run_git,
-    snapshot_tree,
 )
+from sweeprun.store.snapshots import snapshot_tree
 from sweeprun.system.faults import storage_error
 
 if TYPE_CHECKING:
