@@ -286,3 +286,26 @@ def test_getoption_raises_on_an_unknown_name(sweepproject: SweepProject) -> None
     with pytest.raises(ValueError, match="no option named 'tiemout'"):
         config.getoption("tiemout")
     assert config.getoption("tiemout", 5) == 5
+
+
+def test_a_killed_workspace_run_is_run_again_by_the_next_one(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of 'sweeprun run': its job dies with it; the next 'sweeprun run' takes the
+    leftover entry back and runs here (checkpoints kept), not left for --run-all."""
+    p = sweepproject
+    steps = tmp_path / "steps.txt"
+    _checkpointing(p, steps, monkeypatch)
+    monkeypatch.setenv("SLOW_AFTER", "1")
+    runner = p.popen("run")
+    wait_for("a checkpoint", lambda: len(_steps(steps)) == 1 and (p.path / "model.txt").exists())
+    time.sleep(0.3)
+    runner.kill()
+    runner.communicate(timeout=30)
+    assert p.refs("refs/sweeprun/running/")  # the dead runner's claim
+    monkeypatch.delenv("SLOW_AFTER")
+    res = p.run("run")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert not p.refs("refs/sweeprun/queue/") and not p.refs("refs/sweeprun/running/")
+    assert _steps(steps) == ["1", "2", "3", "4"]  # resumed after checkpoint 1
+    assert [r["state"] for r in p.records()] == ["success"]

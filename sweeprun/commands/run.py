@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
@@ -20,9 +21,11 @@ from sweeprun._core.options import add_run_options, add_set_param
 from sweeprun._core.session import DEFAULT_SWEEP, Session
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import State
+from sweeprun.model import QUEUE, State
 from sweeprun.run import pipeline
+from sweeprun.run.adopt import adopter
 from sweeprun.run.snapshot import gitignore_outs
+from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import dag, names
 from sweeprun.spec.collect import Experiment, interpolate_stages, resolve_overrides
 from sweeprun.spec.overrides import parse_override
@@ -165,6 +168,12 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
         gitignore_outs(root, exp.stages)
     # A workspace run's results of an earlier run are not its inputs.
     exclude = dag.committed_results(exp.stages) if in_place else []
+    if in_place:
+        # What a killed 'sweeprun run' left: its job killed, its entry back in the queue —
+        # to be run here again, not by a later --run-all in a pooled workspace.
+        store = session.store
+        store.reclaim(partial(kill_leftovers, config.repo.common_dir), adopter(session))
+        store.drop_queued([r for r in store.records(QUEUE) if r.data.in_place])
     outcome = session.store.enqueue([exp], force=True, in_place=in_place, exclude=exclude)
     records = outcome.queued or [r for _, r in outcome.skipped if r.state == State.QUEUED]
     session.in_place = in_place
