@@ -280,12 +280,14 @@ class SweepProject:
 def git_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """``fast`` (the default) or ``git``: the in-process git fast paths turned off
     (``SWEEPRUN_FAST_GIT=0``), for tests marked ``both_git_modes``."""
-    mode = str(getattr(request, "param", "fast"))
+    mode = getattr(request, "param", None)
+    if mode is None:  # not a both-modes test: as the environment says
+        return "git" if os.environ.get("SWEEPRUN_FAST_GIT", "1") in ("0", "false") else "fast"
     if mode == "git":
         monkeypatch.setenv("SWEEPRUN_FAST_GIT", "0")
     else:
         monkeypatch.delenv("SWEEPRUN_FAST_GIT", raising=False)
-    return mode
+    return str(mode)
 
 
 @pytest.fixture
