@@ -21,13 +21,14 @@ from pathlib import Path
 
 from _common import ENV
 
+from sweeprun.model import EXPS, Result, State, format_message
 from sweeprun.store.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
-from sweeprun.store.records import EXPS, format_message
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--against", type=Path, help="also time show with the sweeprun in SRC")
     opts = ap.parse_args()
     os.environ.update(ENV)
     with tempfile.TemporaryDirectory(prefix="sweeprun-bench-") as tmp:
@@ -42,20 +43,21 @@ def main() -> None:
         commits, metas = [], []
         for i in range(opts.n):
             params = {"params.yaml": {"lr": i / opts.n, "units": 32 + i % 4 * 32}}
-            meta = {
-                "key": f"{i:020x}",
-                "name": f"exp-{i:05d}",
-                "id": f"g[lr={i / opts.n}]",
-                "baseline": head,
-                "state": "success",
-                "params": params,
-                "metrics": {"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
-                "point": {"lr": i / opts.n},
-                "sweep": "g",
-                "returncode": 0,
-                "queued_at": 1_700_000_000 + i,
-                "duration": 1.0,
-            }
+            meta = Result(
+                key=f"{i:020x}",
+                name=f"exp-{i:05d}",
+                id=f"g[lr={i / opts.n}]",
+                baseline=head,
+                state=State.SUCCESS,
+                params=params,
+                metrics={"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
+                point={"lr": i / opts.n},
+                sweep="g",
+                returncode=0,
+                queued_at=1_700_000_000 + i,
+                started=1_700_000_000 + i,
+                finished=1_700_000_001 + i,
+            )
             metas.append(meta)
             commits.append(
                 FastCommit(
@@ -69,19 +71,20 @@ def main() -> None:
         shas = fast_import_commits(repo, commits, ("bench", "bench@example.com"))
         updater = RefUpdater(repo)
         updater.transaction(
-            [
-                RefOp(f"{EXPS}{head}/{m['name']}", sha, ZERO)
-                for m, sha in zip(metas, shas, strict=True)
-            ]
+            [RefOp(f"{EXPS}{head}/{m.name}", sha, ZERO) for m, sha in zip(metas, shas, strict=True)]
         )
         updater.close()
         created = time.perf_counter() - start
 
-        def show() -> float:
+        def show(src: Path | None = None) -> float:
+            env = dict(os.environ)
+            if src is not None:
+                env["PYTHONPATH"] = str(src)
             t0 = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, "-m", "sweeprun", "show", "--json"],
                 cwd=repo,
+                env=env,
                 capture_output=True,
                 check=True,
             ).stdout
@@ -91,6 +94,11 @@ def main() -> None:
 
         cold = show()
         warm = statistics.median(show() for _ in range(3))
+        old = (
+            statistics.median(show(opts.against.resolve()) for _ in range(3))
+            if opts.against
+            else None
+        )
         t0 = time.perf_counter()
         subprocess.run(
             ["git", "for-each-ref", "--format=%(contents)", EXPS],
@@ -105,6 +113,8 @@ def main() -> None:
         f"(target < 1 s) = {warm / opts.n * 1000:.3f} ms per experiment; DVC: ~44 ms per "
         f"experiment ({44 * opts.n / 1000:.0f} s); raw for-each-ref read: {raw:.2f} s"
     )
+    if old is not None:
+        print(f"{opts.against}: warm {old:.2f} s; this one / that one: {warm / old:.2f}")
 
 
 if __name__ == "__main__":

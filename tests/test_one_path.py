@@ -309,3 +309,16 @@ def test_a_killed_workspace_run_is_run_again_by_the_next_one(
     assert not p.refs("refs/sweeprun/queue/") and not p.refs("refs/sweeprun/running/")
     assert _steps(steps) == ["1", "2", "3", "4"]  # resumed after checkpoint 1
     assert [r["state"] for r in p.records()] == ["success"]
+
+
+def test_a_run_without_checkpoints_does_not_continue_an_earlier_chain(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = sweepproject
+    _checkpointing(p, tmp_path / "steps.txt", monkeypatch)
+    assert p.run("run", "-n", "first").ret == 0  # the workspace now holds its checkpoint 4
+    head = p.git("rev-parse", "HEAD").strip()
+    p.write("sweeps.yaml", "params: params.yaml\ncmd: echo plain\n")  # same baseline
+    assert p.run("run", "-n", "plain").ret == 0
+    (plain,) = [r for r in p.records() if r["name"] == "plain"]
+    assert p.git("rev-parse", f"{plain['commit']}^").strip() == head

@@ -11,9 +11,11 @@ same record, environment, checkpoints, ``--timeout``, ``--retries``, ``--reset``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
@@ -160,15 +162,15 @@ def _dry_run(config: Config, exp: Experiment) -> int:
 def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) -> int:
     """Queue the experiment and run it through the scheduler, here or in a pooled slot."""
     root = config.repo.root
+    exclude: list[str] = []
     if in_place:
         for path, text in exp.rendered_files().items():
             guarded(root, path, "params file").write_text(text)  # -S edits them, as dvc exp run
         # Before the snapshot: cached outs never enter the queued tree, and a run after an
         # interrupted one snapshots the same files.
         gitignore_outs(root, exp.stages)
-    # A workspace run's results of an earlier run are not its inputs.
-    exclude = dag.committed_results(exp.stages) if in_place else []
-    if in_place:
+        # A workspace run's results of an earlier run are not its inputs.
+        exclude = dag.committed_results(exp.stages)
         # What a killed 'sweeprun run' left: its job killed, its entry back in the queue —
         # to be run here again, not by a later --run-all in a pooled workspace.
         store = session.store
@@ -189,8 +191,9 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
     quiet = int(config.getoption("quiet") or 0)
     out = config.stdout
     for report in session.reports:
-        if not quiet:
-            out.write(report.log_tail + ("\n" if report.log_tail else ""))
+        if not quiet:  # the whole log, as the command wrote it
+            with contextlib.suppress(OSError):
+                out.write(Path(report.log_path).read_text(errors="replace"))
             for name, status, message in report.stages:
                 out.write(f"{name}: {status}{' — ' + message if message else ''}\n")
         if report.result_commit:

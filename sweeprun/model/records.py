@@ -126,9 +126,16 @@ class CheckpointRecord(QueueRecord):
 ExpRecord = Union[QueueRecord, Result, CheckpointRecord]  # noqa: UP007 (a runtime alias on 3.10)
 
 
+#: Field names of each record class (``dataclasses.fields`` is slow for 10,000 records).
+_NAMES: dict[type[QueueRecord], frozenset[str]] = {
+    cls: frozenset(f.name for f in fields(cls)) - _RETIRED
+    for cls in (QueueRecord, Result, CheckpointRecord)
+}
+
+
 def _kwargs(cls: type[QueueRecord], data: Mapping[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)}
-    kw = {k: v for k, v in data.items() if k in names and k not in _RETIRED}
+    names = _NAMES[cls]
+    kw = {k: v for k, v in data.items() if k in names}
     if "workspace" in data and "in_place" not in data:
         kw["in_place"] = bool(data["workspace"])  # schema 1's name for it
     kw["stages"] = tuple(Stage.from_json(s) for s in data.get("stages", ()))
@@ -139,21 +146,23 @@ def _kwargs(cls: type[QueueRecord], data: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_record(data: Mapping[str, Any]) -> ExpRecord | None:
     """The typed record of a message's JSON (any schema so far); ``None`` if it is none."""
-    if not isinstance(data.get("key"), str) or not isinstance(data.get("name"), str):
+    if not is_record(data):
         return None
-    kw = _kwargs(QueueRecord, data)
+    state = data.get("state")
+    cls: type[QueueRecord] = (
+        QueueRecord
+        if state is None
+        else CheckpointRecord
+        if state == State.CHECKPOINT.value
+        else Result
+    )
+    kw = _kwargs(cls, data)
     kw.setdefault("id", data["name"])
     kw.setdefault("baseline", "")
-    state = data.get("state")
-    try:
-        if state is None:
-            return QueueRecord(**kw)
-        if state == State.CHECKPOINT.value:
-            kw.update({k: v for k, v in _kwargs(CheckpointRecord, data).items() if k not in kw})
-            return CheckpointRecord(**kw)
-        kw.update({k: v for k, v in _kwargs(Result, data).items() if k not in kw})
+    if cls is Result:
         kw["state"] = State.parse(state)
-        return Result(**kw)
+    try:
+        return cls(**kw)
     except (TypeError, ValueError, KeyError):
         return None
 
@@ -182,18 +191,51 @@ RUNNING = PREFIX + "running/"
 EXPS = PREFIX + "exps/"
 
 
-@dataclass(frozen=True)
 class Record:
-    """One experiment as stored: its ref, its commit and the typed record in its message."""
+    """One experiment as stored: its ref, its commit and the record in its message.
 
-    ref: str
-    commit: str
-    data: ExpRecord
+    Read from git, a record keeps the JSON it came from and is typed on first use of
+    :attr:`data`: ``show`` reads 10,000 of them and needs only a few plain fields of each.
+    """
+
+    __slots__ = ("_data", "_raw", "commit", "ref")
+
+    def __init__(
+        self,
+        ref: str,
+        commit: str,
+        data: ExpRecord | None = None,
+        raw: Mapping[str, Any] | None = None,
+    ) -> None:
+        if data is None and raw is None:
+            raise TypeError("a Record needs its data or its raw JSON")
+        self.ref = ref
+        self.commit = commit
+        self._data = data
+        self._raw = raw
 
     @property
-    def meta(self) -> dict[str, Any]:
-        """The record's JSON form (for tables and ``--json`` output)."""
-        return self.data.to_json()
+    def data(self) -> ExpRecord:
+        """The typed record."""
+        if self._data is None:
+            assert self._raw is not None
+            self._data = parse_record(self._raw) or _minimal(self._raw)
+        return self._data
+
+    @property
+    def raw(self) -> Mapping[str, Any] | None:
+        """The JSON the record was read from, if it was read."""
+        return self._raw
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """The record's JSON form, as stored (for tables and ``--json`` output)."""
+        if self._raw is None:
+            self._raw = self.data.to_json()
+        return self._raw
+
+    def _field(self, name: str) -> Any:
+        return self._raw.get(name) if self._raw is not None else getattr(self.data, name)
 
     @property
     def state(self) -> State:
@@ -202,31 +244,59 @@ class Record:
             return State.QUEUED
         if self.ref.startswith(RUNNING):
             return State.RUNNING
-        return self.data.state
+        if self._data is not None:
+            return self._data.state
+        assert self._raw is not None
+        state = self._raw.get("state")
+        return State.QUEUED if state is None else State.parse(state)
 
     @property
     def key(self) -> str:
-        return self.data.key
+        return str(self._field("key"))
 
     @property
     def name(self) -> str:
         # A finished experiment's name is its ref's (so `rename` is a ref move).
         if self.ref.startswith(EXPS):
             return self.ref.rsplit("/", 1)[-1]
-        return self.data.name
+        return str(self._field("name"))
 
     @property
     def baseline(self) -> str:
-        return self.data.baseline
+        return str(self._field("baseline") or "")
 
     @property
     def id(self) -> str:
-        return self.data.id or self.name
+        return str(self._field("id") or self.name)
 
     @property
     def result(self) -> Result | None:
         """The result record, for a finished experiment."""
         return self.data if isinstance(self.data, Result) else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and (self.ref, self.commit) == (other.ref, other.commit)
+
+    def __hash__(self) -> int:
+        return hash((self.ref, self.commit))
+
+    def __repr__(self) -> str:
+        return f"Record({self.ref!r}, {self.commit[:12]!r})"
+
+
+def _minimal(raw: Mapping[str, Any]) -> ExpRecord:
+    """What is sure of a record whose fields do not parse: its identity and state."""
+    key, name = str(raw["key"]), str(raw["name"])
+    exp_id, baseline = str(raw.get("id") or name), str(raw.get("baseline") or "")
+    if raw.get("state") is None:
+        return QueueRecord(key=key, name=name, id=exp_id, baseline=baseline)
+    state = State.parse(raw["state"])
+    return Result(key=key, name=name, id=exp_id, baseline=baseline, state=state)
+
+
+def is_record(raw: Mapping[str, Any]) -> bool:
+    """Whether a message's JSON is a sweeprun record (it names its key and name)."""
+    return isinstance(raw.get("key"), str) and isinstance(raw.get("name"), str)
 
 
 def result_ref(baseline: str, name: str) -> str:

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import tomlkit
 import yaml
 
 from sweeprun.model import Stage
@@ -60,6 +59,8 @@ def load_metrics_file(path: Path) -> Any:
         if kind == "JSON":
             return json.loads(text)
         if kind == "TOML":
+            import tomlkit  # deferred: ~25 ms to import, for TOML metrics files only
+
             return tomlkit.parse(text).unwrap()
         return yaml.safe_load(text)
     except Exception as exc:

@@ -127,6 +127,8 @@ def prepare_checkpoints(
         if current:
             store.updater.transaction([RefOp(ref, ZERO, current)])
         return
+    if not any(s.checkpoint_outs for s in record.data.stages):
+        return  # nothing of this experiment checkpoints: no chain to continue
     if rev is None and in_place and marker.is_file():
         rev = marker.read_text().strip() or None
     if not rev:

@@ -31,8 +31,8 @@ from sweeprun.model import (
     QueueRecord,
     Record,
     format_message,
+    is_record,
     parse_message,
-    parse_record,
     result_ref,
 )
 from sweeprun.spec import names
@@ -94,9 +94,8 @@ class ExpStore:
         out = []
         for ref, sha, message in for_each_ref(self.cwd, [p.rstrip("/") for p in patterns]):
             meta = parse_message(message)
-            data = parse_record(meta) if meta is not None else None
-            if data is not None:
-                out.append(Record(ref=ref, commit=sha, data=data))
+            if meta is not None and is_record(meta):
+                out.append(Record(ref=ref, commit=sha, raw=meta))
         return out
 
     def head(self) -> str:
@@ -231,7 +230,7 @@ class ExpStore:
             if storage_error(exc):
                 raise  # not a lost race: git could not write (a full disk)
             return None
-        return Record(ref=running, commit=record.commit, data=record.data)
+        return Record(ref=running, commit=record.commit, data=record.data, raw=record.raw)
 
     def orphans(self) -> list[Record]:
         """Running records whose runner is gone (a dead process on this host, or none).
