@@ -69,6 +69,14 @@ def full(p: SweepProject, rec: dict[str, object]) -> dict[str, object]:
     return meta
 
 
+def _journalled(p: SweepProject) -> int:
+    """How many checkpoints the running experiment's journal holds (taken and released)."""
+    journals = (p.path / ".git" / "sweeprun" / "checkpoints").glob("*")
+    return max(
+        (len(j.read_text().split("\n")) - 1 for j in journals if "." not in j.name), default=0
+    )
+
+
 def _steps(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
@@ -89,8 +97,7 @@ def test_ctrl_c_a_workspace_run_then_run_again_resumes(
     _checkpointing(p, steps, monkeypatch)
     monkeypatch.setenv("SLOW_AFTER", "2")
     runner = p.popen("run")
-    wait_for("two checkpoints", lambda: len(_steps(steps)) == 2 and (p.path / "model.txt").exists())
-    time.sleep(0.3)  # the second checkpoint is taken before the program sleeps
+    wait_for("two checkpoints", lambda: _journalled(p) == 2)
     runner.send_signal(signal.SIGINT)
     out, err = runner.communicate(timeout=60)
     assert runner.returncode == 2, out + err
@@ -298,8 +305,7 @@ def test_a_killed_workspace_run_is_run_again_by_the_next_one(
     _checkpointing(p, steps, monkeypatch)
     monkeypatch.setenv("SLOW_AFTER", "1")
     runner = p.popen("run")
-    wait_for("a checkpoint", lambda: len(_steps(steps)) == 1 and (p.path / "model.txt").exists())
-    time.sleep(0.3)
+    wait_for("a checkpoint", lambda: _journalled(p) == 1)
     runner.kill()
     runner.communicate(timeout=30)
     assert p.refs("refs/sweeprun/running/")  # the dead runner's claim
