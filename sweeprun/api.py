@@ -22,7 +22,7 @@ def experiments(
     nested per file, as in the JSON output.
     """
     # Deferred: a script that only checkpoints must not load the store and its commands.
-    from sweeprun.commands.show import load_records
+    from sweeprun.commands.listing import load_records
     from sweeprun.store.git import discover
 
     return load_records(discover(repo), all_baselines=all_baselines)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sweeprun._core.argtypes import nonnegative_int, positive_int, positive_seconds, slot_list
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import BACKENDS, RunOptions
+from sweeprun.spec.cimatrix import FORMATS
 
 if TYPE_CHECKING:
     from sweeprun._core.registry import CommandRegistry
@@ -120,6 +121,22 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
         help="refuse a sweep of more than N points (default 1,000,000)",
     )
     g.add_argument("--json", action="store_true", help="with --collect-only: JSON output")
+    g.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="only the I-th of N round-robin shards of what is selected (CI fan-out)",
+    )
+    g.add_argument(
+        "--ci-matrix",
+        choices=FORMATS,
+        help="with --collect-only: print the CI matrix (one job per experiment, or per shard)",
+    )
+    g.add_argument(
+        "--shard-size",
+        type=positive_int,
+        metavar="K",
+        help="with --ci-matrix: one job per shard of about K experiments",
+    )
     g.add_argument(
         "--deselect",
         action="append",

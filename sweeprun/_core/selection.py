@@ -9,6 +9,7 @@ from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES
 from sweeprun.spec import names
+from sweeprun.spec.cimatrix import parse_shard, shard
 from sweeprun.spec.collect import Experiment
 from sweeprun.spec.keyword import compile_keyword
 from sweeprun.spec.params import flatten
@@ -67,6 +68,9 @@ def sweeprun_collection_modifyitems(
         items[:] = [i for i in items if match(i)]
     if config.getoption("lf") or config.getoption("ff"):
         _last_failed(session, config, items)
+    spec = config.getoption("shard")
+    if spec:
+        items[:] = shard(items, *parse_shard(spec))
 
 
 def _last_failed(session: Session, config: Config, items: list[Experiment]) -> None:

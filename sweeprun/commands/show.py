@@ -6,14 +6,16 @@ import argparse
 import csv
 import json
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.diff import _workspace
+from sweeprun.commands.listing import checkpoint_records, load_records
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import FAILED_STATES, Record
-from sweeprun.run.checkpoint import REF_PREFIX, chain
+from sweeprun.model import EXPS, FAILED_STATES
+from sweeprun.report.junit import result_cases, write_cases
 from sweeprun.spec.params import flatten, suggest
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
@@ -21,79 +23,6 @@ from sweeprun.store.records import ExpStore
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
-    from sweeprun.store.git import RepoPaths
-
-
-STATE_ORDER = {"running": 0, "queued": 1}
-
-
-def experiment_record(rec: Record) -> dict[str, Any]:
-    """The public record of one experiment (``show --json``, ``api.experiments``)."""
-    m = rec.meta
-    return {
-        "name": rec.name,
-        "id": rec.id,
-        "state": rec.state,
-        "baseline": rec.baseline,
-        "sweep": m.get("sweep"),
-        "spec": m.get("spec"),
-        "params": m.get("params", {}),
-        "metrics": m.get("metrics", {}),
-        "point": m.get("point", {}),
-        "returncode": m.get("returncode"),
-        "queued_at": m.get("queued_at"),
-        "started": m.get("started"),
-        "finished": m.get("finished"),
-        "duration": m.get("duration"),
-        "message": m.get("message", ""),
-        "checkpoints": m.get("checkpoints", 0),
-        "key": rec.key,
-        "ref": rec.ref,
-        "commit": rec.commit,
-    }
-
-
-def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str, Any]]:
-    """Experiment records of the current baseline (or all), newest first per state."""
-    store = ExpStore(repo)
-    try:
-        head = store.head()
-        recs = [r for r in store.records() if all_baselines or r.baseline == head]
-    finally:
-        store.close()
-    recs.sort(
-        key=lambda r: (
-            r.baseline != head,
-            STATE_ORDER.get(r.state, 2),
-            -(r.meta.get("queued_at") or 0),
-            r.id,
-        )
-    )
-    return [experiment_record(r) for r in recs]
-
-
-def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per checkpoint of each experiment, after the experiment's own row."""
-
-    out = []
-    for rec in records:
-        out.append(rec)
-        running = rec["state"] in ("queued", "running")
-        tip = REF_PREFIX + rec["key"] if running else rec["commit"]
-        if not rec.get("checkpoints") and rec["state"] not in ("running", "failed"):
-            continue
-        for sha, meta in chain(repo.root, tip, rec["baseline"]):
-            out.append(
-                {
-                    **rec,
-                    "name": f"{rec['name']}@{meta['step']}",
-                    "state": "checkpoint",
-                    "metrics": meta.get("metrics", {}),
-                    "commit": sha,
-                    "checkpoints": meta["step"],
-                }
-            )
-    return out
 
 
 def flat_columns(records: list[dict[str, Any]], section: str) -> list[str]:
@@ -306,6 +235,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", action="store_true", help="comma-separated values")
     parser.add_argument("--md", action="store_true", help="a Markdown table")
     parser.add_argument(
+        "--junitxml",
+        metavar="PATH",
+        help="also write the shown results as JUnit XML (a CI summary of pulled results)",
+    )
+    parser.add_argument(
         "-A",
         "--all-baselines",
         action="store_true",
@@ -369,6 +303,8 @@ def _run(config: Config) -> int:
     if config.getoption("hide_failed"):
         hide.update(FAILED_STATES)
     records = [r for r in records if r["state"] not in hide]
+    if config.getoption("junitxml"):
+        _write_junit(config, records)
     if config.getoption("all_checkpoints"):
         records = checkpoint_records(config.repo, records)
     if config.getoption("json"):
@@ -390,6 +326,20 @@ def _run(config: Config) -> int:
         records = [_workspace_row(config), *records]
     render(config, records)
     return ExitCode.OK
+
+
+def _write_junit(config: Config, shown: list[dict[str, Any]]) -> None:
+    """A testcase per shown result, in the table's order."""
+    order = {r["ref"]: i for i, r in enumerate(shown)}
+    store = ExpStore(config.repo)
+    try:
+        recs = sorted(
+            (r for r in store.records(EXPS) if r.ref in order), key=lambda r: order[r.ref]
+        )
+    finally:
+        store.close()
+    path = (config.invocation_dir / config.getoption("junitxml")).resolve()
+    write_cases(path, result_cases(recs), time.time())
 
 
 def _workspace_row(config: Config) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""``--junitxml PATH``: one ``<testcase>`` per experiment, for CI dashboards."""
+"""``--junitxml PATH``: one ``<testcase>`` per experiment, for CI dashboards.
+
+Written by a run (from its reports) and by ``sweeprun show --junitxml`` (from recorded
+results: the summary job of a sweep fanned out over CI jobs).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,35 @@ import argparse
 import socket
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeprun.hookspec import hookimpl
+from sweeprun.model import Record
 from sweeprun.spec.params import flatten
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
     from sweeprun._core.session import Session
-    from sweeprun.model import JobReport
+
+
+@dataclass(frozen=True)
+class Case:
+    """One ``<testcase>``: an experiment's id, outcome and numbers."""
+
+    spec: str
+    name: str
+    seconds: float
+    outcome: str  # "passed", "failed" or "error"
+    state: str
+    message: str = ""
+    tail: str = ""
+    out: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
 
 
 @hookimpl
@@ -27,58 +49,94 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     )
 
 
-def _props(case: ET.Element, record: dict[str, Any]) -> None:
-
+def _props(case: ET.Element, c: Case) -> None:
     props = ET.SubElement(case, "properties")
-    for section in ("params", "metrics"):
-        for path, data in (record.get(section) or {}).items():
+    for section, values in (("params", c.params), ("metrics", c.metrics)):
+        for path, data in (values or {}).items():
             for key, value in flatten(data).items():
                 ET.SubElement(props, "property", name=f"{section}.{path}:{key}", value=str(value))
 
 
-def write_report(path: Path, session: Session) -> None:
-    """Write the JUnit XML for the session's reports."""
-    reports: list[JobReport] = session.reports
-    metas = {r.key: r.meta for r in session.store.records()}
-    failures = sum(r.outcome == "failed" for r in reports)
-    errors = sum(r.outcome == "error" for r in reports)
-    total = sum(r.duration for r in reports)
+def write_cases(path: Path, cases: Sequence[Case], started: float) -> None:
+    """Write the JUnit XML of ``cases``."""
     suites = ET.Element("testsuites")
     suite = ET.SubElement(
         suites,
         "testsuite",
         name="sweeprun",
-        tests=str(len(reports)),
-        failures=str(failures),
-        errors=str(errors),
+        tests=str(len(cases)),
+        failures=str(sum(c.outcome == "failed" for c in cases)),
+        errors=str(sum(c.outcome == "error" for c in cases)),
         skipped="0",
-        time=f"{total:.3f}",
+        time=f"{sum(c.seconds for c in cases):.3f}",
         hostname=socket.gethostname(),
-        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(session.started)),
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
     )
-    for r in reports:
-        meta = metas.get(r.key, {})
+    for c in cases:
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=str(meta.get("spec", "sweeps.yaml")).replace("/", ".").removesuffix(".yaml"),
-            name=r.exp_id,
-            time=f"{r.duration:.3f}",
+            classname=c.spec.replace("/", ".").removesuffix(".yaml"),
+            name=c.name,
+            time=f"{c.seconds:.3f}",
         )
-        _props(case, {"params": meta.get("params", {}), "metrics": r.metrics})
-        if r.outcome != "passed":
-            tag = "error" if r.outcome == "error" else "failure"
-            el = ET.SubElement(
-                case,
-                tag,
-                message=r.message or f"{r.outcome}",
-                type=str(meta.get("state", r.outcome)),
-            )
-            el.text = r.log_tail
-        out = ET.SubElement(case, "system-out")
-        out.text = f"experiment {r.name}; full log: {r.log_path}"
+        _props(case, c)
+        if c.outcome != "passed":
+            tag = "error" if c.outcome == "error" else "failure"
+            el = ET.SubElement(case, tag, message=c.message or c.outcome, type=c.state)
+            el.text = c.tail
+        if c.out:
+            ET.SubElement(case, "system-out").text = c.out
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def report_cases(session: Session) -> list[Case]:
+    """A case per report of this run."""
+    metas = {r.key: r.meta for r in session.store.records()}
+    cases = []
+    for r in session.reports:
+        meta = metas.get(r.key, {})
+        cases.append(
+            Case(
+                spec=str(meta.get("spec", "sweeps.yaml")),
+                name=r.exp_id,
+                seconds=r.duration,
+                outcome=str(r.outcome),
+                state=str(meta.get("state", r.outcome)),
+                message=r.message,
+                tail=r.log_tail,
+                out=f"experiment {r.name}; full log: {r.log_path}",
+                params=meta.get("params", {}),
+                metrics=r.metrics,
+            )
+        )
+    return cases
+
+
+def result_cases(records: Iterable[Record]) -> list[Case]:
+    """A case per recorded result (queued and running experiments have none yet)."""
+    cases = []
+    for rec in records:
+        result = rec.result
+        if result is None:
+            continue
+        passed = result.state == "success"
+        cases.append(
+            Case(
+                spec=result.spec or "sweeps.yaml",
+                name=rec.id,
+                seconds=result.duration,
+                outcome="passed" if passed else "failed",
+                state=str(result.state),
+                message=result.message,
+                tail=result.log_tail,
+                out=f"experiment {rec.name} ({rec.commit[:12]}) on {result.host}",
+                params=result.params,
+                metrics=result.metrics,
+            )
+        )
+    return cases
 
 
 @hookimpl
@@ -87,4 +145,5 @@ def sweeprun_sessionfinish(session: Session, exitstatus: int) -> None:
     config: Config = session.config
     target = config.getoption("junitxml")
     if target and exitstatus != 4:
-        write_report((config.invocation_dir / target).resolve(), session)
+        path = (config.invocation_dir / target).resolve()
+        write_cases(path, report_cases(session), session.started)

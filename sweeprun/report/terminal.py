@@ -13,6 +13,7 @@ from sweeprun import __version__
 from sweeprun._core.session import recorded_failures
 from sweeprun.hookspec import hookimpl
 from sweeprun.report import live
+from sweeprun.spec.cimatrix import matrix
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -61,7 +62,10 @@ class TerminalReporter:
 
     @property
     def json_collect(self) -> bool:
-        return bool(self.config.getoption("collect_only") and self.config.getoption("json"))
+        return bool(
+            self.config.getoption("collect_only")
+            and (self.config.getoption("json") or self.config.getoption("ci_matrix"))
+        )
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -91,6 +95,12 @@ class TerminalReporter:
     def sweeprun_collection_finish(self, session: Session) -> None:
         self._header(session)
         items = session.items
+        fmt = self.config.getoption("ci_matrix")
+        if fmt:
+            nodes = [f"{i.spec.path}::{i.id}" for i in items]
+            found = matrix(fmt, nodes, self.config.getoption("shard_size"))
+            self.write(json.dumps(found, separators=(",", ":")) + "\n")
+            return
         if self.json_collect:
             self.write(json.dumps([collect_record(i) for i in items], indent=2, default=str) + "\n")
             return
