@@ -4,8 +4,6 @@ but what we can see, with ``git add`` and friends otherwise.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING
 from sweeprun.model import Result, Stage, format_message
 from sweeprun.run import workspace
 from sweeprun.spec.dag import committed_results
+from sweeprun.store import fastgit
 from sweeprun.store import objects as gitobjects
 from sweeprun.store.git import run_git
 from sweeprun.store.snapshots import force_add_results, snapshot_tree
@@ -44,71 +43,6 @@ def add_all(ws: Path, task: Task) -> None:
     force_add_results(ws, committed_results(task.stages), workspace.worktree_git_dir(ws) / "index")
 
 
-FAST_ADD_MAX_ENTRIES = 2000
-
-
-def fast_entries(ws: Path, task: Task) -> list[gitobjects.IndexEntry] | None:
-    """What ``git add -A`` would stage, computed in-process — or ``None`` to let git do it.
-
-    Only when nothing needs git's judgement: no attributes or filters (checked by the
-    runner), no symlinks or submodules, and every file that is not tracked is one of the
-    experiment's declared, not-ignored results (metrics, plots, the lock file). Anything
-    else — a stray ``__pycache__``, an unknown new file — goes to ``git add -A``.
-    """
-    if not task.allowed_new:
-        return None
-    gd = workspace.worktree_git_dir(ws)
-    index = gd / "index"
-    entries = gitobjects.read_index(index)
-    if entries is None or len(entries) > FAST_ADD_MAX_ENTRIES:
-        return None
-    if any(
-        e.mode not in (0o100644, 0o100755) or e.path.endswith(b".gitattributes") for e in entries
-    ):
-        return None
-    racy = index.stat().st_mtime_ns
-    by_path = {e.path: e for e in entries}
-    allowed = {p.encode() for p in task.allowed_new}
-    outs = [o.path.encode() for s in task.stages for o in s.outs if o.cache]
-    objects = Path(task.common_dir) / "objects"
-    out: list[gitobjects.IndexEntry] = []
-    seen = 0
-    changed = False
-    for full in gitobjects.walk_files(ws):
-        rel = os.fsencode(os.path.relpath(full, ws))
-        if any(rel == o or rel.startswith(o + b"/") for o in outs):
-            continue
-        st = os.lstat(full)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        mode = 0o100755 if st.st_mode & 0o100 else 0o100644
-        old = by_path.get(rel)
-        if old is None and rel not in allowed:
-            return None
-        if old is not None:
-            seen += 1
-            s = old.stat
-            if (
-                old.mode == mode
-                and s[9] == st.st_size & 0xFFFFFFFF
-                and s[5] == st.st_ino & 0xFFFFFFFF
-                and s[2] * 10**9 + s[3] == st.st_mtime_ns
-                and st.st_mtime_ns < racy
-            ):
-                out.append(old)
-                continue
-        content = Path(full).read_bytes()
-        sha = gitobjects.write_object(objects, "blob", content)
-        if old is not None and (sha != old.sha or mode != old.mode):
-            changed = True
-        out.append(gitobjects.IndexEntry(rel, mode, sha))
-    if changed or seen != len(by_path):
-        # A tracked file changed or went away: the index no longer tells the next
-        # experiment's fast switch what to restore, so that slot must check out for real.
-        workspace.forget(ws)
-    return out
-
-
 def commit_result(
     ws: Path,
     task: Task,
@@ -124,29 +58,25 @@ def commit_result(
     """
     message = format_message(f"sweeprun: {result.state} {task.name} {task.exp_id}", result)
     extra = extra or {}
-    if task.job.setup.fast_objects and task.job.setup.author and task.job.setup.committer:
-        objects = Path(task.common_dir) / "objects"
-        entries = fast_entries(ws, task)
+    setup = task.job.setup
+    if setup.fast_objects and setup.author and setup.committer:
+        objects_dir = Path(task.common_dir) / "objects"
+        git_dir = workspace.worktree_git_dir(ws)
+        outs = [o.path for s in task.stages for o in s.outs if o.cache]
+        entries, stale = fastgit.staged_entries(ws, git_dir, objects_dir, task.allowed_new, outs)
+        if stale:
+            workspace.forget(ws)  # the next experiment in this slot checks out for real
         if entries is not None:
             # Only what git would add: declared results that no .gitignore rule excludes.
-            virtual = {p.encode(): data for p, data in extra.items() if p in task.allowed_new}
-            entries = [e for e in entries if e.path not in virtual]
-            for path, data in virtual.items():
-                blob = gitobjects.write_object(objects, "blob", data)
-                entries.append(gitobjects.IndexEntry(path, 0o100644, blob))
+            extra = {p: data for p, data in extra.items() if p in task.allowed_new}
         else:
             write_files(ws, extra)
             add_all(ws, task)
-            entries = gitobjects.read_index(workspace.worktree_git_dir(ws) / "index")
+            entries, extra = gitobjects.read_index(git_dir / "index"), {}
         if entries is not None:
-            tree = gitobjects.write_tree(objects, entries)
-            return gitobjects.write_commit(
-                objects,
-                tree,
-                [parent or task.baseline],
-                gitobjects.format_ident(task.job.setup.author),
-                gitobjects.format_ident(task.job.setup.committer),
-                message,
+            parents = [parent or task.baseline]
+            return fastgit.commit_entries(
+                objects_dir, entries, extra, parents, setup.author, setup.committer, message
             )
     # The general path: write-tree + commit-tree (parent: the baseline) runs none of the
     # user's hooks and leaves the worktree's HEAD alone.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -21,15 +20,14 @@ from functools import partial
 from pathlib import Path
 
 from sweeprun.model import Reapable, size_of
+from sweeprun.store import fastgit
 from sweeprun.store import objects as gitobjects
 from sweeprun.store.git import run_git
 from sweeprun.system import damage, procs
-from sweeprun.system.paths import reason_outside
 from sweeprun.system.procs import ProcessRef
 
 MAX_SLOTS = 512
 #: Above this many index entries, walking the tree in Python is slower than git clean.
-FAST_CLEAN_MAX_ENTRIES = 5000
 
 
 def worktree_git_dir(ws: Path) -> Path:
@@ -55,7 +53,8 @@ def acquire(
 
     ``base_tree`` and ``files`` describe ``commit`` as "this tree plus these files"
     (a queued experiment: the workspace snapshot plus its params files). When the slot
-    last held a sibling of it, switching is done in-process — see :func:`_fast_switch`.
+    last held a sibling of it, switching is done in-process — see
+    :func:`sweeprun.store.fastgit.switch`.
     """
     base = pool_dir(common_dir)
     damage.ensure_dir(base, base.parent)
@@ -72,9 +71,15 @@ def acquire(
     ws = base / f"w{i}"
     state = base / f"w{i}.json"
     try:
-        if not (base_tree and files and _fast_switch(ws, state, commit, base_tree, files)):
+        switched = (
+            base_tree
+            and files
+            and (ws / ".git").is_file()
+            and fastgit.switch(ws, _worktree_git_dir(ws), state, commit, base_tree, files)
+        )
+        if not switched:
             _checkout(ws, common_dir, repo_root, commit, fast)
-            _remember(ws, state, commit, base_tree, files or {})
+            fastgit.remember_checkout(_worktree_git_dir(ws), state, base_tree, files or {})
         yield ws
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
@@ -180,17 +185,13 @@ def hold(ws: Path) -> Iterator[bool]:
 
 
 def clean(ws: Path, fast: bool = True) -> None:
-    """Remove everything the index does not track, like ``git clean -ffdx``.
-
-    After the previous experiment's ``git add -A`` the index holds every file that is
-    not ignored, so what is left untracked is exactly its ignored output. Doing this in
-    Python saves a process per experiment; large or unusual indexes go to git.
-    """
-    entries = gitobjects.read_index(_worktree_git_dir(ws) / "index") if fast else None
-    if entries is None or len(entries) > FAST_CLEAN_MAX_ENTRIES:
+    """Remove everything the index does not track, like ``git clean -ffdx`` (found
+    in-process on the fast path: a process less per experiment)."""
+    found = fastgit.untracked_outputs(ws, _worktree_git_dir(ws)) if fast else None
+    if found is None:
         run_git(["clean", "-ffdxq"], ws)
         return
-    for path in gitobjects.untracked_paths(ws, {e.path for e in entries}):
+    for path in found:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
@@ -207,77 +208,6 @@ def _worktree_git_dir(ws: Path) -> Path:
 def forget(ws: Path) -> None:
     """Make the next use of this slot a real checkout (its index no longer tells the truth)."""
     (ws.parent / f"{ws.name}.json").unlink(missing_ok=True)
-
-
-def _pristine(state: Path) -> Path:
-    return state.with_suffix(".index")
-
-
-def _remember(ws: Path, state: Path, commit: str, base_tree: str, files: dict[str, bytes]) -> None:
-    """Record what a fresh checkout holds, so the next sibling can switch fast."""
-    if not base_tree or not files:
-        state.unlink(missing_ok=True)
-        return
-    shutil.copyfile(_worktree_git_dir(ws) / "index", _pristine(state))
-    state.write_text(json.dumps({"base_tree": base_tree, "files": sorted(files)}))
-
-
-def _fast_switch(
-    ws: Path, state: Path, commit: str, base_tree: str, files: dict[str, bytes]
-) -> bool:
-    """Turn the slot into ``commit`` without git, when it last held a sibling of it.
-
-    Siblings share the workspace snapshot and differ only in the same params files.
-    The pristine index saved at checkout time tells what the last command changed:
-    files it added (tracked by ``git add -A``, or ignored) are removed, the params files
-    rewritten, and the index and HEAD set as ``git checkout`` would set them. If the
-    command modified or deleted a tracked file, this returns ``False`` and the caller
-    does a real checkout. Saves the most expensive process of an experiment.
-    """
-    try:
-        old = json.loads(state.read_text())
-    except (OSError, ValueError):
-        return False
-    if old.get("base_tree") != base_tree or old.get("files") != sorted(files):
-        return False
-    if not (ws / ".git").is_file():
-        return False
-    gd = _worktree_git_dir(ws)
-    pristine = gitobjects.read_index(_pristine(state))
-    current = gitobjects.read_index(gd / "index")
-    if pristine is None or current is None or len(pristine) > FAST_CLEAN_MAX_ENTRIES:
-        return False
-    params = {p.encode() for p in files}
-    now = {e.path: e for e in current}
-    for e in pristine:
-        if e.path in params:
-            continue
-        c = now.get(e.path)
-        if c is None or c.sha != e.sha or c.mode != e.mode:
-            return False
-    if not params <= {e.path for e in pristine}:
-        return False
-    for path in gitobjects.untracked_paths(ws, {e.path for e in pristine}):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    entries = []
-    for e in pristine:
-        if e.path in params:
-            content = files[e.path.decode()]
-            target = ws / e.path.decode()
-            if target.is_symlink() or not target.is_file() or reason_outside(ws, e.path.decode()):
-                return False  # git checks out through links safely; we do not try
-            gitobjects.overwrite(target, content)
-            # The blob is in the object store already: it is part of ``commit``.
-            sha = gitobjects.blob_id(content)
-            e = gitobjects.IndexEntry(e.path, e.mode, sha, gitobjects.stat_fields(target, e.mode))
-        entries.append(e)
-    data = gitobjects.write_index(gd / "index", entries)
-    gitobjects.overwrite(_pristine(state), data)
-    gitobjects.overwrite(gd / "HEAD", f"{commit}\n".encode())
-    return True
 
 
 def _checkout(ws: Path, common_dir: str, repo_root: str, commit: str, fast: bool) -> None:
