@@ -105,6 +105,7 @@ class Result(QueueRecord):
         return self.finished - self.started
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form, with the duration spelled out for readers of the record."""
         out = super().to_json()
         out["duration"] = round(self.duration, 6)
         return out

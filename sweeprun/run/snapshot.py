@@ -92,6 +92,7 @@ def commit_result(
 
 
 def write_files(ws: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (path → bytes) into the workspace, each path checked first."""
     for rel, data in files.items():
         guarded(ws, rel).write_bytes(data)
 

@@ -14,6 +14,7 @@ from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 
 def type_name(value: Any) -> str:
+    """How an error names a value's type ("a mapping", "a string" …)."""
     return {
         dict: "a mapping",
         list: "a list",
@@ -36,9 +37,11 @@ class Loader:
         self.root = root
 
     def err(self, mark: Mark, message: str) -> SpecError:
+        """A located error at ``mark`` in this spec."""
         return SpecError(self.path, mark[0], mark[1], message)
 
     def check_keys(self, d: LocatedDict, allowed: tuple[str, ...], what: str) -> None:
+        """Refuse a key of ``d`` that is not in ``allowed`` (naming the valid ones)."""
         for key in d:
             if key not in allowed:
                 raise self.err(
@@ -47,6 +50,7 @@ class Loader:
                 )
 
     def str_list(self, d: LocatedDict, key: str) -> list[tuple[str, Mark]]:
+        """``d[key]`` as (string, mark) pairs: one string or a list of strings."""
         value = d.get(key)
         if value is None:
             return []
@@ -65,6 +69,7 @@ class Loader:
         return out
 
     def string(self, d: LocatedDict, key: str, required: bool = False) -> str | None:
+        """``d[key]`` as a string (``None`` when absent and not ``required``)."""
         value = d.get(key)
         if value is None:
             if required:

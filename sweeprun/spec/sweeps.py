@@ -32,6 +32,7 @@ class Sweep:
 
 
 def load_sweep(ld: Loader, name: str, sd: Any, mark: Mark, block_types: tuple[str, ...]) -> Sweep:
+    """Validate one named sweep mapping and return it as a :class:`Sweep`."""
 
     if not is_ref_safe(name) or "[" in name or "]" in name or "," in name:
         raise ld.err(

@@ -141,6 +141,7 @@ def untracked_outputs(ws: Path, git_dir: Path) -> list[Path] | None:
 
 
 def pristine_index(state: Path) -> Path:
+    """Where a slot keeps the index of its last real checkout."""
     return state.with_suffix(".index")
 
 

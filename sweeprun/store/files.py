@@ -40,6 +40,7 @@ def hash_file(path: Path) -> str:
 
 
 def walk(path: Path) -> list[tuple[str, Path]]:
+    """Every file below the directory ``path``, sorted: (relative POSIX path, path)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
@@ -58,6 +59,7 @@ def hash_path(path: Path) -> str:
 
 
 def manifest_digest(manifest: dict[str, str]) -> str:
+    """The digest of a directory object: its manifest's hash, marked as a directory."""
     data = json.dumps(manifest, sort_keys=True).encode()
     return hashlib.sha256(data).hexdigest() + DIR_SUFFIX
 
@@ -91,6 +93,7 @@ def remove(path: Path) -> None:
 
 
 def stamped(path: Path) -> bool:
+    """Whether a cache object still has the modification time it was stored with."""
     try:
         return path.stat().st_mtime_ns == STAMP_NS
     except OSError:
@@ -104,6 +107,7 @@ def seal(path: Path) -> None:
 
 
 def reflink(src: Path, dest: Path) -> bool:
+    """Clone ``src`` to ``dest`` (a copy-on-write reflink); ``False`` where unsupported."""
     try:
         with open(src, "rb") as s, open(dest, "wb") as d:
             fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
@@ -126,6 +130,7 @@ def copy_hashing(src: Path, dest: Path) -> str:
 
 
 def clone_or_copy(src: Path, dest: Path) -> None:
+    """Reflink ``src`` to ``dest``, or copy it where the file system cannot."""
     if src.stat().st_size < SMALL:
         shutil.copyfile(src, dest)  # a reflink saves nothing on a small file
         return
