@@ -82,8 +82,9 @@ def run_command(
     if pid_holder is not None:
         ref = procs.ProcessRef.of(proc.pid, env.get(procs.TOKEN_ENV))
         pid_holder["proc"] = ref
-        if procs.current is not None:
-            procs.current.command(ref)
+        watchdog = pid_holder.get("watchdog")
+        if watchdog is not None:
+            watchdog.command(ref)
         pidfile = pid_holder.get("pidfile")
         if pidfile is not None:
             workspace.write_pid(pidfile, f"{pid_holder['key']} {ref}\n")

@@ -25,10 +25,9 @@ from sweeprun.model import Job, JobReport, Outcome, Result, State
 from sweeprun.run import checkpoint, pipeline, snapshot, workspace
 from sweeprun.run.command import run_command
 from sweeprun.run.metrics import log_tail, read_metrics, unparseable_metrics
-from sweeprun.run.task import Task
+from sweeprun.run.task import Shared, Task
 from sweeprun.spec.expect import check
 from sweeprun.store import leases
-from sweeprun.store.catfile import ObjectReader
 from sweeprun.system.faults import disk_full, storage_error
 from sweeprun.system.paths import OutsideError
 
@@ -100,16 +99,16 @@ def execute_pipeline(
     return outcomes
 
 
-def run_job(job: Job, reader: ObjectReader | None = None) -> JobReport:
+def run_job(job: Job, shared: Shared | None = None) -> JobReport:
     """Run one experiment end to end and return its report.
 
     Never raises for a failing command (that is a failed experiment); an error of
-    sweeprun itself becomes an ``error`` report without a result commit. ``reader`` is
-    the run loop's object reader, when the job runs in its process.
+    sweeprun itself becomes an ``error`` report without a result commit. ``shared`` is
+    what the run loop shares with a job that runs in its own process.
     """
     started = time.time()
     try:
-        task = Task.load(job, reader)
+        task = Task.load(job, shared)
     except Exception:
         return _unread(job, started, traceback.format_exc(limit=4))
     log_path = task.log_path
@@ -252,7 +251,7 @@ def _in_workspace(
     """Run the stages in a checked-out workspace and record the result commit."""
     rc = 0
     message = ""
-    holder: dict[str, Any] = {}
+    holder: dict[str, Any] = {"watchdog": task.shared.watchdog}
     with open(log_path, "ab" if adopted else "wb") as log:
         outcomes = execute_pipeline(task, ws, task.env(ws), log, holder, adopted)
     failed = [o for o in outcomes if o.status == "failed"]

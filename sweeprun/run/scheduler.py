@@ -28,6 +28,7 @@ from sweeprun.run.publisher import (
     remember_workspace_checkpoint,
     resolve_rev,
 )
+from sweeprun.run.task import Shared
 from sweeprun.store import fastgit, leases
 from sweeprun.store.cache import cache_config
 from sweeprun.store.catfile import ObjectReader
@@ -54,19 +55,18 @@ class FailFast:
     signal) does not start: it goes back to the queue.
     """
 
-    def __init__(self, session: Session, maxfail: int, reader: ObjectReader) -> None:
+    def __init__(self, session: Session, maxfail: int, shared: Shared) -> None:
         self.session = session
         self.maxfail = maxfail
-        #: The run loop's object reader: jobs in this process read their queued commits
-        #: through it instead of starting git once each.
-        self.reader = reader
+        #: The run loop's object reader and watchdog, for the jobs of this process.
+        self.shared = shared
         self.failures = 0
         self._lock = threading.Lock()
 
     def __call__(self, job: Job) -> JobReport:
         if self.session.shouldstop:
             return not_started(job)
-        report = run_job(job, self.reader)
+        report = run_job(job, self.shared)
         if self.maxfail and not report.passed and not report.interrupted:
             with self._lock:
                 self.failures += 1
@@ -145,11 +145,6 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         token = procs.job_token(key, common)
         watchdog.started(token) if sign == "+" else watchdog.ended(token)
 
-    # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the
-    # queue ahead of time does not start once the run is stopping (see FailFast).
-    reader = ObjectReader(common)
-    run = FailFast(session, options.maxfail, reader) if backend == "threading" else run_job
-
     def jobs() -> Iterator[Any]:
         for record in records:
             if session.shouldstop:
@@ -180,7 +175,16 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     def on_stop() -> None:
         session.shouldstop = "interrupted"
 
-    watchdog = procs.current = procs.Watchdog()
+    watchdog = procs.Watchdog()
+    reader = ObjectReader(common)
+    # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the
+    # queue ahead of time does not start once the run is stopping (see FailFast); jobs
+    # there share the run loop's object reader and watchdog.
+    run: Callable[[Job], JobReport] = (
+        FailFast(session, options.maxfail, Shared(reader, watchdog))
+        if backend == "threading"
+        else run_job
+    )
     # A job's thread records its command's exit the moment waitpid returns (so that a
     # runner killed from then on leaves it to be adopted, never run again); with the
     # default 5 ms switch interval it could wait that long for the GIL, a window in which
@@ -205,7 +209,6 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         sys.setswitchinterval(interval)
         watchdog.close()  # every job has ended: the watchdog ends with nothing to do
         reader.close()
-        procs.current = None
         publisher.announce(_notify(session))
         if session.in_place:
             for record in records:

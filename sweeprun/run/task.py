@@ -59,6 +59,17 @@ def read_queued(
 
 
 @dataclass(frozen=True)
+class Shared:
+    """What a job running in its runner's own process shares with the run loop (a thread
+    of the default backend); never pickled, never sent to another process."""
+
+    #: The run loop's ``git cat-file --batch``: the job reads its queued commit through it.
+    reader: ObjectReader | None = None
+    #: The runner's watchdog: the job announces its command's process group to it.
+    watchdog: procs.Watchdog | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     """One job being worked on: the job, its queue record and its params files."""
 
@@ -66,12 +77,14 @@ class Task:
     record: QueueRecord
     #: The params files the queued commit adds to the workspace snapshot ``record.tree``.
     files: dict[str, bytes] = field(default_factory=dict)
+    shared: Shared = field(default_factory=Shared)
 
     @classmethod
-    def load(cls, job: Job, reader: ObjectReader | None = None) -> Task:
-        """Read the job's queued commit (through ``reader`` when the run loop has one)."""
-        record, files = read_queued(job.common_dir, job.commit, reader, job.changed)
-        return cls(job, record, files)
+    def load(cls, job: Job, shared: Shared | None = None) -> Task:
+        """Read the job's queued commit (through the run loop's reader when it shares one)."""
+        shared = shared or Shared()
+        record, files = read_queued(job.common_dir, job.commit, shared.reader, job.changed)
+        return cls(job, record, files, shared)
 
     # The job's reference, and the record's facts, under the names the worker uses.
     @property

@@ -240,11 +240,6 @@ class Watchdog:
             self._proc = None
 
 
-#: The watchdog of the runner in this process, if any: commands started here announce
-#: their process group to it (see :meth:`Watchdog.command`).
-current: Watchdog | None = None
-
-
 def watchdog_main() -> None:  # pragma: no cover - runs in the watchdog process
     """Read ``+TOKEN``/``-TOKEN`` lines until the runner's end of the pipe closes; then
     kill every tree still listed (none, when the runner ended normally)."""
