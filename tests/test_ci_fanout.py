@@ -24,6 +24,15 @@ def _sweeprun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _with_remote(p: SweepProject, tmp_path: Path) -> Path:
+    """A bare remote ``origin`` holding the project's commit on ``main``."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    p.git("remote", "add", "origin", str(remote))
+    p.git("push", "-q", "origin", "HEAD:refs/heads/main")
+    return remote
+
+
 def test_the_matrix_names_each_experiment_or_each_shard(sweepproject: SweepProject) -> None:
     p = sweepproject
     p.quickstart()
@@ -69,10 +78,7 @@ def test_four_ci_jobs_push_at_once_and_a_fifth_pulls_every_result_once(
 ) -> None:
     p = sweepproject
     p.quickstart()
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    p.git("remote", "add", "origin", str(remote))
-    p.git("push", "-q", "origin", "HEAD:refs/heads/main")
+    remote = _with_remote(p, tmp_path)
     res = p.run("sweeps.yaml", "--collect-only", "--ci-matrix", "github", "--shard-size", "2")
     assert [e["shard"] for e in json.loads(res.stdout)["include"]] == ["1/3", "2/3", "3/3"]
     shards = ["1/4", "2/4", "3/4", "4/4"]  # four CI jobs (shards of 2, 2, 1 and 1)
@@ -118,10 +124,7 @@ def test_a_ci_job_run_twice_cannot_overwrite_the_first_result(
     Its push is refused as diverged (exit 1) rather than replacing what is there."""
     p = sweepproject
     p.quickstart()
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    p.git("remote", "add", "origin", str(remote))
-    p.git("push", "-q", "origin", "HEAD:refs/heads/main")
+    remote = _with_remote(p, tmp_path)
     results = []
     for attempt in (1, 2):
         clone = tmp_path / f"attempt{attempt}"

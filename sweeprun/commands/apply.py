@@ -17,7 +17,7 @@ from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import CheckpointRecord, Record
-from sweeprun.run.publisher import WORKSPACE_CHECKPOINT
+from sweeprun.run.publisher import set_workspace_checkpoint
 from sweeprun.spec.dag import LOCK_FILE
 from sweeprun.store.cache import Cache, CacheObjectError
 from sweeprun.store.files import remove
@@ -37,16 +37,12 @@ LINK = "link:"
 def _remember_checkpoint(store: ExpStore, rec: Record) -> None:
     """The workspace now holds this checkpoint (or this result's last one): the next
     ``sweeprun run`` continues from it (see ``run.publisher``)."""
-    marker = store.repo.state_dir / WORKSPACE_CHECKPOINT
     sha = ""
     if isinstance(rec.data, CheckpointRecord):
         sha = rec.commit
     elif rec.result is not None and rec.result.checkpoints:
         sha = run_git(["rev-parse", "-q", "--verify", f"{rec.commit}^1"], store.cwd).strip()
-    if sha:
-        marker.write_text(sha + "\n")
-    else:
-        marker.unlink(missing_ok=True)
+    set_workspace_checkpoint(store, sha)
 
 
 def _tree_files(store: ExpStore, commit: str) -> set[str]:

@@ -13,7 +13,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record
-from sweeprun.run.checkpoint import REF_PREFIX, chain, journal_path
+from sweeprun.run.checkpoint import REF_PREFIX, at_step, journal_path
 from sweeprun.spec.names import is_ref_safe
 from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
 from sweeprun.store.records import ExpStore
@@ -63,12 +63,11 @@ def resolve(store: ExpStore, names: list[str], records: list[Record] | None = No
 def checkpoint_commit(store: ExpStore, rec: Record, step: str) -> Record | None:
     """The checkpoint ``step`` of an experiment, as a record (not a ref of its own)."""
 
-    tip = rec.commit if rec.ref.startswith(EXPS) else REF_PREFIX + rec.key
-    for sha, meta in chain(store.cwd, tip, rec.baseline):
-        if str(meta.get("step")) == step:
-            data = parse_record(meta)
-            return Record(ref=rec.ref, commit=sha, data=data) if data is not None else None
-    return None
+    found = at_step(store.cwd, rec, int(step)) if step.isdigit() else None
+    if found is None:
+        return None
+    data = parse_record(found[1])
+    return Record(ref=rec.ref, commit=found[0], data=data) if data is not None else None
 
 
 # -- branch / rename --------------------------------------------------------------------------

@@ -168,14 +168,7 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
                 raise UsageError(f"--{opt} {pattern!r}: not a regular expression ({exc})") from None
             params = [c for c in params if bool(rx.search(c)) == keep]
             metrics = [c for c in metrics if bool(rx.search(c)) == keep]
-    if config.getoption("sort_by"):
-        records = sort_records(
-            records,
-            config.getoption("sort_by"),
-            params,
-            metrics,
-            config.getoption("sort_order") == "desc",
-        )
+    records = _sort_by_option(config, records, params, metrics)
     precision = int(config.getoption("precision") or 6)
     ckpts = any(r.get("checkpoints") for r in records)
     # Several baselines (-A, -n, --rev): say which one each row belongs to.
@@ -310,13 +303,7 @@ def _run(config: Config) -> int:
     if config.getoption("json"):
         if config.getoption("sort_by"):
             params, metrics, _ = build_table(records)
-            records = sort_records(
-                records,
-                config.getoption("sort_by"),
-                params,
-                metrics,
-                config.getoption("sort_order") == "desc",
-            )
+            records = _sort_by_option(config, records, params, metrics)
         config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
         return ExitCode.OK
     if not records:
@@ -326,6 +313,17 @@ def _run(config: Config) -> int:
         records = [_workspace_row(config), *records]
     render(config, records)
     return ExitCode.OK
+
+
+def _sort_by_option(
+    config: Config, records: list[dict[str, Any]], params: list[str], metrics: list[str]
+) -> list[dict[str, Any]]:
+    """``--sort-by``/``--sort-order``, when given."""
+    key = config.getoption("sort_by")
+    if not key:
+        return records
+    desc = config.getoption("sort_order") == "desc"
+    return sort_records(records, key, params, metrics, desc)
 
 
 def _write_junit(config: Config, shown: list[dict[str, Any]]) -> None:

@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sweeprun.model import (
     CHECKPOINT_ENV,
+    EXPS,
     CheckpointRecord,
     Reapable,
+    Record,
     format_message,
     parse_message,
     unlink_later,
@@ -209,6 +211,18 @@ def chain(cwd: str | os.PathLike[str], tip: str, baseline: str) -> list[tuple[st
         if sha and meta is not None and meta.get("state") == "checkpoint":
             out.append((sha, meta))
     return out
+
+
+def at_step(
+    cwd: str | os.PathLike[str], record: Record, step: int
+) -> tuple[str, dict[str, Any]] | None:
+    """Checkpoint ``step`` of an experiment (a result's chain, or a running one's ref):
+    ``(commit, record)``, or ``None``."""
+    tip = record.commit if record.ref.startswith(EXPS) else REF_PREFIX + record.key
+    for sha, meta in chain(cwd, tip, record.baseline):
+        if meta.get("step") == step:
+            return sha, meta
+    return None
 
 
 def dumps(obj: Any) -> str:

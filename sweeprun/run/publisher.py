@@ -102,9 +102,9 @@ def resolve_rev(store: ExpStore, rev: str) -> str:
             key=lambda r: r.baseline != head,
         )
         for rec in found:
-            for sha, meta in checkpoint.chain(store.cwd, rec.commit, rec.baseline):
-                if int(meta.get("step", -1)) == step:
-                    return sha
+            hit = checkpoint.at_step(store.cwd, rec, step)
+            if hit is not None:
+                return hit[0]
         raise UsageError(f"--rev {rev}: no checkpoint {step} of an experiment named {name!r}")
     sha = run_git(["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd, check=False)
     if not sha.strip():
@@ -151,8 +151,13 @@ def prepare_checkpoints(
 def remember_workspace_checkpoint(store: ExpStore, key: str) -> None:
     """After an in-place run: the workspace now holds this experiment's last checkpoint."""
     chain = checkpoint.read_journal(checkpoint.journal_path(store.repo.common_dir, key))
+    set_workspace_checkpoint(store, chain[-1][0] if chain else "")
+
+
+def set_workspace_checkpoint(store: ExpStore, commit: str) -> None:
+    """Note the checkpoint commit the user's workspace holds (empty: none)."""
     marker = store.repo.state_dir / WORKSPACE_CHECKPOINT
-    if chain:
-        marker.write_text(chain[-1][0] + "\n")
+    if commit:
+        marker.write_text(commit + "\n")
     else:
         marker.unlink(missing_ok=True)
