@@ -7,6 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from sweeprun._core.argtypes import nonnegative_int, positive_int, positive_seconds, slot_list
+from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import BACKENDS, RunOptions
 from sweeprun.spec.cimatrix import FORMATS
@@ -26,6 +27,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786"
+    )
+    g.add_argument(
+        "--worker-url",
+        metavar="URL",
+        help="Dask workers reach the repository only through this git URL (git config "
+        "sweeprun.workerUrl): they fetch queued commits and return results as git objects",
     )
     g.add_argument(
         "--connect-timeout",
@@ -71,10 +78,17 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     """The typed run options of parsed arguments (absent ones keep their defaults)."""
     get = vars(args).get
     maxfail = 1 if get("exitfirst") else int(get("maxfail") or 0)
+    backend = str(get("backend") or "threads")
+    if get("worker_url") and backend != "dask":
+        raise UsageError(
+            f"--worker-url {get('worker_url')}: git-only workers are Dask workers "
+            "(add --backend dask --scheduler ADDRESS)"
+        )
     return RunOptions(
         jobs=max(1, int(get("jobs") or 1)),
-        backend=str(get("backend") or "threads"),
+        backend=backend,
         scheduler=get("scheduler"),
+        worker_url=get("worker_url") or None,
         connect_timeout=float(get("connect_timeout") or 10.0),
         timeout=get("timeout"),
         retries=int(get("retries") or 0),

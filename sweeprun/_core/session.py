@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsFile, ParamsSet
 from sweeprun.spec.schema import schema_text
 from sweeprun.spec.sweeps import Sweep, locate
+from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
 from sweeprun.sweepers.grid import count_block, product
 
@@ -67,6 +69,9 @@ class Session:
         self.exitstatus: int = ExitCode.OK
         #: How experiments run: the typed options, never the Namespace below this point.
         self.options = run_options(config.args)
+        if self.options.backend == "dask" and not self.options.worker_url:
+            url = run_git(["config", "sweeprun.workerUrl"], config.repo.root, check=False)
+            self.options = replace(self.options, worker_url=url.strip() or None)
         #: ``sweeprun run`` without ``--temp``: the job runs in the user's work tree.
         self.in_place = False
         self._store: ExpStore | None = None

@@ -23,6 +23,7 @@ from sweeprun.store.cache import Cache, CacheObjectError
 from sweeprun.store.files import remove
 from sweeprun.store.git import ZERO, RefOp, run_git
 from sweeprun.store.records import ExpStore
+from sweeprun.store.tiered import configured_remote, fetch_missing
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ def _plan(store: ExpStore, commit: str, cache: Cache) -> tuple[set[str], dict[st
     outs = {p: d for p, d in _lock_outs(store, commit).items() if p not in files}
     for path in sorted(files | set(outs)):
         guarded(root, path)
+    # Outs computed on other machines (git-only workers) are in the cache remote.
+    fetch_missing(cache, configured_remote(store.cwd), outs.values())
     problems = []
     for path, digest in sorted(outs.items()):
         try:

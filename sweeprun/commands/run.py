@@ -163,6 +163,11 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
     """Queue the experiment and run it through the scheduler, here or in a pooled slot."""
     root = config.repo.root
     exclude: list[str] = []
+    if in_place and session.options.worker_url:
+        raise UsageError(
+            f"--worker-url {session.options.worker_url}: 'sweeprun run' works in this work "
+            "tree; run it with --temp, or queue it and use --run-all"
+        )
     if in_place:
         for path, text in exp.rendered_files().items():
             guarded(root, path, "params file").write_text(text)  # -S edits them, as dvc exp run

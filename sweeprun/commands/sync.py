@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from sweeprun.model import EXPS
 from sweeprun.store.cache import Cache
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
+from sweeprun.store.tiered import configured_remote, copy_objects, remote_root
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -30,11 +30,8 @@ def _check_remote(store: ExpStore, remote: str) -> None:
 
 
 def _cache_remote(config: Config, store: ExpStore) -> Path | None:
-    path = (
-        config.getoption("cache_remote")
-        or run_git(["config", "sweeprun.cacheRemote"], store.cwd, check=False).strip()
-    )
-    return Path(path).expanduser().resolve() if path else None
+    given = config.getoption("cache_remote")
+    return remote_root(given, "--cache-remote") if given else configured_remote(store.cwd)
 
 
 def lock_digests(store: ExpStore, commits: list[str]) -> set[str]:
@@ -52,20 +49,6 @@ def lock_digests(store: ExpStore, commits: list[str]) -> set[str]:
         for stage in lock.get("stages", {}).values():
             digests.update(stage.get("outs", {}).values())
     return digests
-
-
-def _copy_objects(src: Cache, dst: Cache, digests: set[str]) -> int:
-    n = 0
-    for d in sorted(digests):
-        wanted = [d]
-        if d.endswith(".dir") and src.path_of(d).is_file():
-            wanted += list(src.manifest(d).values())
-        for w in wanted:
-            if src.path_of(w).is_file() and not dst.path_of(w).is_file():
-                dst.path_of(w).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src.path_of(w), dst.path_of(w))
-                n += 1
-    return n
 
 
 def _sync(config: Config, push: bool) -> int:
@@ -117,9 +100,9 @@ def _sync(config: Config, push: bool) -> int:
             commits = [r.commit for r in store.records(EXPS)]
             digests = lock_digests(store, commits)
             copied = (
-                _copy_objects(local, remote_cache, digests)
+                copy_objects(local, remote_cache, digests)
                 if push
-                else _copy_objects(remote_cache, local, digests)
+                else copy_objects(remote_cache, local, digests)
             )
         verb = "pushed to" if push else "pulled from"
         config.stdout.write(

@@ -28,6 +28,8 @@ class RunOptions:
     backend: str = "threads"
     scheduler: str | None = None
     connect_timeout: float = 10.0
+    #: ``--worker-url``: workers reach the repository only through this git URL.
+    worker_url: str | None = None
     #: Kill an experiment's whole process tree after this many seconds.
     timeout: float | None = None
     retries: int = 0
@@ -61,13 +63,17 @@ class JobSetup:
     #: empty: the repository's own.
     cache_dir: str = ""
     cache_types: tuple[str, ...] = ("reflink", "copy")
+    #: ``sweeprun.cacheRemote`` (a directory every machine mounts): the cache that
+    #: git-only workers share, behind their own.
+    cache_remote: str = ""
 
 
 @dataclass(frozen=True)
 class Job:
     """One experiment to run: a reference to its queued commit."""
 
-    #: Where the repository is: its work tree and its (common) git directory.
+    #: Where the repository is: its work tree and its (common) git directory (empty for
+    #: a git-only worker, which works in its own mirror of ``url``).
     repo_root: str
     common_dir: str
     #: The queued commit (baseline + workspace + params files) and the experiment's key.
@@ -88,6 +94,9 @@ class Job:
     #: The params files the queued commit changes, when its record says (schema 2): the
     #: worker then reads the commit and those files in one request.
     changed: tuple[str, ...] | None = None
+    #: The git URL a git-only worker fetches the queued commit from (``--worker-url``);
+    #: empty: the worker sees the repository at ``repo_root``.
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,10 @@ class JobReport:
     state: State = State.UNKNOWN
     #: Each stage's (name, status, message): ``ran``, ``cached``, ``skipped``, ``failed``.
     stages: tuple[tuple[str, str, str], ...] = ()
+    #: From a git-only worker: the result's git objects (a pack the runner unpacks and
+    #: verifies before writing a ref) and the whole log.
+    objects: bytes = field(default=b"", repr=False)
+    log: bytes = field(default=b"", repr=False)
 
     @property
     def duration(self) -> float:

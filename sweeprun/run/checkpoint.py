@@ -278,7 +278,10 @@ def run_with_checkpoints(
             checkpoint_outs=digests,
         )
         subject = f"sweeprun: checkpoint {step} {task.name} {task.exp_id}"
-        return commit_tree(ws, task, format_message(subject, record), parent)
+        commit = commit_tree(ws, task, format_message(subject, record), parent)
+        if task.shared.relay is not None:
+            task.shared.relay(commit, step)  # a git-only worker: out to the URL first
+        return commit
 
     env = dict(env, **{ENV: str(signal_path(common, task.key))})
     # Checkpointed outs are the program's state: keep them between stages and runs.

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +29,13 @@ from sweeprun.run.publisher import (
     remember_workspace_checkpoint,
     resolve_rev,
 )
+from sweeprun.run.remote import TOPIC, CheckpointInbox, Dispatch, run_remote
 from sweeprun.run.task import Shared
 from sweeprun.store import fastgit, leases
 from sweeprun.store.cache import cache_config
 from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.git import commit_identity
+from sweeprun.store.tiered import configured_remote
 from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
 from sweeprun.system.stopping import Stopper
@@ -105,8 +108,10 @@ def make_job(
     options: RunOptions,
     setup: JobSetup | None = None,
     env: dict[str, str] | None = None,
+    url: str = "",
 ) -> Job:
-    """The picklable job for a claimed record: a reference to its queued commit."""
+    """The picklable job for a claimed record: a reference to its queued commit (for a
+    git-only worker, at ``url``: the job then names no path of this machine)."""
     repo = session.config.repo
     extra = dict(env or {})
     for got in session.hook.sweeprun_job_env(config=session.config, record=record):
@@ -114,17 +119,18 @@ def make_job(
             extra.update(got)
     journal = session.store.journal.path
     return Job(
-        repo_root=str(repo.root),
-        common_dir=str(repo.common_dir),
+        repo_root="" if url else str(repo.root),
+        common_dir="" if url else str(repo.common_dir),
         commit=record.commit,
         key=record.key,
         options=options,
         setup=setup or JobSetup(),
         env=tuple(sorted(extra.items())),
         claim=claim_token(session.store.journal.lease(record.key)),
-        journal=journal.name if journal is not None else "",
+        journal=journal.name if journal is not None and not url else "",
         in_place=session.in_place,
         changed=record.data.changed,
+        url=url,
     )
 
 
@@ -139,6 +145,13 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     backend = JOBLIB_BACKENDS[options.backend]
     setup, ident_env = job_setup(config.repo.root, config.repo.common_dir)
     common = config.repo.common_dir
+    url = options.worker_url or "" if options.backend == "dask" else ""
+    dispatch = None
+    if url:
+        remote = configured_remote(config.repo.root)
+        setup = replace(setup, cache_remote=str(remote or ""))
+        dispatch = Dispatch(config.repo.root, common, url, setup.cache_remote)
+        dispatch.publish(records)  # before any claim: a refusal leaves the queue as it is
 
     def watch(sign: str, key: str) -> None:
         """Tell the watchdog a job started (``+``) or ended (``-``)."""
@@ -162,7 +175,10 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             session.running[record.key] = claimed
             watch("+", record.key)
             prepare_checkpoints(session.store, claimed, options.reset, rev, session.in_place)
-            yield joblib.delayed(run)(make_job(session, claimed, options, setup, ident_env))
+            if dispatch is not None:
+                dispatch.pass_checkpoints(claimed, options.reset, rev)
+            job = make_job(session, claimed, options, setup, ident_env, url)
+            yield joblib.delayed(run)(job)
 
     client = _dask_client(options) if options.backend == "dask" else None
     publisher = CheckpointPublisher(session.store, lambda: list(session.running.items()))
@@ -181,10 +197,19 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     # queue ahead of time does not start once the run is stopping (see FailFast); jobs
     # there share the run loop's object reader and watchdog.
     run: Callable[[Job], JobReport] = (
-        FailFast(session, options.maxfail, Shared(reader, watchdog))
+        run_remote
+        if url
+        else FailFast(session, options.maxfail, Shared(reader, watchdog))
         if backend == "threading"
         else run_job
     )
+    receive = None
+    inbox: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if dispatch is not None and client is not None:
+        journal = session.store.journal.path
+        receive = partial(dispatch.receive, journal=journal)
+        inbox = CheckpointInbox(common, url, lambda: set(session.running))
+        client.subscribe_topic(TOPIC, inbox.handle)
     # A job's thread records its command's exit the moment waitpid returns (so that a
     # runner killed from then on leaves it to be adopted, never run again); with the
     # default 5 ms switch interval it could wait that long for the GIL, a window in which
@@ -193,8 +218,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
     try:
-        with Stopper(running, on_stop):
-            _drain(session, jobs, backend, options, publisher, watch)
+        with Stopper(running, on_stop), inbox:
+            _drain(session, jobs, backend, options, publisher, watch, receive)
     except KeyboardInterrupt:
         # Not from a signal during the run (its handler raises nothing): from elsewhere,
         # e.g. the loop running outside the main thread.
@@ -206,6 +231,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     finally:
         if client is not None:
             client.close()
+        if dispatch is not None:
+            dispatch.clean_up()
         sys.setswitchinterval(interval)
         watchdog.close()  # every job has ended: the watchdog ends with nothing to do
         reader.close()
@@ -283,8 +310,10 @@ def _drain(
     options: RunOptions,
     publisher: CheckpointPublisher,
     watch: Callable[[str, str], None],
+    receive: Callable[[JobReport], JobReport] | None = None,
 ) -> None:
-    """Feed jobs to joblib and publish each result as it arrives (this thread only)."""
+    """Feed jobs to joblib and publish each result as it arrives (this thread only);
+    ``receive`` stores what a git-only worker returned before anything is published."""
     import joblib  # deferred: ~100 ms to import, and only a run needs it
 
     maxfail = options.maxfail
@@ -304,6 +333,8 @@ def _drain(
                     session.store.release([running])
                 continue
             try:
+                if receive is not None:
+                    report = receive(report)
                 if running is not None:
                     publisher.publish(report.key, running)
                 publisher.announce(notify)

@@ -8,6 +8,7 @@ stays small whatever the params weigh.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sweeprun.model import Job, QueueRecord, Stage, parse_message, parse_record
 from sweeprun.spec.dag import committed_results
 from sweeprun.store.cache import Cache
 from sweeprun.store.catfile import ObjectReader
+from sweeprun.store.tiered import TieredCache
 from sweeprun.system import procs
 
 
@@ -60,13 +62,16 @@ def read_queued(
 
 @dataclass(frozen=True)
 class Shared:
-    """What a job running in its runner's own process shares with the run loop (a thread
-    of the default backend); never pickled, never sent to another process."""
+    """What a job shares with the process it runs in: the run loop (a thread of the
+    default backend) or a git-only worker; never pickled, never sent to another process."""
 
     #: The run loop's ``git cat-file --batch``: the job reads its queued commit through it.
     reader: ObjectReader | None = None
     #: The runner's watchdog: the job announces its command's process group to it.
     watchdog: procs.Watchdog | None = None
+    #: A git-only worker's relay: each checkpoint ``(commit, step)`` is handed to it
+    #: before the program goes on (pushed where the runner and other workers see it).
+    relay: Callable[[str, int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,9 @@ class Task:
         """The output cache."""
         setup = self.job.setup
         root = Path(setup.cache_dir) if setup.cache_dir else self.state_dir / "cache"
+        if self.job.url and setup.cache_remote:
+            # A git-only worker: its own cache, then the one every machine shares.
+            return TieredCache(root, setup.cache_types, remote=Path(setup.cache_remote))
         return Cache(root, setup.cache_types)
 
     def env(self, ws: Path) -> dict[str, str]:

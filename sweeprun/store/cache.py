@@ -174,7 +174,8 @@ class Cache:
             raise self._set_aside(digest) from None
         return manifest
 
-    def _store_file(self, src: Path, digest: str) -> None:
+    def store_file(self, src: Path, digest: str) -> None:
+        """Store the file ``src`` as object ``digest`` (known to be its hash)."""
         target = self.path_of(digest)
         if stamped(target):
             return
@@ -238,7 +239,7 @@ class Cache:
             manifest = {}
             for rel, full in walk(path):
                 digest = hash_file(full)
-                self._store_file(full, digest)
+                self.store_file(full, digest)
                 manifest[rel] = digest
             digest = manifest_digest(manifest)
             target = self.path_of(digest)
@@ -249,7 +250,7 @@ class Cache:
                     os.replace(tmp, target)
             return digest
         digest = hash_file(path)
-        self._store_file(path, digest)
+        self.store_file(path, digest)
         return digest
 
     def checkout(self, digest: str, dest: Path) -> None:

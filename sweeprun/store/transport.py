@@ -1,0 +1,148 @@
+"""Git as the only transport between a runner and workers that share nothing else.
+
+The runner pushes the queued commits it dispatches to a URL both sides reach
+(``refs/sweeprun/jobs/<key>``); a worker keeps a bare *mirror* of that URL in its own
+directory and fetches one job's ref at a time (incrementally: only the objects it lacks);
+results come back as a pack of git objects that the runner unpacks and verifies before
+it writes any ref. Checkpoints travel the other way as pushes to
+``refs/sweeprun/checkpoints/<key>`` at the URL, so any worker can resume them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from sweeprun.exceptions import GitError
+
+#: Where the runner puts the queued commits it dispatches, at the worker URL.
+JOBS = "refs/sweeprun/jobs/"
+#: Where checkpoints of remote jobs live, at the worker URL and in each mirror.
+CHECKPOINTS = "refs/sweeprun/checkpoints/"
+#: Above this many objects a returned pack is kept as a pack, below it is unpacked
+#: (git's own ``transfer.unpackLimit`` default).
+UNPACK_LIMIT = 100
+#: Network operations give up after this long (a worker URL that hangs is a failure).
+TIMEOUT = 120.0
+
+
+class TransportError(GitError):
+    """A git transfer to or from the worker URL failed; the message is one line."""
+
+
+def _git(args: Sequence[str], git_dir: str | os.PathLike[str], data: bytes | None = None) -> bytes:
+    """``git --git-dir GIT_DIR ARGS`` → stdout; :class:`TransportError` with git's last
+    line of complaint otherwise."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")  # never wait for a password
+    try:
+        proc = subprocess.run(
+            ["git", "--git-dir", str(git_dir), *args],
+            input=data,
+            capture_output=True,
+            env=env,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TransportError(f"git {args[0]} gave no answer within {TIMEOUT:g} s") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        raise TransportError(lines[-1].strip() if lines else f"git {args[0]} failed")
+    return proc.stdout
+
+
+def push(git_dir: str | os.PathLike[str], url: str, specs: Iterable[str]) -> None:
+    """Push refspecs (``SHA:REF``, ``+SHA:REF``, ``:REF``) to ``url`` in one connection."""
+    specs = list(specs)
+    if specs:
+        _git(["push", "--quiet", "--no-verify", url, *specs], git_dir)
+
+
+def remote_refs(git_dir: str | os.PathLike[str], url: str, pattern: str) -> dict[str, str]:
+    """``{ref: sha}`` at ``url`` matching a ``ls-remote`` pattern."""
+    out = _git(["ls-remote", url, pattern], git_dir).decode()
+    pairs = (line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    return {ref: sha for sha, ref in pairs}
+
+
+def mirror_path(base: str | os.PathLike[str], url: str) -> Path:
+    """Where a worker keeps its mirror of ``url`` (one per repository, under ``base``)."""
+    return Path(base) / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.git"
+
+
+def open_mirror(base: str | os.PathLike[str], url: str) -> Path:
+    """A bare mirror of ``url`` in ``base``, made on first use (threads and processes of
+    one machine make it once)."""
+    mirror = mirror_path(base, url)
+    if (mirror / "HEAD").is_file():
+        return mirror
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with open(mirror.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (mirror / "HEAD").is_file():
+            tmp = mirror.with_suffix(f".tmp{os.getpid()}")
+            subprocess.run(["git", "init", "-q", "--bare", str(tmp)], check=True)
+            # The mirror only ever receives one job's objects at a time: keep them loose
+            # and never pause a job for an automatic repack.
+            _git(["config", "gc.auto", "0"], tmp)
+            _git(["config", "remote.origin.url", url], tmp)
+            os.replace(tmp, mirror)
+    return mirror
+
+
+def fetch_job(mirror: Path, url: str, key: str, commit: str) -> None:
+    """Fetch job ``key``'s queued commit (and its checkpoints, when ``url`` has some)
+    into ``mirror``; only the objects the mirror lacks cross the wire.
+
+    The checkpoints' refspec is a pattern so that its absence is not an error; keys are
+    fixed-length, so it matches this job's ref only. ``--prune`` drops a checkpoint ref
+    the URL no longer has (``--reset``).
+    """
+    have = subprocess.run(
+        ["git", "--git-dir", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    specs = [f"+{CHECKPOINTS}{key}*:{CHECKPOINTS}{key}*"]
+    if have.returncode != 0:
+        specs.insert(0, f"+{JOBS}{key}:{JOBS}{key}")
+    _git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", url, *specs], mirror)
+    got = _git(["rev-parse", "-q", "--verify", f"{commit}^{{commit}}"], mirror).decode().strip()
+    if got != commit:
+        raise TransportError(f"{url} has no queued commit {commit[:12]} for {key}")
+
+
+def fetch_objects(git_dir: str | os.PathLike[str], url: str, ref: str) -> None:
+    """Fetch what ``ref`` at ``url`` reaches, updating no ref (a later step names it)."""
+    _git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url, ref], git_dir)
+
+
+def pack(git_dir: str | os.PathLike[str], tips: Sequence[str], have: Sequence[str]) -> bytes:
+    """A pack of every object reachable from ``tips`` and not from ``have``."""
+    wanted = "".join(f"{t}\n" for t in tips) + "".join(f"^{h}\n" for h in have)
+    return _git(["pack-objects", "--revs", "--stdout", "-q"], git_dir, wanted.encode())
+
+
+def unpack(git_dir: str | os.PathLike[str], data: bytes) -> None:
+    """Store a pack's objects: loose when there are few, as a pack otherwise (as fetch does)."""
+    if not data:
+        return
+    count = int.from_bytes(data[8:12], "big") if data[:4] == b"PACK" else 0
+    if count < UNPACK_LIMIT:
+        _git(["unpack-objects", "-q"], git_dir, data)
+    else:
+        _git(["index-pack", "--stdin", "-q"], git_dir, data)
+
+
+def has_commit(git_dir: str | os.PathLike[str], sha: str) -> bool:
+    """Whether ``sha`` is a commit whose objects are all present (``rev-list --objects``
+    walks its tree, so a half-arrived result is caught)."""
+    with contextlib.suppress(TransportError):
+        _git(["rev-list", "--objects", "-n", "1", "--quiet", sha], git_dir)
+        return True
+    return False
