@@ -134,7 +134,10 @@ class LoopbackCluster:
     def _start(self, cmd: list[str], name: str) -> subprocess.Popen[bytes]:
         log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -146,7 +149,7 @@ class LoopbackCluster:
         from distributed import Client  # optional extra
 
         with Client(self.scheduler, timeout=timeout) as client:  # type: ignore[no-untyped-call]
-            client.wait_for_workers(n, timeout=timeout)  # type: ignore[no-untyped-call]
+            client.wait_for_workers(n, timeout=timeout)
 
     def kill_worker(self, i: int) -> None:
         """``kill -9`` worker ``i`` and everything it started."""

@@ -6,6 +6,7 @@ over it in their own mount namespace). Only the git URL and the cache remote con
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.skipif(bool(WHY), reason=WHY or "-")
 
 PREP = """
 import os, sys
-assert not os.path.exists(os.path.join(sys.argv[1], "sweeps.yaml")), "the worker sees the runner's repository"
+seen = os.path.exists(os.path.join(sys.argv[1], "sweeps.yaml"))
+assert not seen, "the worker sees the runner's repository"
 open(sys.argv[2], "a").write("prep\\n")
 open("data.txt", "w").write("10\\n")
 """
@@ -34,6 +36,7 @@ if os.path.exists(sys.argv[2]):  # (the workers' environment is not the runner's
 d = int(open("data.txt").read())
 json.dump({"score": p["lr"] * d + p["depth"]}, open("metrics.json", "w"))
 open("model.bin", "w").write(f"model {p['lr']} {p['depth']}\\n")
+open(sys.argv[1] + ".done", "a").write(f"{p['lr']}-{p['depth']}\\n")
 """
 STEPS = """
 import json, os, sys, time
@@ -149,6 +152,31 @@ def test_a_worker_killed_mid_job_reruns_it_elsewhere_recorded_once(
     assert len(started) == 7 and len(set(started)) == 6  # the killed one ran again
 
 
+def test_a_killed_runner_leaves_nothing_running_and_the_next_one_records_once(
+    sweepproject: SweepProject, tmp_path: Path, cluster: LoopbackCluster
+) -> None:
+    _, trains = project(sweepproject, tmp_path)
+    (tmp_path / "sleep").write_text("3")
+    runner = sweepproject.popen(*run_all(sweepproject, cluster))
+    deadline = time.monotonic() + 60
+    while len(trains.read_text().split() if trains.exists() else []) < 2:
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.communicate()
+    # The cluster drops the dead runner's tasks: their commands are killed, not finished.
+    time.sleep(4)
+    done = Path(str(trains) + ".done")
+    assert not done.exists(), done.read_text()
+    (tmp_path / "sleep").unlink()
+    res = sweepproject.run_subprocess(*run_all(sweepproject, cluster))
+    assert res.ret == 0, res.stdout + res.stderr
+    check_six(sweepproject)
+    assert sorted(done.read_text().split()) == sorted(
+        f"{lr}-{d}" for lr in (1, 2, 3) for d in (1, 2)
+    )
+
+
 def test_checkpoints_reach_the_runner_and_resume_on_another_worker(
     sweepproject: SweepProject, tmp_path: Path, cluster: LoopbackCluster
 ) -> None:
@@ -174,9 +202,10 @@ def test_checkpoints_reach_the_runner_and_resume_on_another_worker(
     runner = sweepproject.popen(*run_all(sweepproject, cluster))
     deadline = time.monotonic() + 60
     # Checkpoints reach the runner's repository while the job runs.
-    while len(sweepproject.refs("refs/sweeprun/checkpoints/")) < 1 or len(
-        steps.read_text().split() if steps.exists() else []
-    ) < 2:
+    while (
+        len(sweepproject.refs("refs/sweeprun/checkpoints/")) < 1
+        or len(steps.read_text().split() if steps.exists() else []) < 2
+    ):
         assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
         time.sleep(0.05)
     cluster.kill_worker(busy_worker(cluster))  # the one running the job
@@ -219,6 +248,10 @@ def test_a_url_the_workers_cannot_reach_fails_the_experiment_in_one_line(
         *("--worker-url", str(hidden), "-x"),
     )
     assert res.ret == 1, res.stdout + res.stderr
-    lines = [ln for ln in res.stdout.splitlines() if f"could not fetch the experiment from {hidden}" in ln]
+    lines = [
+        ln
+        for ln in res.stdout.splitlines()
+        if f"could not fetch the experiment from {hidden}" in ln
+    ]
     assert lines and "Traceback" not in res.stdout + res.stderr
     assert len(sweepproject.refs("refs/sweeprun/queue/")) == 6  # still queued, nothing lost

@@ -97,6 +97,9 @@ class Job:
     #: The git URL a git-only worker fetches the queued commit from (``--worker-url``);
     #: empty: the worker sees the repository at ``repo_root``.
     url: str = ""
+    #: Whether a stage checkpoints: a git-only worker then fetches the URL's checkpoints
+    #: of this experiment before it starts (to resume where another worker stopped).
+    checkpoints: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.model import Job, JobReport, Outcome, Record
+from sweeprun.model import Job, JobReport, JobSetup, Outcome, Record
 from sweeprun.run import checkpoint
 from sweeprun.run.executor import run_job
 from sweeprun.run.task import Shared
@@ -68,7 +68,7 @@ def run_remote(job: Job) -> JobReport:
     host = socket.gethostname()
     try:
         mirror = transport.open_mirror(worker_dir(), job.url)
-        transport.fetch_job(mirror, job.url, job.key, job.commit)
+        transport.fetch_job(mirror, job.url, job.key, job.commit, job.checkpoints)
     except (OSError, TransportError) as exc:
         why = f"worker {host} could not fetch the experiment from {job.url}: {exc}"
         return _failed(job, started, " ".join(why.split()))
@@ -174,11 +174,12 @@ def _cancel_when_unwanted(token: str) -> Iterator[None]:
 class Dispatch:
     """The runner's half of the git transport for one run."""
 
-    def __init__(self, root: Path, common_dir: Path, url: str, cache_remote: str) -> None:
-        self.root = root
+    def __init__(self, common_dir: Path, url: str, setup: JobSetup) -> None:
         self.common_dir = common_dir
         self.url = url
-        self.cache_remote = cache_remote
+        self.cache_remote = setup.cache_remote
+        #: Whether returned objects may be written in-process (see ``store_pack``).
+        self.fast = setup.fast_objects
         self.keys: set[str] = set()
 
     def publish(self, records: Iterable[Record]) -> None:
@@ -227,9 +228,7 @@ class Dispatch:
         report = replace(report, log_path=str(log_path), log=b"")
         if report.result_commit is None:
             return replace(report, objects=b"")
-        transport.unpack(self.common_dir, report.objects)
-        if not transport.has_commit(self.common_dir, report.result_commit):
-            raise TransportError(f"result {report.result_commit[:12]} arrived incomplete")
+        transport.store_pack(self.common_dir, report.objects, report.result_commit, self.fast)
         if journal is not None:
             with contextlib.suppress(OSError):
                 leases.record_result(journal, report.key, report.result_commit)

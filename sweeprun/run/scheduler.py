@@ -131,6 +131,7 @@ def make_job(
         in_place=session.in_place,
         changed=record.data.changed,
         url=url,
+        checkpoints=any(s.checkpoint_outs for s in record.data.stages),
     )
 
 
@@ -150,7 +151,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     if url:
         remote = configured_remote(config.repo.root)
         setup = replace(setup, cache_remote=str(remote or ""))
-        dispatch = Dispatch(config.repo.root, common, url, setup.cache_remote)
+        dispatch = Dispatch(common, url, setup)
         dispatch.publish(records)  # before any claim: a refusal leaves the queue as it is
 
     def watch(sign: str, key: str) -> None:

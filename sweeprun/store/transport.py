@@ -15,10 +15,12 @@ import fcntl
 import hashlib
 import os
 import subprocess
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sweeprun.exceptions import GitError
+from sweeprun.store import objects as gitobjects
 
 #: Where the runner puts the queued commits it dispatches, at the worker URL.
 JOBS = "refs/sweeprun/jobs/"
@@ -27,6 +29,8 @@ CHECKPOINTS = "refs/sweeprun/checkpoints/"
 #: Above this many objects a returned pack is kept as a pack, below it is unpacked
 #: (git's own ``transfer.unpackLimit`` default).
 UNPACK_LIMIT = 100
+#: Packs up to this size are read in-process by a runner that writes objects itself.
+INPROCESS_LIMIT = 1 << 20
 #: Network operations give up after this long (a worker URL that hangs is a failure).
 TIMEOUT = 120.0
 
@@ -95,26 +99,32 @@ def open_mirror(base: str | os.PathLike[str], url: str) -> Path:
     return mirror
 
 
-def fetch_job(mirror: Path, url: str, key: str, commit: str) -> None:
-    """Fetch job ``key``'s queued commit (and its checkpoints, when ``url`` has some)
-    into ``mirror``; only the objects the mirror lacks cross the wire.
+def fetch_job(mirror: Path, url: str, key: str, commit: str, checkpoints: bool) -> None:
+    """Make job ``key``'s queued commit present in ``mirror`` (and, for a job that
+    checkpoints, the URL's checkpoints of it); only objects the mirror lacks cross.
 
-    The checkpoints' refspec is a pattern so that its absence is not an error; keys are
-    fixed-length, so it matches this job's ref only. ``--prune`` drops a checkpoint ref
-    the URL no longer has (``--reset``).
+    A job whose commit is missing fetches every job ref at the URL in that one round trip:
+    the queued commits of a sweep are a few small objects each, and each fetch costs a
+    connection and a negotiation (~60 ms on loopback), so the worker's next jobs find
+    their commits already there. The checkpoints' refspec is a pattern so that its
+    absence is not an error (keys are fixed-length: it matches this job's ref only);
+    ``--prune`` drops refs the URL no longer has (done jobs, ``--reset``).
     """
-    have = subprocess.run(
-        ["git", "--git-dir", str(mirror), "cat-file", "-e", f"{commit}^{{commit}}"],
-        capture_output=True,
-        check=False,
-    )
-    specs = [f"+{CHECKPOINTS}{key}*:{CHECKPOINTS}{key}*"]
-    if have.returncode != 0:
-        specs.insert(0, f"+{JOBS}{key}:{JOBS}{key}")
+    missing = not has_object(mirror, commit)
+    specs = [f"+{CHECKPOINTS}{key}*:{CHECKPOINTS}{key}*"] if checkpoints else []
+    if missing:
+        specs.append(f"+{JOBS}*:{JOBS}*")
+    if not specs:
+        return
     _git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune", url, *specs], mirror)
-    got = _git(["rev-parse", "-q", "--verify", f"{commit}^{{commit}}"], mirror).decode().strip()
-    if got != commit:
+    if missing and not has_object(mirror, commit):
         raise TransportError(f"{url} has no queued commit {commit[:12]} for {key}")
+
+
+def has_object(git_dir: str | os.PathLike[str], sha: str) -> bool:
+    """Whether the object ``sha`` is in ``git_dir`` (one ``cat-file -e``)."""
+    cmd = ["git", "--git-dir", str(git_dir), "cat-file", "-e", sha]
+    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
 
 
 def fetch_objects(git_dir: str | os.PathLike[str], url: str, ref: str) -> None:
@@ -125,7 +135,38 @@ def fetch_objects(git_dir: str | os.PathLike[str], url: str, ref: str) -> None:
 def pack(git_dir: str | os.PathLike[str], tips: Sequence[str], have: Sequence[str]) -> bytes:
     """A pack of every object reachable from ``tips`` and not from ``have``."""
     wanted = "".join(f"{t}\n" for t in tips) + "".join(f"^{h}\n" for h in have)
-    return _git(["pack-objects", "--revs", "--stdout", "-q"], git_dir, wanted.encode())
+    # No deltas (the objects are new and few): the runner can read the pack in-process.
+    args = ["pack-objects", "--revs", "--stdout", "-q", "--window=0", "--no-reuse-delta"]
+    return _git(args, git_dir, wanted.encode())
+
+
+_KINDS = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}
+
+
+def read_pack(data: bytes) -> list[tuple[str, bytes]] | None:
+    """The objects of a small pack without deltas, as ``(kind, body)``; ``None`` for
+    anything else (deltas, a big pack, a damaged one): git unpacks those."""
+    if data[:4] != b"PACK" or len(data) > INPROCESS_LIMIT or len(data) < 32:
+        return None
+    if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+        return None
+    count, pos, out = int.from_bytes(data[8:12], "big"), 12, []
+    for _ in range(count):
+        byte = data[pos]
+        kind = _KINDS.get((byte >> 4) & 7)
+        pos += 1
+        while byte & 0x80:  # the size's continuation bytes (the body's length says it)
+            byte = data[pos]
+            pos += 1
+        if kind is None:
+            return None  # a delta
+        inflate = zlib.decompressobj()
+        body = inflate.decompress(data[pos : len(data) - 20])
+        if not inflate.eof:
+            return None
+        pos = len(data) - 20 - len(inflate.unused_data)
+        out.append((kind, body))
+    return out if pos == len(data) - 20 else None
 
 
 def unpack(git_dir: str | os.PathLike[str], data: bytes) -> None:
@@ -137,6 +178,24 @@ def unpack(git_dir: str | os.PathLike[str], data: bytes) -> None:
         _git(["unpack-objects", "-q"], git_dir, data)
     else:
         _git(["index-pack", "--stdin", "-q"], git_dir, data)
+
+
+def store_pack(git_dir: str | os.PathLike[str], data: bytes, commit: str, fast: bool) -> None:
+    """Store a returned pack whose tip is ``commit``, and check that it arrived whole.
+
+    ``fast`` (a SHA-1 repository whose objects sweeprun may write): a small pack without
+    deltas is written as loose objects in-process, each named by the hash of what
+    arrived; otherwise git unpacks it and walks the commit's tree.
+    """
+    objects = read_pack(data) if fast else None
+    if objects is None:
+        unpack(git_dir, data)
+        if not has_commit(git_dir, commit):
+            raise TransportError(f"result {commit[:12]} arrived incomplete")
+        return
+    written = {gitobjects.write_object(Path(git_dir) / "objects", k, b) for k, b in objects}
+    if commit not in written:
+        raise TransportError(f"result {commit[:12]} did not arrive")
 
 
 def has_commit(git_dir: str | os.PathLike[str], sha: str) -> bool:
