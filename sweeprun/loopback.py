@@ -100,7 +100,9 @@ class LoopbackCluster:
         self.url = f"git://127.0.0.1:{port}/repo.git"
         port = free_port()
         sched = [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1"]
-        self._start([*sched, "--port", str(port), "--no-dashboard"], "scheduler")
+        # (Its HTTP server listens even without a dashboard: never on the fixed 8787.)
+        http = ["--no-dashboard", "--dashboard-address", "127.0.0.1:0"]
+        self._start([*sched, "--port", str(port), *http], "scheduler")
         _wait_port(port, self.procs[-1], "dask scheduler")
         self.scheduler = f"tcp://127.0.0.1:{port}"
         for i in range(self.workers):

@@ -13,7 +13,7 @@ def test_run_all_on_a_local_dask_cluster(sweepproject: SweepProject) -> None:
     sweepproject.quickstart()
     assert sweepproject.run("sweeps.yaml").ret == 0
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         res = sweepproject.run_subprocess(
             "--run-all", "-j", "2", "--backend", "dask", "--scheduler", cluster.scheduler_address

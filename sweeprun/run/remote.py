@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.model import Job, JobReport, JobSetup, Outcome, Record
+from sweeprun.model import QUEUE, RUNNING, Job, JobReport, JobSetup, Outcome, Record
 from sweeprun.run import checkpoint
 from sweeprun.run.executor import run_job
 from sweeprun.run.task import Shared
@@ -143,6 +143,7 @@ def _cancel_when_unwanted(token: str) -> Iterator[None]:
     """Kill the job's processes when the cluster no longer wants its result (the runner
     that submitted it is gone: Dask releases its tasks but cannot stop a running one)."""
     try:
+        # The optional extra (and Dask's own task state): only on a Dask worker.
         from distributed import get_worker
         from distributed.utils import thread_state  # type: ignore[attr-defined]
 
@@ -217,14 +218,17 @@ class Dispatch:
         elif chain and (rev or ref not in there):
             transport.push(self.common_dir, self.url, [f"+{chain[-1][0]}:{ref}"])
 
-    def receive(self, report: JobReport, journal: Path | None) -> JobReport:
+    def receive(self, report: JobReport, record: Record | None, journal: Path | None) -> JobReport:
         """Store a returned result's objects (verified whole) and its log; note the
         result in the runner's journal, as a local job would, so that a runner killed
         before it writes the ref leaves it to be adopted."""
+        if record is not None and report.name == report.key:  # it could not read its record
+            report = replace(report, name=record.name, exp_id=record.data.id)
         log_path = self.common_dir / "sweeprun" / "logs" / f"{report.key}.log"
-        if report.log:
+        text = report.log or report.log_tail.encode()  # (no log: the job did not start)
+        if text:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_bytes(report.log)
+            log_path.write_bytes(text)
         report = replace(report, log_path=str(log_path), log=b"")
         if report.result_commit is None:
             return replace(report, objects=b"")
@@ -235,26 +239,23 @@ class Dispatch:
         return replace(report, objects=b"")
 
     def clean_up(self) -> None:
-        """Drop the URL's refs of this run's jobs (and their checkpoints) that are done."""
+        """Drop the URL's refs of this run's jobs (and their checkpoints) that are done:
+        not queued (a stopped run put them back) nor running (under another runner)."""
         if not self.keys:
             return
         with contextlib.suppress(TransportError):
             there = transport.remote_refs(self.common_dir, self.url, "refs/sweeprun/*")
-            queued = {
-                line.rsplit("/", 1)[-1]
-                for line in _local_refs(self.common_dir, "refs/sweeprun/queue/")
-            }
+            listed = run_git(
+                ["for-each-ref", "--format=%(refname)", QUEUE, RUNNING], self.common_dir
+            )
+            pending = {line.rsplit("/", 1)[-1] for line in listed.splitlines()}
             gone = [
                 f":{ref}"
                 for ref in there
                 if ref.startswith((JOBS, CHECKPOINTS))
-                and ref.rsplit("/", 1)[-1] in self.keys - queued
+                and ref.rsplit("/", 1)[-1] in self.keys - pending
             ]
             transport.push(self.common_dir, self.url, gone)
-
-
-def _local_refs(common_dir: Path, prefix: str) -> list[str]:
-    return run_git(["for-each-ref", "--format=%(refname)", prefix], common_dir).splitlines()
 
 
 class CheckpointInbox:

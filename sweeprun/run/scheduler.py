@@ -36,6 +36,7 @@ from sweeprun.store.cache import cache_config
 from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.git import commit_identity
 from sweeprun.store.tiered import configured_remote
+from sweeprun.store.transport import TransportError
 from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
 from sweeprun.system.stopping import Stopper
@@ -174,10 +175,16 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             if claimed is None:
                 continue  # another runner took it
             session.running[record.key] = claimed
-            watch("+", record.key)
             prepare_checkpoints(session.store, claimed, options.reset, rev, session.in_place)
             if dispatch is not None:
-                dispatch.pass_checkpoints(claimed, options.reset, rev)
+                try:
+                    dispatch.pass_checkpoints(claimed, options.reset, rev)
+                except TransportError as exc:
+                    session.running.pop(record.key, None)
+                    session.store.release([claimed])
+                    session.shouldstop = f"--worker-url {url}: {exc}: stopped dispatching"
+                    return
+            watch("+", record.key)
             job = make_job(session, claimed, options, setup, ident_env, url)
             yield joblib.delayed(run)(job)
 
@@ -311,7 +318,7 @@ def _drain(
     options: RunOptions,
     publisher: CheckpointPublisher,
     watch: Callable[[str, str], None],
-    receive: Callable[[JobReport], JobReport] | None = None,
+    receive: Callable[[JobReport, Record | None], JobReport] | None = None,
 ) -> None:
     """Feed jobs to joblib and publish each result as it arrives (this thread only);
     ``receive`` stores what a git-only worker returned before anything is published."""
@@ -335,7 +342,7 @@ def _drain(
                 continue
             try:
                 if receive is not None:
-                    report = receive(report)
+                    report = receive(report, running)
                 if running is not None:
                     publisher.publish(report.key, running)
                 publisher.announce(notify)

@@ -55,8 +55,13 @@ def _git(args: Sequence[str], git_dir: str | os.PathLike[str], data: bytes | Non
     except subprocess.TimeoutExpired:
         raise TransportError(f"git {args[0]} gave no answer within {TIMEOUT:g} s") from None
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
-        raise TransportError(lines[-1].strip() if lines else f"git {args[0]} failed")
+        lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").splitlines()]
+        # git's own verdict ("fatal: '…' does not appear to be a git repository"), not the
+        # advice that follows it.
+        said = [ln for ln in lines if ln.startswith(("fatal:", "error:"))] or [
+            ln for ln in lines if ln
+        ]
+        raise TransportError(said[0] if said else f"git {args[0]} failed")
     return proc.stdout
 
 
