@@ -18,7 +18,6 @@ from sweeprun.loopback import LoopbackCluster, unavailable
 from sweeprun.testing import SweepProject
 
 WHY = unavailable()
-pytestmark = pytest.mark.skipif(bool(WHY), reason=WHY or "-")
 
 PREP = """
 import os, sys
@@ -54,6 +53,8 @@ for step in range(start + 1, 5):
 
 @pytest.fixture
 def cluster(sweepproject: SweepProject, tmp_path: Path) -> Iterator[LoopbackCluster]:
+    if WHY:
+        pytest.skip(WHY)
     with LoopbackCluster(tmp_path / "cluster", hidden=[sweepproject.path]) as c:
         yield c
 
@@ -255,3 +256,34 @@ def test_a_url_the_workers_cannot_reach_fails_the_experiment_in_one_line(
     ]
     assert lines and "Traceback" not in res.stdout + res.stderr
     assert len(sweepproject.refs("refs/sweeprun/queue/")) == 6  # still queued, nothing lost
+
+
+def test_worker_url_needs_the_dask_backend(sweepproject: SweepProject) -> None:
+    sweepproject.quickstart()
+    assert sweepproject.run("sweeps.yaml").ret == 0
+    res = sweepproject.run("--run-all", "--worker-url", "git://127.0.0.1/x.git")
+    assert res.ret == 4
+    assert res.stderr.strip().splitlines() == [
+        "sweeprun: error: --worker-url git://127.0.0.1/x.git: git-only workers are Dask "
+        "workers (add --backend dask --scheduler ADDRESS)"
+    ]
+
+
+def test_cached_outs_without_a_cache_remote_are_refused_before_anything_is_claimed(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    pytest.importorskip("distributed")
+    project(sweepproject, tmp_path)
+    sweepproject.git("config", "--unset", "sweeprun.cacheRemote")
+    served = tmp_path / "served.git"
+    sweepproject.git("init", "-q", "--bare", str(served))
+    queued = sweepproject.refs("refs/sweeprun/queue/")
+    res = sweepproject.run(
+        *("--run-all", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"),
+        *("--worker-url", str(served)),
+    )
+    assert res.ret == 4
+    (line,) = res.stderr.strip().splitlines()
+    assert "has cached outs" in line and "git config sweeprun.cacheRemote" in line
+    assert sweepproject.refs("refs/sweeprun/queue/") == queued  # nothing claimed
+    assert not sweepproject.git("--git-dir", str(served), "for-each-ref").strip()
