@@ -72,10 +72,9 @@ def run_remote(job: Job) -> JobReport:
     except (OSError, TransportError) as exc:
         why = f"worker {host} could not fetch the experiment from {job.url}: {exc}"
         return _failed(job, started, " ".join(why.split()))
-    # The mirror stands in for the repository, its cache for the runner's (a cacheDir
-    # setting names a path of the runner's machine).
-    setup = replace(job.setup, cache_dir="")
-    local = replace(job, repo_root=str(mirror), common_dir=str(mirror), journal="", setup=setup)
+    # The mirror stands in for the repository (its cache, in front of the cache remote,
+    # for the runner's: the job carries no ``cache_dir``).
+    local = replace(job, repo_root=str(mirror), common_dir=str(mirror), journal="")
     # A rerun on this worker starts from the URL's checkpoints, not a stale local journal.
     checkpoint.journal_path(mirror, job.key).unlink(missing_ok=True)
     relay = _relay(mirror, job.url, job.key, _current_worker())

@@ -151,7 +151,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     dispatch = None
     if url:
         remote = configured_remote(config.repo.root)
-        setup = replace(setup, cache_remote=str(remote or ""))
+        # The job names no path of this machine: the worker's cache is its mirror's.
+        setup = replace(setup, cache_dir="", cache_remote=str(remote or ""))
         dispatch = Dispatch(common, url, setup)
         dispatch.publish(records)  # before any claim: a refusal leaves the queue as it is
 
