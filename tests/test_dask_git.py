@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -135,16 +136,25 @@ def test_git_only_workers_run_a_sweep_once_with_a_shared_stage(
     assert sweepproject.read("data.txt") == "10\n"
 
 
-def test_a_worker_killed_mid_job_reruns_it_elsewhere_recorded_once(
-    sweepproject: SweepProject, tmp_path: Path, cluster: LoopbackCluster
-) -> None:
-    _, trains = project(sweepproject, tmp_path)
-    (tmp_path / "sleep").write_text("2")
-    runner = sweepproject.popen(*run_all(sweepproject, cluster))
+def start_slow_sweep(
+    sp: SweepProject, tmp_path: Path, c: LoopbackCluster, seconds: float
+) -> tuple[subprocess.Popen[str], Path]:
+    """Start ``--run-all`` of the six points, each taking ``seconds``; return once two
+    jobs are in their commands (the runner, and the file the commands note starts in)."""
+    _, trains = project(sp, tmp_path)
+    (tmp_path / "sleep").write_text(str(seconds))
+    runner = sp.popen(*run_all(sp, c))
     deadline = time.monotonic() + 60
     while len(trains.read_text().split() if trains.exists() else []) < 2:
         assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
         time.sleep(0.05)
+    return runner, trains
+
+
+def test_a_worker_killed_mid_job_reruns_it_elsewhere_recorded_once(
+    sweepproject: SweepProject, tmp_path: Path, cluster: LoopbackCluster
+) -> None:
+    runner, trains = start_slow_sweep(sweepproject, tmp_path, cluster, seconds=2)
     cluster.kill_worker(busy_worker(cluster))  # mid-job: in its 2 s sleep
     out, err = runner.communicate(timeout=120)
     assert runner.returncode == 0, out + err
@@ -156,17 +166,12 @@ def test_a_worker_killed_mid_job_reruns_it_elsewhere_recorded_once(
 def test_a_killed_runner_leaves_nothing_running_and_the_next_one_records_once(
     sweepproject: SweepProject, tmp_path: Path, cluster: LoopbackCluster
 ) -> None:
-    _, trains = project(sweepproject, tmp_path)
-    (tmp_path / "sleep").write_text("3")
-    runner = sweepproject.popen(*run_all(sweepproject, cluster))
-    deadline = time.monotonic() + 60
-    while len(trains.read_text().split() if trains.exists() else []) < 2:
-        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
-        time.sleep(0.05)
+    runner, trains = start_slow_sweep(sweepproject, tmp_path, cluster, seconds=5)
     runner.send_signal(signal.SIGKILL)
     runner.communicate()
-    # The cluster drops the dead runner's tasks: their commands are killed, not finished.
-    time.sleep(4)
+    # The cluster drops the dead runner's tasks: their commands are killed (within about
+    # a second), not finished.
+    time.sleep(6)
     done = Path(str(trains) + ".done")
     assert not done.exists(), done.read_text()
     (tmp_path / "sleep").unlink()
