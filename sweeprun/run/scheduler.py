@@ -147,7 +147,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     backend = JOBLIB_BACKENDS[options.backend]
     setup, ident_env = job_setup(config.repo.root, config.repo.common_dir)
     common = config.repo.common_dir
-    url = options.worker_url or "" if options.backend == "dask" else ""
+    url = (options.worker_url or "") if options.backend == "dask" else ""
     dispatch = None
     if url:
         remote = configured_remote(config.repo.root)
