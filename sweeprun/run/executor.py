@@ -155,6 +155,12 @@ def _unread(job: Job, started: float, tail: str) -> JobReport:
     return _error((job.key, job.key, job.key), started, "", message, tail)
 
 
+def job_error(job: Job, started: float, why: str) -> JobReport:
+    """An error report, before the job's record was read, with a one-line reason (no
+    result: the experiment goes back to the queue)."""
+    return _error((job.key, job.key, job.key), started, "", why, f"sweeprun: {why}")
+
+
 def error_report(
     task: Task, started: float, log_path: Path, message: str, tail: str, storage: bool = False
 ) -> JobReport:

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.model import QUEUE, RUNNING, Job, JobReport, JobSetup, Outcome, Record
+from sweeprun.model import QUEUE, RUNNING, Job, JobReport, JobSetup, Record
 from sweeprun.run import checkpoint
-from sweeprun.run.executor import run_job
+from sweeprun.run.executor import job_error, run_job
 from sweeprun.run.task import Shared
 from sweeprun.store import leases, transport
 from sweeprun.store.git import run_git
@@ -50,13 +50,12 @@ WANTED_POLL = 1.0
 # -- worker side --------------------------------------------------------------------------
 
 
-def worker_dir() -> Path:
+def worker_dir(worker: Any) -> Path:
     """Where this worker keeps its mirrors: ``SWEEPRUN_WORKER_DIR``, else the Dask
-    worker's local directory, else a directory of this user's in the temporary one."""
+    ``worker``'s local directory, else a directory of this user's in the temporary one."""
     env = os.environ.get("SWEEPRUN_WORKER_DIR")
     if env:
         return Path(env)
-    worker = _current_worker()
     if worker is not None:
         return Path(worker.local_directory) / "sweeprun"
     return Path(tempfile.gettempdir()) / f"sweeprun-worker-{os.getuid()}"
@@ -66,18 +65,19 @@ def run_remote(job: Job) -> JobReport:
     """Run ``job`` on a git-only worker: mirror, fetch, run, return objects and log."""
     started = time.time()
     host = socket.gethostname()
+    worker = _current_worker()
     try:
-        mirror = transport.open_mirror(worker_dir(), job.url)
+        mirror = transport.open_mirror(worker_dir(worker), job.url)
         transport.fetch_job(mirror, job.url, job.key, job.commit, job.checkpoints)
     except (OSError, TransportError) as exc:
         why = f"worker {host} could not fetch the experiment from {job.url}: {exc}"
-        return _failed(job, started, " ".join(why.split()))
+        return job_error(job, started, " ".join(why.split()))
     # The mirror stands in for the repository (its cache, in front of the cache remote,
     # for the runner's: the job carries no ``cache_dir``).
     local = replace(job, repo_root=str(mirror), common_dir=str(mirror), journal="")
     # A rerun on this worker starts from the URL's checkpoints, not a stale local journal.
     checkpoint.journal_path(mirror, job.key).unlink(missing_ok=True)
-    relay = _relay(mirror, job.url, job.key, _current_worker())
+    relay = _relay(mirror, job.url, job.key, worker)
     with _cancel_when_unwanted(procs.job_token(job.key, mirror)):
         report = run_job(local, Shared(relay=relay))
     objects = b""
@@ -85,25 +85,8 @@ def run_remote(job: Job) -> JobReport:
         try:
             objects = transport.pack(mirror, [report.result_commit], [job.commit])
         except TransportError as exc:
-            return _failed(job, started, f"worker {host} could not pack the result: {exc}")
+            return job_error(job, started, f"worker {host} could not pack the result: {exc}")
     return replace(report, log_path="", objects=objects, log=_read_log(report.log_path))
-
-
-def _failed(job: Job, started: float, why: str) -> JobReport:
-    """An error report (no result: the experiment stays queued) with a one-line reason."""
-    return JobReport(
-        key=job.key,
-        name=job.key,
-        exp_id=job.key,
-        outcome=Outcome.ERROR,
-        returncode=None,
-        started=started,
-        finished=time.time(),
-        result_commit=None,
-        log_path="",
-        log_tail=f"sweeprun: {why}",
-        message=why,
-    )
 
 
 def _read_log(path: str) -> bytes:

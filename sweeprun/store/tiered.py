@@ -74,10 +74,10 @@ def copy_objects(src: Cache, dst: Cache, digests: Iterable[str]) -> int:
 
 def fetch_missing(cache: Cache, remote: Path | None, digests: Iterable[str]) -> int:
     """Bring the objects ``cache`` lacks from the cache remote (if any); the count."""
-    wanted = [d for d in digests if not cache.exists(d)]
-    if remote is None or not wanted:
+    if remote is None:
         return 0
-    return copy_objects(Cache(remote), cache, wanted)
+    wanted = [d for d in digests if not cache.exists(d)]
+    return copy_objects(Cache(remote), cache, wanted) if wanted else 0
 
 
 class TieredCache(Cache):

@@ -2,8 +2,8 @@
 
 The runner pushes the queued commits it dispatches to a URL both sides reach
 (``refs/sweeprun/jobs/<key>``); a worker keeps a bare *mirror* of that URL in its own
-directory and fetches one job's ref at a time (incrementally: only the objects it lacks);
-results come back as a pack of git objects that the runner unpacks and verifies before
+directory and fetches the job refs it lacks (incrementally: only the objects it lacks);
+results come back as a pack of git objects that the runner stores and verifies before
 it writes any ref. Checkpoints travel the other way as pushes to
 ``refs/sweeprun/checkpoints/<key>`` at the URL, so any worker can resume them.
 """
@@ -40,8 +40,8 @@ class TransportError(GitError):
 
 
 def _git(args: Sequence[str], git_dir: str | os.PathLike[str], data: bytes | None = None) -> bytes:
-    """``git --git-dir GIT_DIR ARGS`` → stdout; :class:`TransportError` with git's last
-    line of complaint otherwise."""
+    """``git --git-dir GIT_DIR ARGS`` → stdout; otherwise :class:`TransportError` with
+    git's own verdict in one line."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")  # never wait for a password
     try:
         proc = subprocess.run(
