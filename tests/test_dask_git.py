@@ -274,6 +274,26 @@ def test_worker_url_needs_the_dask_backend(sweepproject: SweepProject) -> None:
     ]
 
 
+def test_a_worker_url_that_git_would_read_as_an_option_is_refused(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    sweepproject.quickstart()
+    assert sweepproject.run("sweeps.yaml").ret == 0
+    queued = sweepproject.refs("refs/sweeprun/queue/")
+    marker = tmp_path / "ran"
+    url = f"--upload-pack=touch {marker}"
+    res = sweepproject.run(
+        *("--run-all", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"),
+        f"--worker-url={url}",
+    )
+    assert res.ret == 4
+    assert res.stderr.strip().splitlines() == [
+        f"sweeprun: error: --worker-url {url}: not a git URL (valid: a path, file://, "
+        "git://, ssh:// or https:// URL)"
+    ]
+    assert not marker.exists() and sweepproject.refs("refs/sweeprun/queue/") == queued
+
+
 def test_cached_outs_without_a_cache_remote_are_refused_before_anything_is_claimed(
     sweepproject: SweepProject, tmp_path: Path
 ) -> None:

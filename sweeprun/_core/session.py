@@ -72,6 +72,12 @@ class Session:
         if self.options.backend == "dask" and not self.options.worker_url:
             url = run_git(["config", "sweeprun.workerUrl"], config.repo.root, check=False)
             self.options = replace(self.options, worker_url=url.strip() or None)
+        if (self.options.worker_url or "").startswith("-"):
+            # git would read it as an option of push/fetch (--upload-pack=… runs a command).
+            raise UsageError(
+                f"--worker-url {self.options.worker_url}: not a git URL (valid: a path, "
+                "file://, git://, ssh:// or https:// URL)"
+            )
         #: ``sweeprun run`` without ``--temp``: the job runs in the user's work tree.
         self.in_place = False
         self._store: ExpStore | None = None
