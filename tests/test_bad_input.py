@@ -42,7 +42,11 @@ PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
         ),
         ("cmd: [1]\n", (), "sweeps.yaml:1:6: 'cmd' must be a string or a list of strings*"),
         ("cmd: echo\ncmd: again\n", (), "sweeps.yaml:2:1: duplicate key 'cmd'"),
-        ("sweeps: {}\n", (), "sweeps.yaml:1:1: nothing to run: add a top-level 'cmd:' *"),
+        (
+            "sweeps: {}\n",
+            (),
+            "sweeps.yaml:1:1: nothing to run: add a top-level 'cmd:', 'stages:' or 'pipeline:'",
+        ),
         ("cmd: echo\ndeps: 3\n", (), "sweeps.yaml:2:7: 'deps' must be a string or a list*"),
         ("cmd: echo ${model.beta}\n", (), "sweeps.yaml:1:1: stage 'main': ${model.beta} is not*"),
         (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sweeprun.model.stage import Out, Stage
 from sweeprun.spec.dag import PipelineError, order_stages, select
-from sweeprun.spec.loader import Out, Stage
 from sweeprun.testing import SweepProject
 
 pytestmark = pytest.mark.both_git_modes

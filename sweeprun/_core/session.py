@@ -32,7 +32,7 @@ from sweeprun.spec.collect import (
     interpolate_stages,
     resolve_overrides,
 )
-from sweeprun.spec.loader import Spec
+from sweeprun.spec.loader import SPEC_NAMES, Spec, default_spec
 from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsFile, ParamsSet
 from sweeprun.spec.schema import schema_text
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from sweeprun.model import JobReport
 
 
-SPEC_NAMES = ("sweeps.yaml", "sweeps.yml")
 SPEC_GLOBS = ("*.sweeps.yaml", "*.sweeps.yml")
 DEFAULT_SWEEP = "run"
 
@@ -107,10 +106,13 @@ class Session:
         args: list[str] = self.config.getoption("specs") or []
         base = self.config.invocation_dir
         if not args:
-            for name in SPEC_NAMES:
-                if (base / name).is_file():
-                    return [(base / name, None)]
-            raise UsageError(f"no sweeps.yaml in {base} (pass a spec file or directory as SPEC)")
+            default = default_spec(base)
+            if default is None:
+                raise UsageError(
+                    f"no sweeps.yaml or dvc.yaml in {base} (pass a spec file or directory as "
+                    "SPEC, or write one with 'sweeprun init')"
+                )
+            return [(default, None)]
         paths: list[tuple[Path, str | None]] = []
         for arg in args:
             file_part, sep, selector = arg.partition("::")
@@ -125,8 +127,10 @@ class Session:
                     and ".git" not in f.relative_to(p).parts
                     and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))
                 ]
+                if not found and (p / "dvc.yaml").is_file():
+                    found = [p / "dvc.yaml"]  # a DVC project as it is
                 if not found:
-                    raise UsageError(f"{arg}: no sweeps.yaml or *.sweeps.yaml below it")
+                    raise UsageError(f"{arg}: no sweeps.yaml, *.sweeps.yaml or dvc.yaml below it")
                 paths.extend((f, None) for f in found)
             elif p.is_file():
                 paths.append((p, selector if sep else None))

@@ -14,6 +14,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.hookspec import hookimpl
 from sweeprun.run.metrics import parse_metrics_file
+from sweeprun.spec.loader import default_spec
 from sweeprun.spec.params import ParamsFile, flatten
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
@@ -27,8 +28,8 @@ Side = tuple[str, dict[str, Any], dict[str, Any]]  # (label, params by file, met
 
 def _spec_files(config: Config) -> tuple[list[str], list[str]]:
     """Params and metrics files of the workspace's spec (best effort)."""
-    spec_path = config.repo.root / "sweeps.yaml"
-    if spec_path.is_file():
+    spec_path = default_spec(config.repo.root)
+    if spec_path is not None:
         spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
         return spec.params_files, [m for s in spec.stages for m in s.metrics]
     return (["params.yaml"] if (config.repo.root / "params.yaml").is_file() else []), []

@@ -30,6 +30,7 @@ from sweeprun.run.snapshot import gitignore_outs
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import dag, names
 from sweeprun.spec.collect import Experiment, interpolate_stages, resolve_overrides
+from sweeprun.spec.loader import default_spec
 from sweeprun.spec.overrides import parse_override
 from sweeprun.spec.params import ParamsFile, ParamsSet
 from sweeprun.store.cache import Cache
@@ -47,7 +48,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE",
         help="stages to run, with what they depend on (default: all)",
     )
-    parser.add_argument("--spec", default="sweeps.yaml", help="the spec (default: sweeps.yaml)")
+    parser.add_argument(
+        "--spec", default=None, help="the spec (default: sweeps.yaml, else dvc.yaml)"
+    )
     add_set_param(parser)
     parser.add_argument("-n", "--name", help="experiment name")
     parser.add_argument(
@@ -72,9 +75,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _experiment(config: Config) -> Experiment:
-    path = (config.invocation_dir / config.getoption("spec")).resolve()
+    given = config.getoption("spec")
+    found = default_spec(config.invocation_dir) if given is None else None
+    path = (config.invocation_dir / given).resolve() if given else found
+    if path is None:
+        raise UsageError(
+            f"no sweeps.yaml or dvc.yaml in {config.invocation_dir} (name one with --spec)"
+        )
     if not path.is_file():
-        raise UsageError(f"--spec {config.getoption('spec')}: no such spec file")
+        raise UsageError(f"--spec {given}: no such spec file")
     spec = config.hook.sweeprun_load_spec(path=path, config=config)
     params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
     overrides = [parse_override(s) for s in config.getoption("set_params")]

@@ -51,6 +51,12 @@ class Stage:
     #: The experiment's value of each ``${expr}`` in ``cmd``, as text: bound to the
     #: command's words when it runs (never pasted into shell text).
     values: tuple[tuple[str, str], ...] = ()
+    #: Extra environment variables of the stage's command (``env:`` of the spec and stage).
+    env: tuple[tuple[str, str], ...] = ()
+    #: DVC's ``frozen``: never run; its outs are used as they are in the workspace.
+    frozen: bool = False
+    #: DVC's ``always_changed``: never restored from the run-cache.
+    always_changed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in queue records (and hashed into the experiment's key)."""
@@ -64,6 +70,10 @@ class Stage:
             "metrics": list(self.metrics),
             "plots": list(self.plots),
             **({"values": dict(self.values)} if self.values else {}),
+            # Only when set, so the records (and keys) of existing sweeps stay as they were.
+            **({"env": dict(self.env)} if self.env else {}),
+            **({"frozen": True} if self.frozen else {}),
+            **({"always_changed": True} if self.always_changed else {}),
         }
 
     @classmethod
@@ -79,6 +89,9 @@ class Stage:
             metrics=tuple(data.get("metrics", ())),
             plots=tuple(data.get("plots", ())),
             values=tuple(sorted(data.get("values", {}).items())),
+            env=tuple(sorted(data.get("env", {}).items())),
+            frozen=bool(data.get("frozen", False)),
+            always_changed=bool(data.get("always_changed", False)),
         )
 
     @property

@@ -63,7 +63,9 @@ def params_read(
     for key in stage.params:
         path, sep, inner = key.rpartition(":")
         path = path if sep else default
-        out.setdefault(path, {})[inner] = get_path(files.get(path, {}), inner, None)
+        data = files.get(path, {})
+        # ``file:`` (DVC's ``{file: null}``): the stage reads the whole file.
+        out.setdefault(path, {})[inner] = get_path(data, inner, None) if inner else data
     return out
 
 
@@ -100,17 +102,20 @@ def link_ignored_deps(stages: Sequence[Stage], ws: Path, source: Path) -> list[s
 
     Returns the deps found nowhere (not in ``ws``, not in ``source``, not produced).
     """
-    produced = [o for s in stages for o in outputs(s)]
+    # A frozen stage produces nothing here: its outs are inputs, taken from ``source``.
+    produced = [o for s in stages if not s.frozen for o in outputs(s)]
     missing = []
     for s in stages:
-        for dep in s.deps:
+        frozen = set(outputs(s)) if s.frozen else set()
+        for dep in (*s.deps, *frozen):
             target = ws / dep
             if target.exists() or any(inside(dep, o) for o in produced):
                 continue
             guarded(ws, dep, "dep")  # the links are made here: never through a link out
             origin = source / dep
             if not origin.exists():
-                missing.append(dep)
+                if dep not in frozen:  # a stage that needs it says so when it runs
+                    missing.append(dep)
                 continue
             if origin.is_dir():
                 for dirpath, _, filenames in os.walk(origin):
@@ -156,6 +161,11 @@ def run_stages(
     outcomes: list[StageOutcome] = []
     planned: dict[str, str | None] = {}  # dry run: outputs upstream stages would produce
     for stage in stages:
+        if stage.frozen:
+            # DVC's frozen stage: never run; its outs are taken as they are (linked in
+            # like git-ignored data, see link_ignored_deps).
+            outcomes.append(StageOutcome(stage.name, "frozen", message="frozen"))
+            continue
         deps: dict[str, str] = {}
         if dry:
             unknown = [d for d in stage.deps if planned.get(d, "") is None]
@@ -182,7 +192,7 @@ def run_stages(
             # Only stages with cached outs use the run-cache: for a stage that writes just
             # metrics, a hit means an identical experiment, which queueing already dedupes,
             # and the bookkeeping would cost every experiment a lock and two writes.
-            cacheable = any(o.cache for o in stage.outs)
+            cacheable = any(o.cache for o in stage.outs) and not stage.always_changed
             entry = cache.run_entry(key) if cacheable and not force else None
             outcomes.append(
                 StageOutcome(
@@ -193,8 +203,9 @@ def run_stages(
                 planned[path] = entry.get(path) if entry else None
             continue
         try:
+            stage_env = {**env, **dict(stage.env)} if stage.env else env
             outcome = _run_stage(
-                stage, ws, cache, env, log, run_command, key, lock, force, keep_outs
+                stage, ws, cache, stage_env, log, run_command, key, lock, force, keep_outs
             )
         except OutsideError as exc:
             outcome = StageOutcome(stage.name, "failed", 1, f"stage {stage.name!r}: {exc}")
@@ -223,7 +234,8 @@ def _run_stage(
         guarded(ws, path, "output")
     cacheable = any(o.cache for o in stage.outs)
     with cache.stage_lock(key) if cacheable else contextlib.nullcontext():
-        entry = cache.run_entry(key) if cacheable and not force else None
+        reuse = cacheable and not force and not stage.always_changed
+        entry = cache.run_entry(key) if reuse else None
         if entry is not None:
             try:
                 for path, digest in entry.items():

@@ -8,25 +8,36 @@ to the repository root so nothing downstream needs to know where the spec was.
 from __future__ import annotations
 
 import posixpath
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import SpecError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model.stage import Out, Stage
-from sweeprun.spec import yamlio
+from sweeprun.model.stage import Stage
+from sweeprun.spec import dvcyaml, yamlio
 from sweeprun.spec.dag import PipelineError, inside, order_stages, outputs
 from sweeprun.spec.reader import Loader, type_name
+from sweeprun.spec.stages import check_inside, load_env, load_stage, rel_path
 from sweeprun.spec.sweeps import Sweep, load_sweep
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
-from sweeprun.system.paths import in_git_dir, reason_outside
 
-TOP_KEYS = ("params", "cmd", "deps", "outs", "metrics", "plots", "wdir", "stages", "sweeps")
-STAGE_KEYS = ("cmd", "deps", "outs", "params", "metrics", "plots", "wdir", "desc")
-OUT_FLAGS = {"checkpoint": bool, "cache": bool, "persist": bool}
+TOP_KEYS = (
+    "params", "cmd", "deps", "outs", "metrics", "plots", "wdir", "env", "stages", "sweeps",
+    "pipeline",
+)  # fmt: skip
 DEFAULT_STAGE = "main"
+#: Pipeline files a directory may hold, in the order they are looked for.
+SPEC_NAMES = ("sweeps.yaml", "sweeps.yml")
+DVC_FILE = "dvc.yaml"
+
+
+def default_spec(directory: Path) -> Path | None:
+    """The spec of ``directory`` when none is named: ``sweeps.yaml``, else DVC's ``dvc.yaml``."""
+    for name in (*SPEC_NAMES, DVC_FILE):
+        if (directory / name).is_file():
+            return directory / name
+    return None
 
 
 @dataclass
@@ -39,6 +50,8 @@ class Spec:
     stages: list[Stage]
     sweeps: list[Sweep]
     raw: LocatedDict
+    #: Plot definitions: DVC's top-level ``plots`` and per-file properties (``x``, ``y``, …).
+    plots: list[Any] = field(default_factory=list)
 
     @property
     def dir(self) -> str:
@@ -51,121 +64,8 @@ class Spec:
         return SpecError(self.path, mark[0], mark[1], message)
 
 
-def _rel(spec_dir: str, wdir: str, path: str) -> str:
-    joined = posixpath.normpath(posixpath.join(spec_dir, wdir, path))
-    return "" if joined == "." else joined
-
-
-def _check_inside(ld: Loader, path: str, mark: Mark) -> None:
-    """Refuse a path outside the repository: by its text, or where its symlinks lead."""
-    if path.startswith("../") or path == ".." or posixpath.isabs(path):
-        raise ld.err(mark, f"path {path!r} is outside the repository")
-    if in_git_dir(path):
-        raise ld.err(mark, f"path {path!r} is inside git's own directory, .git")
-    real = reason_outside(ld.root, path)
-    if real is not None:
-        raise ld.err(
-            mark,
-            f"path {path!r} resolves to {real}, outside the repository (a symlink on the "
-            "way leads out): sweeprun never removes or writes files outside the repository "
-            "and reads none there; make the link point inside it",
-        )
-
-
-def _load_outs(ld: Loader, d: LocatedDict, key: str, base: str) -> list[Out]:
-    value = d.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, LocatedList):
-        value_list = LocatedList([value])
-        value_list.marks = [d.value_marks[key]]
-        value = value_list
-    outs = []
-    for item, mark in zip(value, value.marks, strict=True):
-        if isinstance(item, str):
-            path = _rel(base, "", item)
-            _check_inside(ld, path, mark)
-            outs.append(Out(path=path, cache=key == "outs"))
-            continue
-        if not isinstance(item, LocatedDict) or len(item) != 1:
-            raise ld.err(mark, f"items of {key!r} must be a path or {{path: {{flags}}}}")
-        ((name, flags),) = item.items()
-        if flags is None:
-            flags = LocatedDict()
-        if not isinstance(name, str) or not isinstance(flags, LocatedDict):
-            raise ld.err(mark, f"items of {key!r} must be a path or {{path: {{flags}}}}")
-        kwargs: dict[str, bool] = {}
-        for flag, fval in flags.items():
-            if flag not in OUT_FLAGS:
-                raise ld.err(
-                    flags.key_marks[flag],
-                    f"unknown flag {flag!r} on {name!r} (valid: {', '.join(OUT_FLAGS)})",
-                )
-            if not isinstance(fval, bool):
-                raise ld.err(flags.value_marks[flag], f"{flag!r} must be true or false")
-            kwargs[flag] = fval
-        path = _rel(base, "", name)
-        _check_inside(ld, path, mark)
-        kwargs.setdefault("cache", key == "outs")
-        outs.append(Out(path=path, **kwargs))
-    return outs
-
-
-_STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
-
-
-def _load_stage(ld: Loader, name: str, d: LocatedDict, spec_dir: str) -> Stage:
-    if not _STAGE_NAME.fullmatch(name) or ".." in name:
-        raise ld.err(
-            d.mark,
-            f"stage name {name!r} is not usable (letters, digits, '_', '-', '.', '@'; "
-            "no '/', no '..')",
-        )
-    ld.check_keys(d, STAGE_KEYS, f"stage {name!r}")
-    cmd_value = d.get("cmd")
-    if isinstance(cmd_value, list) and all(isinstance(c, str) for c in cmd_value):
-        cmd = " && ".join(cmd_value)
-    else:
-        if cmd_value is not None and not isinstance(cmd_value, str):
-            raise ld.err(
-                d.value_marks["cmd"],
-                f"'cmd' must be a string or a list of strings, not {type_name(cmd_value)}",
-            )
-        cmd = ld.string(d, "cmd", required=True) or ""
-    if not cmd.strip():
-        raise ld.err(d.value_marks.get("cmd", d.mark), f"stage {name!r} has an empty 'cmd'")
-    wdir = ld.string(d, "wdir") or "."
-    base = _rel(spec_dir, wdir, ".")
-    _check_inside(ld, base or ".", d.value_marks.get("wdir", d.mark))
-
-    def paths(key: str) -> tuple[str, ...]:
-        out = []
-        for p, mark in ld.str_list(d, key):
-            rel = _rel(base, "", p)
-            _check_inside(ld, rel, mark)
-            out.append(rel)
-        return tuple(out)
-
-    outs = _load_outs(ld, d, "outs", base)
-    metrics = [o.path for o in _load_outs(ld, d, "metrics", base)]
-    plots = [o.path for o in _load_outs(ld, d, "plots", base)]
-    return Stage(
-        name=name,
-        cmd=cmd,
-        wdir=base or ".",
-        deps=paths("deps"),
-        outs=tuple(outs),
-        params=tuple(p for p, _ in ld.str_list(d, "params")),
-        metrics=tuple(metrics),
-        plots=tuple(plots),
-    )
-
-
-def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
-    """Load and validate the spec at ``path`` (absolute) in the repository at ``root``.
-
-    ``block_types`` are the sweep block keys the registered expanders understand.
-    """
+def _read(root: Path, path: Path) -> tuple[str, LocatedDict, Loader]:
+    """A spec file's located mapping (empty file: empty mapping)."""
     rel = path.resolve().relative_to(root).as_posix()
     try:
         text = path.read_text(encoding="utf-8")
@@ -179,23 +79,93 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         data = LocatedDict()
     if not isinstance(data, LocatedDict):
         raise ld.err((1, 1), f"the spec must be a mapping, not {type_name(data)}")
+    return rel, data, ld
+
+
+def _dvc_pipeline(
+    root: Path, path: Path, env: dict[str, str]
+) -> tuple[list[Stage], list[str], list[Any], Loader, dict[str, tuple[LocatedDict, Mark]]]:
+    """The stages of a ``dvc.yaml`` (errors located in it), its params files and plots."""
+    rel, data, ld = _read(root, path)
+    spec_dir = posixpath.dirname(rel)
+    pipeline = dvcyaml.expand(ld, root, data, spec_dir)
+    if not pipeline.stages:
+        raise ld.err(data.mark, "nothing to run: dvc.yaml has no 'stages'")
+    plots = list(pipeline.plots)
+    stages = [
+        load_stage(ld, s.name, s.body, spec_dir, env, s.values, plots) for s in pipeline.stages
+    ]
+    raw = {s.name: (s.body, s.mark) for s in pipeline.stages}
+    if pipeline.metrics:
+        # DVC's top-level metrics files: read with the results of the last stage.
+        extra = []
+        for m, mark in pipeline.metrics:
+            p = rel_path(spec_dir, "", m)
+            check_inside(ld, p, mark)
+            extra.append(p)
+        stages[-1] = replace(stages[-1], metrics=(*stages[-1].metrics, *extra))
+    return stages, pipeline.params_files, plots, ld, raw
+
+
+def _load_dvc_spec(root: Path, path: Path) -> Spec:
+    stages, params_files, plots, ld, raw = _dvc_pipeline(root, path, {})
+    return Spec(
+        path=ld.path,
+        root=root,
+        params_files=params_files,
+        stages=_check_pipeline(ld, root, stages, raw),
+        sweeps=[],
+        raw=LocatedDict(),
+        plots=plots,
+    )
+
+
+def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
+    """Load and validate the spec at ``path`` (absolute) in the repository at ``root``.
+
+    ``block_types`` are the sweep block keys the registered expanders understand. A file
+    named ``dvc.yaml`` is read as DVC's pipeline file (no sweeps: ``-S`` makes them).
+    """
+    if path.name == DVC_FILE:
+        return _load_dvc_spec(root, path)
+    rel, data, ld = _read(root, path)
     ld.check_keys(data, TOP_KEYS, "the spec")
     spec_dir = posixpath.dirname(rel)
+    env = load_env(ld, data, "the spec")
 
     params_files = []
     for p, mark in ld.str_list(data, "params"):
-        prel = _rel(spec_dir, "", p)
-        _check_inside(ld, prel, mark)
+        prel = rel_path(spec_dir, "", p)
+        check_inside(ld, prel, mark)
         if not (root / prel).is_file():
             raise ld.err(mark, f"params file {p!r} not found")
         params_files.append(prel)
-    if "params" not in data and (root / _rel(spec_dir, "", "params.yaml")).is_file():
-        params_files.append(_rel(spec_dir, "", "params.yaml"))
 
     stage_keys = [k for k in ("cmd", "deps", "outs", "metrics", "plots", "wdir") if k in data]
     stages: list[Stage] = []
     stage_raw: dict[str, tuple[LocatedDict, Mark]] = {}
-    if "stages" in data:
+    plots: list[Any] = []
+    check = ld
+    if "pipeline" in data:
+        clash = [k for k in (*stage_keys, "stages") if k in data]
+        if clash:
+            raise ld.err(
+                data.key_marks[clash[0]],
+                f"{clash[0]!r} cannot be combined with 'pipeline:' (the stages come from it)",
+            )
+        ppath = ld.string(data, "pipeline") or ""
+        prel = rel_path(spec_dir, "", ppath)
+        check_inside(ld, prel, data.value_marks["pipeline"])
+        if posixpath.basename(prel) != DVC_FILE:
+            raise ld.err(
+                data.value_marks["pipeline"], f"pipeline {ppath!r}: valid: a dvc.yaml file"
+            )
+        if not (root / prel).is_file():
+            raise ld.err(data.value_marks["pipeline"], f"pipeline {ppath!r} not found")
+        stages, dvc_params, plots, check, stage_raw = _dvc_pipeline(root, root / prel, env)
+        if "params" not in data:
+            params_files = dvc_params
+    elif "stages" in data:
         if stage_keys:
             raise ld.err(
                 data.key_marks[stage_keys[0]],
@@ -208,19 +178,22 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         for name, sd in raw_stages.items():
             if not isinstance(sd, LocatedDict):
                 raise ld.err(raw_stages.value_marks[name], f"stage {name!r} must be a mapping")
-            stages.append(_load_stage(ld, str(name), sd, spec_dir))
+            stages.append(load_stage(ld, str(name), sd, spec_dir, env, plots=plots))
             stage_raw[str(name)] = (sd, raw_stages.key_marks[name])
     elif stage_keys:
         top = LocatedDict({k: data[k] for k in stage_keys})
         top.key_marks = {k: data.key_marks[k] for k in stage_keys}
         top.value_marks = {k: data.value_marks[k] for k in stage_keys}
         top.mark = data.mark
-        stages.append(_load_stage(ld, DEFAULT_STAGE, top, spec_dir))
+        stages.append(load_stage(ld, DEFAULT_STAGE, top, spec_dir, env, plots=plots))
         stage_raw[DEFAULT_STAGE] = (top, data.key_marks[stage_keys[0]])
     else:
-        raise ld.err(data.mark, "nothing to run: add a top-level 'cmd:' or 'stages:'")
+        raise ld.err(data.mark, "nothing to run: add a top-level 'cmd:', 'stages:' or 'pipeline:'")
+    default_params = rel_path(spec_dir, "", "params.yaml")
+    if "params" not in data and "pipeline" not in data and (root / default_params).is_file():
+        params_files.append(default_params)
 
-    stages = _check_pipeline(ld, root, stages, stage_raw)
+    stages = _check_pipeline(check, root, stages, stage_raw)
 
     sweeps: list[Sweep] = []
     raw_sweeps = data.get("sweeps")
@@ -230,7 +203,13 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         for name, sd in raw_sweeps.items():
             sweeps.append(load_sweep(ld, str(name), sd, raw_sweeps.value_marks[name], block_types))
     return Spec(
-        path=rel, root=root, params_files=params_files, stages=stages, sweeps=sweeps, raw=data
+        path=rel,
+        root=root,
+        params_files=params_files,
+        stages=stages,
+        sweeps=sweeps,
+        raw=data,
+        plots=plots,
     )
 
 

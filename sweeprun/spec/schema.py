@@ -13,12 +13,59 @@ from typing import Any
 _PATHS: dict[str, Any] = {
     "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
 }
-_OUT_FLAGS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {f: {"type": "boolean"} for f in ("checkpoint", "cache", "persist")},
+# DVC's descriptive flags, accepted on outs, metrics and plots (see the loader).
+_INFO: dict[str, Any] = {
+    "desc": {"type": "string"},
+    "type": {"type": "string"},
+    "labels": {"type": "array", "items": {"type": "string"}},
+    "meta": {},
+    "push": {"type": "boolean"},
+    "remote": {"type": "string"},
 }
-_OUTS: dict[str, Any] = {
+_PLOT_PROPS: dict[str, Any] = {
+    "x": {},
+    "y": {},
+    "template": {"type": "string"},
+    "title": {"type": "string"},
+    "x_label": {"type": "string"},
+    "y_label": {"type": "string"},
+    "header": {"type": "boolean"},
+}
+
+
+def _outs(*bools: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    flags = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {**{f: {"type": "boolean"} for f in bools}, **_INFO, **(extra or {})},
+    }
+    return {
+        "oneOf": [
+            {"type": "string"},
+            {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        {"type": "string"},
+                        {
+                            "type": "object",
+                            "minProperties": 1,
+                            "maxProperties": 1,
+                            "additionalProperties": {"oneOf": [flags, {"type": "null"}]},
+                        },
+                    ]
+                },
+            },
+        ]
+    }
+
+
+_ENV = {
+    "type": "object",
+    "description": "Environment variables of the commands.",
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
+_PARAMS_REF: dict[str, Any] = {
     "oneOf": [
         {"type": "string"},
         {
@@ -28,9 +75,13 @@ _OUTS: dict[str, Any] = {
                     {"type": "string"},
                     {
                         "type": "object",
-                        "minProperties": 1,
-                        "maxProperties": 1,
-                        "additionalProperties": {"oneOf": [_OUT_FLAGS, {"type": "null"}]},
+                        "description": "{file: [keys]} (null or []: the whole file)",
+                        "additionalProperties": {
+                            "oneOf": [
+                                {"type": "null"},
+                                {"type": "array", "items": {"type": "string"}},
+                            ]
+                        },
                     },
                 ]
             },
@@ -46,11 +97,11 @@ _STAGE_PROPS: dict[str, Any] = {
         "description": "Command; ${key} interpolates a param value, shell-quoted.",
     },
     "deps": _PATHS,
-    "outs": _OUTS,
-    "params": _PATHS,
-    "metrics": _OUTS,
-    "plots": _OUTS,
+    "outs": _outs("cache", "persist", "checkpoint"),
+    "metrics": _outs("cache", "persist"),
+    "plots": _outs("cache", "persist", extra=_PLOT_PROPS),
     "wdir": {"type": "string"},
+    "env": _ENV,
 }
 _DIST = "^\\s*(choice|uniform|loguniform|randint|normal)\\s*\\(.*\\)\\s*$"
 _BLOCKS: dict[str, Any] = {
@@ -132,6 +183,10 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "params": _PATHS,
         **_STAGE_PROPS,
+        "pipeline": {
+            "type": "string",
+            "description": "A dvc.yaml whose stages this spec sweeps (instead of 'stages').",
+        },
         "stages": {
             "type": "object",
             "minProperties": 1,
@@ -139,7 +194,14 @@ SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["cmd"],
                 "additionalProperties": False,
-                "properties": {**_STAGE_PROPS, "desc": {"type": "string"}},
+                "properties": {
+                    **_STAGE_PROPS,
+                    "params": _PARAMS_REF,
+                    "frozen": {"type": "boolean", "description": "Never run; outs as they are."},
+                    "always_changed": {"type": "boolean", "description": "Never from cache."},
+                    "desc": {"type": "string"},
+                    "meta": {},
+                },
             },
         },
         "sweeps": {"type": "object", "additionalProperties": _SWEEP},
