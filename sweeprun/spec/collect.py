@@ -61,9 +61,9 @@ class Experiment:
         return out
 
     def full_params(self) -> dict[str, Any]:
-        """Every params file's data with the point applied: path → data."""
+        """Every params file merged with the point (OmegaConf, see ``ParamsFile.merged``)."""
         changes = self.changes()
-        return {pf.path: pf.apply(changes.get(pf.path, {})) for pf in self.params}
+        return {pf.path: pf.merged(changes.get(pf.path, {})) for pf in self.params}
 
     def stages_record(self) -> list[dict[str, Any]]:
         """The stages as stored in the queue record (commands already interpolated)."""
@@ -140,8 +140,11 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
         if full is None:
             full = exp.full_params()
         raw = spec.raw.get("stages", spec.raw)
-        values: dict[str, str] = {}
+        # Constants bound when the spec was read (DVC's ``item``, inline vars) stay bound.
+        values: dict[str, str] = dict(stage.values)
         for key in parse(stage.cmd).exprs:
+            if key in values:
+                continue
             try:
                 pf, inner = exp.params.resolve(key)
                 value = get_path(full[pf.path], inner)
