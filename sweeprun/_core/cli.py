@@ -62,8 +62,8 @@ def build_main_parser() -> ArgumentParser:
     return parser
 
 
-def _prepare(argv: list[str], stdout: IO[str]) -> Config:
-    invocation_dir = Path.cwd()
+def _prepare(argv: list[str], stdout: IO[str], cwd: Path | None = None) -> Config:
+    invocation_dir = cwd or Path.cwd()
     commands = CommandRegistry()
     command_name = argv[0] if argv and not argv[0].startswith("-") else None
     pm = PluginManager()
@@ -112,13 +112,18 @@ def _prepare(argv: list[str], stdout: IO[str]) -> Config:
     return config
 
 
-def main(args: Sequence[str] | None = None, stdout: IO[str] | None = None) -> int:
-    """Run sweeprun with ``args`` (default: ``sys.argv[1:]``) and return the exit code."""
+def main(
+    args: Sequence[str] | None = None, stdout: IO[str] | None = None, cwd: Path | None = None
+) -> int:
+    """Run sweeprun with ``args`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    ``cwd`` stands for the directory it is run in (default: the current one).
+    """
     argv = list(sys.argv[1:] if args is None else args)
     out = stdout if stdout is not None else sys.stdout
     config: Config | None = None
     try:
-        config = _prepare(argv, out)
+        config = _prepare(argv, out, cwd)
         config.hook.sweeprun_configure(config=config)
         try:
             if config.command is not None:
