@@ -72,7 +72,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def _sweeprun(args: list[str], cwd: Path) -> tuple[int, str, str]:
     """Run sweeprun in-process in ``cwd``: (exit code, stdout, stderr)."""
-    from sweeprun._core.cli import main
+    from sweeprun._core.cli import main  # deferred: not loaded by pytest runs without specs
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err):

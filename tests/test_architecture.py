@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sweeprun"
 #: Top-level public modules that may defer an import of sweeprun's own (said why inline):
 #: the package __init__ runs for every submodule import, and a training script imports
 #: the api for make_checkpoint.
-MAY_DEFER_OWN = {"__init__.py", "api.py"}
+# pytest_plugin.py is imported by every pytest run where sweeprun is installed.
+MAY_DEFER_OWN = {"__init__.py", "api.py", "pytest_plugin.py"}
 MAX_LINES = 420  # "~400"
 
 

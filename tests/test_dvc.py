@@ -389,3 +389,36 @@ def test_a_dvclive_project_logs_into_the_workspace(sweepproject: SweepProject) -
     tsv = sweepproject.path / "dvclive" / "plots" / "metrics" / "loss.tsv"
     assert tsv.is_file() and len(tsv.read_text().splitlines()) == 4
     assert os.environ.get("DVC_EXP_NAME") is None  # the runner's own environment is untouched
+
+
+def test_init_writes_a_starter_that_loads(sweepproject: SweepProject) -> None:
+    dvc_project(sweepproject)
+    res = sweepproject.run("init")
+    assert res.ret == 0, res.stderr
+    text = sweepproject.read("sweeps.yaml")
+    assert "pipeline: dvc.yaml  # guessed: dvc.yaml is here" in text
+    assert "prepare.split: [0.1, 0.2, 0.4]" in text and "seed" not in text
+    res = sweepproject.run("--collect-only")
+    assert res.ret == 0, res.stderr
+    res.fnmatch_lines(["collected 6 experiments"])
+    # an existing sweeps.yaml is kept unless --force
+    res = sweepproject.run("init")
+    assert res.ret == 4 and "exists already (--force replaces it)" in res.stderr
+
+
+def test_init_of_a_plain_project_and_of_nothing(sweepproject: SweepProject) -> None:
+    sweepproject.write("params.yaml", "model:\n  lr: 0.5\n  kind: tree\n")
+    sweepproject.write("train.py", "print(1)\n")
+    sweepproject.commit()
+    res = sweepproject.run("init")
+    assert res.ret == 0, res.stderr
+    text = sweepproject.read("sweeps.yaml")
+    assert "cmd: python3 train.py  # guessed: train.py is here" in text
+    assert "model.lr: [0.25, 0.5, 1.0]" in text
+    assert sweepproject.run("--collect-only").ret == 0
+    (sweepproject.path / "params.yaml").unlink()
+    (sweepproject.path / "train.py").unlink()
+    (sweepproject.path / "sweeps.yaml").unlink()
+    res = sweepproject.run("init")
+    assert res.ret == 0, res.stderr
+    assert "cmd: python3 train.py  # guessed: edit me" in sweepproject.read("sweeps.yaml")

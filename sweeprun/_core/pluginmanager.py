@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "terminal": "sweeprun.report.terminal",
     "show": "sweeprun.commands.show",
     "demo": "sweeprun.commands.demo",
+    "init": "sweeprun.commands.init",
     "run": "sweeprun.commands.run",
     "results": "sweeprun.commands.results",
     "apply": "sweeprun.commands.apply",

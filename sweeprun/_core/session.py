@@ -28,10 +28,12 @@ from sweeprun.spec.cimatrix import parse_shard
 from sweeprun.spec.collect import (
     Experiment,
     check_overlap,
+    composer,
     find_key_mark,
     interpolate_stages,
-    resolve_overrides,
+    spec_overrides,
 )
+from sweeprun.spec.hydra import Composer
 from sweeprun.spec.loader import SPEC_NAMES, Spec, default_spec
 from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsFile, ParamsSet
@@ -188,33 +190,49 @@ class Session:
     def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
 
         params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
-        fixed, cli_points = resolve_overrides(params, overrides)
+        fixed, cli_points = spec_overrides(spec, params, overrides)
         sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
+        items: list[Experiment] = []
+        with composer(spec) as app:
+            for sweep in sweeps:
+                items.extend(self._collect_sweep(spec, sweep, params, fixed, cli_points, app))
+        return items
+
+    def _collect_sweep(
+        self,
+        spec: Spec,
+        sweep: Sweep,
+        params: ParamsSet,
+        fixed: dict[str, Any],
+        cli_points: list[dict[str, Any]],
+        app: Composer | None,
+    ) -> list[Experiment]:
         items = []
-        for sweep in sweeps:
-            self._check_size(spec, sweep, max(1, len(cli_points)))
-            points = self._expand(spec, sweep, params) if sweep.groups else [{}]
-            check_overlap(spec, sweep, points, {*fixed, *(k for c in cli_points for k in c)})
-            if len(cli_points) > 1:
-                points = [{**p, **c} for p in points for c in cli_points]
-            name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
-            for point in points:
-                point = {**point, **fixed}
-                exp = Experiment(
-                    id=names.make_id(sweep.name, point),
-                    sweep=sweep.name,
-                    spec=spec,
-                    params=params,
-                    point=point,
-                    stages=[],
-                    name_mark=name_mark,
-                    expect=sweep.expect,
-                )
-                exp.stages = interpolate_stages(spec, exp)
-                exp.name = self.hook.sweeprun_make_name(
-                    experiment=exp, template=sweep.name_template, config=self.config
-                )
-                items.append(exp)
+        self._check_size(spec, sweep, max(1, len(cli_points)))
+        points = self._expand(spec, sweep, params) if sweep.groups else [{}]
+        check_overlap(spec, sweep, points, {*fixed, *(k for c in cli_points for k in c)})
+        if len(cli_points) > 1:
+            points = [{**p, **c} for p in points for c in cli_points]
+        name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
+        for point in points:
+            point = {**point, **fixed}
+            exp = Experiment(
+                id=names.make_id(sweep.name, point),
+                sweep=sweep.name,
+                spec=spec,
+                params=params,
+                point=point,
+                stages=[],
+                name_mark=name_mark,
+                expect=sweep.expect,
+            )
+            if app is not None:
+                exp.composed = app.compose(point)  # checks the point with Hydra
+            exp.stages = interpolate_stages(spec, exp)
+            exp.name = self.hook.sweeprun_make_name(
+                experiment=exp, template=sweep.name_template, config=self.config
+            )
+            items.append(exp)
         return items
 
     def _check_size(self, spec: Spec, sweep: Sweep, times: int) -> None:
@@ -261,6 +279,9 @@ class Session:
         for point in points:
             qualified = {}
             for key, value in point.items():
+                if spec.hydra is not None:  # Hydra's overrides: composing checks them
+                    qualified[key] = value
+                    continue
                 q = checked.get(key)
                 if q is None:
                     try:

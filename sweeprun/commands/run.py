@@ -29,7 +29,7 @@ from sweeprun.run.adopt import adopter
 from sweeprun.run.snapshot import gitignore_outs
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import dag, names
-from sweeprun.spec.collect import Experiment, interpolate_stages, resolve_overrides
+from sweeprun.spec.collect import Experiment, composer, interpolate_stages, spec_overrides
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.overrides import parse_override
 from sweeprun.spec.params import ParamsFile, ParamsSet
@@ -87,7 +87,7 @@ def _experiment(config: Config) -> Experiment:
     spec = config.hook.sweeprun_load_spec(path=path, config=config)
     params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
     overrides = [parse_override(s) for s in config.getoption("set_params")]
-    fixed, points = resolve_overrides(params, overrides)
+    fixed, points = spec_overrides(spec, params, overrides)
     if len(points) > 1:
         raise UsageError(
             "-S: 'sweeprun run' runs one experiment; to sweep, use 'sweeprun -S … --run'"
@@ -100,6 +100,9 @@ def _experiment(config: Config) -> Experiment:
         point=fixed,
         stages=[],
     )
+    with composer(spec) as app:
+        if app is not None:
+            exp.composed = app.compose(fixed)  # checks the overrides with Hydra
     try:
         stages = dag.select(
             interpolate_stages(spec, exp),

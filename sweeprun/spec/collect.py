@@ -6,6 +6,7 @@ store turns into queued commits.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass, field, replace
@@ -13,7 +14,8 @@ from typing import Any
 
 from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.model import QueueRecord, Record, Stage
-from sweeprun.spec import names
+from sweeprun.spec import hydra, names
+from sweeprun.spec.hydra import RUN_OVERRIDES, Composer, override_words
 from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override
 from sweeprun.spec.params import ParamsSet, get_path, has_path
@@ -38,10 +40,15 @@ class Experiment:
     #: The failed result this experiment runs again (``--lf``): it takes that result's name,
     #: so each point stays one row, and replaces it when it lands.
     retries: Record | None = None
+    #: A Hydra app's experiment: its composed config and group choices (the recorded
+    #: params); its point goes to the program as overrides and edits no file.
+    composed: dict[str, Any] | None = None
     _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, dict[str, Any]]:
         """Point values grouped by params file: path → {dotted key: value}."""
+        if self.composed is not None:
+            return {}
         if self._changes is None:
             grouped: dict[str, dict[str, Any]] = {}
             for key, value in self.point.items():
@@ -62,6 +69,8 @@ class Experiment:
 
     def full_params(self) -> dict[str, Any]:
         """Every params file merged with the point (OmegaConf, see ``ParamsFile.merged``)."""
+        if self.composed is not None:
+            return self.composed
         changes = self.changes()
         return {pf.path: pf.merged(changes.get(pf.path, {})) for pf in self.params}
 
@@ -134,6 +143,8 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
     stages = []
     full: dict[str, Any] | None = None
     for stage in spec.stages:
+        if spec.hydra is not None:
+            stage = _with_overrides(stage, exp.point)
         if "${" not in stage.cmd:
             stages.append(stage)
             continue
@@ -146,8 +157,11 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
             if key in values:
                 continue
             try:
-                pf, inner = exp.params.resolve(key)
-                value = get_path(full[pf.path], inner)
+                if spec.hydra is not None:  # the composed config's keys
+                    value = get_path(full[spec.hydra.config], key)
+                else:
+                    pf, inner = exp.params.resolve(key)
+                    value = get_path(full[pf.path], inner)
             except (UsageError, KeyError):
                 mark = find_key_mark(raw, "cmd") or (0, 0)
                 raise spec.error(
@@ -167,6 +181,18 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
     return stages
 
 
+def _with_overrides(stage: Stage, point: dict[str, Any]) -> Stage:
+    """A Hydra app's stage: its command gets the point's overrides, one argument each.
+
+    They are bound like ``${key}`` values (``${hydra.override.N}``), so a value reaches
+    the app byte for byte and no shell ever parses it.
+    """
+    words = [*override_words(point), *RUN_OVERRIDES]
+    refs = [f"hydra.override.{i}" for i in range(len(words))]
+    cmd = stage.cmd + "".join(f" ${{{r}}}" for r in refs)
+    return replace(stage, cmd=cmd, values=(*stage.values, *zip(refs, words, strict=True)))
+
+
 def _unpassable(text: str) -> str:
     """Why ``text`` cannot be an argument of a program, or ``""``."""
     if "\0" in text:
@@ -176,6 +202,22 @@ def _unpassable(text: str) -> str:
     except UnicodeEncodeError:
         return "is not valid Unicode (a lone surrogate)"
     return ""
+
+
+def spec_overrides(
+    spec: Spec, params: ParamsSet, overrides: list[Override]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``-S`` for this spec: Hydra's overrides for a Hydra app, else params file keys."""
+    if spec.hydra is not None:
+        return hydra.resolve_overrides(overrides)
+    return resolve_overrides(params, overrides)
+
+
+def composer(spec: Spec) -> contextlib.AbstractContextManager[Composer | None]:
+    """A Hydra composing session for a Hydra app's spec (``None`` for any other spec)."""
+    if spec.hydra is None:
+        return contextlib.nullcontext()
+    return Composer(spec.hydra, spec.root, spec.path).session()
 
 
 def resolve_overrides(

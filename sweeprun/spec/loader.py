@@ -17,6 +17,7 @@ from sweeprun.hookspec import hookimpl
 from sweeprun.model.stage import Stage
 from sweeprun.spec import dvcyaml, yamlio
 from sweeprun.spec.dag import PipelineError, inside, order_stages, outputs
+from sweeprun.spec.hydra import HydraApp
 from sweeprun.spec.reader import Loader, type_name
 from sweeprun.spec.stages import check_inside, load_env, load_stage, rel_path
 from sweeprun.spec.sweeps import Sweep, load_sweep
@@ -52,6 +53,8 @@ class Spec:
     raw: LocatedDict
     #: Plot definitions: DVC's top-level ``plots`` and per-file properties (``x``, ``y``, …).
     plots: list[Any] = field(default_factory=list)
+    #: The Hydra app the stages run (``params: {hydra: …}``), if the spec declares one.
+    hydra: HydraApp | None = None
 
     @property
     def dir(self) -> str:
@@ -134,7 +137,8 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     env = load_env(ld, data, "the spec")
 
     params_files = []
-    for p, mark in ld.str_list(data, "params"):
+    hydra_app = _hydra_app(ld, root, data, spec_dir)
+    for p, mark in [] if hydra_app else ld.str_list(data, "params"):
         prel = rel_path(spec_dir, "", p)
         check_inside(ld, prel, mark)
         if not (root / prel).is_file():
@@ -193,6 +197,13 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     if "params" not in data and "pipeline" not in data and (root / default_params).is_file():
         params_files.append(default_params)
 
+    if hydra_app is not None:
+        # The app reads its whole config directory: a change there reruns its stages.
+        conf = hydra_app.config_dir or "."
+        stages = [
+            s if any(inside(conf, d) for d in s.deps) else replace(s, deps=(*s.deps, conf))
+            for s in stages
+        ]
     stages = _check_pipeline(check, root, stages, stage_raw)
 
     sweeps: list[Sweep] = []
@@ -210,7 +221,27 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         sweeps=sweeps,
         raw=data,
         plots=plots,
+        hydra=hydra_app,
     )
+
+
+def _hydra_app(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> HydraApp | None:
+    """``params: {hydra: conf/config.yaml}``: the program is a Hydra app with that config."""
+    value = data.get("params")
+    if not isinstance(value, LocatedDict):
+        return None
+    ld.check_keys(value, ("hydra",), "'params' (a mapping declares a Hydra app)")
+    config = ld.string(value, "hydra", required=True) or ""
+    mark = value.value_marks["hydra"]
+    rel = rel_path(spec_dir, "", config)
+    check_inside(ld, rel, mark)
+    if posixpath.splitext(rel)[1] not in (".yaml", ".yml") or not (root / rel).is_file():
+        raise ld.err(
+            mark,
+            f"params: hydra: {config!r} is not a YAML file (valid: the "
+            "app's primary config, e.g. conf/config.yaml)",
+        )
+    return HydraApp(rel)
 
 
 def _check_pipeline(

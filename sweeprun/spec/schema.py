@@ -181,7 +181,18 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "params": _PATHS,
+        "params": {
+            "oneOf": [
+                *_PATHS["oneOf"],
+                {
+                    "type": "object",
+                    "description": "A Hydra app: {hydra: conf/config.yaml} (its primary config).",
+                    "required": ["hydra"],
+                    "additionalProperties": False,
+                    "properties": {"hydra": {"type": "string"}},
+                },
+            ]
+        },
         **_STAGE_PROPS,
         "pipeline": {
             "type": "string",

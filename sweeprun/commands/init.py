@@ -1,0 +1,185 @@
+"""``sweeprun init``: a starter ``sweeps.yaml`` from what the project already has.
+
+It looks for, in order: a ``dvc.yaml`` (the pipeline is used as it is: ``pipeline:``), a
+Hydra config directory (``conf/``, ``config/`` or ``configs/`` with a primary config that
+has ``defaults:``; the script with ``@hydra.main`` is the command), a params file
+(``params.yaml``/``.json``/``.toml``) and a training script. Every guess is written with a
+comment saying what it was guessed from, and the sweep it proposes is small (two or three
+values around the current ones), so ``sweeprun --collect-only`` shows it at once. The
+result is loaded before it is written: ``init`` never leaves a spec that does not load.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from sweeprun.exceptions import SpecError, UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.spec import names
+from sweeprun.spec.params import ParamsFile, flatten
+
+if TYPE_CHECKING:
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+
+PARAMS_FILES = ("params.yaml", "params.yml", "params.json", "params.toml")
+SCRIPTS = ("train.py", "main.py", "run.py", "src/train.py", "src/main.py")
+METRICS = ("metrics.json", "metrics.yaml", "scores.json", "eval/metrics.json")
+CONF_DIRS = ("conf", "config", "configs")
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="replace an existing sweeps.yaml")
+
+
+def _around(value: Any) -> list[Any] | None:
+    """Two or three values around a number (``None`` for anything else)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return [value, value * 2] if value else [0, 1]
+    return [round(value / 2, 12), value, round(value * 2, 12)] if value else [0.0, 0.1]
+
+
+def _sweep_lines(params: dict[str, Any], source: str) -> list[str]:
+    numbers = [
+        (k, v)
+        for k, v in flatten(params).items()
+        if _around(v) is not None and "seed" not in k.lower()  # a seed is no knob
+    ][:2]
+    if not numbers:
+        return [
+            f"# no numeric param in {source} to sweep: add a sweep under 'sweeps:'",
+            "sweeps: {}",
+        ]
+    lines = [
+        "sweeps:",
+        f"  grid:  # guessed: the first numeric params of {source}, around their values",
+        "    matrix:",
+    ]
+    for key, value in numbers:
+        values = ", ".join(names.format_value(v) for v in _around(value) or [])
+        lines.append(f"      {key}: [{values}]")
+    return lines
+
+
+def _hydra(root: Path) -> tuple[str, list[str]] | None:
+    """(primary config, its groups) of a Hydra config directory, if there is one."""
+    for d in CONF_DIRS:
+        for primary in sorted((root / d).glob("*.yaml")) if (root / d).is_dir() else []:
+            try:
+                data = yaml.safe_load(primary.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict) and "defaults" in data:
+                groups = sorted(p.name for p in (root / d).iterdir() if p.is_dir())
+                return primary.relative_to(root).as_posix(), groups
+    return None
+
+
+def _hydra_script(root: Path) -> str | None:
+    for path in sorted(root.rglob("*.py")):
+        if ".git" in path.parts or "site-packages" in path.parts:
+            continue
+        try:
+            if "@hydra.main" in path.read_text(errors="replace"):
+                return path.relative_to(root).as_posix()
+        except OSError:
+            continue
+    return None
+
+
+def starter(root: Path) -> tuple[str, str]:
+    """(text of a starter ``sweeps.yaml`` for the project at ``root``, what it is based on)."""
+    metrics = next((m for m in METRICS if (root / m).is_file()), None)
+    script = next((s for s in SCRIPTS if (root / s).is_file()), None)
+    if (root / "dvc.yaml").is_file():
+        pf = next((p for p in PARAMS_FILES if (root / p).is_file()), None)
+        data = ParamsFile.load(root, pf).data if pf else {}
+        lines = [
+            "# Sweeps over the DVC pipeline as it is (sweeprun reads dvc.yaml itself).",
+            "pipeline: dvc.yaml  # guessed: dvc.yaml is here",
+            *_sweep_lines(data, pf or "params.yaml"),
+        ]
+        return "\n".join(lines) + "\n", "dvc.yaml"
+    hydra = _hydra(root)
+    if hydra is not None:
+        config, groups = hydra
+        app = _hydra_script(root) or script or "train.py"
+        lines = [
+            "# A Hydra app: each experiment's overrides are passed to it as Hydra overrides.",
+            f"params: {{hydra: {config}}}  # guessed: {config} has a defaults list",
+            f"cmd: python3 {app}  # guessed: "
+            + ("it has @hydra.main" if _hydra_script(root) else "edit me"),
+        ]
+        if (root / app).is_file():
+            lines.append(f"deps: [{app}]")
+        lines.append(
+            f"metrics: [{metrics or 'metrics.json'}]  # the file your app writes its scores to"
+        )
+        group = groups[0] if groups else None
+        options = (
+            sorted(p.stem for p in (root / Path(config).parent / group).glob("*.yaml"))
+            if group
+            else []
+        )
+        if group and len(options) > 1:
+            lines += [
+                "sweeps:",
+                f"  {group}:  # guessed: the config group {group!r} and its options",
+                "    matrix:",
+                f"      {group}: [{', '.join(options)}]",
+            ]
+        return "\n".join(lines) + "\n", f"Hydra config {config}"
+    pf = next((p for p in PARAMS_FILES if (root / p).is_file()), None)
+    lines = ["# A one-stage project: one command, its params file and its metrics."]
+    if pf:
+        lines.append(f"params: {pf}  # guessed: {pf} is here")
+    cmd = f"python3 {script}" if script else "python3 train.py"
+    lines.append(f"cmd: {cmd}  # guessed: " + (f"{script} is here" if script else "edit me"))
+    if script:
+        lines.append(f"deps: [{script}]")
+    lines.append(
+        f"metrics: [{metrics or 'metrics.json'}]  # the file your command writes scores to"
+    )
+    lines += _sweep_lines(ParamsFile.load(root, pf).data if pf else {}, pf or "the params file")
+    return "\n".join(lines) + "\n", pf or "nothing (a template)"
+
+
+def _run(config: Config) -> int:
+    root = config.invocation_dir
+    target = root / "sweeps.yaml"
+    if target.exists() and not config.getoption("force"):
+        raise UsageError(f"{target}: exists already (--force replaces it)")
+    text, basis = starter(root)
+    existed = target.read_bytes() if target.exists() else None
+    target.write_text(text)
+    try:
+        config.hook.sweeprun_load_spec(path=target, config=config)
+    except (SpecError, UsageError) as exc:
+        # Nothing half-done: the file as it was (or no file).
+        if existed is None:
+            target.unlink()
+        else:
+            target.write_bytes(existed)
+        raise UsageError(
+            f"init: the starter spec would not load ({exc}); nothing written"
+        ) from None
+    config.stdout.write(f"wrote {target.name} from {basis}:\n\n{text}\n")
+    config.stdout.write("next: sweeprun --collect-only   (then: sweeprun --run -j 2)\n")
+    return 0
+
+
+@hookimpl
+def sweeprun_add_commands(commands: CommandRegistry) -> None:
+    """Register ``sweeprun init``."""
+    commands.add(
+        "init",
+        "write a starter sweeps.yaml from dvc.yaml, params or a Hydra config",
+        _add_arguments,
+        _run,
+    )

@@ -1,0 +1,174 @@
+"""Hydra apps: overrides with Hydra's meaning, checked by composing the app's config.
+
+A spec declares its program a Hydra app with ``params: {hydra: conf/config.yaml}`` (the
+primary config; its directory is the config directory). Then a point's keys are Hydra
+overrides as written — a group choice (``model=svm``), a key (``model.C=0.1``), ``+key``,
+``++key``, ``~key`` — and they reach the program as its command-line overrides, one
+argument each, never through a shell. No file is edited. Each point is checked at queue
+time by composing the config with Hydra's compose API: an unknown group option or key is
+a one-line error naming the override. The composed config (interpolations resolved) is the
+experiment's recorded params, beside the group choices (``hydra`` in ``show``), so a group
+is one column, not a ``defaults`` list.
+
+``hydra.run.dir=.`` is passed too: Hydra's own output (``.hydra/``, the job log) goes into
+the experiment's workspace, which is already private to it, and the app's working
+directory stays the workspace, where the spec's paths point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeprun.exceptions import UsageError
+from sweeprun.spec.overrides import DELETE, Override
+
+#: The pseudo params file under which an experiment records its group choices.
+CHOICES = "hydra"
+#: Extra overrides every run of a Hydra app gets (see the module docstring).
+RUN_OVERRIDES = ("hydra.run.dir=.",)
+_PREFIX = {"set": "", "add": "+", "force": "++", "delete": "~"}
+
+
+@dataclass(frozen=True)
+class HydraApp:
+    """A Hydra app's primary config, relative to the repository root."""
+
+    config: str
+
+    @property
+    def config_dir(self) -> str:
+        return posixpath.dirname(self.config)
+
+    @property
+    def config_name(self) -> str:
+        return posixpath.splitext(posixpath.basename(self.config))[0]
+
+
+def resolve_overrides(overrides: list[Override]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``-S`` as Hydra overrides: (fixed, sweep points), keys with their prefix (``+seed``)."""
+    fixed: dict[str, Any] = {}
+    axes: list[list[dict[str, Any]]] = []
+    for ov in overrides:
+        if ":" in ov.key:
+            raise UsageError(
+                f"-S {ov.text}: a Hydra app's overrides name config keys or groups, not files"
+            )
+        key = _PREFIX[ov.kind] + ov.key
+        if ov.is_sweep:
+            axes.append([{key: v} for v in ov.values])
+        else:
+            fixed[key] = DELETE if ov.kind == "delete" and ov.match is None else ov.value
+    points: list[dict[str, Any]] = [{}]
+    for axis in axes:
+        points = [{**a, **b} for a in points for b in axis]
+    return fixed, points
+
+
+def override_words(point: Mapping[str, Any]) -> list[str]:
+    """The point as Hydra command-line overrides (``model=svm``, ``+seed=1``, ``~x``)."""
+    words = []
+    for key, value in point.items():
+        if value is DELETE:
+            words.append(key if key.startswith("~") else f"~{key}")
+        else:
+            words.append(f"{key}={hydra_value(value)}")
+    return words
+
+
+def hydra_value(value: Any) -> str:
+    """A value in Hydra's override grammar."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        plain = value and all(c.isalnum() or c in "_-./:@" for c in value)
+        if plain and value.lower() not in ("null", "true", "false", "nan", "inf"):
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+class Composer:
+    """Composes the app's config for points (one Hydra initialisation for many)."""
+
+    def __init__(self, app: HydraApp, root: Path, spec: str) -> None:
+        self.app = app
+        self.root = root
+        self.spec = spec  # the spec's path, for errors
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Composer]:
+        try:
+            # deferred: an optional extra (sweeprun[hydra]), ~300 ms to import
+            from hydra import initialize_config_dir
+            from hydra.core.global_hydra import GlobalHydra
+        except ImportError:
+            raise UsageError(
+                f"{self.app.config}: a Hydra app needs hydra-core (pip install 'sweeprun[hydra]')"
+            ) from None
+        GlobalHydra.instance().clear()
+        config_dir = str((self.root / self.app.config_dir).resolve())
+        try:
+            with initialize_config_dir(config_dir=config_dir, version_base=None):
+                yield self
+        finally:
+            GlobalHydra.instance().clear()
+
+    def compose(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The params to record for ``point``: the composed config and the group choices.
+
+        A ``UsageError`` quoting Hydra when the point does not compose.
+        """
+        # deferred: hydra-core is an optional extra; omegaconf costs ~60 ms to import
+        from hydra import compose
+        from omegaconf import OmegaConf, open_dict
+        from omegaconf.errors import OmegaConfBaseException
+
+        words = override_words(point)
+        try:
+            cfg = compose(self.app.config_name, overrides=words, return_hydra_config=True)
+        except Exception as exc:  # Hydra's own errors have no common base class
+            why = _one_line(str(exc)) or type(exc).__name__
+            raise UsageError(
+                f"{self.spec}: overrides {' '.join(words)!r} do not compose "
+                f"{self.app.config}: Hydra: {why}"
+            ) from None
+        choices = {
+            str(k): v
+            for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()  # type: ignore[union-attr]
+            if not str(k).startswith("hydra/")
+        }
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            data = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException:  # ${hydra:…} and the like resolve only in the app
+            data = OmegaConf.to_container(cfg, resolve=False)
+        return {self.app.config: data, **({CHOICES: choices} if choices else {})}
+
+
+def _one_line(message: str) -> str:
+    """Hydra's message on one line: "Available options in 'model':" and its list joined."""
+    parts: list[str] = []
+    for line in (ln.strip().rstrip(".") for ln in message.splitlines() if ln.strip()):
+        if line.startswith("Config search path"):
+            break  # where Hydra looked: long, and the same for every error
+        if parts and parts[-1].endswith(":"):
+            parts[-1] += " " + line
+        elif parts and parts[-1].startswith("Available options") and ":" in parts[-1]:
+            parts[-1] += ", " + line
+        else:
+            parts.append(line)
+    return "; ".join(parts)
