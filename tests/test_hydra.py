@@ -161,3 +161,30 @@ def test_init_finds_the_hydra_app(sweepproject: SweepProject) -> None:
     res = sweepproject.run("--collect-only")
     assert res.ret == 0, res.stderr
     res.fnmatch_lines(["*model[model=linear]*", "*model[model=poly]*"])
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        {},
+        {"model": "poly", "data.n": 5},
+        {"data.n": 7, "seed": 2, "data.noise": 0.5},
+        {"model": "linear", "model.lr": 0.3},
+        {"model": "poly", "data.noise": 0.7},  # poly's lr interpolates data.noise
+        {"+extra": {"a": 1}, "seed": 4},
+        {"data": 5},  # replaces a mapping: does not go in as a value, composed whole
+    ],
+)
+def test_composing_a_point_once_per_group_choice_is_hydras_compose(
+    app: SweepProject, point: dict[str, object]
+) -> None:
+    from sweeprun.spec.hydra import Composer, HydraApp, _plain
+
+    composer = Composer(HydraApp("conf/config.yaml"), app.path, "sweeps.yaml")
+    with composer.session():
+        composer.compose({"model": "poly"})  # a base for poly exists: the fast path is taken
+        composer.compose({})
+        got = composer.compose(point)
+        cfg, choices = composer._compose(point)
+    assert got["conf/config.yaml"] == _plain(cfg)
+    assert got["hydra"] == choices

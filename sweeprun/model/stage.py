@@ -57,6 +57,8 @@ class Stage:
     frozen: bool = False
     #: DVC's ``always_changed``: never restored from the run-cache.
     always_changed: bool = False
+    #: ``python -m MODULE`` run in a warm worker (``call:``, or ``warm: true``).
+    warm: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in queue records (and hashed into the experiment's key)."""
@@ -74,6 +76,7 @@ class Stage:
             **({"env": dict(self.env)} if self.env else {}),
             **({"frozen": True} if self.frozen else {}),
             **({"always_changed": True} if self.always_changed else {}),
+            **({"warm": True} if self.warm else {}),
         }
 
     @classmethod
@@ -92,6 +95,7 @@ class Stage:
             env=tuple(sorted(data.get("env", {}).items())),
             frozen=bool(data.get("frozen", False)),
             always_changed=bool(data.get("always_changed", False)),
+            warm=bool(data.get("warm", False)),
         )
 
     @property

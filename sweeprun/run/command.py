@@ -78,16 +78,7 @@ def run_command(
         # What the shell would have said and returned.
         log.write(f"sweeprun: {cmd}: {exc.strerror}\n".encode())
         return 127 if isinstance(exc, FileNotFoundError) else 126
-    pidfile: Path | None = None
-    if pid_holder is not None:
-        ref = procs.ProcessRef.of(proc.pid, env.get(procs.TOKEN_ENV))
-        pid_holder["proc"] = ref
-        watchdog = pid_holder.get("watchdog")
-        if watchdog is not None:
-            watchdog.command(ref)
-        pidfile = pid_holder.get("pidfile")
-        if pidfile is not None:
-            workspace.write_pid(pidfile, f"{pid_holder['key']} {ref}\n")
+    pidfile = announce(proc.pid, env, pid_holder)
     if STOP.is_set():  # it started after the stop's signal went out to the others
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
@@ -125,6 +116,22 @@ def run_command(
     finally:
         if pidfile is not None:
             workspace.write_pid(pidfile, "")
+
+
+def announce(pid: int, env: Mapping[str, str], pid_holder: dict[str, Any] | None) -> Path | None:
+    """Make a started command known: to the caller, the runner's watchdog and ``queue kill``
+    (its pid file, returned: the caller writes the exit there, see :func:`exit_line`)."""
+    if pid_holder is None:
+        return None
+    ref = procs.ProcessRef.of(pid, env.get(procs.TOKEN_ENV))
+    pid_holder["proc"] = ref
+    watchdog = pid_holder.get("watchdog")
+    if watchdog is not None:
+        watchdog.command(ref)
+    pidfile: Path | None = pid_holder.get("pidfile")
+    if pidfile is not None:
+        workspace.write_pid(pidfile, f"{pid_holder['key']} {ref}\n")
+    return pidfile
 
 
 def exit_line(pid_holder: Mapping[str, Any], rc: int) -> str:

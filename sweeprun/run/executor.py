@@ -76,8 +76,14 @@ def execute_pipeline(
     names = [s.name for s in stages]
     timeout = task.job.options.timeout
 
+    warm = task.shared.warm
+
     def run(stage: Any, cwd: Path, env: dict[str, str], log: BinaryIO) -> int:
         pid["stage"] = names.index(stage.name)
+        if stage.warm and warm is not None:
+            rc = warm.run(stage.cmd, cwd, env, log, timeout, pid, dict(stage.values))
+            if rc is not None:
+                return rc
         return run_command(
             stage.cmd, cwd, env, log, timeout, pid, bool(ckpt_outs), dict(stage.values)
         )

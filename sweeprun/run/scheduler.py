@@ -31,6 +31,7 @@ from sweeprun.run.publisher import (
 )
 from sweeprun.run.remote import TOPIC, CheckpointInbox, Dispatch, run_remote
 from sweeprun.run.task import Shared
+from sweeprun.run.warm import WarmPool
 from sweeprun.store import fastgit, leases
 from sweeprun.store.cache import cache_config
 from sweeprun.store.catfile import ObjectReader
@@ -202,13 +203,14 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
     watchdog = procs.Watchdog()
     reader = ObjectReader(common)
+    warm = WarmPool()
     # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the
     # queue ahead of time does not start once the run is stopping (see FailFast); jobs
     # there share the run loop's object reader and watchdog.
     run: Callable[[Job], JobReport] = (
         run_remote
         if url
-        else FailFast(session, options.maxfail, Shared(reader, watchdog))
+        else FailFast(session, options.maxfail, Shared(reader, watchdog, warm=warm))
         if backend == "threading"
         else run_job
     )
@@ -244,6 +246,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
             dispatch.clean_up()
         sys.setswitchinterval(interval)
         watchdog.close()  # every job has ended: the watchdog ends with nothing to do
+        warm.close()
         reader.close()
         publisher.announce(_notify(session))
         if session.in_place:

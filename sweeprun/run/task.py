@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweeprun.model import Job, QueueRecord, Stage, parse_message, parse_record
+from sweeprun.run.warm import WarmPool
 from sweeprun.spec.dag import committed_results
 from sweeprun.store.cache import Cache
 from sweeprun.store.catfile import ObjectReader
@@ -72,6 +73,8 @@ class Shared:
     #: A git-only worker's relay: each checkpoint ``(commit, step)`` is handed to it
     #: before the program goes on (pushed where the runner and other workers see it).
     relay: Callable[[str, int], None] | None = None
+    #: The run's warm Python workers (``call:`` and ``warm: true`` stages), if it keeps any.
+    warm: WarmPool | None = None
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,9 @@ from sweeprun.spec.stages import check_inside, load_env, load_stage, rel_path
 from sweeprun.spec.sweeps import Sweep, load_sweep
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
-TOP_KEYS = (
-    "params", "cmd", "deps", "outs", "metrics", "plots", "wdir", "env", "stages", "sweeps",
-    "pipeline",
-)  # fmt: skip
+#: The keys of a one-stage spec's stage, written at top level.
+TOP_STAGE_KEYS = ("cmd", "call", "warm", "deps", "outs", "metrics", "plots", "wdir")
+TOP_KEYS = ("params", *TOP_STAGE_KEYS, "env", "stages", "sweeps", "pipeline")
 DEFAULT_STAGE = "main"
 #: Pipeline files a directory may hold, in the order they are looked for.
 SPEC_NAMES = ("sweeps.yaml", "sweeps.yml")
@@ -145,7 +144,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
             raise ld.err(mark, f"params file {p!r} not found")
         params_files.append(prel)
 
-    stage_keys = [k for k in ("cmd", "deps", "outs", "metrics", "plots", "wdir") if k in data]
+    stage_keys = [k for k in TOP_STAGE_KEYS if k in data]
     stages: list[Stage] = []
     stage_raw: dict[str, tuple[LocatedDict, Mark]] = {}
     plots: list[Any] = []

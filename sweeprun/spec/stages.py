@@ -19,8 +19,12 @@ from sweeprun.system.paths import in_git_dir, reason_outside
 
 STAGE_KEYS = (
     "cmd", "deps", "outs", "params", "metrics", "plots", "wdir", "env", "frozen",
-    "always_changed", "desc", "meta",
+    "always_changed", "desc", "meta", "call", "warm",
 )  # fmt: skip
+#: ``call: pkg.mod:func`` runs ``func()`` through this command (warm when it can be).
+CALL_CMD = "python3 -m sweeprun.call "
+_WARM_CMD = re.compile(r"^\s*(\S*/)?python(3(\.\d+)?)?\s+-m\s+[A-Za-z_][\w.]*(\s|$)")
+_CALL = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _BOOL_FLAGS = ("cache", "persist")
 # DVC's flags of outs, metrics and plots. ``push``/``remote`` are about ``dvc push`` (sweeprun
 # shares outs through its cache remote instead); ``desc``/``type``/``labels``/``meta`` only
@@ -177,8 +181,20 @@ def load_stage(
             "no '/', no '..')",
         )
     ld.check_keys(d, STAGE_KEYS, f"stage {name!r}")
+    call = ld.string(d, "call")
     cmd_value = d.get("cmd")
-    if isinstance(cmd_value, list) and all(isinstance(c, str) for c in cmd_value):
+    if call is not None:
+        if "cmd" in d:
+            raise ld.err(
+                d.key_marks["call"], f"stage {name!r}: 'call' and 'cmd' exclude each other"
+            )
+        if not _CALL.match(call):
+            raise ld.err(
+                d.value_marks["call"],
+                f"'call' must be module:function (e.g. pkg.train:main), not {call!r}",
+            )
+        cmd = CALL_CMD + call
+    elif isinstance(cmd_value, list) and all(isinstance(c, str) for c in cmd_value):
         cmd = " && ".join(cmd_value)
     else:
         if cmd_value is not None and not isinstance(cmd_value, str):
@@ -207,6 +223,12 @@ def load_stage(
             raise ld.err(d.value_marks[key], f"{key!r} of stage {name!r} must be true or false")
         return value
 
+    warm = flag("warm") or call is not None
+    if warm and call is None and not _WARM_CMD.match(cmd):
+        raise ld.err(
+            d.value_marks["warm"],
+            f"stage {name!r}: a warm stage's cmd is 'python -m MODULE [ARGS]' (or use call:)",
+        )
     outs = _load_outs(ld, d, "outs", base)
     metrics = [o.path for o in _load_outs(ld, d, "metrics", base)]
     plots_ = [o.path for o in _load_outs(ld, d, "plots", base, plots)]
@@ -224,4 +246,5 @@ def load_stage(
         env=tuple(sorted(stage_env.items())),
         frozen=flag("frozen"),
         always_changed=flag("always_changed"),
+        warm=warm,
     )
