@@ -15,8 +15,10 @@ from sweeprun.testing import SweepProject
 # The expensive import (torch, sklearn…) stands in a module of its own: with ``python -m``
 # the main module's own body runs for each job (it is ``__main__``), its imports do not.
 HEAVY = """
-import os
+import os, time
 open(os.environ["IMPORTS"], "a").write(f"{os.getpid()}\\n")  # once per import
+if os.environ.get("HANG_IMPORT"):
+    time.sleep(300)
 """
 TRAIN = """
 import json, os, sys, time
@@ -115,6 +117,20 @@ def test_a_warm_job_times_out_and_its_process_is_gone(sweepproject: SweepProject
     (rec,) = [r for r in sweepproject.records() if r["name"] != "workspace"]
     assert rec["state"] == "timeout"
     assert not _alive(int(hang.read_text()))
+
+
+def test_an_import_that_hangs_is_bounded_by_the_timeout(sweepproject: SweepProject) -> None:
+    imports = project(sweepproject, "call: pkg.train:main")
+    sweepproject.monkeypatch.setenv("HANG_IMPORT", "1")
+    started = time.monotonic()
+    res = sweepproject.run("-S", "lr=1", "--run", "--timeout", "1")
+    assert res.ret == 1, res.stdout + res.stderr
+    (rec,) = [r for r in sweepproject.records() if r["name"] != "workspace"]
+    assert rec["state"] == "timeout"
+    # the warm worker's import gave up after the timeout, then the usual run timed out
+    assert len(imports.read_text().splitlines()) == 2
+    assert time.monotonic() - started < 60
+    assert not any(_alive(int(pid)) for pid in imports.read_text().split())
 
 
 def test_a_killed_runner_leaves_no_warm_job_behind(sweepproject: SweepProject) -> None:

@@ -65,7 +65,14 @@ def python_target(
 class Zygote:
     """One warm worker process and the socket to it."""
 
-    def __init__(self, interpreter: str, module: str, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        interpreter: str,
+        module: str,
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float | None = None,
+    ) -> None:
         self.module = module
         self.cwd = cwd
         self.lock = threading.Lock()
@@ -85,7 +92,18 @@ class Zygote:
             )
         finally:
             theirs.close()
-        ready = self._recv()
+        # An import that hangs is bounded by the job's timeout, as its command would be.
+        self.sock.settimeout(timeout)
+        try:
+            ready = self._recv()
+        except TimeoutError:
+            ready = {"ready": False}
+            if self.proc is not None:
+                self.proc.kill()
+            self.close()
+        finally:
+            if self.proc is not None:
+                self.sock.settimeout(None)
         self.files: dict[str, str] = ready.get("files", {}) if ready.get("ready") else {}
         self.ok = bool(ready.get("ready"))
 
@@ -202,15 +220,21 @@ class WarmPool:
             env.get("PYTHONPATH", ""),
             env.get("CUDA_VISIBLE_DEVICES", ""),
         )
-        zygote = self._zygote(key, interpreter, module, cwd, env)
-        if zygote is None:
+        zygote = self._zygote(key, interpreter, module, cwd, env, timeout)
+        if zygote is None or STOP.is_set():  # (the stop may have come during the import)
             return None
         request = {"cwd": str(cwd), "env": env, "module": module, "call": func, "argv": argv}
         with zygote.lock:
             return zygote.run(request, log, env, timeout, pid_holder)
 
     def _zygote(
-        self, key: tuple[str, ...], interpreter: str, module: str, cwd: Path, env: dict[str, str]
+        self,
+        key: tuple[str, ...],
+        interpreter: str,
+        module: str,
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float | None,
     ) -> Zygote | None:
         with self._lock:
             zygote = self._zygotes.get(key)
@@ -222,7 +246,7 @@ class WarmPool:
                 zygote.close()
                 del self._zygotes[key]
             try:
-                zygote = Zygote(interpreter, module, cwd, env)
+                zygote = Zygote(interpreter, module, cwd, env, timeout)
             except (OSError, ConnectionError, ValueError):
                 return None
             self._zygotes[key] = zygote
