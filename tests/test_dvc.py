@@ -422,3 +422,20 @@ def test_init_of_a_plain_project_and_of_nothing(sweepproject: SweepProject) -> N
     res = sweepproject.run("init")
     assert res.ret == 0, res.stderr
     assert "cmd: python3 train.py  # guessed: edit me" in sweepproject.read("sweeps.yaml")
+
+
+def test_a_param_resolved_into_a_path_cannot_be_swept(sweepproject: SweepProject) -> None:
+    sweepproject.write("params.yaml", "out_dir: results\nlr: 0.1\n")
+    sweepproject.write(
+        "dvc.yaml",
+        "stages:\n  a:\n    cmd: echo ${lr} > ${out_dir}/x\n    outs: ['${out_dir}/x']\n",
+    )
+    sweepproject.commit()
+    res = sweepproject.run("-S", "lr=0.1,0.2", "--collect-only")  # used in cmd only: fine
+    assert res.ret == 0, res.stderr
+    res = sweepproject.run("-S", "out_dir=elsewhere", "--collect-only")
+    assert res.ret == 4
+    assert res.stderr.startswith(
+        "sweeprun: error: -S out_dir: dvc.yaml uses out_dir outside 'cmd'"
+    ), res.stderr
+    assert not sweepproject.refs()

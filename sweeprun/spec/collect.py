@@ -193,6 +193,11 @@ def _with_overrides(stage: Stage, point: dict[str, Any]) -> Stage:
     return replace(stage, cmd=cmd, values=(*stage.values, *zip(refs, words, strict=True)))
 
 
+def _under(key: str, parent: str) -> bool:
+    """Whether dotted ``key`` is ``parent`` or inside it."""
+    return key == parent or key.startswith(parent + ".")
+
+
 def _unpassable(text: str) -> str:
     """Why ``text`` cannot be an argument of a program, or ``""``."""
     if "\0" in text:
@@ -257,7 +262,18 @@ def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: 
     """Say so when ``-S`` sets a key the sweep varies (its points merge: ``-S lr=0.5`` on
     an ``lr`` sweep runs that one value), and refuse values no file or argument can hold
     (a lone surrogate)."""
-    both = sorted({k for p in points for k in p} & keys)
+    varied = {k for p in points for k in p}
+    for key in sorted(varied | keys):
+        fixed = [f for f in spec.fixed_keys if _under(f, key) or _under(key, f)]
+        if fixed:
+            why = (
+                f"{key}: dvc.yaml uses {fixed[0]} outside 'cmd' (in a path or another field, "
+                "resolved once with the baseline's value), so an experiment cannot change it"
+            )
+            if key in keys:
+                raise UsageError(f"-S {why}")
+            raise spec.error(sweep.mark, f"sweep {sweep.name!r}: {why}")
+    both = sorted(varied & keys)
     if both and sweep.groups:
         left = len(
             {

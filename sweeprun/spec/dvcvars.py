@@ -41,6 +41,10 @@ class Context:
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.source: dict[str, str | None] = {}  # top-level name → params file or None
+        #: Params keys resolved once into paths and other fields (``file:key`` or ``key``
+        #: for the default file): an experiment that changes one would not see it there.
+        self.fixed: set[str] = set()
+        self.default = ""
 
     def merge(self, ld: Loader, values: Mapping[str, Any], source: str | None, mark: Mark) -> None:
         for key, value in values.items():
@@ -55,6 +59,8 @@ class Context:
         c = Context()
         c.data = {**self.data, **extra}
         c.source = {**self.source, **dict.fromkeys(extra)}
+        c.fixed = self.fixed  # shared: one set for the whole file
+        c.default = self.default
         return c
 
     def lookup(self, expr: str) -> tuple[Any, str | None]:
@@ -150,12 +156,16 @@ def resolve(ld: Loader, ctx: Context, value: Any, mark: Mark, where: str) -> Any
 
 def _value(ld: Loader, ctx: Context, expr: str, mark: Mark, where: str) -> Any:
     try:
-        return ctx.lookup(expr)[0]
+        value, source = ctx.lookup(expr)
     except KeyError:
         known = ", ".join(sorted(ctx.data)) or "none"
         raise ld.err(
             mark, f"{where}: ${{{expr.strip()}}} is not defined (defined: {known})"
         ) from None
+    if source is not None:
+        key = norm_key(expr)
+        ctx.fixed.add(key if source == ctx.default else f"{source}:{key}")
+    return value
 
 
 def bind_cmd(

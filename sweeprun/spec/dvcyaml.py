@@ -53,6 +53,8 @@ class DvcPipeline:
     params_files: list[str]  # root-relative; the first one is the default for bare keys
     metrics: list[tuple[str, Mark]]  # top-level metrics files, dvc.yaml-relative
     plots: list[Any]  # top-level plot definitions, as written (resolved)
+    #: Params keys resolved into paths and fields other than ``cmd`` (see Context.fixed).
+    fixed: list[str] = field(default_factory=list)
 
 
 def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipeline:
@@ -72,6 +74,7 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
         files.append(default)
     load_vars(ld, root, spec_dir, ctx, data, files)
     default_file = files[0] if files else default
+    ctx.default = default_file
 
     stages: list[DvcStage] = []
     raw = data.get("stages")
@@ -100,7 +103,9 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
         if not isinstance(value, LocatedList):
             raise ld.err(data.value_marks["plots"], "'plots' must be a list of plot definitions")
         plots = yamlio.plain(resolve(ld, ctx, value, data.value_marks["plots"], "plots"))
-    return DvcPipeline(stages=stages, params_files=files, metrics=metrics, plots=plots)
+    return DvcPipeline(
+        stages=stages, params_files=files, metrics=metrics, plots=plots, fixed=sorted(ctx.fixed)
+    )
 
 
 def _stage_group(

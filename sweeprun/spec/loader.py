@@ -54,6 +54,9 @@ class Spec:
     plots: list[Any] = field(default_factory=list)
     #: The Hydra app the stages run (``params: {hydra: …}``), if the spec declares one.
     hydra: HydraApp | None = None
+    #: Params keys ``dvc.yaml`` resolved once into paths (``${data_dir}/x``): no experiment
+    #: may change them, since the paths would not follow.
+    fixed_keys: tuple[str, ...] = ()
 
     @property
     def dir(self) -> str:
@@ -84,9 +87,19 @@ def _read(root: Path, path: Path) -> tuple[str, LocatedDict, Loader]:
     return rel, data, ld
 
 
-def _dvc_pipeline(
-    root: Path, path: Path, env: dict[str, str]
-) -> tuple[list[Stage], list[str], list[Any], Loader, dict[str, tuple[LocatedDict, Mark]]]:
+@dataclass
+class _Dvc:
+    """A ``dvc.yaml`` read for a spec."""
+
+    stages: list[Stage]
+    params_files: list[str]
+    plots: list[Any]
+    ld: Loader  # locates errors in dvc.yaml
+    raw: dict[str, tuple[LocatedDict, Mark]]
+    fixed: list[str]
+
+
+def _dvc_pipeline(root: Path, path: Path, env: dict[str, str]) -> _Dvc:
     """The stages of a ``dvc.yaml`` (errors located in it), its params files and plots."""
     rel, data, ld = _read(root, path)
     spec_dir = posixpath.dirname(rel)
@@ -106,19 +119,20 @@ def _dvc_pipeline(
             check_inside(ld, p, mark)
             extra.append(p)
         stages[-1] = replace(stages[-1], metrics=(*stages[-1].metrics, *extra))
-    return stages, pipeline.params_files, plots, ld, raw
+    return _Dvc(stages, pipeline.params_files, plots, ld, raw, pipeline.fixed)
 
 
 def _load_dvc_spec(root: Path, path: Path) -> Spec:
-    stages, params_files, plots, ld, raw = _dvc_pipeline(root, path, {})
+    dvc = _dvc_pipeline(root, path, {})
     return Spec(
-        path=ld.path,
+        path=dvc.ld.path,
         root=root,
-        params_files=params_files,
-        stages=_check_pipeline(ld, root, stages, raw),
+        params_files=dvc.params_files,
+        stages=_check_pipeline(dvc.ld, root, dvc.stages, dvc.raw),
         sweeps=[],
         raw=LocatedDict(),
-        plots=plots,
+        plots=dvc.plots,
+        fixed_keys=tuple(dvc.fixed),
     )
 
 
@@ -149,6 +163,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     stage_raw: dict[str, tuple[LocatedDict, Mark]] = {}
     plots: list[Any] = []
     check = ld
+    fixed_keys: tuple[str, ...] = ()
     if "pipeline" in data:
         clash = [k for k in (*stage_keys, "stages") if k in data]
         if clash:
@@ -165,9 +180,11 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
             )
         if not (root / prel).is_file():
             raise ld.err(data.value_marks["pipeline"], f"pipeline {ppath!r} not found")
-        stages, dvc_params, plots, check, stage_raw = _dvc_pipeline(root, root / prel, env)
+        dvc = _dvc_pipeline(root, root / prel, env)
+        stages, plots, check, stage_raw = dvc.stages, dvc.plots, dvc.ld, dvc.raw
+        fixed_keys = tuple(dvc.fixed)
         if "params" not in data:
-            params_files = dvc_params
+            params_files = dvc.params_files
     elif "stages" in data:
         if stage_keys:
             raise ld.err(
@@ -221,6 +238,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         raw=data,
         plots=plots,
         hydra=hydra_app,
+        fixed_keys=fixed_keys,
     )
 
 
