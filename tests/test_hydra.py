@@ -188,3 +188,17 @@ def test_composing_a_point_once_per_group_choice_is_hydras_compose(
         cfg, choices = composer._compose(point)
     assert got["conf/config.yaml"] == _plain(cfg)
     assert got["hydra"] == choices
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1", "abc", "true", "x y", "it's", "a,b", "null", 1, 0.1, 1e-05, True, None, [1, "a"],
+     {"a": 1, "b": "c d"}, "", "path/to.file:3"],
+)  # fmt: skip
+def test_values_read_back_by_hydras_own_parser(value: object) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from sweeprun.spec.hydra import hydra_value
+
+    parsed = OverridesParser.create().parse_override(f"key={hydra_value(value)}")
+    assert parsed.value() == value

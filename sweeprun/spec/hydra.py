@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.spec.overrides import DELETE, Override
+from sweeprun.spec.overrides import DELETE, Override, parse_value
 
 #: The pseudo params file under which an experiment records its group choices.
 CHOICES = "hydra"
@@ -63,7 +63,10 @@ def resolve_overrides(overrides: list[Override]) -> tuple[dict[str, Any], list[d
         if ov.is_sweep:
             axes.append([{key: v} for v in ov.values])
         else:
-            fixed[key] = DELETE if ov.kind == "delete" and ov.match is None else ov.value
+            if ov.kind == "delete":  # ~key, or ~key=value (only if it has that value)
+                fixed[key] = DELETE if ov.match is None else ov.match
+            else:
+                fixed[key] = ov.value
     points: list[dict[str, Any]] = [{}]
     for axis in axes:
         points = [{**a, **b} for a in points for b in axis]
@@ -91,7 +94,8 @@ def hydra_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         plain = value and all(c.isalnum() or c in "_-./:@" for c in value)
-        if plain and value.lower() not in ("null", "true", "false", "nan", "inf"):
+        # Unquoted only when Hydra reads it back as this string ('1' stays a string).
+        if plain and parse_value(value) == value:
             return value
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if isinstance(value, list):
