@@ -27,6 +27,9 @@ VERSION = 1
 
 def main():
     lr = float(open("params.yaml").read().split(":")[1])
+    if os.environ.get("KILL_WORKER") and lr == 1:  # kills its own warm worker, and so itself
+        os.kill(os.getppid(), 9)
+        time.sleep(30)
     if os.environ.get("HANG"):
         open(os.environ["HANG"], "w").write(str(os.getpid()))
         time.sleep(300)
@@ -106,6 +109,18 @@ def test_new_code_starts_a_new_warm_worker(sweepproject: SweepProject) -> None:
     }
     assert by_lr == {1: 1, 2: 1, 3: 2, 4: 2}
     assert len(imports.read_text().splitlines()) == 2  # once per version
+
+
+def test_a_dead_warm_worker_is_replaced(sweepproject: SweepProject) -> None:
+    imports = project(sweepproject, "call: pkg.train:main")
+    sweepproject.monkeypatch.setenv("KILL_WORKER", "1")
+    res = sweepproject.run("-S", "lr=1,2,3", "--run", "-j", "1")
+    assert res.ret == 1
+    states = {
+        r["point"]["lr"]: r["state"] for r in sweepproject.records() if r["name"] != "workspace"
+    }
+    assert states == {1: "failed", 2: "success", 3: "success"}
+    assert len(imports.read_text().splitlines()) == 2  # a new worker after the first died
 
 
 def test_a_warm_job_times_out_and_its_process_is_gone(sweepproject: SweepProject) -> None:

@@ -62,6 +62,10 @@ def python_target(
     return interpreter, module, "", [module, *args]
 
 
+class NotStarted(Exception):
+    """The warm worker could not start the job (it died): the job runs the usual way."""
+
+
 class Zygote:
     """One warm worker process and the socket to it."""
 
@@ -134,8 +138,11 @@ class Zygote:
     ) -> int:
         """Fork the job and wait for it, as :func:`run_command` waits for a command."""
         log.flush()
-        socket.send_fds(self.sock, [json.dumps(request).encode()], [log.fileno()])
-        pid = int(self._recv()["pid"])
+        try:
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [log.fileno()])
+            pid = int(self._recv()["pid"])
+        except (OSError, ConnectionError) as exc:
+            raise NotStarted(str(exc)) from None  # the zygote went away: run it cold
         pidfile = announce(pid, env, pid_holder)
         if STOP.is_set():  # it started after the stop's signal went out to the others
             with contextlib.suppress(ProcessLookupError):
@@ -144,6 +151,11 @@ class Zygote:
             self.sock.settimeout(timeout)
             try:
                 rc = int(self._recv()["exit"])
+            except ConnectionError:
+                # The zygote died (its child dies with it): as a command killed by SIGKILL.
+                kill_tree(pid, env)
+                log.write(b"sweeprun: the warm worker died; the job was killed with it\n")
+                rc = -signal.SIGKILL
             except TimeoutError:
                 kill_tree(pid, env)
                 self.sock.settimeout(None)
@@ -225,7 +237,13 @@ class WarmPool:
             return None
         request = {"cwd": str(cwd), "env": env, "module": module, "call": func, "argv": argv}
         with zygote.lock:
-            return zygote.run(request, log, env, timeout, pid_holder)
+            try:
+                return zygote.run(request, log, env, timeout, pid_holder)
+            except NotStarted:
+                with self._lock:
+                    self._zygotes.pop(key, None)
+                zygote.close()
+                return None
 
     def _zygote(
         self,
