@@ -274,14 +274,13 @@ class Session:
                     raise spec.error(mark, f"no plugin expands '{kind}' blocks")
                 group_points = product(group_points, got)
             points.extend(group_points)
+        if spec.hydra is not None:  # Hydra's overrides, as written: composing checks them
+            return points
         checked: dict[str, str] = {}  # key as written → qualified key
         out = []
         for point in points:
             qualified = {}
             for key, value in point.items():
-                if spec.hydra is not None:  # Hydra's overrides: composing checks them
-                    qualified[key] = value
-                    continue
                 q = checked.get(key)
                 if q is None:
                     try:
