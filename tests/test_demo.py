@@ -54,3 +54,21 @@ def test_quickstart_example_collects(sweepproject: SweepProject) -> None:
     assert res.outlines == [
         f"grid[model.degree={d},model.alpha={a}]" for d in (1, 3, 5) for a in (0.0, 1.0)
     ]
+
+
+def test_demo_in_a_temporary_directory_cleans_up_unless_kept(tmp_path: Path) -> None:
+    env = dict(__import__("os").environ, TMPDIR=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeprun", "demo"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "removed at the end: --keep keeps it" in proc.stdout and "6 passed" in proc.stdout
+    assert not list(tmp_path.glob("sweeprun-demo-*"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeprun", "demo", "--keep", "--no-run"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (kept,) = tmp_path.glob("sweeprun-demo-*")
+    assert (kept / "sweeps.yaml").is_file() and not (kept / ".git" / "sweeprun").exists()

@@ -115,6 +115,14 @@ def test_a_hydra_app_is_swept_with_group_choices(app: SweepProject) -> None:
     assert res.ret == 0
     header = res.stdout.splitlines()[0].split()
     assert "model" in header and not any(h.startswith("defaults") for h in header)
+    # the workspace row is the config composed as it is: only what varies is a column
+    assert "data.noise" not in header and "model.lr" not in header
+    workspace = res.stdout.splitlines()[1].split()
+    assert workspace[:2] == ["workspace", "-"] and "linear" in workspace
+    # diff composes the baseline's config too
+    res = app.run("diff", poly["name"])
+    assert res.ret == 0, res.stderr
+    res.fnmatch_lines(["conf/config.yaml:seed * 3 * 0 * +3", "hydra:model * poly * linear*"])
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "directory", nargs="?", help="where to create the demo repository (default: a new temp dir)"
     )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel jobs (default 2)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary repository (a DIRECTORY is kept)"
+    )
+    parser.add_argument(
+        "--no-run",
+        action="store_true",
+        help="only create the repository (the example, committed): the tutorial starts here",
+    )
 
 
 def _run(config: Config) -> int:
@@ -45,6 +53,15 @@ def _run(config: Config) -> int:
             raise UsageError(f"demo: {target} exists and is not empty")
     else:
         target = Path(tempfile.mkdtemp(prefix="sweeprun-demo-"))
+    temporary = not target_arg and not config.getoption("keep")
+    try:
+        return _demo(config, target, temporary)
+    finally:
+        if temporary:
+            shutil.rmtree(target, ignore_errors=True)
+
+
+def _demo(config: Config, target: Path, temporary: bool) -> int:
     shutil.copytree(example_dir(), target, dirs_exist_ok=True)
     env = dict(os.environ)
     for key, value in FALLBACK_IDENTITY.items():
@@ -74,7 +91,11 @@ def _run(config: Config) -> int:
             out.flush()
         return proc.returncode
 
-    out.write(f"demo repository: {target}\n")
+    out.write(
+        f"demo repository: {target}"
+        + (" (a temporary one, removed at the end: --keep keeps it)" if temporary else "")
+        + "\n"
+    )
     for cmd in (
         ["git", "init", "-q"],
         ["git", "add", "-A"],
@@ -82,11 +103,15 @@ def _run(config: Config) -> int:
     ):
         if sh(*cmd, show=False):
             return ExitCode.INTERNAL_ERROR
+    if config.getoption("no_run"):
+        out.write(f"next: cd {target} && sweeprun --collect-only\n")
+        return ExitCode.OK
     if sh("sweeprun", "sweeps.yaml"):
         return ExitCode.TESTS_FAILED
     code = sh("sweeprun", "--run-all", "-j", str(config.getoption("jobs")))
     sh("sweeprun", "show")
-    out.write(f"\nexplore it: cd {target} && sweeprun show --json\n")
+    if not temporary:
+        out.write(f"\nexplore it: cd {target} && sweeprun show --json\n")
     return code
 
 

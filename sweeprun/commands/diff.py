@@ -7,14 +7,23 @@ against its baseline; with two: the first against the second.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
+from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.run.metrics import parse_metrics_file
-from sweeprun.spec.loader import default_spec
+from sweeprun.spec.collect import composer
+from sweeprun.spec.hydra import Composer
+from sweeprun.spec.loader import Spec, default_spec
 from sweeprun.spec.params import ParamsFile, flatten
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
@@ -36,17 +45,61 @@ def _spec_files(config: Config) -> tuple[list[str], list[str]]:
 
 
 def _workspace(config: Config) -> Side:
-    params_files, metrics_files = _spec_files(config)
+    """The workspace's params (a Hydra app's: its config composed as it is) and metrics."""
     root = config.repo.root
-    params = {p: ParamsFile.load(root, p).data for p in params_files if (root / p).is_file()}
+    spec_path = default_spec(root)
+    if spec_path is None:
+        files = ["params.yaml"] if (root / "params.yaml").is_file() else []
+        params = {p: ParamsFile.load(root, p).data for p in files}
+        return "workspace", params, {}
+    spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
+    metrics_files = [m for s in spec.stages for m in s.metrics]
     metrics = {m: parse_metrics_file(root / m) for m in metrics_files if (root / m).is_file()}
+    if spec.hydra is not None:
+        with composer(spec) as app:
+            assert app is not None  # a Hydra app's spec
+            return "workspace", app.compose({}), metrics
+    files = spec.params_files
+    params = {p: ParamsFile.load(root, p).data for p in files if (root / p).is_file()}
     return "workspace", params, metrics
+
+
+def _hydra_at(config: Config, spec: Spec, rev: str) -> dict[str, Any]:
+    """A Hydra app's config composed as it is at ``rev`` (its config directory, read there)."""
+    assert spec.hydra is not None
+    conf = spec.hydra.config_dir or "."
+    with tempfile.TemporaryDirectory(prefix="sweeprun-diff-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev, "--", conf],
+            cwd=config.repo.root,
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode:
+            return {}
+        # git archive's paths are the repository's own, relative: extracted below tmp only.
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12: refuse odd members
+                tar.extractall(tmp, filter="data")
+            else:  # pragma: no cover - git archive of our own repository
+                tar.extractall(tmp)
+        with (
+            contextlib.suppress(UsageError),
+            Composer(spec.hydra, Path(tmp), spec.path).session() as app,
+        ):
+            return app.compose({})
+    return {}
 
 
 def _commit(config: Config, rev: str, label: str) -> Side:
     params_files, metrics_files = _spec_files(config)
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    spec_path = default_spec(config.repo.root)
+    if spec_path is not None:
+        spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
+        if spec.hydra is not None:
+            params = _hydra_at(config, spec, rev)
     for files, into in ((params_files, params), (metrics_files, metrics)):
         for path in files:
             text = run_git(["show", f"{rev}:{path}"], config.repo.root, check=False)
