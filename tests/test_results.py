@@ -51,19 +51,22 @@ def names(sp: SweepProject, *args: str) -> list[str]:
 def test_show_sort_filters_and_formats(project: SweepProject) -> None:
     res = project.run("show", "--sort-by", "acc", "--sort-order", "desc", "--csv")
     assert res.ret == 0, res.stderr
-    assert res.outlines[0] == "Experiment,State,lr,acc,loss"
+    assert res.outlines[0] == "Experiment,State,Sweep,Created,Duration,lr,acc,loss"
     assert [ln.split(",")[0] for ln in res.outlines[1:]] == [
         "lr0.3",
         "lr0.2",
         "lr0.1",
     ]  # the failed run wrote metrics too
-    assert project.run("show", "--hide-failed", "--md").outlines[2:] == [
-        "| workspace | - | 0.1 | - | - |",
-        "| lr0.1 | success | 0.1 | 1.0 | 0.9 |",
-        "| lr0.2 | success | 0.2 | 2.0 | 0.8 |",
+    md = project.run("show", "--hide-failed", "--md").outlines[2:]
+    cut = [[c for i, c in enumerate(row.split(" | ")) if i not in (3, 4)] for row in md]
+    assert cut == [  # (Created and Duration left out: they differ run to run)
+        ["| workspace", "-", "-", "0.1", "-", "- |"],
+        ["| lr0.1", "success", "g", "0.1", "1.0", "0.9 |"],
+        ["| lr0.2", "success", "g", "0.2", "2.0", "0.8 |"],
     ]
-    assert project.run("show", "--drop", "loss|lr", "--csv").outlines[0] == "Experiment,State,acc"
-    assert project.run("show", "--keep", "^acc$", "--csv").outlines[0] == "Experiment,State,acc"
+    fixed = "Experiment,State,Sweep,Created,Duration"
+    assert project.run("show", "--drop", "loss|lr", "--csv").outlines[0] == f"{fixed},acc"
+    assert project.run("show", "--keep", "^acc$", "--csv").outlines[0] == f"{fixed},acc"
     res = project.run("show", "--sort-by", "acx")
     assert res.ret == 4 and "--sort-by acx: unknown column (did you mean 'acc'?)" in res.stderr
     project.write("params.yaml", "lr: 0.1\nseed: 0\nacc: 1\n")

@@ -10,13 +10,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
+from sweeprun.commands import selecting, table
 from sweeprun.commands.diff import _workspace
 from sweeprun.commands.listing import checkpoint_records, load_records
+from sweeprun.commands.table import flat, flat_columns, value
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES
 from sweeprun.report.junit import result_cases, write_cases
-from sweeprun.spec.params import flatten, suggest
+from sweeprun.spec.loader import default_spec
+from sweeprun.spec.params import suggest
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
 
@@ -25,48 +28,14 @@ if TYPE_CHECKING:
     from sweeprun._core.registry import CommandRegistry
 
 
-def flat_columns(records: list[dict[str, Any]], section: str) -> list[str]:
-    """Column names of a section (params/metrics), file-qualified only when ambiguous."""
-    seen: dict[str, set[str]] = {}
-    for rec in records:
-        for path, data in (rec.get(section) or {}).items():
-            for key in flatten(data):
-                seen.setdefault(key, set()).add(path)
-    cols = []
-    for key, paths in seen.items():
-        cols.extend([key] if len(paths) == 1 else [f"{p}:{key}" for p in sorted(paths)])
-    return cols
-
-
-def cell(rec: dict[str, Any], section: str, col: str) -> Any:
-    """A record's value for a flattened column (``None`` if absent)."""
-    data = rec.get(section) or {}
-    if ":" in col and col.split(":", 1)[0] in data:
-        path, key = col.split(":", 1)
-        return flatten(data[path]).get(key)
-    for d in data.values():
-        flat = flatten(d)
-        if col in flat:
-            return flat[col]
-    return None
-
-
-def _fmt(value: Any, precision: int = 6) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        text = f"{value:.{precision}g}"
-        return text if any(c in text for c in ".einf") else text + ".0"
-    return str(value)
-
-
 def build_table(
     records: list[dict[str, Any]], only_changed: bool = False
 ) -> tuple[list[str], list[str], list[str]]:
     """(params columns, metrics columns, all value columns) for ``records``."""
 
     def varies(section: str, col: str) -> bool:
-        return len({json.dumps(cell(r, section, col), default=str) for r in records}) > 1
+        seen = {json.dumps(value(r, section, col), default=str) for r in records if not _ws(r)}
+        return len(seen) > 1 or (len(seen) == 1 and len(records) == 1)
 
     params = [c for c in flat_columns(records, "params") if varies("params", c)]
     metrics = flat_columns(records, "metrics")
@@ -82,7 +51,7 @@ def build_table(
                         p
                         for r in records
                         for p, d in (r.get("metrics") or {}).items()
-                        if c in flatten(d)
+                        if c in flat(d)
                     }
                 )
                 qualified.extend(f"{p}:{c}" for p in paths)
@@ -138,9 +107,9 @@ def sort_records(
 def _sorted(
     records: list[dict[str, Any]], section: str, col: str, descending: bool
 ) -> list[dict[str, Any]]:
-    present = [r for r in records if cell(r, section, col) is not None]
-    absent = [r for r in records if cell(r, section, col) is None]
-    present.sort(key=lambda r: sort_key(cell(r, section, col)), reverse=descending)
+    present = [r for r in records if value(r, section, col) is not None]
+    absent = [r for r in records if value(r, section, col) is None]
+    present.sort(key=lambda r: sort_key(value(r, section, col)), reverse=descending)
     return present + absent  # missing values last, in either direction
 
 
@@ -156,7 +125,7 @@ def sort_key(value: Any) -> tuple[int, Any]:
 
 
 def render(config: Config, records: list[dict[str, Any]]) -> None:
-    """Print the table in the requested format (rich on a terminal, csv, md)."""
+    """Print the table in the requested format: fitted to a terminal, or CSV, or Markdown."""
 
     params, metrics, _ = build_table(records, bool(config.getoption("only_changed")))
     for opt, keep in (("keep", True), ("drop", False)):
@@ -170,57 +139,71 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
             metrics = [c for c in metrics if bool(rx.search(c)) == keep]
     records = _sort_by_option(config, records, params, metrics)
     precision = int(config.getoption("precision") or 6)
+    csv_out = bool(config.getoption("csv"))
+    cells = table.csv_value if csv_out else lambda v: table.fmt(v, precision)
+    results = [r for r in records if not _ws(r)]
     ckpts = any(r.get("checkpoints") for r in records)
     # Several baselines (-A, -n, --rev): say which one each row belongs to.
     many = len({r["baseline"] for r in records if r["baseline"]}) > 1
-    header = [
-        "Experiment",
-        "State",
-        *(["Baseline"] if many else []),
-        *(["Ckpts"] if ckpts else []),
-        *params,
-        *metrics,
-    ]
+    sweeps = {r.get("sweep") for r in results}
+    extra = {
+        "Sweep": bool(sweeps - {None, "", "run"}),
+        "Baseline": many,
+        "Ckpts": ckpts,
+        "Created": bool(results),
+        "Duration": bool(results),
+    }
+    shown = [name for name, on in extra.items() if on]
+    header = ["Experiment", "State", *shown, *params, *metrics]
+
+    def fixed(r: dict[str, Any], name: str) -> str:
+        if _ws(r):
+            return "-"
+        if name == "Sweep":
+            return str(r.get("sweep") or "-")
+        if name == "Baseline":
+            return str(r["baseline"])[:7]
+        if name == "Ckpts":
+            return str(r.get("checkpoints") or "-")
+        if csv_out:  # machine-readable: an ISO time and seconds
+            return table.iso_created(r) if name == "Created" else str(r.get("duration") or "")
+        return table.created(r) if name == "Created" else table.duration(r)
+
     rows = [
         [
             r["name"],
             r["state"],
-            *([r["baseline"][:7]] if many else []),
-            *([str(r.get("checkpoints") or "-")] if ckpts else []),
-            *[_fmt(cell(r, "params", c), precision) for c in params],
-            *[_fmt(cell(r, "metrics", c), precision) for c in metrics],
+            *(fixed(r, n) for n in shown),
+            *(cells(table.cell(r, "params", c)) for c in params),
+            *(cells(table.cell(r, "metrics", c)) for c in metrics),
         ]
         for r in records
     ]
-    if config.getoption("csv"):
+    if csv_out:  # results only: the workspace row has no state, time or metrics
         writer = csv.writer(config.stdout, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows(row for row, r in zip(rows, records, strict=True) if not _ws(r))
         return
     if config.getoption("md"):
-        config.stdout.write("| " + " | ".join(header) + " |\n")
+        config.stdout.write("| " + " | ".join(table.md_escape(h) for h in header) + " |\n")
         config.stdout.write("|" + "---|" * len(header) + "\n")
         for row in rows:
-            config.stdout.write("| " + " | ".join(row) + " |\n")
+            config.stdout.write("| " + " | ".join(table.md_escape(c) for c in row) + " |\n")
         return
-    # Deferred: rich costs ~35 ms to import; --json/--csv/--md never need it.
-    from rich.console import Console
-    from rich.table import Table
+    first_param = 2 + len(shown)
+    first_metric = first_param + len(params)
+    position = {h: i for i, h in enumerate(shown, 2)}
+    drop_order = [
+        *(position[h] for h in ("Duration", "Created", "Baseline", "Ckpts") if h in position),
+        *range(first_metric - 1, first_param - 1, -1),  # params, the last first
+        *(position[h] for h in ("Sweep",) if h in position),
+        *range(len(header) - 1, first_metric - 1, -1),
+    ]
+    table.print_fitted(config.stdout, header, rows, first_param, first_metric, drop_order)
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for i, name in enumerate(header):
-        style = "cyan" if i >= len(header) - len(metrics) and metrics else None
-        table.add_column(
-            name,
-            no_wrap=i == 0,
-            justify="left" if i < 2 else "right",
-            style=style,
-            overflow="ellipsis",
-        )
-    for row in rows:
-        table.add_row(*row)
-    console = Console(file=config.stdout, width=None if config.stdout.isatty() else 200)
-    console.print(table)
+
+def _ws(r: dict[str, Any]) -> bool:
+    return r.get("name") == "workspace" and r.get("state") == "-"
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -259,6 +242,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keep", metavar="REGEX", help="only columns matching REGEX")
     parser.add_argument("--drop", metavar="REGEX", help="hide columns matching REGEX")
+    parser.add_argument(
+        "--sweep", action="append", metavar="NAME", help="only experiments of this sweep"
+    )
+    parser.add_argument("-k", metavar="EXPR", dest="keyword", help="select by id, name, sweep")
+    parser.add_argument(
+        "--best",
+        metavar="METRIC[:min|max]",
+        help="only the best experiment by METRIC (direction given, or from the spec's expect:)",
+    )
+    parser.add_argument(
+        "--group-by",
+        action="append",
+        metavar="PARAM",
+        help="one row per value of PARAM: runs and each metric's mean ± std over the rest",
+    )
     parser.add_argument("--hide-queued", action="store_true", help="hide queued experiments")
     parser.add_argument("--hide-failed", action="store_true", help="hide failed experiments")
     parser.add_argument(
@@ -296,6 +294,12 @@ def _run(config: Config) -> int:
     if config.getoption("hide_failed"):
         hide.update(FAILED_STATES)
     records = [r for r in records if r["state"] not in hide]
+    if config.getoption("sweep"):
+        records = selecting.by_sweep(records, config.getoption("sweep"))
+    if config.getoption("keyword"):
+        records = selecting.by_keyword(records, config.getoption("keyword"))
+    if config.getoption("best"):
+        records = selecting.best(records, config.getoption("best"), _declared(config))
     if config.getoption("junitxml"):
         _write_junit(config, records)
     if config.getoption("all_checkpoints"):
@@ -304,15 +308,36 @@ def _run(config: Config) -> int:
         if config.getoption("sort_by"):
             params, metrics, _ = build_table(records)
             records = _sort_by_option(config, records, params, metrics)
+        for r in records:
+            r.pop("_flat", None)  # the table's cache (sorting fills it): not part of a record
         config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
         return ExitCode.OK
     if not records:
         config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")
         return ExitCode.OK
-    if not config.getoption("sort_by"):
+    if config.getoption("group_by"):
+        _, metrics, _ = build_table(records)
+        header, grouped = selecting.group(records, config.getoption("group_by"), metrics)
+        n = len(config.getoption("group_by")) + 1  # the keys and Runs
+        drop = list(range(len(header) - 1, n - 1, -1))
+        table.print_fitted(config.stdout, header, grouped, n, n, drop)
+        return ExitCode.OK
+    if not config.getoption("sort_by") and not config.getoption("best"):
         records = [_workspace_row(config), *records]
     render(config, records)
     return ExitCode.OK
+
+
+def _declared(config: Config) -> dict[str, str]:
+    """Metric directions the workspace's spec declares through ``expect:``."""
+    path = default_spec(config.repo.root)
+    if path is None:
+        return {}
+    try:
+        spec = config.hook.sweeprun_load_spec(path=path, config=config)
+    except UsageError:
+        return {}
+    return selecting.directions(s.expect for s in spec.sweeps)
 
 
 def _sort_by_option(
