@@ -34,8 +34,10 @@ def build_table(
     """(params columns, metrics columns, all value columns) for ``records``."""
 
     def varies(section: str, col: str) -> bool:
-        seen = {json.dumps(value(r, section, col), default=str) for r in records if not _ws(r)}
-        return len(seen) > 1 or (len(seen) == 1 and len(records) == 1)
+        # The workspace counts: a param one experiment changed is a column. One record
+        # alone (--best) shows all of its params.
+        seen = {json.dumps(value(r, section, col), default=str) for r in records}
+        return len(seen) > 1 or len(records) == 1
 
     params = [c for c in flat_columns(records, "params") if varies("params", c)]
     metrics = flat_columns(records, "metrics")
