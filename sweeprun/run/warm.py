@@ -83,8 +83,9 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         clean = {k: v for k, v in env.items() if k not in _PER_JOB}
+        self.proc: subprocess.Popen[bytes] | None = None
         try:
-            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            self.proc = subprocess.Popen(
                 [interpreter, str(ZYGOTE), str(theirs.fileno()), module],
                 cwd=cwd,
                 env=clean,
@@ -94,13 +95,16 @@ class Zygote:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl+C in the terminal is for the jobs
             )
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         # An import that hangs is bounded by the job's timeout, as its command would be.
         self.sock.settimeout(timeout)
         try:
             ready = self._recv()
-        except TimeoutError:
+        except (TimeoutError, ConnectionError):  # hung, or died before it could say
             ready = {"ready": False}
             if self.proc is not None:
                 self.proc.kill()
