@@ -35,7 +35,7 @@ def columns(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     (``None`` for a missing value or a ``null``), ``Created`` as a UNIX time and
     ``Duration`` in seconds."""
     # Deferred: a script that only checkpoints must not load the commands.
-    from sweeprun.commands.table import MISSING, cell, flat_columns
+    from sweeprun.report.table import MISSING, cell, flat_columns
 
     params = flat_columns(records, "params")
     metrics = flat_columns(records, "metrics")

@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "show": "sweeprun.commands.show",
     "demo": "sweeprun.commands.demo",
     "init": "sweeprun.commands.init",
+    "plots": "sweeprun.commands.plots",
     "run": "sweeprun.commands.run",
     "results": "sweeprun.commands.results",
     "apply": "sweeprun.commands.apply",

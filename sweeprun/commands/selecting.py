@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from sweeprun.commands.table import flat_columns, value
 from sweeprun.exceptions import UsageError
+from sweeprun.report.table import flat_columns, value
 from sweeprun.spec.expect import parse_expectation
 from sweeprun.spec.keyword import compile_keyword
 

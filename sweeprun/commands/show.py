@@ -10,14 +10,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
-from sweeprun.commands import selecting, table
+from sweeprun.commands import selecting
 from sweeprun.commands.diff import _workspace
 from sweeprun.commands.listing import checkpoint_records, load_records
-from sweeprun.commands.table import flat, flat_columns, value
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES
+from sweeprun.report import table
 from sweeprun.report.junit import result_cases, write_cases
+from sweeprun.report.table import flat, flat_columns, value
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.params import suggest
 from sweeprun.store.git import run_git

@@ -1,0 +1,276 @@
+"""``sweeprun plots`` and ``sweeprun report``: charts of a sweep, and one page to share.
+
+``plots [NAMES…] [-o DIR] [--open]`` writes each chart as SVG and PNG plus an offline
+``index.html``: every numeric metric against every swept param, the step curves of the
+spec's ``plots:`` files (DVC's ``x``/``y``/``template``) per experiment, and metrics over
+checkpoints. ``report -o FILE.html`` puts the experiments table (sortable, filterable),
+parallel coordinates, those charts, the failures with their log tails, the baseline and
+the sweep definitions in one self-contained file. Needs ``vl-convert-python`` (the
+``plots`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import time
+import webbrowser
+from typing import TYPE_CHECKING, Any
+
+from sweeprun._core.exitcode import ExitCode
+from sweeprun.commands.listing import checkpoint_records, load_records
+from sweeprun.exceptions import UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.report import charts, page
+from sweeprun.report.table import fmt, value
+from sweeprun.run.metrics import log_tail
+from sweeprun.spec.loader import default_spec
+from sweeprun.store.git import run_git
+
+if TYPE_CHECKING:
+    from sweeprun._core.config import Config
+    from sweeprun._core.registry import CommandRegistry
+
+
+def _vl() -> Any:
+    try:
+        import vl_convert  # deferred: an optional extra, ~15 MB of native code
+    except ImportError:
+        raise UsageError(
+            "plots and report need vl-convert-python: pip install 'sweeprun[plots]'"
+        ) from None
+    return vl_convert
+
+
+def _bundle(config: Config) -> str:
+    """Vega, Vega-Lite and Vega-Embed as one script (built once per vl-convert version)."""
+    vlc = _vl()
+    cache = config.repo.common_dir / "sweeprun" / f"vega-bundle-{vlc.__version__}.js"
+    try:
+        return cache.read_text()
+    except OSError:
+        pass
+    text = str(vlc.javascript_bundle())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(cache)
+    return text
+
+
+def _records(config: Config) -> list[dict[str, Any]]:
+    records = load_records(config.repo, all_baselines=bool(config.getoption("all_baselines")))
+    names = config.getoption("names") or []
+    if names:
+        known = {r["name"] for r in records}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise UsageError(f"{missing[0]!r}: no such experiment (see 'sweeprun show')")
+        records = [r for r in records if r["name"] in names]
+    if not records:
+        raise UsageError("no experiments to plot (queue and run some: sweeprun sweeps.yaml --run)")
+    return records
+
+
+def _plot_files(config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """``(path, properties)`` of the spec's ``plots:`` (files or directories)."""
+    path = default_spec(config.repo.root)
+    if path is None:
+        return []
+    spec = config.hook.sweeprun_load_spec(path=path, config=config)
+    props: dict[str, dict[str, Any]] = {}
+    for definition in spec.plots:
+        if isinstance(definition, dict):
+            for k, v in definition.items():
+                props[str(k)] = v if isinstance(v, dict) else {}
+        elif isinstance(definition, str):
+            props.setdefault(definition, {})
+    for stage in spec.stages:
+        for p in stage.plots:
+            props.setdefault(p, {})
+    return list(props.items())
+
+
+def _rows(text: str, path: str) -> list[dict[str, Any]]:
+    """A plots file's rows: CSV/TSV with typed numbers, or JSON (a list, or {name: list})."""
+    if path.endswith(".json"):
+        data = json.loads(text)
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), [])
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ",")
+    out = []
+    for row in reader:
+        typed: dict[str, Any] = {}
+        for k, v in row.items():
+            try:
+                typed[k] = float(v) if v not in (None, "") else None
+            except ValueError:
+                typed[k] = v
+        out.append(typed)
+    return out
+
+
+def curve_charts(config: Config, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Step curves of the ``plots:`` files, each experiment a series; checkpoints' metrics."""
+    out = []
+    root = config.repo.root
+    for path, props in _plot_files(config):
+        files: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            commit = r.get("commit")
+            if not commit:
+                continue
+            listing = run_git(
+                ["ls-tree", "-r", "--name-only", commit, "--", path], root, check=False
+            )
+            for name in listing.split():
+                if not name.endswith((".csv", ".tsv", ".json")):
+                    continue
+                try:
+                    rows = _rows(run_git(["show", f"{commit}:{name}"], root), name)
+                except (ValueError, json.JSONDecodeError, Exception):  # a damaged file: skipped
+                    continue
+                files.setdefault(name, []).extend({**row, "experiment": r["name"]} for row in rows)
+        for name, rows in files.items():
+            chart = charts.curve(name, rows, props)
+            if chart is not None:
+                out.append(chart)
+    steps = [r for r in checkpoint_records(config.repo, records) if r["state"] == "checkpoint"]
+    for metric in charts.numeric_metrics(steps):
+        rows = [
+            {"experiment": r["name"].rsplit("@", 1)[0], "step": r["checkpoints"],
+             metric: value(r, "metrics", metric)}
+            for r in steps
+        ]  # fmt: skip
+        chart = charts.curve(f"{metric} over checkpoints", rows, {"x": "step", "y": metric})
+        if chart is not None:
+            out.append(chart)
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "chart"
+
+
+def _plots(config: Config) -> int:
+    records = _records(config)
+    vlc = _vl()
+    all_charts = [*charts.sweep_charts(records), *curve_charts(config, records)]
+    out = (config.invocation_dir / config.getoption("output")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for i, spec in enumerate(all_charts, 1):
+        stem = f"{i:02d}-{_slug(spec.get('title', 'chart'))}"
+        (out / f"{stem}.svg").write_text(vlc.vegalite_to_svg(spec))
+        (out / f"{stem}.png").write_bytes(vlc.vegalite_to_png(spec, scale=2))
+    specs: dict[str, Any] = {}
+    body = page.charts_html("chart-", all_charts, specs)
+    index = out / "index.html"
+    index.write_text(page.page("sweeprun plots", [("", body)], specs, _bundle(config)))
+    config.stdout.write(f"wrote {len(all_charts)} charts (SVG, PNG) and {index}\n")
+    if config.getoption("open"):
+        webbrowser.open(index.as_uri())
+    return ExitCode.OK
+
+
+def _report(config: Config) -> int:
+    records = _records(config)
+    params = charts.swept(records)
+    metrics = charts.numeric_metrics(records)
+    header = ["Experiment", "State", "Sweep", *params, *metrics]
+    rows = [
+        [(r["name"], r["name"]), (str(r["state"]), str(r["state"])),
+         (str(r.get("sweep") or "-"), str(r.get("sweep") or "")),
+         *((fmt(value(r, "params", c)), value(r, "params", c)) for c in params),
+         *((fmt(value(r, "metrics", c)), value(r, "metrics", c)) for c in metrics)]
+        for r in records
+    ]  # fmt: skip
+    failed = {i for i, r in enumerate(records) if str(r["state"]) in _FAILED}
+    specs: dict[str, Any] = {}
+    sections = [("", _summary(config, records))]
+    sections.append((f"Experiments ({len(records)})", page.results_table(header, rows, failed)))
+    pc = charts.parallel_coordinates(records, params, metrics)
+    if pc is not None:
+        sections.append(("Params → metrics", page.charts_html("pc-", [pc], specs)))
+    plotted = [*charts.sweep_charts(records), *curve_charts(config, records)]
+    if plotted:
+        sections.append(("Plots", page.charts_html("chart-", plotted, specs)))
+    if failed:
+        sections.append(("Failures", _failures(config, [records[i] for i in sorted(failed)])))
+    sections.append(("Sweep definitions", _definitions(config)))
+    target = (config.invocation_dir / config.getoption("output")).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page.page("sweeprun report", sections, specs, _bundle(config)))
+    config.stdout.write(f"wrote {target} ({len(records)} experiments)\n")
+    if config.getoption("open"):
+        webbrowser.open(target.as_uri())
+    return ExitCode.OK
+
+
+_FAILED = ("failed", "timeout", "expect-failed", "error")
+
+
+def _summary(config: Config, records: list[dict[str, Any]]) -> str:
+    import html  # deferred: only the report needs it
+
+    head = run_git(["log", "-1", "--format=%h %s (%an, %ad)", "--date=short"], config.repo.root,
+                   check=False).strip()  # fmt: skip
+    states: dict[str, int] = {}
+    for r in records:
+        states[str(r["state"])] = states.get(str(r["state"]), 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    return (
+        f"<p>Baseline <code>{html.escape(head)}</code> · {html.escape(counts)} · "
+        f"generated {when} by sweeprun</p>"
+    )
+
+
+def _failures(config: Config, records: list[dict[str, Any]]) -> str:
+    import html  # deferred: only the report needs it
+
+    logs = config.repo.common_dir / "sweeprun" / "logs"
+    parts = []
+    for r in records:
+        tail = log_tail(logs / f"{r['key']}.log") or "(no log)"
+        why = r.get("message") or r["state"]
+        parts.append(
+            f"<details open><summary><b>{html.escape(r['name'])}</b> {html.escape(str(why))}"
+            f"</summary><pre>{html.escape(tail)}</pre></details>"
+        )
+    return "".join(parts)
+
+
+def _definitions(config: Config) -> str:
+    import html  # deferred: only the report needs it
+
+    path = default_spec(config.repo.root)
+    if path is None:
+        return "<p>(no spec in the repository's root)</p>"
+    return f"<p><code>{html.escape(path.name)}</code></p><pre>{html.escape(path.read_text())}</pre>"
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
+    parser.add_argument("-o", "--output", default="sweeprun-plots", help="directory to write")
+    parser.add_argument("-A", "--all-baselines", action="store_true", help="every baseline")
+    parser.add_argument("--open", action="store_true", help="open index.html in a browser")
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
+    parser.add_argument("-o", "--output", default="sweep.html", help="the page to write")
+    parser.add_argument("-A", "--all-baselines", action="store_true", help="every baseline")
+    parser.add_argument("--open", action="store_true", help="open it in a browser")
+
+
+@hookimpl
+def sweeprun_add_commands(commands: CommandRegistry) -> None:
+    """Register ``sweeprun plots`` and ``sweeprun report``."""
+    commands.add("plots", "charts of the experiments: SVG, PNG and an offline page",
+                 _plot_arguments, _plots)  # fmt: skip
+    commands.add("report", "one self-contained HTML page of the experiments",
+                 _report_arguments, _report)  # fmt: skip

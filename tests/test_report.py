@@ -1,0 +1,123 @@
+"""`sweeprun plots` and `sweeprun report`, and the report opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sweeprun.testing import SweepProject
+
+pytest.importorskip("vl_convert", reason="plots and report need vl-convert-python (test extra)")
+
+TRAIN = """
+import json, yaml
+p = yaml.safe_load(open("params.yaml"))
+lr, depth = p["lr"], p["depth"]
+with open("loss.csv", "w") as f:
+    f.write("step,loss\\n")
+    for step in range(5):
+        f.write(f"{step},{round(1 / (1 + lr * step * depth), 4)}\\n")
+json.dump({"acc": round(0.5 + lr * depth / 4, 4), "loss": round(1 / (1 + lr * 4 * depth), 4)},
+          open("metrics.json", "w"))
+print("lr", lr, "depth", depth)
+if lr > 0.25:
+    raise SystemExit("diverged: lr too large")
+"""
+SPEC = """
+params: params.yaml
+cmd: python3 train.py
+deps: [train.py]
+metrics: [metrics.json]
+plots:
+  - loss.csv: {x: step, y: loss, template: linear}
+sweeps:
+  grid:
+    matrix:
+      lr: [0.1, 0.2, 0.3]
+      depth: [1, 2]
+"""
+
+
+@pytest.fixture
+def swept(sweepproject: SweepProject) -> SweepProject:
+    sweepproject.write("params.yaml", "lr: 0.1\ndepth: 1\n")
+    sweepproject.write("train.py", TRAIN)
+    sweepproject.write("sweeps.yaml", SPEC)
+    sweepproject.write(".gitignore", "__pycache__/\n*.html\nplots/\n")
+    sweepproject.commit()
+    res = sweepproject.run("--run", "-j", "2")
+    assert res.ret == 1, res.stdout + res.stderr  # lr 0.3 diverges, on purpose
+    return sweepproject
+
+
+def test_plots_writes_svg_png_and_an_offline_page(swept: SweepProject) -> None:
+    res = swept.run("plots", "-o", "plots")
+    assert res.ret == 0, res.stderr
+    out = swept.path / "plots"
+    svgs = sorted(p.name for p in out.glob("*.svg"))
+    # acc and loss against lr and depth, the loss.csv curves, one of each as PNG too
+    assert "02-acc-by-lr.svg" in svgs and any("loss.csv" in n for n in svgs), svgs
+    assert len(list(out.glob("*.png"))) == len(svgs) >= 5
+    assert (out / "02-acc-by-lr.svg").read_text().lstrip().startswith("<svg")
+    index = (out / "index.html").read_text()
+    assert "vegaEmbed" in index and "<script src" not in index and "https://cdn" not in index
+    res = swept.run("plots", "nope")
+    assert res.ret == 4 and "'nope': no such experiment" in res.stderr
+
+
+def test_report_is_one_file_with_failures_and_definitions(swept: SweepProject) -> None:
+    res = swept.run("report", "-o", "sweep.html")
+    assert res.ret == 0, res.stderr
+    text = (swept.path / "sweep.html").read_text()
+    assert len(text) < 5_000_000
+    assert text.count('<tr class="') == 6
+    assert "diverged: lr too large" in text  # a failure's log tail
+    assert "matrix:" in text and "lr: [0.1, 0.2, 0.3]" in text  # the sweep definitions
+    assert "Params → metrics" in text
+
+
+def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (test extra)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Chromium (Debian: apt-get install chromium; .ci/run does it as root)")
+    res = swept.run("report", "-o", "sweep.html")
+    assert res.ret == 0, res.stderr
+    url = (swept.path / "sweep.html").as_uri()
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(url)
+        page.wait_for_selector("#pc-0 svg", timeout=30_000)
+        page.wait_for_selector("#chart-0 svg", timeout=30_000)
+        rows = page.locator("#results tbody tr")
+        assert rows.count() == 6
+        # the charts drew their marks: a line per experiment across the axes, and points
+        assert page.locator("#pc-0 .mark-line path").count() == 6
+        assert page.locator("#chart-0 .mark-symbol path, #chart-0 .mark-line path").count() > 0
+        header = page.locator("#results th", has_text="acc").first
+        header.click()
+        values = [
+            float(v) for v in page.locator("#results tbody tr td:nth-child(6)").all_inner_texts()
+        ]
+        assert values == sorted(values), values
+        header.click()
+        values = [
+            float(v) for v in page.locator("#results tbody tr td:nth-child(6)").all_inner_texts()
+        ]
+        assert values == sorted(values, reverse=True), values
+        page.fill("#filter", "failed")
+        assert page.locator("#results tbody tr:not([hidden])").count() == 2
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert shot.stat().st_size > 10_000
