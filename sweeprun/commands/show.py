@@ -313,7 +313,10 @@ def _run(config: Config) -> int:
             records = _sort_by_option(config, records, params, metrics)
         for r in records:
             r.pop("_flat", None)  # the table's cache (sorting fills it): not part of a record
-        config.stdout.write(json.dumps(records, indent=2, default=str) + "\n")
+        # One experiment per line: readable, and json's C encoder (indent= would force the
+        # pure-Python one: 3.6 s instead of 1.0 s for 100,000 experiments).
+        lines = ",\n".join(json.dumps(r, default=str) for r in records)
+        config.stdout.write(f"[\n{lines}\n]\n" if records else "[]\n")
         return ExitCode.OK
     if not records:
         config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")

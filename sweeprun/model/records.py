@@ -179,11 +179,19 @@ def parse_message(message: str) -> dict[str, Any] | None:
     idx = message.find(MESSAGE_MARK)
     if idx < 0:
         return None
+    # The record is the rest of that line: cut it out without copying the message's tail
+    # twice (show parses 100,000 of these).
+    start = idx + len(MESSAGE_MARK)
+    end = message.find("\n", start)
+    line = message[start : end if end >= 0 else len(message)]
     try:
-        data = json.loads(message[idx + len(MESSAGE_MARK) :].strip().splitlines()[0])
-    except (ValueError, IndexError):
+        data = _DECODE(line.strip())
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+_DECODE = json.JSONDecoder().decode
 
 
 PREFIX = "refs/sweeprun/"
