@@ -89,3 +89,41 @@ def test_a_full_disk_fails_with_one_line_and_loses_nothing(
     # disk filled up after its program had finished, in one more: never more than twice.
     counts = [done.read_text().split().count(str(i)) for i in range(1, 11)]
     assert all(1 <= c <= 2 for c in counts), counts
+
+
+def _fill(disk: Path) -> None:
+    """Write until the file system is full."""
+    try:
+        with open(disk / "filler", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+    except OSError:
+        pass  # full
+
+
+@pytest.mark.parametrize("reserve", [True, False])
+def test_claims_go_back_to_the_queue_on_a_full_disk(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch, reserve: bool
+) -> None:
+    from sweeprun.store.git import discover
+    from sweeprun.store.records import ExpStore
+
+    p = SweepProject(small_disk, monkeypatch)
+    p.write("params.yaml", "i: 0\n")
+    p.write("sweeps.yaml", "cmd: echo\nsweeps:\n  s:\n    matrix: {i: [1, 2]}\n")
+    p.commit()
+    assert p.run("sweeps.yaml").ret == 0
+    store = ExpStore(discover(p.path))
+    try:
+        store.keep_reserve() if reserve else None
+        running = [store.claim(r) for r in store.records()]
+        assert all(running) and len(p.refs("refs/sweeprun/running/")) == 2
+        _fill(small_disk)
+        store.release([r for r in running if r is not None])
+    finally:
+        store.close()
+    left = p.refs("refs/sweeprun/running/")
+    if reserve:  # the reserve made room: both claims are queued again
+        assert not left and len(p.refs("refs/sweeprun/queue/")) == 2
+    else:  # what happened before the reserve: the claims stay (the next runner reclaims)
+        assert left

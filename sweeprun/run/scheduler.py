@@ -201,6 +201,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     def on_stop() -> None:
         session.shouldstop = "interrupted"
 
+    # Room for putting claims back in the queue should the disk fill up during the run.
+    session.store.keep_reserve()
     watchdog = procs.Watchdog()
     reader = ObjectReader(common)
     warm = WarmPool()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,11 @@ class QueueOutcome:
 
     queued: list[Record] = field(default_factory=list)
     skipped: list[tuple[Experiment, Record]] = field(default_factory=list)
+
+
+#: Space kept free for ref bookkeeping on a full disk (see :meth:`ExpStore.release`).
+RESERVE = "reserve"
+RESERVE_BYTES = 256 * 1024
 
 
 class ExpStore:
@@ -268,17 +274,46 @@ class ExpStore:
         return found
 
     def release(self, records: Iterable[Record]) -> None:
-        """Put running records back in the queue (after an interrupt or internal error)."""
+        """Put running records back in the queue (after an interrupt or internal error).
+
+        On a full disk git cannot write the refs' lock files: the space the store keeps in
+        reserve is given up for this, so that the queue is right when the run ends.
+        """
         for rec in records:
+            ops = [RefOp(rec.ref, ZERO, rec.commit), RefOp(QUEUE + rec.key, rec.commit, ZERO)]
             try:
-                self.updater.transaction(
-                    [
-                        RefOp(rec.ref, ZERO, rec.commit),
-                        RefOp(QUEUE + rec.key, rec.commit, ZERO),
-                    ]
-                )
-            except RefConflict:
-                continue
+                self.updater.transaction(ops)
+            except RefConflict as exc:
+                if not (storage_error(exc) and self._free_reserve()):
+                    continue  # another runner moved it (or no room at all: reclaimed later)
+                with contextlib.suppress(RefConflict):
+                    self.updater.transaction(ops)
+
+    def keep_reserve(self) -> None:
+        """Keep :data:`RESERVE_BYTES` of disk for the refs a full disk would leave
+        running (best effort: a read-only or full disk gets none)."""
+        path = self.repo.state_dir / RESERVE
+        if path.exists():
+            return
+        tmp = path.with_name(RESERVE + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())  # really allocated, not promised
+            tmp.replace(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _free_reserve(self) -> bool:
+        """Give the reserve's room back to the disk; whether there was one."""
+        try:
+            (self.repo.state_dir / RESERVE).unlink()
+        except OSError:
+            return False
+        return True
 
     def drop_queued(self, records: Iterable[Record]) -> None:
         """Delete queue entries, each only if it still holds the same commit."""
