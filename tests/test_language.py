@@ -40,7 +40,7 @@ def test_collect_json_of_examples_matches_expectations(
     assert json.loads(res.stdout) == expected
 
 
-@pytest.mark.parametrize("example", ["quickstart", "language"])
+@pytest.mark.parametrize("example", ["quickstart", "language", "pipeline", "hydra-app"])
 def test_examples_validate_against_the_schema(example: str) -> None:
     data = yaml.safe_load((ROOT / "examples" / example / "sweeps.yaml").read_text())
     jsonschema.validate(data, SCHEMA)
