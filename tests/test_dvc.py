@@ -439,3 +439,31 @@ def test_a_param_resolved_into_a_path_cannot_be_swept(sweepproject: SweepProject
         "sweeprun: error: -S out_dir: dvc.yaml uses out_dir outside 'cmd'"
     ), res.stderr
     assert not sweepproject.refs()
+
+
+@pytest.mark.parametrize(
+    ("dvc_yaml", "message"),
+    [
+        (
+            "vars: [link.yaml]\nstages:\n  a:\n    cmd: echo ${x}\n",
+            "dvc.yaml:1:8: path 'link.yaml' resolves to *",
+        ),
+        (
+            "params: [../outside.yaml]\nstages:\n  a:\n    cmd: echo\n",
+            "dvc.yaml:1:10: path '../outside.yaml' is outside the repository",
+        ),
+    ],
+)
+def test_dvc_yaml_reads_nothing_outside_the_repository(
+    sweepproject: SweepProject, dvc_yaml: str, message: str
+) -> None:
+    outside = sweepproject.base / "outside.yaml"
+    outside.write_text("x: secret\n")
+    (sweepproject.path / "link.yaml").symlink_to(outside)
+    sweepproject.write("params.yaml", "lr: 0.1\n")
+    sweepproject.write("dvc.yaml", dvc_yaml)
+    sweepproject.commit()
+    res = sweepproject.run("--collect-only", "--json")
+    assert res.ret == 4, res.stdout + res.stderr
+    res.fnmatch_lines([f"*{message}"], stream="stderr")
+    assert "secret" not in res.stdout + res.stderr

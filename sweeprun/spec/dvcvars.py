@@ -17,6 +17,7 @@ from sweeprun.exceptions import UsageError
 from sweeprun.spec import yamlio
 from sweeprun.spec.params import ParamsFile, get_path
 from sweeprun.spec.reader import Loader, type_name
+from sweeprun.spec.stages import check_inside
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 _REF = re.compile(r"(?<!\\)\$\{(?P<inner>.*?)\}")
@@ -78,8 +79,7 @@ def _load_vars_file(
     """A ``vars`` file entry (``file`` or ``file:key1,key2``): (root-relative path, values)."""
     name, _, keys = item.partition(":")
     rel = posixpath.normpath(posixpath.join(base, name))
-    if rel.startswith("../") or posixpath.isabs(name):
-        raise ld.err(mark, f"vars file {name!r} is outside the repository")
+    check_inside(ld, rel, mark)  # by its text and where its symlinks lead
     try:
         data = ParamsFile.load(root, rel).data
     except UsageError:

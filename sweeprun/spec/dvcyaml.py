@@ -28,6 +28,7 @@ from sweeprun.spec import yamlio
 from sweeprun.spec.dvcvars import Context, bind_cmd, load_vars, resolve, to_str
 from sweeprun.spec.params import ParamsFile
 from sweeprun.spec.reader import Loader, type_name
+from sweeprun.spec.stages import check_inside
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 TOP_KEYS = ("stages", "vars", "params", "metrics", "plots", "artifacts", "datasets")
@@ -70,6 +71,7 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
     ctx = Context()
     default = posixpath.normpath(posixpath.join(spec_dir, DEFAULT_PARAMS))
     if (root / default).is_file():
+        check_inside(ld, default, data.mark)
         ctx.merge(ld, ParamsFile.load(root, default).data, default, data.mark)
         files.append(default)
     load_vars(ld, root, spec_dir, ctx, data, files)
@@ -89,8 +91,9 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
                 _stage_group(ld, root, spec_dir, ctx, str(name), body, mark, files, default_file)
             )
 
-    for p, _ in ld.str_list(data, "params"):
+    for p, mark in ld.str_list(data, "params"):
         rel = posixpath.normpath(posixpath.join(spec_dir, p))
+        check_inside(ld, rel, mark)
         if rel not in files and (root / rel).is_file():
             files.append(rel)
     metrics = [
