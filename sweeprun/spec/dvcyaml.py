@@ -47,6 +47,18 @@ class DvcStage:
 
 
 @dataclass
+class _Reading:
+    """The ``dvc.yaml`` being read: where errors point and paths start, and the params
+    files found so far (the default one first)."""
+
+    ld: Loader
+    root: Path
+    spec_dir: str
+    files: list[str]
+    default: str
+
+
+@dataclass
 class DvcPipeline:
     """What ``dvc.yaml`` declares, ready for the spec loader."""
 
@@ -77,6 +89,7 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
     load_vars(ld, root, spec_dir, ctx, data, files)
     default_file = files[0] if files else default
     ctx.default = default_file
+    reading = _Reading(ld, root, spec_dir, files, default_file)
 
     stages: list[DvcStage] = []
     raw = data.get("stages")
@@ -87,9 +100,7 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
             mark = raw.key_marks[name]
             if not isinstance(body, LocatedDict):
                 raise ld.err(raw.value_marks[name], f"stage {name!r} must be a mapping")
-            stages.extend(
-                _stage_group(ld, root, spec_dir, ctx, str(name), body, mark, files, default_file)
-            )
+            stages.extend(_stage_group(reading, ctx, str(name), body, mark))
 
     for p, mark in ld.str_list(data, "params"):
         rel = posixpath.normpath(posixpath.join(spec_dir, p))
@@ -112,16 +123,9 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
 
 
 def _stage_group(
-    ld: Loader,
-    root: Path,
-    spec_dir: str,
-    ctx: Context,
-    name: str,
-    body: LocatedDict,
-    mark: Mark,
-    files: list[str],
-    default: str,
+    f: _Reading, ctx: Context, name: str, body: LocatedDict, mark: Mark
 ) -> list[DvcStage]:
+    ld = f.ld
     if "foreach" in body or "matrix" in body:
         if "foreach" in body and "matrix" in body:
             raise ld.err(mark, f"stage {name!r}: 'foreach' and 'matrix' cannot be combined")
@@ -175,36 +179,17 @@ def _stage_group(
                 key = "-".join(frags)
                 members.append((key, {"item": item, "key": key}))
         return [
-            _one_stage(
-                ld,
-                root,
-                spec_dir,
-                ctx.child(extra),
-                f"{name}@{key}",
-                template,
-                mark,
-                files,
-                default,
-            )
+            _one_stage(f, ctx.child(extra), f"{name}@{key}", template, mark)
             for key, extra in members
         ]
-    return [_one_stage(ld, root, spec_dir, ctx, name, body, mark, files, default)]
+    return [_one_stage(f, ctx, name, body, mark)]
 
 
-def _one_stage(
-    ld: Loader,
-    root: Path,
-    spec_dir: str,
-    ctx: Context,
-    name: str,
-    body: LocatedDict,
-    mark: Mark,
-    files: list[str],
-    default: str,
-) -> DvcStage:
+def _one_stage(f: _Reading, ctx: Context, name: str, body: LocatedDict, mark: Mark) -> DvcStage:
+    ld = f.ld
     if "vars" in body:
         local = ctx.child({})
-        load_vars(ld, root, spec_dir, local, body, files)
+        load_vars(ld, f.root, f.spec_dir, local, body, f.files)
         ctx = local
     resolved = LocatedDict()
     resolved.mark = body.mark
@@ -219,7 +204,7 @@ def _one_stage(
                 raise ld.err(vmark, f"stage {name!r}: 'cmd' must be a string or a list of strings")
             rewritten = []
             for c in cmds:
-                text, got = bind_cmd(ld, ctx, c, vmark, name, default)
+                text, got = bind_cmd(ld, ctx, c, vmark, name, f.default)
                 rewritten.append(text)
                 values.update(got)
             value = rewritten if isinstance(value, list) else rewritten[0]
