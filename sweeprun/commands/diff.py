@@ -35,11 +35,15 @@ if TYPE_CHECKING:
 Side = tuple[str, dict[str, Any], dict[str, Any]]  # (label, params by file, metrics by file)
 
 
-def _spec_files(config: Config) -> tuple[list[str], list[str]]:
-    """Params and metrics files of the workspace's spec (best effort)."""
-    spec_path = default_spec(config.repo.root)
-    if spec_path is not None:
-        spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
+def _spec(config: Config) -> Spec | None:
+    """The workspace's spec (``sweeps.yaml``, else ``dvc.yaml``), if it has one."""
+    path = default_spec(config.repo.root)
+    return None if path is None else config.hook.sweeprun_load_spec(path=path, config=config)
+
+
+def _spec_files(config: Config, spec: Spec | None) -> tuple[list[str], list[str]]:
+    """Params and metrics files of the workspace's spec (without one: ``params.yaml``)."""
+    if spec is not None:
         return spec.params_files, [m for s in spec.stages for m in s.metrics]
     return (["params.yaml"] if (config.repo.root / "params.yaml").is_file() else []), []
 
@@ -47,20 +51,14 @@ def _spec_files(config: Config) -> tuple[list[str], list[str]]:
 def _workspace(config: Config) -> Side:
     """The workspace's params (a Hydra app's: its config composed as it is) and metrics."""
     root = config.repo.root
-    spec_path = default_spec(root)
-    if spec_path is None:
-        files = ["params.yaml"] if (root / "params.yaml").is_file() else []
-        params = {p: ParamsFile.load(root, p).data for p in files}
-        return "workspace", params, {}
-    spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
-    metrics_files = [m for s in spec.stages for m in s.metrics]
+    spec = _spec(config)
+    params_files, metrics_files = _spec_files(config, spec)
     metrics = {m: parse_metrics_file(root / m) for m in metrics_files if (root / m).is_file()}
-    if spec.hydra is not None:
+    if spec is not None and spec.hydra is not None:
         with composer(spec) as app:
             assert app is not None  # a Hydra app's spec
             return "workspace", app.compose({}), metrics
-    files = spec.params_files
-    params = {p: ParamsFile.load(root, p).data for p in files if (root / p).is_file()}
+    params = {p: ParamsFile.load(root, p).data for p in params_files if (root / p).is_file()}
     return "workspace", params, metrics
 
 
@@ -92,14 +90,12 @@ def _hydra_at(config: Config, spec: Spec, rev: str) -> dict[str, Any]:
 
 
 def _commit(config: Config, rev: str, label: str) -> Side:
-    params_files, metrics_files = _spec_files(config)
+    spec = _spec(config)
+    params_files, metrics_files = _spec_files(config, spec)
     params: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
-    spec_path = default_spec(config.repo.root)
-    if spec_path is not None:
-        spec = config.hook.sweeprun_load_spec(path=spec_path, config=config)
-        if spec.hydra is not None:
-            params = _hydra_at(config, spec, rev)
+    if spec is not None and spec.hydra is not None:
+        params = _hydra_at(config, spec, rev)
     for files, into in ((params_files, params), (metrics_files, metrics)):
         for path in files:
             text = run_git(["show", f"{rev}:{path}"], config.repo.root, check=False)
