@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def compile_sweeprun() -> None:
@@ -46,3 +47,31 @@ def commit_repo(repo: Path, files: dict[str, str]) -> None:
         (repo / rel).write_text(text)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "b"]):
         subprocess.run(cmd, cwd=repo, env=bench_env(), check=True, capture_output=True)
+
+
+def store_results(repo: Path, head: str, tree: str, results: list[tuple[Any, bytes]]) -> None:
+    """Write finished experiments as the store does, without running them: one
+    ``fast-import`` for the commits (``(Result, params.yaml text)`` each, on ``head``'s
+    ``tree``), one ``update-ref --stdin`` transaction for their refs."""
+    from sweeprun.model import EXPS, format_message
+    from sweeprun.store.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits
+
+    commits = [
+        FastCommit(
+            parent=head,
+            tree=tree,
+            files={"params.yaml": text},
+            message=format_message(f"sweeprun: success {meta.name}", meta),
+            timestamp=int(meta.queued_at),
+        )
+        for meta, text in results
+    ]
+    shas = fast_import_commits(repo, commits, ("bench", "bench@example.com"))
+    updater = RefUpdater(repo)
+    updater.transaction(
+        [
+            RefOp(f"{EXPS}{head}/{meta.name}", sha, ZERO)
+            for (meta, _), sha in zip(results, shas, strict=True)
+        ]
+    )
+    updater.close()

@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ENV
+from _common import ENV, store_results
 
-from sweeprun.model import EXPS, Result, State, format_message
-from sweeprun.store.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
+from sweeprun.model import Result, State
+from sweeprun.store.git import run_git
 
 
 def make(repo: Path, n: int) -> None:
@@ -36,7 +36,7 @@ def make(repo: Path, n: int) -> None:
     run_git(["commit", "-q", "-m", "baseline"], repo)
     head = run_git(["rev-parse", "HEAD"], repo).strip()
     tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
-    commits, metas = [], []
+    results = []
     for i in range(n):
         lr, units = round((i % 50) / 100 + 0.01, 4), 32 * (1 + i % 4)
         meta = Result(
@@ -54,23 +54,8 @@ def make(repo: Path, n: int) -> None:
             started=1_700_000_000 + i,
             finished=1_700_000_001 + i,
         )
-        metas.append(meta)
-        text = f"lr: {lr}\nunits: {units}\n".encode()
-        commits.append(
-            FastCommit(
-                parent=head,
-                tree=tree,
-                files={"params.yaml": text},
-                message=format_message(f"sweeprun: success exp-{i:05d}", meta),
-                timestamp=1_700_000_000 + i,
-            )
-        )
-    shas = fast_import_commits(repo, commits, ("bench", "bench@example.com"))
-    updater = RefUpdater(repo)
-    updater.transaction(
-        [RefOp(f"{EXPS}{head}/{m.name}", sha, ZERO) for m, sha in zip(metas, shas, strict=True)]
-    )
-    updater.close()
+        results.append((meta, f"lr: {lr}\nunits: {units}\n".encode()))
+    store_results(repo, head, tree, results)
 
 
 def timed(repo: Path, *args: str) -> float:

@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ENV
+from _common import ENV, store_results
 
-from sweeprun.model import EXPS, Result, State, format_message
-from sweeprun.store.git import ZERO, FastCommit, RefOp, RefUpdater, fast_import_commits, run_git
+from sweeprun.model import EXPS, Result, State
+from sweeprun.store.git import run_git
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         head = run_git(["rev-parse", "HEAD"], repo).strip()
         tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
         start = time.perf_counter()
-        commits, metas = [], []
+        results = []
         for i in range(opts.n):
             params = {"params.yaml": {"lr": i / opts.n, "units": 32 + i % 4 * 32}}
             meta = Result(
@@ -58,22 +58,9 @@ def main() -> None:
                 started=1_700_000_000 + i,
                 finished=1_700_000_001 + i,
             )
-            metas.append(meta)
-            commits.append(
-                FastCommit(
-                    parent=head,
-                    tree=tree,
-                    files={"params.yaml": f"lr: {i / opts.n}\nunits: {32 + i % 4 * 32}\n".encode()},
-                    message=format_message(f"sweeprun: success exp-{i:05d}", meta),
-                    timestamp=1_700_000_000 + i,
-                )
-            )
-        shas = fast_import_commits(repo, commits, ("bench", "bench@example.com"))
-        updater = RefUpdater(repo)
-        updater.transaction(
-            [RefOp(f"{EXPS}{head}/{m.name}", sha, ZERO) for m, sha in zip(metas, shas, strict=True)]
-        )
-        updater.close()
+            text = f"lr: {i / opts.n}\nunits: {32 + i % 4 * 32}\n".encode()
+            results.append((meta, text))
+        store_results(repo, head, tree, results)
         created = time.perf_counter() - start
 
         def show(src: Path | None = None) -> float:

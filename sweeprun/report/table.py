@@ -95,12 +95,8 @@ def csv_value(v: Any) -> Any:
     """A cell for CSV: numbers as numbers, missing as empty, the rest as text."""
     if v is MISSING:
         return ""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return repr(v)  # every digit: the table's precision is for reading
     return fmt(v)
 
 
