@@ -17,7 +17,7 @@ from sweeprun.model import QueueRecord, Record, Stage
 from sweeprun.spec import hydra, names
 from sweeprun.spec.hydra import RUN_OVERRIDES, Composer, override_words
 from sweeprun.spec.loader import Spec
-from sweeprun.spec.overrides import Override
+from sweeprun.spec.overrides import Override, combine
 from sweeprun.spec.params import ParamsSet, get_path, has_path
 from sweeprun.spec.sweeps import Sweep
 from sweeprun.spec.template import parse
@@ -252,10 +252,7 @@ def resolve_overrides(
             axes.append([{key: v} for v in ov.values])
         else:
             fixed[key] = ov.value
-    sweep: list[dict[str, Any]] = [{}]
-    for axis in axes:
-        sweep = [{**a, **b} for a in sweep for b in axis]
-    return fixed, sweep
+    return fixed, combine(axes)
 
 
 def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str]) -> None:

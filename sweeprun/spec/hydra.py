@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.spec.overrides import DELETE, Override, parse_value
+from sweeprun.spec.overrides import DELETE, Override, combine, parse_value
 
 #: The pseudo params file under which an experiment records its group choices.
 CHOICES = "hydra"
@@ -67,10 +67,7 @@ def resolve_overrides(overrides: list[Override]) -> tuple[dict[str, Any], list[d
                 fixed[key] = DELETE if ov.match is None else ov.match
             else:
                 fixed[key] = ov.value
-    points: list[dict[str, Any]] = [{}]
-    for axis in axes:
-        points = [{**a, **b} for a in points for b in axis]
-    return fixed, points
+    return fixed, combine(axes)
 
 
 def override_words(point: Mapping[str, Any]) -> list[str]:

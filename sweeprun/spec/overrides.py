@@ -162,6 +162,14 @@ class Override:
         return self.values[0]
 
 
+def combine(axes: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every combination of the ``-S`` sweeps (each axis: one point per value)."""
+    points: list[dict[str, Any]] = [{}]
+    for axis in axes:
+        points = [{**a, **b} for a in points for b in axis]
+    return points
+
+
 def parse_override(text: str, limit: int = 0) -> Override:
     """Parse one ``-S`` argument; a ``UsageError`` naming ``-S`` on bad syntax."""
     raw = text.strip()

@@ -39,23 +39,22 @@ def _outs(*bools: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {**{f: {"type": "boolean"} for f in bools}, **_INFO, **(extra or {})},
     }
+    return _entries(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {"oneOf": [flags, {"type": "null"}]},
+        }
+    )
+
+
+def _entries(mapping: dict[str, Any]) -> dict[str, Any]:
+    """A path, or a list of paths and ``mapping`` entries (DVC's ``- path: {…}`` form)."""
     return {
         "oneOf": [
             {"type": "string"},
-            {
-                "type": "array",
-                "items": {
-                    "oneOf": [
-                        {"type": "string"},
-                        {
-                            "type": "object",
-                            "minProperties": 1,
-                            "maxProperties": 1,
-                            "additionalProperties": {"oneOf": [flags, {"type": "null"}]},
-                        },
-                    ]
-                },
-            },
+            {"type": "array", "items": {"oneOf": [{"type": "string"}, mapping]}},
         ]
     }
 
@@ -65,29 +64,15 @@ _ENV = {
     "description": "Environment variables of the commands.",
     "additionalProperties": {"type": ["string", "number", "boolean"]},
 }
-_PARAMS_REF: dict[str, Any] = {
-    "oneOf": [
-        {"type": "string"},
-        {
-            "type": "array",
-            "items": {
-                "oneOf": [
-                    {"type": "string"},
-                    {
-                        "type": "object",
-                        "description": "{file: [keys]} (null or []: the whole file)",
-                        "additionalProperties": {
-                            "oneOf": [
-                                {"type": "null"},
-                                {"type": "array", "items": {"type": "string"}},
-                            ]
-                        },
-                    },
-                ]
-            },
+_PARAMS_REF: dict[str, Any] = _entries(
+    {
+        "type": "object",
+        "description": "{file: [keys]} (null or []: the whole file)",
+        "additionalProperties": {
+            "oneOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}}]
         },
-    ]
-}
+    }
+)
 _STAGE_PROPS: dict[str, Any] = {
     "cmd": {
         "oneOf": [
