@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -339,7 +342,8 @@ print("exp", os.environ["DVC_EXP_NAME"], file=sys.stderr)
 """
 
 
-def test_a_dvclive_project_logs_into_the_workspace(sweepproject: SweepProject) -> None:
+def dvclive_project(sweepproject: SweepProject) -> None:
+    """A DVC project whose evaluation logs with the real dvclive."""
     pytest.importorskip("dvclive")
     sweepproject.write("params.json", '{"lr": 0.5}\n')
     sweepproject.write("evaluate.py", DVCLIVE_EVAL)
@@ -361,10 +365,14 @@ def test_a_dvclive_project_logs_into_the_workspace(sweepproject: SweepProject) -
     sweepproject.write(".dvc/.gitignore", "/config.local\n/tmp\n/cache\n")
     sweepproject.write(".dvcignore", "")
     sweepproject.commit()
-    before = sweepproject.git("for-each-ref")
     env = {"DVC_NO_ANALYTICS": "1", "DVCLIVE_LOGLEVEL": "ERROR"}
     for k, v in env.items():
         sweepproject.monkeypatch.setenv(k, v)
+
+
+def test_a_dvclive_project_logs_into_the_workspace(sweepproject: SweepProject) -> None:
+    dvclive_project(sweepproject)
+    before = sweepproject.git("for-each-ref")
     res = sweepproject.run_subprocess("-S", "params.json:lr=0.1,0.2", "--run", "-j", "2")
     assert res.ret == 0, res.stdout + res.stderr
     recs = [r for r in sweepproject.records() if r["name"] != "workspace"]
@@ -389,6 +397,44 @@ def test_a_dvclive_project_logs_into_the_workspace(sweepproject: SweepProject) -
     tsv = sweepproject.path / "dvclive" / "plots" / "metrics" / "loss.tsv"
     assert tsv.is_file() and len(tsv.read_text().splitlines()) == 4
     assert os.environ.get("DVC_EXP_NAME") is None  # the runner's own environment is untouched
+
+
+def test_dvclive_writes_no_object_into_the_shared_store(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Parallel experiments share the repository's object store; dvclive must not write it.
+
+    Inside `dvc exp run` dvclive git-adds its files (dulwich, which fails when another
+    writer holds an object's lock: two experiments adding the same dvc.yaml at once).
+    Here that other writer is made certain: every object a run will create is locked.
+    """
+    dvclive_project(sweepproject)
+    # A scout copy learns which objects the experiments' results are made of.
+    scout = tmp_path / "scout"
+    shutil.copytree(sweepproject.path, scout, symlinks=True)
+    args = [sys.executable, "-m", "sweeprun", "-S", "params.json:lr=0.1,0.2", "--run", "-j", "2"]
+    proc = subprocess.run(args, cwd=scout, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = subprocess.run(
+        ["git", "rev-list", "--objects", "--glob=refs/sweeprun/*"],
+        cwd=scout,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    objects = sweepproject.path / ".git" / "objects"
+    locked = []
+    for oid in {w for w in listed if len(w) == 40}:
+        if not (objects / oid[:2] / oid[2:]).exists():
+            (objects / oid[:2]).mkdir(exist_ok=True)
+            (objects / oid[:2] / f"{oid[2:]}.lock").write_text("")
+            locked.append(oid)
+    assert locked
+    res = sweepproject.run_subprocess("-S", "params.json:lr=0.1,0.2", "--run", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    recs = [r for r in sweepproject.records() if r["name"] != "workspace"]
+    assert sorted(r["point"]["lr"] for r in recs) == [0.1, 0.2]
+    assert all(r["state"] == "success" for r in recs), recs
 
 
 def test_init_writes_a_starter_that_loads(sweepproject: SweepProject) -> None:

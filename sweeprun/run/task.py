@@ -175,10 +175,13 @@ class Task:
                 "SWEEPRUN_BASELINE_REV": self.baseline,
                 "SWEEPRUN_ROOT": self.repo_root,
                 "SWEEPRUN_WORKSPACE": str(ws),
-                # What `dvc exp run` gives its commands: dvclive then logs into the workspace
-                # as a pipeline step and never saves an experiment (refs) of its own.
+                # What `dvc repro` gives its commands, and `dvc exp run`'s name: dvclive then
+                # logs into the workspace as a pipeline step and never saves an experiment
+                # (refs) of its own. Not DVC_EXP_BASELINE_REV: with it dvclive git-adds its
+                # files, writing the object store every pooled workspace shares, and its
+                # dulwich fails when two experiments add the same object at once (sweeprun
+                # records those files anyway).
                 "DVC_ROOT": str(ws),
-                "DVC_EXP_BASELINE_REV": self.baseline,
                 "DVC_EXP_NAME": self.name,
                 # Marks the job's whole process tree, for killing it (see sweeprun.system.procs).
                 procs.TOKEN_ENV: procs.job_token(self.key, self.common_dir),
