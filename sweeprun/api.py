@@ -35,25 +35,30 @@ def columns(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     (``None`` for a missing value or a ``null``), ``Created`` as a UNIX time and
     ``Duration`` in seconds."""
     # Deferred: a script that only checkpoints must not load the commands.
-    from sweeprun.report.table import MISSING, cell, flat_columns
+    from sweeprun.report.table import MISSING, column, flat_columns, forget
 
     params = flat_columns(records, "params")
     metrics = flat_columns(records, "metrics")
     names = ["Experiment", "State", "Sweep", "Created", "Duration", *params, *metrics]
-    rows = []
-    for r in records:
-        values = [cell(r, "params", c) for c in params] + [cell(r, "metrics", c) for c in metrics]
-        rows.append(
-            [
-                r.get("name"),
-                getattr(r.get("state"), "value", r.get("state")),  # an enum: its text
-                r.get("sweep"),
-                r.get("started") or r.get("queued_at"),
-                r.get("duration"),
-                *(None if v is MISSING else v for v in values),
-            ]
-        )
-        r.pop("_flat", None)  # the table's cache: not part of the record
+    values = [
+        *(column(records, "params", c) for c in params),
+        *(column(records, "metrics", c) for c in metrics),
+    ]
+    fixed = [
+        [
+            r.get("name"),
+            getattr(r.get("state"), "value", r.get("state")),  # an enum: its text
+            r.get("sweep"),
+            r.get("started") or r.get("queued_at"),
+            r.get("duration"),
+        ]
+        for r in records
+    ]
+    forget(records)  # the table's cache: not part of the records
+    rows = [
+        [*first, *(None if v is MISSING else v for v in rest)]
+        for first, *rest in zip(fixed, *values, strict=True)
+    ]
     return names, rows
 
 

@@ -138,3 +138,24 @@ def test_filters_best_and_group_by(wide: SweepProject) -> None:
     assert all("±" in r for r in rows)
     res = wide.run("show", "--group-by", "nope")
     assert res.ret == 4 and "--group-by nope: no such param" in res.stderr
+
+
+def test_no_value_reaches_the_terminal_as_control_characters(sweepproject: SweepProject) -> None:
+    """A value with escape codes or a line break prints escaped: it cannot clear the
+    screen, recolour it or break the table's lines."""
+    sweepproject.write("params.yaml", 'note: "plain"\n')
+    sweepproject.write(
+        "sweeps.yaml",
+        'params: params.yaml\ncmd: "true"\n'
+        'sweeps:\n  g:\n    values: [{note: "\\e[2J\\e[31mred"}, {note: "two\\nlines"}]\n',
+    )
+    sweepproject.commit()
+    res = sweepproject.run("--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    res = sweepproject.run("show")
+    assert res.ret == 0, res.stderr
+    assert "\x1b" not in res.stdout and "two\nlines" not in res.stdout
+    assert "\\x1b[2J\\x1b[31mred" in res.stdout and "two\\nlines" in res.stdout
+    assert len(res.stdout.splitlines()) == 4  # header, workspace, two experiments
+    # machine-readable output keeps the exact text
+    assert "two\nlines" in sweepproject.run("show", "--csv").stdout

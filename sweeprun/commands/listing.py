@@ -2,60 +2,44 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sweeprun.model import Record
+from sweeprun.model import QUEUE, RUNNING
 from sweeprun.run.checkpoint import REF_PREFIX, chain
+from sweeprun.store import resultsindex
 from sweeprun.store.git import RepoPaths
 from sweeprun.store.records import ExpStore
+from sweeprun.store.resultsindex import Row
 
 #: Running first, then queued, then results.
 STATE_ORDER = {"running": 0, "queued": 1}
 
 
-def experiment_record(rec: Record) -> dict[str, Any]:
-    """The public record of one experiment (``show --json``, ``api.experiments``)."""
-    m = rec.meta
-    return {
-        "name": rec.name,
-        "id": rec.id,
-        "state": rec.state,
-        "baseline": rec.baseline,
-        "sweep": m.get("sweep"),
-        "spec": m.get("spec"),
-        "params": m.get("params", {}),
-        "metrics": m.get("metrics", {}),
-        "point": m.get("point", {}),
-        "returncode": m.get("returncode"),
-        "queued_at": m.get("queued_at"),
-        "started": m.get("started"),
-        "finished": m.get("finished"),
-        "duration": m.get("duration"),
-        "message": m.get("message", ""),
-        "checkpoints": m.get("checkpoints", 0),
-        "key": rec.key,
-        "ref": rec.ref,
-        "commit": rec.commit,
-    }
+def rows(repo: RepoPaths, all_baselines: bool = False) -> list[Row]:
+    """Experiments of the current baseline (or all, the current one first), newest first
+    per state: running and queued ones read from their refs, results from the index."""
+    store = ExpStore(repo)
+    try:
+        head = store.head()
+        live = [resultsindex.row(r) for r in store.records(QUEUE, RUNNING)]
+    finally:
+        store.close()
+    found = [r for r in [*live, *resultsindex.rows(repo)] if all_baselines or r.baseline == head]
+    found.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2), -r.queued_at, r.id))
+    return found
+
+
+def parse(found: list[Row]) -> list[dict[str, Any]]:
+    """The records of ``rows`` as dicts."""
+    with resultsindex.no_gc():
+        got: list[dict[str, Any]] = json.loads("[" + ",".join(r.line for r in found) + "]")
+    return got
 
 
 def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str, Any]]:
     """Experiment records of the current baseline (or all), newest first per state."""
-    store = ExpStore(repo)
-    try:
-        head = store.head()
-        recs = [r for r in store.records() if all_baselines or r.baseline == head]
-    finally:
-        store.close()
-    recs.sort(
-        key=lambda r: (
-            r.baseline != head,
-            STATE_ORDER.get(r.state, 2),
-            -(r.meta.get("queued_at") or 0),
-            r.id,
-        )
-    )
-    return [experiment_record(r) for r in recs]
+    return parse(rows(repo, all_baselines))
 
 
 def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from sweeprun.model.records import (
     is_record,
     parse_message,
     parse_record,
+    public_record,
     result_ref,
 )
 from sweeprun.model.stage import Out, Stage
@@ -51,6 +52,7 @@ __all__ = [
     "is_record",
     "parse_message",
     "parse_record",
+    "public_record",
     "result_ref",
     "size_of",
     "unlink_later",

@@ -293,6 +293,32 @@ class Record:
         return f"Record({self.ref!r}, {self.commit[:12]!r})"
 
 
+def public_record(rec: Record) -> dict[str, Any]:
+    """The public record of one experiment (``show --json``, ``sweeprun.api``)."""
+    m = rec.meta
+    return {
+        "name": rec.name,
+        "id": rec.id,
+        "state": str(rec.state),
+        "baseline": rec.baseline,
+        "sweep": m.get("sweep"),
+        "spec": m.get("spec"),
+        "params": m.get("params", {}),
+        "metrics": m.get("metrics", {}),
+        "point": m.get("point", {}),
+        "returncode": m.get("returncode"),
+        "queued_at": m.get("queued_at"),
+        "started": m.get("started"),
+        "finished": m.get("finished"),
+        "duration": m.get("duration"),
+        "message": m.get("message", ""),
+        "checkpoints": m.get("checkpoints", 0),
+        "key": rec.key,
+        "ref": rec.ref,
+        "commit": rec.commit,
+    }
+
+
 def _minimal(raw: Mapping[str, Any]) -> ExpRecord:
     """What is sure of a record whose fields do not parse: its identity and state."""
     key, name = str(raw["key"]), str(raw["name"])

@@ -1,0 +1,148 @@
+"""The results index (``.git/sweeprun/results.idx``) never shows what the refs do not say.
+
+Every check compares ``show --json`` with the refs read directly (``for-each-ref``), after
+changes made behind sweeprun's back with git itself, straight after the previous read (the
+same clock tick, where stamps cannot tell), on a damaged index, and where none can be
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeprun.model import EXPS, Record, is_record, parse_message, public_record
+from sweeprun.store.git import discover, for_each_ref
+from sweeprun.store.resultsindex import MAGIC, NAME
+from sweeprun.testing import SweepProject
+
+TRAIN = """
+import json, yaml
+json.dump({"m": yaml.safe_load(open("params.yaml"))["x"] * 2}, open("m.json", "w"))
+"""
+SPEC = """
+params: params.yaml
+cmd: python3 train.py
+metrics: [m.json]
+sweeps:
+  g:
+    values: [{x: 1}, {x: 2}, {x: 3}, {x: 4}, {x: 5}]
+"""
+
+
+@pytest.fixture
+def project(sweepproject: SweepProject) -> SweepProject:
+    sweepproject.write("params.yaml", "x: 0\n")
+    sweepproject.write("sweeps.yaml", SPEC)
+    sweepproject.write("train.py", TRAIN)
+    sweepproject.commit()
+    res = sweepproject.run("--run", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    return sweepproject
+
+
+def truth(p: SweepProject) -> list[dict[str, Any]]:
+    """The finished experiments as the refs say, without the index."""
+    out = []
+    for ref, sha, message in for_each_ref(p.path, [EXPS.rstrip("/")]):
+        meta = parse_message(message)
+        if meta is not None and is_record(meta):
+            out.append(public_record(Record(ref=ref, commit=sha, raw=meta)))
+    return sorted(out, key=lambda r: r["ref"])
+
+
+def shown(p: SweepProject) -> list[dict[str, Any]]:
+    res = p.run("show", "--json", "-A")
+    assert res.ret == 0, res.stderr
+    return sorted(json.loads(res.stdout), key=lambda r: r["ref"])
+
+
+def index(p: SweepProject) -> Path:
+    return discover(p.path).state_dir / NAME
+
+
+def test_changes_behind_sweeprun_s_back_show_at_once(project: SweepProject) -> None:
+    """Random ref changes with git itself, each read straight after: always the truth."""
+    rng = random.Random(7)
+    assert shown(project) == truth(project) and len(truth(project)) == 5
+    assert index(project).read_bytes().startswith(MAGIC)
+    for step in range(40):
+        refs = [r["ref"] for r in truth(project)]
+        commits = [r["commit"] for r in truth(project)]
+        op = rng.choice(["move", "delete", "copy", "pack", "none"])
+        if op == "move" and refs:  # a ref pointed at another experiment's commit
+            project.git("update-ref", rng.choice(refs), rng.choice(commits))
+        elif op == "delete" and len(refs) > 2:
+            project.git("update-ref", "-d", rng.choice(refs))
+        elif op == "copy" and refs:  # a new ref (another name, maybe another baseline dir)
+            base = rng.choice(refs).rsplit("/", 2)[0]
+            sub = rng.choice(["", "0" * 40 + "/"])
+            project.git("update-ref", f"{base}/{sub}copy-{step}", rng.choice(commits))
+        elif op == "pack":  # refs move into packed-refs: loose files and dirs disappear
+            project.git("pack-refs", "--all")
+        assert shown(project) == truth(project), (step, op)
+    # the last read was trusted: reading again changes nothing
+    assert shown(project) == truth(project)
+
+
+def test_a_damaged_index_is_rebuilt(project: SweepProject) -> None:
+    expected = truth(project)
+    assert shown(project) == expected
+    path = index(project)
+    good = path.read_bytes()
+    damages = [
+        good[: len(good) // 2],  # truncated (a crash while writing is renamed in, never)
+        good.replace(b'"m": 2', b'"m": 9'),  # a changed byte: the digest catches it
+        b"garbage\n",
+        MAGIC + b"{}\n",
+        MAGIC + b'{"count": 1, "digest": "x", "stamp": {}}\n[]\n',
+        b"",
+    ]
+    for damaged in damages:
+        assert damaged != good
+        path.write_bytes(damaged)
+        assert shown(project) == expected
+        assert path.read_bytes().startswith(MAGIC)
+
+
+def test_results_are_read_where_no_index_can_be_written(project: SweepProject) -> None:
+    expected = truth(project)
+    path = index(project)
+    path.unlink(missing_ok=True)
+    path.mkdir()  # neither readable nor replaceable as a file
+    assert shown(project) == expected
+    project.git("update-ref", "-d", expected[0]["ref"])
+    assert shown(project) == expected[1:]
+    assert path.is_dir() and not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+
+
+def test_new_results_of_a_run_are_read_and_kept(project: SweepProject) -> None:
+    assert len(shown(project)) == 5
+    before = index(project).stat().st_mtime_ns
+    project.write("sweeps.yaml", SPEC.replace("{x: 5}]", "{x: 5}, {x: 6}]"))
+    res = project.run("--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    got = shown(project)
+    # the workspace changed (sweeps.yaml): six new experiments beside the five
+    assert got == truth(project) and len(got) == 11
+    assert index(project).stat().st_mtime_ns != before  # refreshed and written back
+    assert sorted(r["metrics"]["m.json"]["m"] for r in got) == [2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12]
+
+
+def test_a_stamp_from_the_index_file_s_own_tick_is_never_trusted(project: SweepProject) -> None:
+    """Timestamps are as coarse as the filesystem's clock: a directory changed in the tick
+    the index was written could change again unseen. Such a stamp matches nothing."""
+    from sweeprun.store import resultsindex
+
+    common = discover(project.path).common_dir
+    exps = common / EXPS.rstrip("/")
+    mtime = exps.stat().st_mtime_ns
+    older = resultsindex._stamp(common, fs_now=mtime + 1)
+    assert older["refs/sweeprun/exps"] == resultsindex._stat(exps)
+    same_tick = resultsindex._stamp(common, fs_now=mtime)
+    assert same_tick["refs/sweeprun/exps"] == resultsindex.RACY
+    assert resultsindex._restamp(common, same_tick) != same_tick  # so the next read refreshes
