@@ -74,9 +74,15 @@ def dataframe(
         import pandas as pd  # deferred: an optional extra, ~300 ms to import
     except ImportError:
         raise ImportError("sweeprun.api.dataframe needs pandas: pip install pandas") from None
-    records = experiments(repo, all_baselines)
+    # Deferred: a script that only checkpoints must not load the store and its commands.
+    from sweeprun.commands import listing
+    from sweeprun.report.table import subset
+    from sweeprun.store.git import discover
+
+    # The index's columns: no record of 100,000 decoded or flattened.
+    records = listing.frame(*listing.rows(discover(repo), all_baselines))
     if sweep is not None:
-        records = [r for r in records if r.get("sweep") == sweep]
+        records = subset(records, (i for i, r in enumerate(records) if r.get("sweep") == sweep))
     names, rows = columns(records)
     frame = pd.DataFrame(rows, columns=names)
     frame["Created"] = pd.to_datetime(frame["Created"], unit="s", utc=True)

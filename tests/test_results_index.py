@@ -146,3 +146,67 @@ def test_a_stamp_from_the_index_file_s_own_tick_is_never_trusted(project: SweepP
     same_tick = resultsindex._stamp(common, fs_now=mtime)
     assert same_tick["refs/sweeprun/exps"] == resultsindex.RACY
     assert resultsindex._restamp(common, same_tick) != same_tick  # so the next read refreshes
+
+
+MIXED_TRAIN = """
+import json, sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+if p["train"]["lr"] < 0:
+    sys.exit("negative lr")
+json.dump({"acc": p["train"]["lr"] * 2, "seed": 5, "curve": {"last": [1, None]}},
+          open("metrics.json", "w"))
+"""
+MIXED_SPEC = """
+params: [params.yaml, data.json]
+cmd: python3 train.py
+metrics: [metrics.json]
+sweeps:
+  g:
+    matrix: {train.lr: [0.1, 0.2, -1], train.layers.0: [8, 16]}
+  later:
+    values: [{train.lr: 0.3}, {data.json:noise: 0.5}]
+"""
+
+
+def test_the_index_s_columns_are_the_records_flattened(sweepproject: SweepProject) -> None:
+    """Tables and charts read the index's columns; they must say what flattening each
+    full record says: nested lists, nulls, a key in two files, a param and a metric of the
+    same name, failed results without metrics, queued experiments (not in the index)."""
+    from sweeprun.commands import listing
+    from sweeprun.report import table
+
+    p = sweepproject
+    p.write("params.yaml", "train:\n  lr: 0.1\n  layers: [8, 4]\nseed: 0\nnote: null\n")
+    p.write("data.json", '{"noise": 0.1, "seed": 1}\n')
+    p.write("train.py", MIXED_TRAIN)
+    p.write("sweeps.yaml", MIXED_SPEC)
+    p.commit()
+    res = p.run("sweeps.yaml::g", "--run", "-j", "2")
+    assert res.ret == 1  # the lr=-1 experiments fail
+    assert p.run("sweeps.yaml::later").ret == 0  # queued, not run
+    found, done = listing.rows(discover(p.path), all_baselines=True)
+    full = listing.parse(found, done)
+    columnar = listing.frame(found, done)
+    assert isinstance(columnar, table.RecordList) and not isinstance(full, table.RecordList)
+    assert {r["state"] for r in full} == {"success", "failed", "queued"}
+    for plain, cols in [
+        (full, columnar),
+        ([full[0], *full], table.prepend([full[0]], columnar)),
+        ([full[i] for i in (3, 1, 0)], table.subset(columnar, [3, 1, 0])),
+    ]:
+        for section in ("params", "metrics"):
+            names = table.flat_columns(plain, section)
+            assert table.flat_columns(cols, section) == names
+            assert table.files(cols, section) == table.files(plain, section)
+            for name in names:
+                assert table.column(cols, section, name) == table.column(plain, section, name)
+                key = name.rpartition(":")[2]
+                assert table.files(cols, section, key) == table.files(plain, section, key)
+    assert "data.json:seed" in table.flat_columns(full, "params")
+    assert "curve.last[1]" in table.flat_columns(full, "metrics")
+    shown = p.run("show", "-A")
+    assert shown.ret == 0
+    header = shown.stdout.splitlines()[0].split()
+    assert "train.layers[0]" in header and "curve.last[1]" in header, header
+    queued = [line for line in shown.stdout.splitlines() if " queued " in line]
+    assert len(queued) == 2 and all(line.rstrip().endswith("-") for line in queued)

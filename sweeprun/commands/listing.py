@@ -6,40 +6,79 @@ import json
 from typing import Any
 
 from sweeprun.model import QUEUE, RUNNING
+from sweeprun.report.table import MISSING, RecordList, prepend
 from sweeprun.run.checkpoint import REF_PREFIX, chain
 from sweeprun.store import resultsindex
 from sweeprun.store.git import RepoPaths
 from sweeprun.store.records import ExpStore
-from sweeprun.store.resultsindex import Row
+from sweeprun.store.resultsindex import FIELDS, Results, Row
 
 #: Running first, then queued, then results.
 STATE_ORDER = {"running": 0, "queued": 1}
 
 
-def rows(repo: RepoPaths, all_baselines: bool = False) -> list[Row]:
+def rows(repo: RepoPaths, all_baselines: bool = False) -> tuple[list[Row], Results]:
     """Experiments of the current baseline (or all, the current one first), newest first
-    per state: running and queued ones read from their refs, results from the index."""
+    per state: running and queued ones read from their refs, results from the index
+    (returned too: :func:`parse` and :func:`frame` read it)."""
     store = ExpStore(repo)
     try:
         head = store.head()
         live = [resultsindex.row(r) for r in store.records(QUEUE, RUNNING)]
     finally:
         store.close()
-    found = [r for r in [*live, *resultsindex.rows(repo)] if all_baselines or r.baseline == head]
+    done = resultsindex.results(repo)
+    found = [r for r in [*live, *done.rows] if all_baselines or r.baseline == head]
     found.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2), -r.queued_at, r.id))
-    return found
+    return found, done
 
 
-def parse(found: list[Row]) -> list[dict[str, Any]]:
-    """The records of ``rows`` as dicts."""
+def parse(found: list[Row], done: Results) -> list[dict[str, Any]]:
+    """The full records of ``found`` as dicts (what ``show --json`` prints)."""
     with resultsindex.no_gc():
-        got: list[dict[str, Any]] = json.loads("[" + ",".join(r.line for r in found) + "]")
+        text = ",".join(done.line(r) for r in found)
+        got: list[dict[str, Any]] = json.loads(f"[{text}]")
+    return got
+
+
+def frame(found: list[Row], done: Results) -> list[dict[str, Any]]:
+    """The records of ``found`` for tables and charts, built from the index's columns:
+    results are slim (their scalar fields), params and metrics are columns
+    (:class:`~sweeprun.report.table.RecordList`). Not for JSON output (see :func:`parse`)."""
+    with resultsindex.no_gc():
+        records = [
+            dict(zip(FIELDS, done.fields[r.pos], strict=True)) if r.pos >= 0 else json.loads(r.line)
+            for r in found
+        ]
+        positions = [r.pos for r in found]
+        n = len(done.rows)
+        columns: dict[tuple[str, str, str], list[Any]] = {}
+        for c in done.columns:
+            full = c.values
+            if c.rows is not None:
+                full = [MISSING] * n
+                for i, v in zip(c.rows, c.values, strict=True):
+                    full[i] = v
+            columns[c.section, c.file, c.key] = [full[p] if p >= 0 else MISSING for p in positions]
+        got = RecordList(records, columns)
+        live = [i for i, p in enumerate(positions) if p < 0]
+        if live:  # queued and running ones: full records, their keys first (as in prepend)
+            extra = prepend([records[i] for i in live], RecordList([], {}))
+            assert isinstance(extra, RecordList)
+            merged: dict[tuple[str, str, str], list[Any]] = {}
+            for key, values in extra.columns.items():
+                target = merged[key] = columns.get(key) or [MISSING] * len(records)
+                for i, v in zip(live, values, strict=True):
+                    target[i] = v
+            for key, values in columns.items():
+                merged.setdefault(key, values)
+            got = RecordList(records, merged)
     return got
 
 
 def load_records(repo: RepoPaths, all_baselines: bool = False) -> list[dict[str, Any]]:
     """Experiment records of the current baseline (or all), newest first per state."""
-    return parse(rows(repo, all_baselines))
+    return parse(*rows(repo, all_baselines))
 
 
 def checkpoint_records(repo: RepoPaths, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

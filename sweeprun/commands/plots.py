@@ -16,18 +16,22 @@ import csv
 import io
 import json
 import re
+import threading
 import time
 import webbrowser
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
-from sweeprun.commands.listing import checkpoint_records, load_records
+from sweeprun.commands import listing
+from sweeprun.commands.listing import checkpoint_records
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.report import charts, page
-from sweeprun.report.table import fmt, value
+from sweeprun.report.table import MISSING, column, fmt, subset, value
 from sweeprun.run.metrics import log_tail
 from sweeprun.spec.loader import default_spec
+from sweeprun.store import resultsindex
 from sweeprun.store.git import run_git
 
 if TYPE_CHECKING:
@@ -62,14 +66,15 @@ def _bundle(config: Config) -> str:
 
 
 def _records(config: Config) -> list[dict[str, Any]]:
-    records = load_records(config.repo, all_baselines=bool(config.getoption("all_baselines")))
+    found = listing.rows(config.repo, all_baselines=bool(config.getoption("all_baselines")))
+    records = listing.frame(*found)  # the index's columns: no record of 100,000 decoded
     names = config.getoption("names") or []
     if names:
         known = {r["name"] for r in records}
         missing = [n for n in names if n not in known]
         if missing:
             raise UsageError(f"{missing[0]!r}: no such experiment (see 'sweeprun show')")
-        records = [r for r in records if r["name"] in names]
+        records = subset(records, (i for i, r in enumerate(records) if r["name"] in names))
     if not records:
         raise UsageError("no experiments to plot (queue and run some: sweeprun sweeps.yaml --run)")
     return records
@@ -114,10 +119,18 @@ def _rows(text: str, path: str) -> list[dict[str, Any]]:
     return out
 
 
+#: Experiments whose step curves are drawn (the first ones shown, or those named).
+MAX_CURVES = 20
+
+
 def curve_charts(config: Config, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Step curves of the ``plots:`` files, each experiment a series; checkpoints' metrics."""
+    """Step curves of the ``plots:`` files, each experiment a series; checkpoints' metrics
+    (of the first :data:`MAX_CURVES` experiments)."""
     out = []
     root = config.repo.root
+    # Curves are per experiment: beyond a few dozen series a chart says nothing, and each
+    # experiment's files are read from git. Name experiments to plot others.
+    records = subset(records, range(min(MAX_CURVES, len(records))))
     for path, props in _plot_files(config):
         files: dict[str, list[dict[str, Any]]] = {}
         for r in records:
@@ -156,16 +169,39 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "chart"
 
 
+#: The least chart there is: drawing it starts vl-convert's engine.
+_WARM_UP = {"mark": "point", "data": {"values": []}}
+
+
 def _plots(config: Config) -> int:
-    records = _records(config)
+    with resultsindex.no_gc():  # records are trees: nothing for the collector to find
+        return _draw(config)
+
+
+def _draw(config: Config) -> int:
     vlc = _vl()
+    # vl-convert's JavaScript engine takes ~0.4 s to start: start it on the other core
+    # while the records load (the conversion runs without the GIL).
+    warm = threading.Thread(target=vlc.vegalite_to_svg, args=(_WARM_UP,), daemon=True)
+    warm.start()
+    records = _records(config)
+    warm.join()
     all_charts = [*charts.sweep_charts(records), *curve_charts(config, records)]
     out = (config.invocation_dir / config.getoption("output")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for i, spec in enumerate(all_charts, 1):
-        stem = f"{i:02d}-{_slug(spec.get('title', 'chart'))}"
-        (out / f"{stem}.svg").write_text(vlc.vegalite_to_svg(spec))
-        (out / f"{stem}.png").write_bytes(vlc.vegalite_to_png(spec, scale=2))
+
+    def draw(i: int, spec: dict[str, Any]) -> None:
+        title = spec.get("title", "chart")
+        stem = f"{i:02d}-{_slug(title['text'] if isinstance(title, dict) else title)}"
+        svg = vlc.vegalite_to_svg(spec)
+        (out / f"{stem}.svg").write_text(svg)
+        # From the SVG: the same picture, without running the chart's JavaScript again.
+        (out / f"{stem}.png").write_bytes(vlc.svg_to_png(svg, scale=2))
+
+    # Two at a time: vl-convert draws without the GIL.
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(draw, i, spec) for i, spec in enumerate(all_charts, 1)]:
+            done.result()
     specs: dict[str, Any] = {}
     body = page.charts_html("chart-", all_charts, specs)
     index = out / "index.html"
@@ -177,29 +213,43 @@ def _plots(config: Config) -> int:
 
 
 def _report(config: Config) -> int:
+    with resultsindex.no_gc():
+        return _write_report(config)
+
+
+def _write_report(config: Config) -> int:
     records = _records(config)
     params = charts.swept(records)
     metrics = charts.numeric_metrics(records)
     header = ["Experiment", "State", "Sweep", *params, *metrics]
-    rows = [
-        [(r["name"], r["name"]), (str(r["state"]), str(r["state"])),
-         (str(r.get("sweep") or "-"), str(r.get("sweep") or "")),
-         *((fmt(value(r, "params", c)), value(r, "params", c)) for c in params),
-         *((fmt(value(r, "metrics", c)), value(r, "metrics", c)) for c in metrics)]
-        for r in records
+    limit = int(config.getoption("max_rows"))
+    listed = subset(records, range(min(limit, len(records)))) if limit > 0 else records
+    columns = [
+        [(r["name"], r["name"]) for r in listed],
+        [(str(r["state"]), str(r["state"])) for r in listed],
+        [(str(r.get("sweep") or "-"), str(r.get("sweep") or "")) for r in listed],
+        *([(fmt(v), None if v is MISSING else v) for v in column(listed, "params", c)]
+          for c in params),
+        *([(fmt(v), None if v is MISSING else v) for v in column(listed, "metrics", c)]
+          for c in metrics),
     ]  # fmt: skip
-    failed = {i for i, r in enumerate(records) if str(r["state"]) in _FAILED}
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    failed = {i for i, r in enumerate(listed) if str(r["state"]) in _FAILED}
     specs: dict[str, Any] = {}
     sections = [("", _summary(config, records))]
-    sections.append((f"Experiments ({len(records)})", page.results_table(header, rows, failed)))
+    heading = f"Experiments ({len(records)})"
+    if len(listed) < len(records):
+        heading = f"Experiments (the first {len(listed)} of {len(records)}: --max-rows)"
+    sections.append((heading, page.results_table(header, rows, failed)))
     pc = charts.parallel_coordinates(records, params, metrics)
     if pc is not None:
         sections.append(("Params → metrics", page.charts_html("pc-", [pc], specs)))
     plotted = [*charts.sweep_charts(records), *curve_charts(config, records)]
     if plotted:
         sections.append(("Plots", page.charts_html("chart-", plotted, specs)))
-    if failed:
-        sections.append(("Failures", _failures(config, [records[i] for i in sorted(failed)])))
+    failures = [r for r in records if str(r["state"]) in _FAILED]
+    if failures:
+        sections.append(("Failures", _failures(config, failures)))
     sections.append(("Sweep definitions", _definitions(config)))
     target = (config.invocation_dir / config.getoption("output")).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -234,14 +284,21 @@ def _failures(config: Config, records: list[dict[str, Any]]) -> str:
 
     logs = config.repo.common_dir / "sweeprun" / "logs"
     parts = []
-    for r in records:
+    for r in records[:MAX_FAILURES]:
         tail = log_tail(logs / f"{r['key']}.log") or "(no log)"
         why = r.get("message") or r["state"]
         parts.append(
             f"<details open><summary><b>{html.escape(r['name'])}</b> {html.escape(str(why))}"
             f"</summary><pre>{html.escape(tail)}</pre></details>"
         )
+    if len(records) > MAX_FAILURES:
+        more = len(records) - MAX_FAILURES
+        parts.append(f"<p>… and {more} more failures (sweeprun show lists them all)</p>")
     return "".join(parts)
+
+
+#: Failures whose log tails the report shows.
+MAX_FAILURES = 50
 
 
 def _definitions(config: Config) -> str:
@@ -263,6 +320,13 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
     parser.add_argument("-o", "--output", default="sweep.html", help="the page to write")
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=5000,
+        metavar="N",
+        help="rows of the experiments table, in show's order (default 5000; 0: all)",
+    )
     parser.add_argument("-A", "--all-baselines", action="store_true", help="every baseline")
     parser.add_argument("--open", action="store_true", help="open it in a browser")
 

@@ -14,24 +14,27 @@ from types import SimpleNamespace
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.report.table import flat_columns, value
+from sweeprun.report.table import MISSING, column, flat_columns, subset
 from sweeprun.spec.expect import parse_expectation
 from sweeprun.spec.keyword import compile_keyword
 
 
 def by_sweep(records: list[dict[str, Any]], sweeps: list[str]) -> list[dict[str, Any]]:
     """Records of the named sweeps."""
-    return [r for r in records if r.get("sweep") in sweeps]
+    return subset(records, (i for i, r in enumerate(records) if r.get("sweep") in sweeps))
 
 
 def by_keyword(records: list[dict[str, Any]], expr: str) -> list[dict[str, Any]]:
     """Records whose id, name or sweep match ``-k EXPR`` (pytest's grammar)."""
     match = compile_keyword(expr)
-    return [
-        r
-        for r in records
-        if match(SimpleNamespace(id=r.get("id"), name=r.get("name"), sweep=r.get("sweep")))
-    ]
+    return subset(
+        records,
+        (
+            i
+            for i, r in enumerate(records)
+            if match(SimpleNamespace(id=r.get("id"), name=r.get("name"), sweep=r.get("sweep")))
+        ),
+    )
 
 
 def directions(expects: Iterable[Mapping[str, str]]) -> dict[str, str]:
@@ -81,16 +84,14 @@ def best(
             f"--best {spec}: say {name}:min or {name}:max (no expect: in the spec says which)"
         )
     scored = [
-        (v, r)
-        for r in records
-        if isinstance(v := value(r, "metrics", column), (int, float))
-        and not isinstance(v, bool)
-        and not math.isnan(v)
+        (v, i)
+        for i, v in enumerate(values(records, "metrics", column))
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
     ]
     if not scored:
-        return []
+        return subset(records, [])
     pick = min if direction == "min" else max
-    return [pick(scored, key=lambda vr: vr[0])[1]]
+    return subset(records, [pick(scored, key=lambda vi: vi[0])[1]])
 
 
 def group(
@@ -101,18 +102,20 @@ def group(
     for k in keys:
         if k not in params:
             raise UsageError(f"--group-by {k}: no such param (params: {', '.join(params)})")
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault(tuple(repr(value(r, "params", k)) for k in keys), []).append(r)
+    by = [values(records, "params", k) for k in keys]
+    measured = {m: values(records, "metrics", m) for m in metrics}
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, key in enumerate(zip(*by, strict=True)):
+        groups.setdefault(tuple(repr(v) for v in key), []).append(i)
     header = [*keys, "Runs", *metrics]
     rows = []
     for members in groups.values():
-        row = [_text(value(members[0], "params", k)) for k in keys] + [str(len(members))]
+        row = [_text(b[members[0]]) for b in by] + [str(len(members))]
         for m in metrics:
             nums = [
                 v
-                for r in members
-                if isinstance(v := value(r, "metrics", m), (int, float)) and not isinstance(v, bool)
+                for i in members
+                if isinstance(v := measured[m][i], (int, float)) and not isinstance(v, bool)
             ]
             if not nums:
                 row.append("-")
@@ -122,6 +125,11 @@ def group(
                 row.append(f"{statistics.fmean(nums):.4g} ± {statistics.stdev(nums):.2g}")
         rows.append(row)
     return header, rows
+
+
+def values(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
+    """A column's values, ``None`` where missing."""
+    return [None if v is MISSING else v for v in column(records, section, col)]
 
 
 def _text(v: Any) -> str:

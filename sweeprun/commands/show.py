@@ -18,7 +18,7 @@ from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES
 from sweeprun.report import table
 from sweeprun.report.junit import result_cases, write_cases
-from sweeprun.report.table import flat, flat_columns, value
+from sweeprun.report.table import MISSING, flat_columns
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.params import suggest
 from sweeprun.store import resultsindex
@@ -49,15 +49,7 @@ def build_table(
         qualified: list[str] = []
         for c in metrics:
             if c in clash:
-                paths = sorted(
-                    {
-                        p
-                        for r in records
-                        for p, d in (r.get("metrics") or {}).items()
-                        if c in flat(d)
-                    }
-                )
-                qualified.extend(f"{p}:{c}" for p in paths)
+                qualified.extend(f"{p}:{c}" for p in table.files(records, "metrics", c))
             else:
                 qualified.append(c)
         metrics = qualified
@@ -74,11 +66,9 @@ def sort_records(
     """Sort by a column; unknown or ambiguous columns are usage errors."""
 
     path, sep, key = column.rpartition(":")
-    params_files = {p for r in records for p in (r.get("params") or {})}
-    if sep and path in params_files:  # params.yaml:train.lr names a param explicitly
+    if sep and path in table.files(records, "params"):  # params.yaml:train.lr: a param
         return _sorted(records, "params", column if column in params else key, descending)
-    metrics_files = {p for r in records for p in (r.get("metrics") or {})}
-    if sep and path in metrics_files:  # so does metrics.json:acc a metric
+    if sep and path in table.files(records, "metrics"):  # so does metrics.json:acc a metric
         return _sorted(records, "metrics", column, descending)
     # Every column counts, shown or not: a name that is both a param and a metric is
     # ambiguous even where one of them is constant.
@@ -110,10 +100,11 @@ def sort_records(
 def _sorted(
     records: list[dict[str, Any]], section: str, col: str, descending: bool
 ) -> list[dict[str, Any]]:
-    present = [r for r in records if value(r, section, col) is not None]
-    absent = [r for r in records if value(r, section, col) is None]
-    present.sort(key=lambda r: sort_key(value(r, section, col)), reverse=descending)
-    return present + absent  # missing values last, in either direction
+    values = [None if v is MISSING else v for v in table.column(records, section, col)]
+    present = [i for i, v in enumerate(values) if v is not None]
+    absent = [i for i, v in enumerate(values) if v is None]
+    present.sort(key=lambda i: sort_key(values[i]), reverse=descending)
+    return table.subset(records, present + absent)  # missing last, in either direction
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
@@ -159,24 +150,31 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     shown = [name for name, on in extra.items() if on]
     header = ["Experiment", "State", *shown, *params, *metrics]
 
-    def fixed(r: dict[str, Any], name: str) -> str:
-        if _ws(r):
-            return "-"
+    ws = [_ws(r) for r in records]
+
+    def fixed(name: str) -> list[str]:
         if name == "Sweep":
-            return str(r.get("sweep") or "-")
-        if name == "Baseline":
-            return str(r["baseline"])[:7]
-        if name == "Ckpts":
-            return str(r.get("checkpoints") or "-")
-        if csv_out:  # machine-readable: an ISO time and seconds
-            return table.iso_created(r) if name == "Created" else str(r.get("duration") or "")
-        return table.created(r) if name == "Created" else table.duration(r)
+            got = [str(r.get("sweep") or "-") for r in records]
+        elif name == "Baseline":
+            got = [str(r["baseline"])[:7] for r in records]
+        elif name == "Ckpts":
+            got = [str(r.get("checkpoints") or "-") for r in records]
+        elif csv_out:  # machine-readable: an ISO time and seconds
+            if name == "Created":
+                got = [table.iso_created(r) for r in records]
+            else:
+                got = [str(r.get("duration") or "") for r in records]
+        elif name == "Created":
+            got = table.created_column(records)
+        else:
+            got = [table.duration(r) for r in records]
+        return [("-" if w else g) for g, w in zip(got, ws, strict=True)]
 
     # Built column by column: one pass over the records per column.
     columns = [
         [r["name"] for r in records],
         [r["state"] for r in records],
-        *([fixed(r, n) for r in records] for n in shown),
+        *(fixed(n) for n in shown),
         *([cells(v) for v in table.column(records, "params", c)] for c in params),
         *([cells(v) for v in table.column(records, "metrics", c)] for c in metrics),
     ]
@@ -184,7 +182,7 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     if csv_out:  # results only: the workspace row has no state, time or metrics
         writer = csv.writer(config.stdout, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(row for row, r in zip(rows, records, strict=True) if not _ws(r))
+        writer.writerows(row for row, w in zip(rows, ws, strict=True) if not w)
         return
     if config.getoption("md"):
         config.stdout.write("| " + " | ".join(table.md_escape(h) for h in header) + " |\n")
@@ -297,17 +295,19 @@ def _show(config: Config) -> int:
     hide = {"queued"} if config.getoption("hide_queued") else set()
     if config.getoption("hide_failed"):
         hide.update(FAILED_STATES)
+    found, done = listing.rows(config.repo, all_baselines=True)
     found = [
-        r
-        for r in listing.rows(config.repo, all_baselines=True)
-        if (baselines is None or r.baseline in baselines) and r.state not in hide
+        r for r in found if (baselines is None or r.baseline in baselines) and r.state not in hide
     ]
     if config.getoption("json") and not any(config.getoption(o) for o in _NEEDS_RECORDS):
         # Each record's JSON as the index keeps it: nothing to parse or encode again.
-        lines = ",\n".join(r.line for r in found)
+        lines = ",\n".join(done.line(r) for r in found)
         config.stdout.write(f"[\n{lines}\n]\n" if found else "[]\n")
         return ExitCode.OK
-    records = listing.parse(found)
+    # Full records where they are printed or copied; else the index's columns (no record
+    # of 100,000 decoded or flattened).
+    full = config.getoption("json") or config.getoption("all_checkpoints")
+    records = listing.parse(found, done) if full else listing.frame(found, done)
     if config.getoption("sweep"):
         records = selecting.by_sweep(records, config.getoption("sweep"))
     if config.getoption("keyword"):
@@ -339,7 +339,7 @@ def _show(config: Config) -> int:
         table.print_fitted(config.stdout, header, grouped, n, n, drop)
         return ExitCode.OK
     if not config.getoption("sort_by") and not config.getoption("best"):
-        records = [_workspace_row(config), *records]
+        records = table.prepend([_workspace_row(config)], records)
     render(config, records)
     return ExitCode.OK
 

@@ -18,45 +18,13 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
+from sweeprun.model.flat import flatten_section
+
 MISSING: Any = object()  # a key a record does not have (``None`` is a null value)
-
-
-def flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings and lists as columns: ``a.b``, ``a.list[0]``, ``a.list[1].c``."""
-    out: dict[str, Any] = {}
-    if data and (isinstance(data, dict) or (isinstance(data, list) and prefix)):
-        _flat_into(out, data, prefix)
-    elif prefix:
-        out[prefix] = data
-    return out
-
-
-def _flat_into(out: dict[str, Any], data: dict[Any, Any] | list[Any], prefix: str) -> None:
-    # One dict filled in place (show flattens every record of 100,000).
-    if isinstance(data, dict):
-        named = [(f"{prefix}.{k}" if prefix else str(k), v) for k, v in data.items()]
-    else:
-        named = [(f"{prefix}[{i}]", v) for i, v in enumerate(data)]
-    for key, v in named:
-        if isinstance(v, (dict, list)) and v:
-            _flat_into(out, v, key)
-        else:
-            out[key] = v
 
 
 #: Where a record keeps its flattened sections (computed once; see :func:`forget`).
 _CACHE = {"params": "_flat_params", "metrics": "_flat_metrics"}
-
-
-def _flatten(section: Any) -> dict[str, dict[str, Any]]:
-    """``{file: {column: value}}`` of one record's section."""
-    got = {}
-    for path, data in (section or {}).items():
-        if type(data) is dict and not any(isinstance(v, (dict, list)) for v in data.values()):
-            got[path] = {k if type(k) is str else str(k): v for k, v in data.items()}
-        else:  # nested: the usual case is a flat file of scalars, above
-            got[path] = flat(data)
-    return got
 
 
 def flats(records: Iterable[dict[str, Any]], section: str) -> list[dict[str, dict[str, Any]]]:
@@ -66,7 +34,7 @@ def flats(records: Iterable[dict[str, Any]], section: str) -> list[dict[str, dic
     for rec in records:
         got = rec.get(key)
         if got is None:
-            got = rec[key] = _flatten(rec.get(section))
+            got = rec[key] = flatten_section(rec[section])
         out.append(got)
     return out
 
@@ -78,17 +46,90 @@ def forget(records: Iterable[dict[str, Any]]) -> None:
             rec.pop(key, None)
 
 
-def flat_columns(records: Iterable[dict[str, Any]], section: str) -> list[str]:
-    """Column names of a section (params/metrics), file-qualified only when ambiguous."""
-    seen: dict[str, set[str]] = {}
+class RecordList(list[dict[str, Any]]):
+    """Records whose params and metrics are held as columns too (built from the results
+    index): :func:`column`, :func:`flat_columns` and :func:`files` read the columns, so
+    the records themselves may be slim (no ``params``/``metrics``). Keep one through
+    :func:`subset` and :func:`prepend`; a plain list of slim records fails loudly."""
+
+    def __init__(
+        self, records: Iterable[dict[str, Any]], columns: dict[tuple[str, str, str], list[Any]]
+    ) -> None:
+        super().__init__(records)
+        #: ``(section, file, key)`` → each record's value (:data:`MISSING` where none).
+        self.columns = columns
+
+
+def subset(records: list[dict[str, Any]], indexes: Iterable[int]) -> list[dict[str, Any]]:
+    """The records at ``indexes``, in that order (a :class:`RecordList` stays one)."""
+    picked = list(indexes)
+    if isinstance(records, RecordList):
+        return RecordList(
+            [records[i] for i in picked],
+            {k: [v[i] for i in picked] for k, v in records.columns.items()},
+        )
+    return [records[i] for i in picked]
+
+
+def prepend(extra: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``extra`` (full records) before ``records`` (a :class:`RecordList` stays one)."""
+    if not isinstance(records, RecordList):
+        return [*extra, *records]
+    n, total = len(extra), len(extra) + len(records)
+    # The extra records' keys first, in their order: a table lists columns in the order
+    # its first rows have them.
+    columns: dict[tuple[str, str, str], list[Any]] = {}
+    for section in _CACHE:
+        for i, data in enumerate(flats(extra, section)):
+            for path, cols in data.items():
+                for key, v in cols.items():
+                    columns.setdefault((section, path, key), [MISSING] * total)[i] = v
+    for k, v in records.columns.items():
+        if k in columns:
+            columns[k][n:] = v
+        else:
+            columns[k] = [MISSING] * n + v
+    return RecordList([*extra, *records], columns)
+
+
+def _present(records: list[dict[str, Any]], section: str) -> list[tuple[str, str]]:
+    """``(file, key)`` of a section's columns that have a value, in order of appearance."""
+    if isinstance(records, RecordList):
+        first: list[tuple[int, int, str, str]] = []
+        for order, ((sec, path, key), values) in enumerate(records.columns.items()):
+            if sec == section:
+                at = next((i for i, v in enumerate(values) if v is not MISSING), None)
+                if at is not None:
+                    first.append((at, order, path, key))
+        return [(path, key) for _, _, path, key in sorted(first)]
+    seen: dict[tuple[str, str], None] = {}
     for data in flats(records, section):
         for path, cols in data.items():
             for key in cols:
-                seen.setdefault(key, set()).add(path)
+                seen[path, key] = None
+    return list(seen)
+
+
+def flat_columns(records: list[dict[str, Any]], section: str) -> list[str]:
+    """Column names of a section (params/metrics), file-qualified only when ambiguous."""
+    seen: dict[str, set[str]] = {}
+    for path, key in _present(records, section):
+        seen.setdefault(key, set()).add(path)
     cols_out = []
     for key, paths in seen.items():
         cols_out.extend([key] if len(paths) == 1 else [f"{p}:{key}" for p in sorted(paths)])
     return cols_out
+
+
+def files(records: list[dict[str, Any]], section: str, key: str | None = None) -> list[str]:
+    """The files of a section (those with ``key``, if given) that some record has, sorted."""
+    if isinstance(records, RecordList):
+        return sorted({p for p, k in _present(records, section) if key is None or k == key})
+    if key is None:
+        return sorted({p for r in records for p in (r.get(section) or {})})
+    return sorted(
+        {p for data in flats(records, section) for p, cols in data.items() if key in cols}
+    )
 
 
 def cell(rec: dict[str, Any], section: str, col: str) -> Any:
@@ -96,9 +137,20 @@ def cell(rec: dict[str, Any], section: str, col: str) -> Any:
     return column([rec], section, col)[0]
 
 
-def column(records: Iterable[dict[str, Any]], section: str, col: str) -> list[Any]:
+def column(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
     """Every record's value for a column (:data:`MISSING` where it has none)."""
     path, sep, key = col.partition(":")
+    if isinstance(records, RecordList):
+        if sep and (section, path, key) in records.columns:
+            return records.columns[section, path, key]
+        found = [v for (sec, _, k), v in records.columns.items() if sec == section and k == col]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            return [MISSING] * len(records)
+        # A key in several files (each record has it in one): the first file's value.
+        firsts = zip(*found, strict=True)
+        return [next((x for x in xs if x is not MISSING), MISSING) for xs in firsts]
     out = []
     for data in flats(records, section):
         if sep and path in data:
@@ -118,7 +170,7 @@ def varies(values: Iterable[Any]) -> bool:
     missing value all differ; so do ``null`` and missing)."""
     first: Any = None
     for v in values:
-        seen = _identity(v)
+        seen = identity(v)
         if first is None:
             first = seen
         elif seen != first:
@@ -126,7 +178,8 @@ def varies(values: Iterable[Any]) -> bool:
     return False
 
 
-def _identity(v: Any) -> Any:
+def identity(v: Any) -> Any:
+    """A hashable stand-in for a value: equal only for the same type and value."""
     if v is MISSING:
         return ("missing",)
     if isinstance(v, (dict, list)):
@@ -144,6 +197,12 @@ def value(rec: dict[str, Any], section: str, col: str) -> Any:
 
 def fmt(v: Any, precision: int = 6) -> str:
     """A cell as the table prints it."""
+    kind = type(v)  # the common kinds first: 100,000 rows of them
+    if kind is float:
+        text = f"{v:.{precision}g}"
+        return text + ".0" if text.lstrip("-").isdigit() else text  # 2.0, not 2
+    if kind is int or kind is str:
+        return str(v)
     if v is MISSING:
         return "-"
     if v is None:
@@ -151,8 +210,7 @@ def fmt(v: Any, precision: int = 6) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        text = f"{v:.{precision}g}"
-        return text if any(c in text for c in ".einf") else text + ".0"
+        return fmt(float(v), precision)
     if isinstance(v, (dict, list)):
         return json.dumps(v, separators=(",", ":"), default=str)
     return str(v)
@@ -174,12 +232,26 @@ def md_escape(text: str) -> str:
 
 def created(rec: dict[str, Any], now: float | None = None) -> str:
     """When an experiment started (queued, if it has not): ``HH:MM`` today, else ``Mon DD``."""
-    when = rec.get("started") or rec.get("queued_at")
-    if not when:
-        return "-"
-    now = time.time() if now is None else now
-    t = time.localtime(float(when))
-    return time.strftime("%H:%M" if time.localtime(now)[:3] == t[:3] else "%b %d", t)
+    return created_column([rec], now)[0]
+
+
+def created_column(records: Iterable[dict[str, Any]], now: float | None = None) -> list[str]:
+    """:func:`created` of each record (the clock read once; one ``strftime`` a minute)."""
+    today = time.localtime(time.time() if now is None else now)[:3]
+    seen: dict[int, str] = {}
+    out = []
+    for rec in records:
+        when = rec.get("started") or rec.get("queued_at")
+        if not when:
+            out.append("-")
+            continue
+        minute = int(float(when) // 60)
+        text = seen.get(minute)
+        if text is None:
+            t = time.localtime(float(when))
+            text = seen[minute] = time.strftime("%H:%M" if today == t[:3] else "%b %d", t)
+        out.append(text)
+    return out
 
 
 def iso_created(rec: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sweeprun.model import EXPS, Record, is_record, parse_message, public_record
+from sweeprun.model.flat import flatten_section
 from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.git import RepoPaths, for_each_ref, run_git
 
@@ -41,8 +42,15 @@ MAGIC = b"sweeprun-results-index 1\n"
 RACY = [-1]
 
 
+#: The scalar fields of a public record kept for each row (all but params, metrics, point).
+FIELDS = (
+    "name", "id", "state", "baseline", "sweep", "spec", "returncode", "queued_at", "started",
+    "finished", "duration", "message", "checkpoints", "key", "ref", "commit",
+)  # fmt: skip
+
+
 class Row(NamedTuple):
-    """One finished experiment: what sorting and filtering need, and its record as JSON."""
+    """One experiment: what sorting and filtering need, and its record as JSON."""
 
     ref: str
     commit: str
@@ -51,6 +59,48 @@ class Row(NamedTuple):
     queued_at: float
     id: str
     line: str  # the public record (``show --json``), one line of JSON
+    pos: int  # its place in :attr:`Results.rows` (-1: not from the index)
+
+
+class Column(NamedTuple):
+    """One flattened params or metrics key of one file, over every result."""
+
+    section: str  # "params" or "metrics"
+    file: str
+    key: str
+    rows: list[int] | None  # the positions that have a value (None: every one)
+    values: list[Any]
+
+
+class Results:
+    """Every finished experiment: rows, their scalar :data:`FIELDS`, and their params and
+    metrics as columns (so a table of 100,000 builds no per-experiment dicts). Each
+    record's JSON (:meth:`line`) is only cut out of the index when asked for."""
+
+    def __init__(
+        self,
+        rows: list[Row],
+        fields: list[list[Any]],
+        columns: list[Column],
+        lines: list[str] | None = None,
+        text: bytes = b"",
+    ) -> None:
+        self.rows = rows
+        self.fields = fields
+        self.columns = columns
+        self._lines = lines
+        self._text = text
+
+    @property
+    def lines(self) -> list[str]:
+        """Each row's record as one line of JSON."""
+        if self._lines is None:
+            self._lines = self._text.decode().split("\n")[: len(self.rows)]
+        return self._lines
+
+    def line(self, row: Row) -> str:
+        """A row's record as one line of JSON (the index's rows and others alike)."""
+        return row.line if row.pos < 0 else self.lines[row.pos]
 
 
 @contextlib.contextmanager
@@ -69,7 +119,7 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def rows(repo: RepoPaths) -> list[Row]:
+def results(repo: RepoPaths) -> Results:
     """Every finished experiment, from the index while it is current, else refreshed."""
     path = repo.state_dir / NAME
     with no_gc():
@@ -114,67 +164,109 @@ def _restamp(common: Path, stamp: dict[str, Any]) -> dict[str, list[int] | None]
 # -- reading and writing ----------------------------------------------------------------
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, list[Row]]:
-    """(stamp, rows) of the index file; ``(None, [])`` if it is missing or damaged."""
+_EMPTY = Results([], [], [], [])
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, Results]:
+    """(stamp, results) of the index file; ``(None, empty)`` if it is missing or damaged."""
     try:
         data = path.read_bytes()
     except OSError:
-        return None, []
+        return None, _EMPTY
     try:
         if not data.startswith(MAGIC):
             raise ValueError("not an index")
         head_end = data.index(b"\n", len(MAGIC))
         header = json.loads(data[len(MAGIC) : head_end])
         body = memoryview(data)[head_end + 1 :]
-        if hashlib.blake2b(body, digest_size=16).hexdigest() != header["digest"]:
+        if hashlib.sha1(body).hexdigest() != header["digest"]:
             raise ValueError("digest")
-        text = body.tobytes().decode()
-        keys_end = text.index("\n")
-        keys = json.loads(text[:keys_end])
-        lines = text[keys_end + 1 :].split("\n")
-        lines.pop()  # the body ends with a newline
-        if len(keys) != len(lines) or len(keys) != header["count"]:
+        start = head_end + 1
+        cut = start + header["fields"]
+        fields = json.loads(data[start:cut])
+        columns = [Column(*c) for c in json.loads(data[cut : cut + header["columns"]])]
+        text = data[cut + header["columns"] :]
+        if not (len(fields) == header["count"] == text.count(b"\n")):
             raise ValueError("count")
-        got = [
-            Row(k[0], k[1], k[2], k[3], k[4], k[5], line)
-            for k, line in zip(keys, lines, strict=True)
-        ]
+        got = [_row_of(f, pos) for pos, f in enumerate(fields)]
         stamp = header["stamp"]
         if not isinstance(stamp, dict):
             raise ValueError("stamp")
     except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
-        return None, []  # rebuilt from the refs
-    return stamp, got
+        return None, _EMPTY  # rebuilt from the refs
+    return stamp, Results(got, fields, columns, text=text)
 
 
-def _write(fd: int, stamp: dict[str, Any], got: list[Row]) -> None:
+def _row_of(f: list[Any], pos: int) -> Row:
+    queued = f[7]
+    # _make: tuple's own constructor (Row(...) costs twice as much, 100,000 times).
+    return Row._make(
+        (f[14], f[15], f[3], f[2], queued if isinstance(queued, (int, float)) else 0, f[1], "", pos)
+    )
+
+
+def _build(rows: list[Row], pubs: list[dict[str, Any]], lines: list[str]) -> Results:
+    """Fields and columns of ``rows`` (their records: decoded ``pubs``, JSON ``lines``)."""
+    fields = [[pub.get(f) for f in FIELDS] for pub in pubs]
+    found: dict[tuple[str, str, str], tuple[list[int], list[Any]]] = {}
+    for pos, pub in enumerate(pubs):
+        for section in ("params", "metrics"):
+            for path, cols in flatten_section(pub.get(section)).items():
+                for key, v in cols.items():
+                    entry = found.get((section, path, key))
+                    if entry is None:
+                        entry = found[section, path, key] = ([], [])
+                    entry[0].append(pos)
+                    entry[1].append(v)
+    n = len(pubs)
+    columns = [
+        Column(section, path, key, None if len(where) == n else where, values)
+        for (section, path, key), (where, values) in found.items()
+    ]
+    got = [r._replace(pos=i, line="") for i, r in enumerate(rows)]
+    return Results(got, fields, columns, lines)
+
+
+def _write(fd: int, stamp: dict[str, Any], got: Results) -> None:
     """Write the index into the open (temporary) file ``fd``."""
-    keys = json.dumps([list(r[:6]) for r in got], separators=(",", ":"))
-    body = "".join([keys, "\n", *(r.line + "\n" for r in got)]).encode()
-    header = {"count": len(got), "digest": hashlib.blake2b(body, digest_size=16).hexdigest()}
-    header["stamp"] = stamp
+    fields = json.dumps(got.fields, separators=(",", ":"), default=str).encode() + b"\n"
+    columns = json.dumps([list(c) for c in got.columns], separators=(",", ":"), default=str)
+    cols = columns.encode() + b"\n"
+    body = b"".join([fields, cols, "".join(line + "\n" for line in got.lines).encode()])
+    header = {
+        "count": len(got.rows),
+        "fields": len(fields),
+        "columns": len(cols),
+        "digest": hashlib.sha1(body).hexdigest(),
+        "stamp": stamp,
+    }
     with os.fdopen(fd, "wb", closefd=False) as f:
         f.write(MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + body)
 
 
-def _refresh(repo: RepoPaths, path: Path, old: list[Row]) -> list[Row]:
+def _refresh(repo: RepoPaths, path: Path, old: Results) -> Results:
     """Bring the index in step with the refs: read only what changed, write it back."""
     fd, tmp = -1, ""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=NAME + ".", suffix=".tmp", dir=path.parent)
-    except OSError:  # a read-only or full disk: read the refs, keep no index
-        return _merge(repo, old)
-    try:
         # Stamped before listing: a change after this shows in the next read's stamps.
         stamp = _stamp(repo.common_dir, os.fstat(fd).st_mtime_ns)
+    except OSError:  # a read-only or full disk: read the refs, keep no index
+        if fd >= 0:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return _merge(repo, old)
+    try:
         got = _merge(repo, old)
-        _write(fd, stamp, got)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except OSError:
-        pass  # no index written: the next read lists the refs again
+        try:
+            _write(fd, stamp, got)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except OSError:
+            pass  # no index written: the next read lists the refs again
     finally:
         if fd >= 0:
             os.close(fd)
@@ -183,21 +275,20 @@ def _refresh(repo: RepoPaths, path: Path, old: list[Row]) -> list[Row]:
     return got
 
 
-def _merge(repo: RepoPaths, old: list[Row]) -> list[Row]:
-    """The rows of the refs as they are: ``old`` where a ref's commit is unchanged."""
+def _merge(repo: RepoPaths, old: Results) -> Results:
+    """The results of the refs as they are: ``old`` rows where a ref's commit is unchanged
+    (their records are decoded again for the columns; only new commits are read)."""
     listed = run_git(
         ["for-each-ref", "--format=%(refname) %(objectname)", EXPS.rstrip("/")], repo.root
     ).split()
     pairs = list(zip(listed[::2], listed[1::2], strict=True))
-    known = {(r.ref, r.commit): r for r in old}
+    known = {(r.ref, r.commit): r for r in old.rows}
     fresh = [p for p in pairs if p not in known]
-    read: dict[tuple[str, str], Row] = {}
+    read: dict[tuple[str, str], tuple[Row, dict[str, Any]]] = {}
     if len(fresh) > len(pairs) // 2:  # mostly new: one pass over every message
         for ref, sha, message in for_each_ref(repo.root, [EXPS.rstrip("/")]):
-            if (ref, sha) not in known:
-                row = _row(ref, sha, message)
-                if row is not None:
-                    read[ref, sha] = row
+            if (ref, sha) not in known and (got := _parse(ref, sha, message)) is not None:
+                read[ref, sha] = got
     elif fresh:
         with ObjectReader(repo.common_dir) as reader:
             # In batches: names written ahead of reading must fit the pipe (no deadlock).
@@ -206,29 +297,43 @@ def _merge(repo: RepoPaths, old: list[Row]) -> list[Row]:
         for (ref, sha), body in zip(fresh, bodies, strict=True):
             if body is not None:
                 message = body.partition(b"\n\n")[2].decode(errors="replace")
-                row = _row(ref, sha, message)
-                if row is not None:
-                    read[ref, sha] = row
-    return [r for p in pairs if (r := known.get(p) or read.get(p)) is not None]
+                if (got := _parse(ref, sha, message)) is not None:
+                    read[ref, sha] = got
+    rows, pubs, lines = [], [], []
+    for p in pairs:
+        if (kept := known.get(p)) is not None:
+            rows.append(kept)
+            lines.append(old.line(kept))
+            pubs.append(json.loads(lines[-1]))
+        elif (new := read.get(p)) is not None:
+            rows.append(new[0])
+            lines.append(new[0].line)
+            pubs.append(new[1])
+    return _build(rows, pubs, lines)
 
 
-def _row(ref: str, sha: str, message: str) -> Row | None:
+def _parse(ref: str, sha: str, message: str) -> tuple[Row, dict[str, Any]] | None:
     meta = parse_message(message)
     if meta is None or not is_record(meta):
         return None
-    return row(Record(ref=ref, commit=sha, raw=meta))
+    pub = public_record(Record(ref=ref, commit=sha, raw=meta))
+    return _row(pub), pub
 
 
 def row(rec: Record) -> Row:
-    """The row of one experiment record."""
-    pub = public_record(rec)
+    """The row of one experiment record (not in the index: ``pos`` -1)."""
+    return _row(public_record(rec))
+
+
+def _row(pub: dict[str, Any]) -> Row:
     queued = pub["queued_at"]
     return Row(
-        rec.ref,
-        rec.commit,
+        pub["ref"],
+        pub["commit"],
         pub["baseline"],
         pub["state"],
         queued if isinstance(queued, (int, float)) else 0,
         pub["id"],
         json.dumps(pub, default=str),
+        -1,
     )
