@@ -61,6 +61,21 @@ def shown(p: SweepProject) -> list[dict[str, Any]]:
     return sorted(json.loads(res.stdout), key=lambda r: r["ref"])
 
 
+def columns_agree(p: SweepProject) -> None:
+    """The index's columns (kept over refreshes) say what flattening each record says."""
+    from sweeprun.commands import listing
+    from sweeprun.report import table
+
+    found, done = listing.rows(discover(p.path), all_baselines=True)
+    full, columnar = listing.parse(found, done), listing.frame(found, done)
+    assert [r["name"] for r in columnar] == [r["name"] for r in full]
+    for section in ("params", "metrics"):
+        names = table.flat_columns(full, section)
+        assert table.flat_columns(columnar, section) == names
+        for name in names:
+            assert table.column(columnar, section, name) == table.column(full, section, name)
+
+
 def index(p: SweepProject) -> Path:
     return discover(p.path).state_dir / NAME
 
@@ -85,6 +100,7 @@ def test_changes_behind_sweeprun_s_back_show_at_once(project: SweepProject) -> N
         elif op == "pack":  # refs move into packed-refs: loose files and dirs disappear
             project.git("pack-refs", "--all")
         assert shown(project) == truth(project), (step, op)
+        columns_agree(project)
     # the last read was trusted: reading again changes nothing
     assert shown(project) == truth(project)
 

@@ -205,26 +205,52 @@ def _row_of(f: list[Any], pos: int) -> Row:
     )
 
 
-def _build(rows: list[Row], pubs: list[dict[str, Any]], lines: list[str]) -> Results:
-    """Fields and columns of ``rows`` (their records: decoded ``pubs``, JSON ``lines``)."""
-    fields = [[pub.get(f) for f in FIELDS] for pub in pubs]
+def _build(old: Results, entries: list[Row | tuple[Row, dict[str, Any]]]) -> Results:
+    """Results of ``entries`` in order: rows kept from ``old`` (their fields and column
+    values carried over, nothing decoded again) and new ``(row, public record)`` pairs."""
+    n = len(entries)
+    rows: list[Row] = []
+    fields: list[list[Any]] = []
+    lines: list[str] = []
+    moved = [-1] * len(old.rows)  # an old position → its new one
+    fresh: list[tuple[int, dict[str, Any]]] = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, Row):
+            moved[entry.pos] = i
+            fields.append(old.fields[entry.pos])
+            lines.append(old.line(entry))
+            rows.append(entry._replace(pos=i))
+        else:
+            row, pub = entry
+            fresh.append((i, pub))
+            fields.append([pub.get(f) for f in FIELDS])
+            lines.append(row.line)
+            rows.append(row._replace(pos=i, line=""))
     found: dict[tuple[str, str, str], tuple[list[int], list[Any]]] = {}
-    for pos, pub in enumerate(pubs):
+    for c in old.columns:
+        where = range(len(old.rows)) if c.rows is None else c.rows
+        kept = [(moved[p], v) for p, v in zip(where, c.values, strict=True) if moved[p] >= 0]
+        if kept:
+            found[c.section, c.file, c.key] = ([i for i, _ in kept], [v for _, v in kept])
+    for i, pub in fresh:
         for section in ("params", "metrics"):
             for path, cols in flatten_section(pub.get(section)).items():
                 for key, v in cols.items():
-                    entry = found.get((section, path, key))
-                    if entry is None:
-                        entry = found[section, path, key] = ([], [])
-                    entry[0].append(pos)
-                    entry[1].append(v)
-    n = len(pubs)
-    columns = [
-        Column(section, path, key, None if len(where) == n else where, values)
-        for (section, path, key), (where, values) in found.items()
-    ]
-    got = [r._replace(pos=i, line="") for i, r in enumerate(rows)]
-    return Results(got, fields, columns, lines)
+                    col = found.get((section, path, key))
+                    if col is None:
+                        col = found[section, path, key] = ([], [])
+                    col[0].append(i)
+                    col[1].append(v)
+    columns = []
+    for (section, path, key), (where, values) in found.items():
+        if len(where) == n:  # every row has it: stored in row order, positions left out
+            ordered: list[Any] = [None] * n
+            for i, v in zip(where, values, strict=True):
+                ordered[i] = v
+            columns.append(Column(section, path, key, None, ordered))
+        else:
+            columns.append(Column(section, path, key, where, values))
+    return Results(rows, fields, columns, lines)
 
 
 def _write(fd: int, stamp: dict[str, Any], got: Results) -> None:
@@ -276,8 +302,8 @@ def _refresh(repo: RepoPaths, path: Path, old: Results) -> Results:
 
 
 def _merge(repo: RepoPaths, old: Results) -> Results:
-    """The results of the refs as they are: ``old`` rows where a ref's commit is unchanged
-    (their records are decoded again for the columns; only new commits are read)."""
+    """The results of the refs as they are: ``old`` rows where a ref's commit is unchanged,
+    only new commits read."""
     listed = run_git(
         ["for-each-ref", "--format=%(refname) %(objectname)", EXPS.rstrip("/")], repo.root
     ).split()
@@ -299,17 +325,13 @@ def _merge(repo: RepoPaths, old: Results) -> Results:
                 message = body.partition(b"\n\n")[2].decode(errors="replace")
                 if (got := _parse(ref, sha, message)) is not None:
                     read[ref, sha] = got
-    rows, pubs, lines = [], [], []
+    entries: list[Row | tuple[Row, dict[str, Any]]] = []
     for p in pairs:
         if (kept := known.get(p)) is not None:
-            rows.append(kept)
-            lines.append(old.line(kept))
-            pubs.append(json.loads(lines[-1]))
+            entries.append(kept)
         elif (new := read.get(p)) is not None:
-            rows.append(new[0])
-            lines.append(new[0].line)
-            pubs.append(new[1])
-    return _build(rows, pubs, lines)
+            entries.append(new)
+    return _build(old, entries)
 
 
 def _parse(ref: str, sha: str, message: str) -> tuple[Row, dict[str, Any]] | None:
