@@ -121,3 +121,49 @@ def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> Non
     assert not errors, errors
     assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
     assert shot.stat().st_size > 10_000
+
+
+def test_sweep_charts_of_many_experiments_draw_means_or_a_spread_sample() -> None:
+    """Beyond MAX_POINTS experiments a chart draws each point's mean (said in a subtitle),
+    or a spread-out sample when even the points are too many; parallel coordinates draw
+    MAX_LINES lines but scale their axes over every experiment."""
+    from sweeprun.report import charts
+
+    n = charts.MAX_POINTS * 3
+    records = [
+        {"name": f"e{i}", "params": {"p.yaml": {"lr": i % 10 / 10, "seed": i}},
+         "metrics": {"m.json": {"acc": (i % 10) + (i % 3) / 3}}}
+        for i in range(n)
+    ]  # fmt: skip
+    by_lr = charts.metric_vs_param(records, "acc", "lr", None)
+    assert by_lr["title"]["text"] == "acc by lr" and "mean" in by_lr["title"]["subtitle"]
+    points = {row["x"]: row["y"] for row in by_lr["data"]["values"]}
+    assert len(points) == 10
+    for x, y in points.items():  # the mean of the experiments at that lr, exactly
+        ys = [r["metrics"]["m.json"]["acc"] for r in records if r["params"]["p.yaml"]["lr"] == x]
+        assert y == pytest.approx(sum(ys) / len(ys))
+    by_seed = charts.metric_vs_param(records, "acc", "seed", None)  # n distinct points
+    assert "spread out" in by_seed["title"]["subtitle"]
+    drawn = by_seed["data"]["values"]
+    assert len(drawn) == charts.MAX_POINTS
+    assert drawn[0]["x"] == 0 and drawn[-1]["x"] >= n - 3  # from the first to the last
+    small = charts.metric_vs_param(records[:100], "acc", "lr", None)
+    assert small["title"] == "acc by lr" and len(small["data"]["values"]) == 100
+    pc = charts.parallel_coordinates(records, ["lr"], ["acc"])
+    assert pc is not None and "spread out" in pc["title"]["subtitle"]
+    lines = {row["experiment"] for row in pc["data"]["values"]}
+    assert len(lines) == charts.MAX_LINES
+    accs = [r["metrics"]["m.json"]["acc"] for r in records]
+    low, high = min(accs), max(accs)
+    for row in pc["data"]["values"]:
+        if row["axis"] == "acc":  # scaled over every experiment, drawn or not
+            assert row["scaled"] == pytest.approx((row["value"] - low) / (high - low))
+
+
+def test_report_lists_at_most_max_rows_and_says_so(swept: SweepProject) -> None:
+    res = swept.run("report", "-o", "small.html", "--max-rows", "2")
+    assert res.ret == 0, res.stderr
+    page = (swept.path / "small.html").read_text()
+    assert "Experiments (the first 2 of 6: --max-rows)" in page
+    assert page.count("<tr class=") == 2
+    assert "diverged: lr too large" in page  # failures are listed whatever the table shows
