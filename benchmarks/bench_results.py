@@ -1,11 +1,15 @@
-"""Benchmark of reading results (issue 6): 10,000 experiments, then ``show --json``.
+"""Benchmark of reading results at scale (issue 16): N finished experiments, then ``show``.
 
 The experiments are created through the store's own writers (one ``fast-import`` for the
-commits, one ``update-ref --stdin`` transaction for the refs), not by running them.
-``cold`` is the first ``show`` after creating them, ``warm`` the median of the next runs.
+commits, one ``update-ref --stdin`` transaction for the loose refs), not by running them.
+Each figure is a whole ``sweeprun`` process: ``cold`` is the first ``show --json`` (it
+builds the results index), ``warm`` the median of ``--repeat`` runs after it, ``refresh``
+a ``show --json`` after 10 new refs (the index reads only those). Beside them, in the
+same run: git's own ``for-each-ref`` of the same refs (names and commits; messages).
+``--all`` also times the table, ``report``, ``plots`` and ``api.dataframe()``.
 DVC's ``exp show`` was measured at about 44 ms per experiment (4.4 s for 100, dvc#7824).
 
-Run: ``python benchmarks/bench_results.py [--n 10000]``.
+Run: ``python benchmarks/bench_results.py [--n 10000] [--all] [--against OLD_CHECKOUT]``.
 """
 
 from __future__ import annotations
@@ -25,83 +29,111 @@ from sweeprun.model import EXPS, Result, State
 from sweeprun.store.git import run_git
 
 
+def make(repo: Path, n: int) -> None:
+    """A repository with ``n`` finished experiments of one baseline."""
+    run_git(["init", "-q"], repo)
+    (repo / "params.yaml").write_text("lr: 0.1\nunits: 64\n")
+    run_git(["add", "-A"], repo)
+    run_git(["commit", "-q", "-m", "baseline"], repo)
+    head = run_git(["rev-parse", "HEAD"], repo).strip()
+    tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
+    results = []
+    for i in range(n):
+        params = {"params.yaml": {"lr": i / n, "units": 32 + i % 4 * 32}}
+        meta = Result(
+            key=f"{i:020x}",
+            name=f"exp-{i:05d}",
+            id=f"g[lr={i / n}]",
+            baseline=head,
+            state=State.SUCCESS,
+            params=params,
+            metrics={"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
+            point={"lr": i / n},
+            sweep="g",
+            returncode=0,
+            queued_at=1_700_000_000 + i,
+            started=1_700_000_000 + i,
+            finished=1_700_000_001 + i,
+        )
+        text = f"lr: {i / n}\nunits: {32 + i % 4 * 32}\n".encode()
+        results.append((meta, text))
+    store_results(repo, head, tree, results)
+
+
+def timed(repo: Path, args: list[str], src: Path | None = None) -> float:
+    """Seconds of one ``python -m sweeprun ARGS`` (or ``python -c CODE`` for ``-c``)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    cmd = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "sweeprun", *args]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=repo, env=env, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
+def git_time(repo: Path, fmt: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["git", "for-each-ref", f"--format={fmt}", EXPS], cwd=repo,
+                   capture_output=True, check=True)  # fmt: skip
+    return time.perf_counter() - t0
+
+
+COMMANDS = {
+    "show --json": ["show", "--json"],
+    "show (table)": ["show"],
+    "report": ["report", "-o", "r.html"],
+    "plots": ["plots", "-o", "plots"],
+    "api.dataframe()": ["-c", "import sweeprun.api as a; a.dataframe()"],
+}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--against", type=Path, help="also time show with the sweeprun in SRC")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--all", action="store_true", help="also the table, report, plots, api")
+    ap.add_argument("--against", type=Path, help="also time the sweeprun in this checkout")
     opts = ap.parse_args()
     os.environ.update(ENV)
+    names = list(COMMANDS) if opts.all else ["show --json"]
     with tempfile.TemporaryDirectory(prefix="sweeprun-bench-") as tmp:
         repo = Path(tmp)
-        run_git(["init", "-q"], repo)
-        (repo / "params.yaml").write_text("lr: 0.1\nunits: 64\n")
-        run_git(["add", "-A"], repo)
-        run_git(["commit", "-q", "-m", "baseline"], repo)
-        head = run_git(["rev-parse", "HEAD"], repo).strip()
-        tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
         start = time.perf_counter()
-        results = []
-        for i in range(opts.n):
-            params = {"params.yaml": {"lr": i / opts.n, "units": 32 + i % 4 * 32}}
-            meta = Result(
-                key=f"{i:020x}",
-                name=f"exp-{i:05d}",
-                id=f"g[lr={i / opts.n}]",
-                baseline=head,
-                state=State.SUCCESS,
-                params=params,
-                metrics={"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
-                point={"lr": i / opts.n},
-                sweep="g",
-                returncode=0,
-                queued_at=1_700_000_000 + i,
-                started=1_700_000_000 + i,
-                finished=1_700_000_001 + i,
-            )
-            text = f"lr: {i / opts.n}\nunits: {32 + i % 4 * 32}\n".encode()
-            results.append((meta, text))
-        store_results(repo, head, tree, results)
-        created = time.perf_counter() - start
-
-        def show(src: Path | None = None) -> float:
-            env = dict(os.environ)
-            if src is not None:
-                env["PYTHONPATH"] = str(src)
-            t0 = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-m", "sweeprun", "show", "--json"],
-                cwd=repo,
-                env=env,
-                capture_output=True,
-                check=True,
-            ).stdout
-            took = time.perf_counter() - t0
-            assert out.count(b'"name"') == opts.n
-            return took
-
-        cold = show()
-        warm = statistics.median(show() for _ in range(3))
-        old = (
-            statistics.median(show(opts.against.resolve()) for _ in range(3))
-            if opts.against
-            else None
+        make(repo, opts.n)
+        print(
+            f"created {opts.n} experiments through the store in {time.perf_counter() - start:.2f} s"
         )
-        t0 = time.perf_counter()
-        subprocess.run(
-            ["git", "for-each-ref", "--format=%(contents)", EXPS],
-            cwd=repo,
-            capture_output=True,
-            check=True,
-        )
-        raw = time.perf_counter() - t0
-    print(f"created {opts.n} experiments through the store in {created:.2f} s")
-    print(
-        f"show --json of {opts.n}: cold {cold:.2f} s (target < 5 s), warm {warm:.2f} s "
-        f"(target < 1 s) = {warm / opts.n * 1000:.3f} ms per experiment; DVC: ~44 ms per "
-        f"experiment ({44 * opts.n / 1000:.0f} s); raw for-each-ref read: {raw:.2f} s"
-    )
-    if old is not None:
-        print(f"{opts.against}: warm {old:.2f} s; this one / that one: {warm / old:.2f}")
+        cold = timed(repo, COMMANDS["show --json"])
+        warm = {k: statistics.median(timed(repo, COMMANDS[k]) for _ in range(opts.repeat))
+                for k in names}  # fmt: skip
+        head = run_git(["rev-parse", "HEAD"], repo).strip()
+        some = run_git(["rev-parse", f"{EXPS}{head}/exp-00000"], repo).strip()
+        lines = "".join(f"create {EXPS}{head}/new-{i} {some}\n" for i in range(10))
+        run_git(["update-ref", "--stdin"], repo, input=lines)
+        refresh = timed(repo, COMMANDS["show --json"])
+        raw_names = git_time(repo, "%(refname) %(objectname)")
+        raw_messages = git_time(repo, "%(contents)")
+        old = {}
+        if opts.against:
+            src = opts.against.resolve()
+            for k in names:
+                try:
+                    old[k] = statistics.median(
+                        timed(repo, COMMANDS[k], src) for _ in range(opts.repeat)
+                    )
+                except subprocess.CalledProcessError:
+                    old[k] = float("nan")  # that checkout has no such command
+    n = opts.n
+    print(f"show --json of {n}: cold {cold:.2f} s (builds the index), warm {warm['show --json']:.2f} s "
+          f"= {warm['show --json'] / n * 1000:.4f} ms per experiment, after 10 new refs "
+          f"{refresh:.2f} s")  # fmt: skip
+    print(f"git for-each-ref of the same refs: names {raw_names:.2f} s, messages {raw_messages:.2f} s;"
+          f" DVC: ~44 ms per experiment ({44 * n / 1000:.0f} s)")  # fmt: skip
+    for k in names:
+        line = f"  {k:<16} warm {warm[k]:6.2f} s"
+        if k in old:
+            line += f"   {opts.against}: {old[k]:6.2f} s   ratio {warm[k] / old[k]:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -123,13 +123,13 @@ def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> Non
     assert shot.stat().st_size > 10_000
 
 
-def test_sweep_charts_of_many_experiments_draw_means_or_a_spread_sample() -> None:
+def test_sweep_charts_of_many_experiments_draw_means_or_a_sample() -> None:
     """Beyond MAX_POINTS experiments a chart draws each point's mean (said in a subtitle),
-    or a spread-out sample when even the points are too many; parallel coordinates draw
+    or a seeded sample when even the points are too many; parallel coordinates draw
     MAX_LINES lines but scale their axes over every experiment."""
     from sweeprun.report import charts
 
-    n = charts.MAX_POINTS * 3
+    n = charts.MAX_POINTS * 4
     records = [
         {"name": f"e{i}", "params": {"p.yaml": {"lr": i % 10 / 10, "seed": i}},
          "metrics": {"m.json": {"acc": (i % 10) + (i % 3) / 3}}}
@@ -143,14 +143,17 @@ def test_sweep_charts_of_many_experiments_draw_means_or_a_spread_sample() -> Non
         ys = [r["metrics"]["m.json"]["acc"] for r in records if r["params"]["p.yaml"]["lr"] == x]
         assert y == pytest.approx(sum(ys) / len(ys))
     by_seed = charts.metric_vs_param(records, "acc", "seed", None)  # n distinct points
-    assert "spread out" in by_seed["title"]["subtitle"]
+    assert "sampled" in by_seed["title"]["subtitle"]
     drawn = by_seed["data"]["values"]
-    assert len(drawn) == charts.MAX_POINTS
-    assert drawn[0]["x"] == 0 and drawn[-1]["x"] >= n - 3  # from the first to the last
+    assert len(drawn) == charts.MAX_POINTS and by_seed["mark"]["type"] == "point"
+    assert [d["x"] for d in drawn] == sorted(d["x"] for d in drawn)  # in the records' order
+    # a sample, not every 4th: a period of 4 in the sweep is not aliased away
+    assert {d["x"] % 4 for d in drawn} == {0, 1, 2, 3}
+    assert charts.metric_vs_param(records, "acc", "seed", None) == by_seed  # the same one
     small = charts.metric_vs_param(records[:100], "acc", "lr", None)
     assert small["title"] == "acc by lr" and len(small["data"]["values"]) == 100
     pc = charts.parallel_coordinates(records, ["lr"], ["acc"])
-    assert pc is not None and "spread out" in pc["title"]["subtitle"]
+    assert pc is not None and "sampled" in pc["title"]["subtitle"]
     lines = {row["experiment"] for row in pc["data"]["values"]}
     assert len(lines) == charts.MAX_LINES
     accs = [r["metrics"]["m.json"]["acc"] for r in records]

@@ -8,15 +8,16 @@ package, and because a spec is data: a test can read it.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Any
 
 from sweeprun.report.table import MISSING, column, flat_columns, identity, varies
 
-#: Points a sweep chart draws before it shows means per point (or a spread-out sample):
+#: Points a sweep chart draws before it shows means per point (or a seeded sample):
 #: beyond a few thousand marks a chart is a blur, and its page grows by megabytes.
-MAX_POINTS = 2_000
-#: Lines of the parallel-coordinates chart (a spread-out sample beyond).
+MAX_POINTS = 1_000
+#: Lines of the parallel-coordinates chart (a seeded sample beyond).
 MAX_LINES = 500
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"  # names the version; never fetched
@@ -44,11 +45,12 @@ def _field(name: str) -> str:
 
 
 def thin(rows: list[Any], limit: int) -> list[Any]:
-    """At most ``limit`` of ``rows``, evenly spread over them (the same ones every time)."""
+    """At most ``limit`` of ``rows``, in their order: a seeded random sample (the same one
+    every time), not every k-th row, which would alias with a sweep's period (every 4th
+    row of a 4-value grid is always the same value)."""
     if len(rows) <= limit:
         return rows
-    step = len(rows) / limit
-    return [rows[int(i * step)] for i in range(limit)]
+    return [rows[i] for i in sorted(random.Random(len(rows)).sample(range(len(rows)), limit))]
 
 
 def _values(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
@@ -75,7 +77,7 @@ def metric_vs_param(
     """One metric against one swept param: points, joined by lines over ``by`` if given.
 
     Beyond :data:`MAX_POINTS` experiments each (param, ``by``) point is the mean of its
-    experiments, or, when even those are too many, a spread-out sample is drawn; the
+    experiments, or, when even those are too many, a seeded random sample is drawn; the
     title says which.
     """
     ys = column(records, "metrics", metric)
@@ -85,6 +87,7 @@ def metric_vs_param(
     keep = [i for i, y in enumerate(ys) if type(y) in (int, float) and y == y]
     title = f"{metric} by {param}"
     note = ""
+    sampled = False
     if len(keep) > MAX_POINTS:
         # Means per (param, by) point, summed in one pass (no dict per experiment).
         sums: dict[Any, list[Any]] = {}
@@ -102,8 +105,8 @@ def metric_vs_param(
             rows = [_point(f"{n} experiments", xs[i], total / n, bys[i], by)
                     for i, total, n in sums.values()]  # fmt: skip
         else:
-            note = f"{MAX_POINTS} of {len(keep)} experiments, spread out"
-            keep = thin(keep, MAX_POINTS)
+            note = f"{MAX_POINTS} of {len(keep)} experiments, sampled"
+            keep, sampled = thin(keep, MAX_POINTS), True
             rows = [_point(records[i]["name"], xs[i], ys[i], bys[i], by) for i in keep]
     else:
         rows = [_point(records[i]["name"], xs[i], ys[i], bys[i], by) for i in keep]
@@ -116,8 +119,11 @@ def metric_vs_param(
     }  # fmt: skip
     if by:
         encoding["color"] = {"field": "by", "type": "nominal", "title": by}
-    mark: dict[str, Any] = {"type": "line", "point": True} if by and numeric_x else {
-        "type": "point", "filled": True, "size": 60}  # fmt: skip
+    # Lines join a sweep's points (a sample's points have nothing to join); dots on them
+    # while they can be told apart.
+    dots = len(rows) <= 200
+    mark: dict[str, Any] = {"type": "line", "point": dots} if by and numeric_x and not sampled \
+        else {"type": "point", "filled": True, "size": 60 if dots else 12}  # fmt: skip
     return {
         "$schema": SCHEMA,
         "title": {"text": title, "subtitle": note} if note else title,
@@ -223,7 +229,7 @@ def parallel_coordinates(
     high = {c: max(row[c] for _, row in table) for c in cols}
     title: Any = "params → metrics"
     if len(table) > MAX_LINES:  # the axes' ranges still come from every experiment
-        note = f"{MAX_LINES} of {len(table)} experiments, spread out"
+        note = f"{MAX_LINES} of {len(table)} experiments, sampled"
         title = {"text": title, "subtitle": note}
         table = thin(table, MAX_LINES)
     rows = [
