@@ -124,11 +124,12 @@ def main() -> None:
                 except subprocess.CalledProcessError:
                     old[k] = float("nan")  # that checkout has no such command
     n = opts.n
-    print(f"show --json of {n}: cold {cold:.2f} s (builds the index), warm {warm['show --json']:.2f} s "
-          f"= {warm['show --json'] / n * 1000:.4f} ms per experiment, after 10 new refs "
+    json_warm = warm["show --json"]
+    print(f"show --json of {n}: cold {cold:.2f} s (builds the index), warm {json_warm:.2f} s "
+          f"= {json_warm / n * 1000:.4f} ms per experiment, after 10 new refs "
           f"{refresh:.2f} s")  # fmt: skip
-    print(f"git for-each-ref of the same refs: names {raw_names:.2f} s, messages {raw_messages:.2f} s;"
-          f" DVC: ~44 ms per experiment ({44 * n / 1000:.0f} s)")  # fmt: skip
+    print(f"git for-each-ref of the same refs: names {raw_names:.2f} s, messages "
+          f"{raw_messages:.2f} s; DVC: ~44 ms per experiment ({44 * n / 1000:.0f} s)")  # fmt: skip
     for k in names:
         line = f"  {k:<16} warm {warm[k]:6.2f} s"
         if k in old:

@@ -145,7 +145,7 @@ def test_sweep_charts_of_many_experiments_draw_means_or_a_sample() -> None:
     by_seed = charts.metric_vs_param(records, "acc", "seed", None)  # n distinct points
     assert "sampled" in by_seed["title"]["subtitle"]
     drawn = by_seed["data"]["values"]
-    assert len(drawn) == charts.MAX_POINTS and by_seed["mark"]["type"] == "point"
+    assert len(drawn) == charts.MAX_SAMPLE and by_seed["mark"]["type"] == "point"
     assert [d["x"] for d in drawn] == sorted(d["x"] for d in drawn)  # in the records' order
     # a sample, not every 4th: a period of 4 in the sweep is not aliased away
     assert {d["x"] % 4 for d in drawn} == {0, 1, 2, 3}

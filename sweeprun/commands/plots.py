@@ -16,10 +16,8 @@ import csv
 import io
 import json
 import re
-import threading
 import time
 import webbrowser
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
@@ -169,10 +167,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "chart"
 
 
-#: The least chart there is: drawing it starts vl-convert's engine.
-_WARM_UP = {"mark": "point", "data": {"values": []}}
-
-
 def _plots(config: Config) -> int:
     with resultsindex.no_gc():  # records are trees: nothing for the collector to find
         return _draw(config)
@@ -180,12 +174,7 @@ def _plots(config: Config) -> int:
 
 def _draw(config: Config) -> int:
     vlc = _vl()
-    # vl-convert's JavaScript engine takes ~0.4 s to start: start it on the other core
-    # while the records load (the conversion runs without the GIL).
-    warm = threading.Thread(target=vlc.vegalite_to_svg, args=(_WARM_UP,), daemon=True)
-    warm.start()
     records = _records(config)
-    warm.join()
     all_charts = [*charts.sweep_charts(records), *curve_charts(config, records)]
     out = (config.invocation_dir / config.getoption("output")).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -198,10 +187,8 @@ def _draw(config: Config) -> int:
         # From the SVG: the same picture, without running the chart's JavaScript again.
         (out / f"{stem}.png").write_bytes(vlc.svg_to_png(svg, scale=2))
 
-    # Two at a time: vl-convert draws without the GIL.
-    with ThreadPoolExecutor(2) as pool:
-        for done in [pool.submit(draw, i, spec) for i, spec in enumerate(all_charts, 1)]:
-            done.result()
+    for i, spec in enumerate(all_charts, 1):
+        draw(i, spec)
     specs: dict[str, Any] = {}
     body = page.charts_html("chart-", all_charts, specs)
     index = out / "index.html"

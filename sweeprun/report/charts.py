@@ -17,6 +17,9 @@ from sweeprun.report.table import MISSING, column, flat_columns, identity, varie
 #: Points a sweep chart draws before it shows means per point (or a seeded sample):
 #: beyond a few thousand marks a chart is a blur, and its page grows by megabytes.
 MAX_POINTS = 1_000
+#: Points of a chart whose points are too many even as means: a sample (each point costs
+#: drawing time, and a few hundred show how the experiments spread).
+MAX_SAMPLE = 500
 #: Lines of the parallel-coordinates chart (a seeded sample beyond).
 MAX_LINES = 500
 
@@ -53,8 +56,16 @@ def thin(rows: list[Any], limit: int) -> list[Any]:
     return [rows[i] for i in sorted(random.Random(len(rows)).sample(range(len(rows)), limit))]
 
 
-def _values(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
-    return [None if v is MISSING else v for v in column(records, section, col)]
+def _values(
+    records: list[dict[str, Any]], section: str, col: str, cache: dict[Any, list[Any]] | None = None
+) -> list[Any]:
+    """A column's values (``None`` where missing), kept in ``cache`` for the next chart."""
+    if cache is not None and (section, col) in cache:
+        return cache[section, col]
+    got = [None if v is MISSING else v for v in column(records, section, col)]
+    if cache is not None:
+        cache[section, col] = got
+    return got
 
 
 def swept(records: list[dict[str, Any]]) -> list[str]:
@@ -72,7 +83,11 @@ def numeric_metrics(records: list[dict[str, Any]]) -> list[str]:
 
 
 def metric_vs_param(
-    records: list[dict[str, Any]], metric: str, param: str, by: str | None
+    records: list[dict[str, Any]],
+    metric: str,
+    param: str,
+    by: str | None,
+    cache: dict[Any, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """One metric against one swept param: points, joined by lines over ``by`` if given.
 
@@ -81,8 +96,8 @@ def metric_vs_param(
     title says which.
     """
     ys = column(records, "metrics", metric)
-    xs = _values(records, "params", param)
-    bys = [str(v) for v in _values(records, "params", by)] if by else [None] * len(records)
+    xs = _values(records, "params", param, cache)
+    bys = [str(v) for v in _values(records, "params", by, cache)] if by else [None] * len(ys)
     # _numeric, inlined: four charts of 100,000 experiments call it 400,000 times.
     keep = [i for i, y in enumerate(ys) if type(y) in (int, float) and y == y]
     title = f"{metric} by {param}"
@@ -105,8 +120,8 @@ def metric_vs_param(
             rows = [_point(f"{n} experiments", xs[i], total / n, bys[i], by)
                     for i, total, n in sums.values()]  # fmt: skip
         else:
-            note = f"{MAX_POINTS} of {len(keep)} experiments, sampled"
-            keep, sampled = thin(keep, MAX_POINTS), True
+            note = f"{MAX_SAMPLE} of {len(keep)} experiments, sampled"
+            keep, sampled = thin(keep, MAX_SAMPLE), True
             rows = [_point(records[i]["name"], xs[i], ys[i], bys[i], by) for i in keep]
     else:
         rows = [_point(records[i]["name"], xs[i], ys[i], bys[i], by) for i in keep]
@@ -149,10 +164,11 @@ def sweep_charts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every metric against every swept param (lines over the next swept param)."""
     params = swept(records)
     out = []
+    cache: dict[Any, list[Any]] = {}  # each param's values, read once for every metric
     for metric in numeric_metrics(records):
         for i, param in enumerate(params):
             by = next((p for p in params if p != param), None) if len(params) > 1 else None
-            out.append(metric_vs_param(records, metric, param, by if i < 2 else None))
+            out.append(metric_vs_param(records, metric, param, by if i < 2 else None, cache))
     return out
 
 
