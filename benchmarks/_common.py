@@ -75,3 +75,42 @@ def store_results(repo: Path, head: str, tree: str, results: list[tuple[Any, byt
         ]
     )
     updater.close()
+
+
+def make_results(repo: Path, n: int, values: Any, files: dict[str, str] | None = None) -> None:
+    """``git init`` ``repo`` with ``files`` (default: a ``params.yaml``) committed as the
+    baseline, and ``n`` finished experiments of a sweep ``g`` on it, written through the
+    store: experiment ``i`` has the params and metrics ``values(i)`` returns (each a flat
+    mapping: ``params.yaml``'s keys, ``m.json``'s)."""
+    from sweeprun.model import Result, State
+    from sweeprun.store.git import run_git
+
+    run_git(["init", "-q"], repo)
+    for rel, text in (files or {"params.yaml": "lr: 0.1\nunits: 64\n"}).items():
+        (repo / rel).write_text(text)
+    run_git(["add", "-A"], repo)
+    run_git(["commit", "-q", "-m", "baseline"], repo)
+    head = run_git(["rev-parse", "HEAD"], repo).strip()
+    tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
+    results = []
+    for i in range(n):
+        params, metrics = values(i)
+        point = ",".join(f"{k}={v}" for k, v in params.items())
+        meta = Result(
+            key=f"{i:020x}",
+            name=f"exp-{i:05d}",
+            id=f"g[{point},i={i}]",
+            baseline=head,
+            state=State.SUCCESS,
+            params={"params.yaml": params},
+            metrics={"m.json": metrics},
+            point=dict(params),
+            sweep="g",
+            returncode=0,
+            queued_at=1_700_000_000 + i,
+            started=1_700_000_000 + i,
+            finished=1_700_000_001 + i,
+        )
+        text = "".join(f"{k}: {v}\n" for k, v in params.items()).encode()
+        results.append((meta, text))
+    store_results(repo, head, tree, results)

@@ -18,44 +18,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from _common import ENV, store_results
-
-from sweeprun.model import Result, State
-from sweeprun.store.git import run_git
+from _common import ENV, make_results
 
 
 def make(repo: Path, n: int) -> None:
-    run_git(["init", "-q"], repo)
-    (repo / "params.yaml").write_text("lr: 0.1\nunits: 64\n")
-    (repo / "sweeps.yaml").write_text(
-        "params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
-        "sweeps:\n  g:\n    matrix: {lr: [0.1, 0.2], units: [32, 64]}\n"
-    )
-    run_git(["add", "-A"], repo)
-    run_git(["commit", "-q", "-m", "baseline"], repo)
-    head = run_git(["rev-parse", "HEAD"], repo).strip()
-    tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
-    results = []
-    for i in range(n):
+    """A repository with ``n`` finished experiments of a 50 by 4 grid, repeated."""
+
+    def values(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
         lr, units = round((i % 50) / 100 + 0.01, 4), 32 * (1 + i % 4)
-        meta = Result(
-            key=f"{i:020x}",
-            name=f"exp-{i:05d}",
-            id=f"g[lr={lr},units={units},i={i}]",
-            baseline=head,
-            state=State.SUCCESS,
-            params={"params.yaml": {"lr": lr, "units": units}},
-            metrics={"m.json": {"acc": round(1 - lr / (1 + units / 64), 4), "loss": lr * 2}},
-            point={"lr": lr, "units": units},
-            sweep="g",
-            returncode=0,
-            queued_at=1_700_000_000 + i,
-            started=1_700_000_000 + i,
-            finished=1_700_000_001 + i,
-        )
-        results.append((meta, f"lr: {lr}\nunits: {units}\n".encode()))
-    store_results(repo, head, tree, results)
+        return {"lr": lr, "units": units}, {"acc": round(1 - lr / (1 + units / 64), 4),
+                                            "loss": lr * 2}  # fmt: skip
+
+    spec = ("params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
+            "sweeps:\n  g:\n    matrix: {lr: [0.1, 0.2], units: [32, 64]}\n")  # fmt: skip
+    make_results(repo, n, values, {"params.yaml": "lr: 0.1\nunits: 64\n", "sweeps.yaml": spec})
 
 
 def timed(repo: Path, *args: str) -> float:

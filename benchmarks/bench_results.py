@@ -23,41 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ENV, store_results
+from _common import ENV, make_results
 
-from sweeprun.model import EXPS, Result, State
+from sweeprun.model import EXPS
 from sweeprun.store.git import run_git
 
 
 def make(repo: Path, n: int) -> None:
-    """A repository with ``n`` finished experiments of one baseline."""
-    run_git(["init", "-q"], repo)
-    (repo / "params.yaml").write_text("lr: 0.1\nunits: 64\n")
-    run_git(["add", "-A"], repo)
-    run_git(["commit", "-q", "-m", "baseline"], repo)
-    head = run_git(["rev-parse", "HEAD"], repo).strip()
-    tree = run_git(["rev-parse", "HEAD^{tree}"], repo).strip()
-    results = []
-    for i in range(n):
-        params = {"params.yaml": {"lr": i / n, "units": 32 + i % 4 * 32}}
-        meta = Result(
-            key=f"{i:020x}",
-            name=f"exp-{i:05d}",
-            id=f"g[lr={i / n}]",
-            baseline=head,
-            state=State.SUCCESS,
-            params=params,
-            metrics={"m.json": {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89}},
-            point={"lr": i / n},
-            sweep="g",
-            returncode=0,
-            queued_at=1_700_000_000 + i,
-            started=1_700_000_000 + i,
-            finished=1_700_000_001 + i,
-        )
-        text = f"lr: {i / n}\nunits: {32 + i % 4 * 32}\n".encode()
-        results.append((meta, text))
-    store_results(repo, head, tree, results)
+    """A repository with ``n`` finished experiments of one baseline (a random search: every
+    ``lr`` different)."""
+    make_results(repo, n, lambda i: (
+        {"lr": i / n, "units": 32 + i % 4 * 32},
+        {"acc": (i % 97) / 97, "loss": 1 - (i % 89) / 89},
+    ))  # fmt: skip
 
 
 def timed(repo: Path, args: list[str], src: Path | None = None) -> float:
