@@ -170,3 +170,29 @@ def test_report_lists_at_most_max_rows_and_says_so(swept: SweepProject) -> None:
     assert "Experiments (the first 2 of 6: --max-rows)" in page
     assert page.count("<tr class=") == 2
     assert "diverged: lr too large" in page  # failures are listed whatever the table shows
+
+
+def test_dvc_smooth_and_normalized_confusion_templates_render() -> None:
+    """DVC's `smooth` draws a LOESS curve over the raw line; `confusion_normalized` colours
+    each cell by its share of its y class (per experiment), both drawn by vl-convert."""
+    import vl_convert
+
+    from sweeprun.report import charts
+
+    rows = [{"experiment": e, "step": i, "loss": 1 / (1 + i) + (i % 3) / 10}
+            for e in ("a", "b") for i in range(30)]  # fmt: skip
+    smooth = charts.curve("loss.csv", rows, {"x": "step", "y": "loss", "template": "smooth"})
+    assert smooth is not None and len(smooth["layer"]) == 2
+    assert smooth["layer"][1]["transform"][0]["loess"] == "loss"
+    assert "<svg" in vl_convert.vegalite_to_svg(smooth)
+    pairs = [(0, 0)] * 8 + [(0, 1)] * 2 + [(1, 1)] * 5 + [(1, 0)] * 5
+    rows = [{"experiment": "a", "actual": a, "predicted": p} for a, p in pairs]
+    props = {"x": "actual", "y": "predicted", "template": "confusion_normalized"}
+    normalized = charts.curve("confusion.csv", rows, props)
+    assert normalized is not None
+    assert normalized["encoding"]["color"]["field"] == "percent_of_y"
+    assert [t.get("as") for t in normalized["transform"]][-1] == "percent_of_y"
+    svg = vl_convert.vegalite_to_svg(normalized)
+    assert "share of y" in svg
+    counted = charts.curve("confusion.csv", rows, {**props, "template": "confusion"})
+    assert counted is not None and "transform" not in counted

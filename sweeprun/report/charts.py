@@ -196,6 +196,7 @@ def curve(
         x = "step"
     numeric_x = all(_numeric(r.get(x)) for r in rows)
     x, y = _field(x), _field(y)
+    template = str(props.get("template", "linear"))
     if mark == "rect":  # confusion: actual (x) against predicted (y), counted
         encoding: dict[str, Any] = {
             "x": {"field": x, "type": "nominal"},
@@ -203,14 +204,37 @@ def curve(
             "color": {"aggregate": "count", "type": "quantitative"},
             "facet": {"field": "experiment", "type": "nominal"},
         }
-        return {"$schema": SCHEMA, "title": title, "data": {"values": rows}, "mark": "rect",
+        spec: dict[str, Any] = {"$schema": SCHEMA, "title": title, "data": {"values": rows},
+                                "mark": "rect",
                 "encoding": encoding}  # fmt: skip
+        if template == "confusion_normalized":
+            # As DVC's template: each cell's count over its y class's total (per experiment).
+            spec["transform"] = [
+                {"aggregate": [{"op": "count", "as": "xy_count"}],
+                 "groupby": ["experiment", y, x]},
+                {"joinaggregate": [{"op": "sum", "field": "xy_count", "as": "sum_y"}],
+                 "groupby": ["experiment", y]},
+                {"calculate": "datum.xy_count / datum.sum_y", "as": "percent_of_y"},
+            ]  # fmt: skip
+            encoding["color"] = {"field": "percent_of_y", "type": "quantitative",
+                                 "title": "share of y", "scale": {"domain": [0, 1]}}  # fmt: skip
+        return spec
     encoding = {
         "x": {"field": x, "type": "quantitative" if numeric_x else "nominal"},
         "y": {"field": y, "type": "quantitative"},
         "color": {"field": "experiment", "type": "nominal"},
         "tooltip": [{"field": "experiment"}, {"field": x}, {"field": y}],
     }  # fmt: skip
+    if template == "smooth" and numeric_x:
+        # As DVC's template: a LOESS curve per experiment over its faint raw line.
+        raw = {"mark": {"type": "line", "opacity": 0.25}, "encoding": encoding}
+        smoothed = {
+            "transform": [{"loess": y, "on": x, "groupby": ["experiment"], "bandwidth": 0.3}],
+            "mark": "line",
+            "encoding": {**encoding, "tooltip": [{"field": "experiment"}]},
+        }
+        return {"$schema": SCHEMA, "title": title, "data": {"values": rows},
+                "layer": [raw, smoothed], "width": 320, "height": 220}  # fmt: skip
     return {
         "$schema": SCHEMA,
         "title": title,
