@@ -28,8 +28,13 @@ def rows(repo: RepoPaths, all_baselines: bool = False) -> tuple[list[Row], Resul
     finally:
         store.close()
     done = resultsindex.results(repo)
-    found = [r for r in [*live, *done.rows] if all_baselines or r.baseline == head]
-    found.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2), -r.queued_at, r.id))
+    live.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2), -r.queued_at, r.id))
+    # The index keeps results newest first: the baseline's, then the others', by filtering.
+    found = [r for r in live if r.baseline == head]
+    found += [r for r in done.rows if r.baseline == head]
+    if all_baselines:
+        found += [r for r in live if r.baseline != head]
+        found += [r for r in done.rows if r.baseline != head]
     return found, done
 
 

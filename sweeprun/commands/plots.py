@@ -168,7 +168,7 @@ def _slug(text: str) -> str:
 
 
 def _plots(config: Config) -> int:
-    with resultsindex.no_gc():  # records are trees: nothing for the collector to find
+    with resultsindex.no_gc(freeze=True):  # records are trees: nothing for it to find
         return _draw(config)
 
 
@@ -197,7 +197,7 @@ def _draw(config: Config) -> int:
 
 
 def _report(config: Config) -> int:
-    with resultsindex.no_gc():
+    with resultsindex.no_gc(freeze=True):
         return _write_report(config)
 
 

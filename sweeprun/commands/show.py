@@ -286,7 +286,7 @@ def select_baselines(config: Config) -> set[str] | None:
 
 
 def _run(config: Config) -> int:
-    with resultsindex.no_gc():  # records are trees: nothing for the collector to find
+    with resultsindex.no_gc(freeze=True):  # records are trees: nothing for it to find
         return _show(config)
 
 

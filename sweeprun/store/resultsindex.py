@@ -104,11 +104,13 @@ class Results:
 
 
 @contextlib.contextmanager
-def no_gc() -> Iterator[None]:
+def no_gc(freeze: bool = False) -> Iterator[None]:
     """The cyclic collector paused while many acyclic records are built.
 
     Reading 100,000 records allocates millions of containers; each allocation burst sets
     off generational collections that walk all of them again (about 40% of the time).
+    ``freeze`` (a command, about to end): what was allocated is moved out of the
+    collector's sight first, or the first collection after would walk all of it once more.
     """
     was = gc.isenabled()
     gc.disable()
@@ -116,6 +118,8 @@ def no_gc() -> Iterator[None]:
         yield
     finally:
         if was:
+            if freeze:
+                gc.freeze()
             gc.enable()
 
 
@@ -206,8 +210,10 @@ def _row_of(f: list[Any], pos: int) -> Row:
 
 
 def _build(old: Results, entries: list[Row | tuple[Row, dict[str, Any]]]) -> Results:
-    """Results of ``entries`` in order: rows kept from ``old`` (their fields and column
-    values carried over, nothing decoded again) and new ``(row, public record)`` pairs."""
+    """Results of ``entries``: rows kept from ``old`` (their fields and column values
+    carried over, nothing decoded again) and new ``(row, public record)`` pairs, newest
+    first (the order ``show`` lists results in, so reading needs no sort)."""
+    entries = sorted(entries, key=_newest_first)
     n = len(entries)
     rows: list[Row] = []
     fields: list[list[Any]] = []
@@ -251,6 +257,11 @@ def _build(old: Results, entries: list[Row | tuple[Row, dict[str, Any]]]) -> Res
         else:
             columns.append(Column(section, path, key, where, values))
     return Results(rows, fields, columns, lines)
+
+
+def _newest_first(entry: Row | tuple[Row, dict[str, Any]]) -> tuple[float, str]:
+    row = entry if isinstance(entry, Row) else entry[0]
+    return (-row.queued_at, row.id)
 
 
 def _write(fd: int, stamp: dict[str, Any], got: Results) -> None:
