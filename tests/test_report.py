@@ -196,3 +196,26 @@ def test_dvc_smooth_and_normalized_confusion_templates_render() -> None:
     assert "share of y" in svg
     counted = charts.curve("confusion.csv", rows, {**props, "template": "confusion"})
     assert counted is not None and "transform" not in counted
+
+
+def test_charts_are_drawn_by_a_helper_process_that_reports_a_bad_chart(tmp_path: Path) -> None:
+    """The helper (started before results are read) draws each chart it is sent; a chart
+    vl-convert rejects is an error naming it, and leaving early stops the helper."""
+    from sweeprun.report.draw import Drawer
+
+    good = {"mark": "point", "data": {"values": [{"a": 1}]},
+            "encoding": {"x": {"field": "a", "type": "quantitative"}}}  # fmt: skip
+    with Drawer() as drawer:
+        drawer.send(good, tmp_path / "a.svg", tmp_path / "a.png")
+        drawer.finish()
+    assert (tmp_path / "a.svg").read_text().startswith("<svg")
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    with Drawer() as drawer:
+        drawer.send(good, tmp_path / "b.svg", tmp_path / "b.png")
+        drawer.send({"mark": {"type": "no-such-mark"}}, tmp_path / "c.svg", tmp_path / "c.png")
+        with pytest.raises(RuntimeError, match=r"could not draw c\.svg"):
+            drawer.finish()
+    assert (tmp_path / "b.png").exists() and not (tmp_path / "c.svg").exists()
+    with pytest.raises(KeyError), Drawer() as drawer:
+        raise KeyError("an error before drawing")
+    assert drawer._proc.poll() is not None  # not left running

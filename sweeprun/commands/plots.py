@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import re
 import time
@@ -26,6 +27,7 @@ from sweeprun.commands.listing import checkpoint_records
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.report import charts, page
+from sweeprun.report.draw import Drawer
 from sweeprun.report.table import MISSING, column, fmt, subset, value
 from sweeprun.run.metrics import log_tail
 from sweeprun.spec.loader import default_spec
@@ -173,19 +175,20 @@ def _plots(config: Config) -> int:
 
 
 def _draw(config: Config) -> int:
-    vlc = _vl()
-    records = _records(config)
-    all_charts = [*charts.sweep_charts(records), *curve_charts(config, records)]
-    out = (config.invocation_dir / config.getoption("output")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-
-    for i, spec in enumerate(all_charts, 1):
-        title = spec.get("title", "chart")
-        stem = f"{i:02d}-{_slug(title['text'] if isinstance(title, dict) else title)}"
-        svg = vlc.vegalite_to_svg(spec)
-        (out / f"{stem}.svg").write_text(svg)
-        # From the SVG: the same picture, without running the chart's JavaScript again.
-        (out / f"{stem}.png").write_bytes(vlc.svg_to_png(svg, scale=2))
+    _vl()  # a one-line error now if vl-convert is not installed
+    # Started first: the helper starts vl-convert's engine on the other core meanwhile.
+    with Drawer() as drawer:
+        records = _records(config)
+        out = (config.invocation_dir / config.getoption("output")).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        all_charts = []
+        made = itertools.chain(charts.each_sweep_chart(records), curve_charts(config, records))
+        for i, spec in enumerate(made, 1):
+            title = spec.get("title", "chart")
+            stem = f"{i:02d}-{_slug(title['text'] if isinstance(title, dict) else title)}"
+            drawer.send(spec, out / f"{stem}.svg", out / f"{stem}.png")  # drawn meanwhile
+            all_charts.append(spec)
+        drawer.finish()
     specs: dict[str, Any] = {}
     body = page.charts_html("chart-", all_charts, specs)
     index = out / "index.html"

@@ -9,7 +9,7 @@ package, and because a spec is data: a test can read it.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sweeprun.report.table import MISSING, column, flat_columns, identity, varies
@@ -162,14 +162,17 @@ def _point(name: str, x: Any, y: Any, b: str | None, by: str | None) -> dict[str
 
 def sweep_charts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every metric against every swept param (lines over the next swept param)."""
+    return list(each_sweep_chart(records))
+
+
+def each_sweep_chart(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """:func:`sweep_charts`, one at a time (the first can be drawn while the next is made)."""
     params = swept(records)
-    out = []
     cache: dict[Any, list[Any]] = {}  # each param's values, read once for every metric
     for metric in numeric_metrics(records):
         for i, param in enumerate(params):
             by = next((p for p in params if p != param), None) if len(params) > 1 else None
-            out.append(metric_vs_param(records, metric, param, by if i < 2 else None, cache))
-    return out
+            yield metric_vs_param(records, metric, param, by if i < 2 else None, cache)
 
 
 def curve(
