@@ -226,3 +226,20 @@ def test_the_index_s_columns_are_the_records_flattened(sweepproject: SweepProjec
     assert "train.layers[0]" in header and "curve.last[1]" in header, header
     queued = [line for line in shown.stdout.splitlines() if " queued " in line]
     assert len(queued) == 2 and all(line.rstrip().endswith("-") for line in queued)
+
+
+def test_a_killed_writer_s_temporary_index_is_removed(project: SweepProject) -> None:
+    import os
+    import time
+
+    from sweeprun.store.resultsindex import LEFTOVER_AGE
+
+    state = index(project).parent
+    old, young = state / f"{NAME}.dead.tmp", state / f"{NAME}.busy.tmp"
+    for tmp in (old, young):
+        tmp.write_bytes(b"half an index")
+    past = time.time() - LEFTOVER_AGE - 60
+    os.utime(old, (past, past))
+    project.git("update-ref", "-d", truth(project)[0]["ref"])  # so that show refreshes
+    assert shown(project) == truth(project)
+    assert not old.exists() and young.exists()  # a younger one may be being written

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -284,6 +285,7 @@ def _write(fd: int, stamp: dict[str, Any], got: Results) -> None:
 def _refresh(repo: RepoPaths, path: Path, old: Results) -> Results:
     """Bring the index in step with the refs: read only what changed, write it back."""
     fd, tmp = -1, ""
+    _drop_leftovers(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=NAME + ".", suffix=".tmp", dir=path.parent)
@@ -310,6 +312,20 @@ def _refresh(repo: RepoPaths, path: Path, old: Results) -> Results:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return got
+
+
+#: A temporary index older than this was left by a process killed while writing it.
+LEFTOVER_AGE = 600.0
+
+
+def _drop_leftovers(path: Path) -> None:
+    """Remove temporary indexes of killed processes (up to 90 MB each at 100,000 results);
+    a younger one may be another process's, being written."""
+    now = time.time()
+    for tmp in path.parent.glob(f"{NAME}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > LEFTOVER_AGE:
+                tmp.unlink()
 
 
 def _merge(repo: RepoPaths, old: Results) -> Results:
