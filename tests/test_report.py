@@ -184,6 +184,9 @@ def test_dvc_smooth_and_normalized_confusion_templates_render() -> None:
     smooth = charts.curve("loss.csv", rows, {"x": "step", "y": "loss", "template": "smooth"})
     assert smooth is not None and len(smooth["layer"]) == 2
     assert smooth["layer"][1]["transform"][0]["loess"] == "loss"
+    assert (
+        smooth["params"][0]["name"] == "smooth" and smooth["params"][0]["bind"]["input"] == "range"
+    )
     assert "<svg" in vl_convert.vegalite_to_svg(smooth)
     pairs = [(0, 0)] * 8 + [(0, 1)] * 2 + [(1, 1)] * 5 + [(1, 0)] * 5
     rows = [{"experiment": "a", "actual": a, "predicted": p} for a, p in pairs]

@@ -215,6 +215,9 @@ def curve(
             spec["transform"] = [
                 {"aggregate": [{"op": "count", "as": "xy_count"}],
                  "groupby": ["experiment", y, x]},
+                # Cells no pair fell in are 0, not blank (as DVC's template imputes them).
+                {"impute": "xy_count", "groupby": ["experiment", y], "key": x, "value": 0},
+                {"impute": "xy_count", "groupby": ["experiment", x], "key": y, "value": 0},
                 {"joinaggregate": [{"op": "sum", "field": "xy_count", "as": "sum_y"}],
                  "groupby": ["experiment", y]},
                 {"calculate": "datum.xy_count / datum.sum_y", "as": "percent_of_y"},
@@ -229,14 +232,15 @@ def curve(
         "tooltip": [{"field": "experiment"}, {"field": x}, {"field": y}],
     }  # fmt: skip
     if template == "smooth" and numeric_x:
-        # As DVC's template: a LOESS curve per experiment over its faint raw line.
-        raw = {"mark": {"type": "line", "opacity": 0.25}, "encoding": encoding}
-        smoothed = {
-            "transform": [{"loess": y, "on": x, "groupby": ["experiment"], "bandwidth": 0.3}],
-            "mark": "line",
-            "encoding": {**encoding, "tooltip": [{"field": "experiment"}]},
-        }
+        # As DVC's template: a LOESS curve per experiment over its faint raw line, its
+        # bandwidth on a slider in the page (0.3 in the images; DVC starts at 0.001).
+        raw = {"mark": {"type": "line", "opacity": 0.2}, "encoding": encoding}
+        loess = {"loess": y, "on": x, "groupby": ["experiment"], "bandwidth": {"signal": "smooth"}}
+        smoothed = {"transform": [loess], "mark": "line",
+                    "encoding": {**encoding, "tooltip": [{"field": "experiment"}]}}  # fmt: skip
+        slider = {"input": "range", "min": 0.001, "max": 1, "step": 0.001}
         return {"$schema": SCHEMA, "title": title, "data": {"values": rows},
+                "params": [{"name": "smooth", "value": 0.3, "bind": slider}],
                 "layer": [raw, smoothed], "width": 320, "height": 220}  # fmt: skip
     return {
         "$schema": SCHEMA,
