@@ -38,7 +38,7 @@ from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.git import RepoPaths, for_each_ref, run_git
 
 NAME = "results.idx"
-MAGIC = b"sweeprun-results-index 1\n"
+MAGIC = b"sweeprun-results-index 2\n"  # 1: earlier layouts on main (4edbecf..), rebuilt
 #: A stamp that equals nothing: a path changed too recently to be trusted.
 RACY = [-1]
 
