@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from sweeprun.model import QUEUE, RUNNING
-from sweeprun.report.table import MISSING, RecordList, prepend
+from sweeprun.report.table import MISSING, RecordList, columns_of
 from sweeprun.run.checkpoint import REF_PREFIX, chain
 from sweeprun.store import resultsindex
 from sweeprun.store.git import RepoPaths
@@ -68,16 +68,12 @@ def frame(found: list[Row], done: Results) -> list[dict[str, Any]]:
         got = RecordList(records, columns)
         live = [i for i, p in enumerate(positions) if p < 0]
         if live:  # queued and running ones: full records, their keys first (as in prepend)
-            extra = prepend([records[i] for i in live], RecordList([], {}))
-            assert isinstance(extra, RecordList)
             merged: dict[tuple[str, str, str], list[Any]] = {}
-            for key, values in extra.columns.items():
+            for key, values in columns_of([records[i] for i in live]).items():
                 target = merged[key] = columns.get(key) or [MISSING] * len(records)
                 for i, v in zip(live, values, strict=True):
                     target[i] = v
-            for key, values in columns.items():
-                merged.setdefault(key, values)
-            got = RecordList(records, merged)
+            got = RecordList(records, {**merged, **columns})
     return got
 
 

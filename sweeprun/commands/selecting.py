@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sweeprun.exceptions import UsageError
-from sweeprun.report.table import MISSING, column, flat_columns, subset
+from sweeprun.report.table import flat_columns, subset, values
 from sweeprun.spec.expect import parse_expectation
 from sweeprun.spec.keyword import compile_keyword
 
@@ -125,11 +125,6 @@ def group(
                 row.append(f"{statistics.fmean(nums):.4g} ± {statistics.stdev(nums):.2g}")
         rows.append(row)
     return header, rows
-
-
-def values(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
-    """A column's values, ``None`` where missing."""
-    return [None if v is MISSING else v for v in column(records, section, col)]
 
 
 def _text(v: Any) -> str:

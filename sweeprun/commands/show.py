@@ -18,7 +18,7 @@ from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES
 from sweeprun.report import table
 from sweeprun.report.junit import result_cases, write_cases
-from sweeprun.report.table import MISSING, flat_columns
+from sweeprun.report.table import flat_columns
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.params import suggest
 from sweeprun.store import resultsindex
@@ -100,7 +100,7 @@ def sort_records(
 def _sorted(
     records: list[dict[str, Any]], section: str, col: str, descending: bool
 ) -> list[dict[str, Any]]:
-    values = [None if v is MISSING else v for v in table.column(records, section, col)]
+    values = table.values(records, section, col)
     present = [i for i, v in enumerate(values) if v is not None]
     absent = [i for i, v in enumerate(values) if v is None]
     present.sort(key=lambda i: sort_key(values[i]), reverse=descending)

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sweeprun.report.table import MISSING, column, flat_columns, identity, varies
+from sweeprun.report.table import column, flat_columns, identity, values, varies
 
 #: Points a sweep chart draws before it shows means per point (or a seeded sample):
 #: beyond a few thousand marks a chart is a blur, and its page grows by megabytes.
@@ -62,7 +62,7 @@ def _values(
     """A column's values (``None`` where missing), kept in ``cache`` for the next chart."""
     if cache is not None and (section, col) in cache:
         return cache[section, col]
-    got = [None if v is MISSING else v for v in column(records, section, col)]
+    got = values(records, section, col)
     if cache is not None:
         cache[section, col] = got
     return got

@@ -75,21 +75,28 @@ def prepend(extra: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[
     """``extra`` (full records) before ``records`` (a :class:`RecordList` stays one)."""
     if not isinstance(records, RecordList):
         return [*extra, *records]
-    n, total = len(extra), len(extra) + len(records)
+    n = len(extra)
     # The extra records' keys first, in their order: a table lists columns in the order
     # its first rows have them.
-    columns: dict[tuple[str, str, str], list[Any]] = {}
-    for section in _CACHE:
-        for i, data in enumerate(flats(extra, section)):
-            for path, cols in data.items():
-                for key, v in cols.items():
-                    columns.setdefault((section, path, key), [MISSING] * total)[i] = v
+    columns = {k: v + [MISSING] * len(records) for k, v in columns_of(extra).items()}
     for k, v in records.columns.items():
         if k in columns:
             columns[k][n:] = v
         else:
             columns[k] = [MISSING] * n + v
     return RecordList([*extra, *records], columns)
+
+
+def columns_of(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[Any]]:
+    """Full records' params and metrics as :attr:`RecordList.columns` (keys in the order
+    the records have them)."""
+    columns: dict[tuple[str, str, str], list[Any]] = {}
+    for section in _CACHE:
+        for i, data in enumerate(flats(records, section)):
+            for path, cols in data.items():
+                for key, v in cols.items():
+                    columns.setdefault((section, path, key), [MISSING] * len(records))[i] = v
+    return columns
 
 
 def _present(records: list[dict[str, Any]], section: str) -> list[tuple[str, str]]:
@@ -163,6 +170,11 @@ def column(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
         else:
             out.append(MISSING)
     return out
+
+
+def values(records: list[dict[str, Any]], section: str, col: str) -> list[Any]:
+    """:func:`column` with ``None`` for a missing value (sorting, aggregates, charts)."""
+    return [None if v is MISSING else v for v in column(records, section, col)]
 
 
 def varies(values: Iterable[Any]) -> bool:
