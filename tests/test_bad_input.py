@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 
 from sweeprun.testing import SweepProject
@@ -253,3 +255,23 @@ def test_a_long_templated_name_is_cut_to_a_valid_ref(sweepproject: SweepProject)
     assert res.ret == 0, res.stdout + res.stderr
     (rec,) = p.records()
     assert rec["state"] == "success" and rec["name"] == "a" * 199
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("show", "--precision", "-2"), "*--precision: '-2' is not a whole number >= 1"),
+        (("show", "--precision", "0"), "*--precision: '0' is not a whole number >= 1"),
+        (("report", "--max-rows", "-3"), "*--max-rows: '-3' is not a whole number >= 0"),
+    ],
+)
+def test_numeric_options_of_show_and_report(
+    sweepproject: SweepProject, args: tuple[str, ...], expected: str
+) -> None:
+    sweepproject.write("params.yaml", PARAMS)
+    sweepproject.write("sweeps.yaml", "cmd: echo\n")
+    sweepproject.commit()
+    res = sweepproject.run(*args)
+    assert res.ret == 4, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and fnmatch.fnmatch(lines[0], expected), lines

@@ -21,6 +21,7 @@ import time
 import webbrowser
 from typing import TYPE_CHECKING, Any
 
+from sweeprun._core.argtypes import nonnegative_int
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands import listing
 from sweeprun.commands.listing import checkpoint_records
@@ -309,7 +310,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="sweep.html", help="the page to write")
     parser.add_argument(
         "--max-rows",
-        type=int,
+        type=nonnegative_int,
         default=5000,
         metavar="N",
         help="rows of the experiments table, in show's order (default 5000; 0: all)",

@@ -9,6 +9,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from sweeprun._core.argtypes import positive_int
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands import listing, selecting
 from sweeprun.commands.diff import _workspace
@@ -261,7 +262,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hide-failed", action="store_true", help="hide failed experiments")
     parser.add_argument(
         "--precision",
-        type=int,
+        type=positive_int,
         default=6,
         metavar="N",
         help="significant digits of numbers (default 6)",
