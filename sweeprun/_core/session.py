@@ -23,7 +23,7 @@ from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES, QUEUE, Record
 from sweeprun.run.adopt import adopter
 from sweeprun.run.workspace import kill_leftovers
-from sweeprun.spec import names
+from sweeprun.spec import names, yamlio
 from sweeprun.spec.cimatrix import parse_shard
 from sweeprun.spec.collect import (
     Experiment,
@@ -272,6 +272,9 @@ class Session:
                     raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
                 if got is None:
                     raise spec.error(mark, f"no plugin expands '{kind}' blocks")
+                # Values as plain data: a list or mapping read from the spec still carries
+                # its source positions (a subclass no YAML or JSON writer knows).
+                got = [{k: yamlio.plain(v) for k, v in p.items()} for p in got]
                 group_points = product(group_points, got)
             points.extend(group_points)
         if spec.hydra is not None:  # Hydra's overrides, as written: composing checks them

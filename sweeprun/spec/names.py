@@ -88,16 +88,24 @@ def render_name(template: str, point: Mapping[str, Any], params: Mapping[str, An
                 ("name",),
             )
         key = match.group(1).strip()
-        # Strings as they are (ids quote ambiguous ones; names need not).
         if key in point:
-            v = point[key]
-            return v if isinstance(v, str) else format_value(v)
+            return _name_text(point[key])
         if key in params:
-            v = params[key]
-            return v if isinstance(v, str) else format_value(v)
+            return _name_text(params[key])
         raise SweepValueError(f"name template field {{{key}}} is not a param key", ("name",))
 
     return sanitize(_TEMPLATE_PIECE.sub(field, template))
+
+
+def _name_text(value: Any) -> str:
+    """A value as a name shows it: strings as they are (ids quote ambiguous ones; names
+    need not), a list as its items joined by ``,`` (``[64, 32]`` → ``64,32``: a ref may
+    not hold ``[``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ",".join(_name_text(v) for v in value)
+    return format_value(value)
 
 
 def default_name(key: str, width: int = 7) -> str:
