@@ -31,12 +31,13 @@ from sweeprun.spec.collect import (
     composer,
     find_key_mark,
     interpolate_stages,
+    params_of,
     spec_overrides,
 )
 from sweeprun.spec.hydra import Composer
 from sweeprun.spec.loader import SPEC_NAMES, Spec, default_spec
 from sweeprun.spec.overrides import Override, parse_override
-from sweeprun.spec.params import ParamsFile, ParamsSet
+from sweeprun.spec.params import ParamsSet
 from sweeprun.spec.schema import schema_text
 from sweeprun.spec.sweeps import Sweep, locate
 from sweeprun.store.git import run_git
@@ -189,7 +190,7 @@ class Session:
 
     def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
 
-        params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
+        params = params_of(spec)
         fixed, cli_points = spec_overrides(spec, params, overrides)
         sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
         items: list[Experiment] = []

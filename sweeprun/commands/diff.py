@@ -44,7 +44,7 @@ def _spec(config: Config) -> Spec | None:
 def _spec_files(config: Config, spec: Spec | None) -> tuple[list[str], list[str]]:
     """Params and metrics files of the workspace's spec (without one: ``params.yaml``)."""
     if spec is not None:
-        return spec.params_files, [m for s in spec.stages for m in s.metrics]
+        return spec.all_params_files, [m for s in spec.stages for m in s.metrics]
     return (["params.yaml"] if (config.repo.root / "params.yaml").is_file() else []), []
 
 

@@ -29,10 +29,15 @@ from sweeprun.run.adopt import adopter
 from sweeprun.run.snapshot import gitignore_outs
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import dag, names
-from sweeprun.spec.collect import Experiment, composer, interpolate_stages, spec_overrides
+from sweeprun.spec.collect import (
+    Experiment,
+    composer,
+    interpolate_stages,
+    params_of,
+    spec_overrides,
+)
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.overrides import parse_override
-from sweeprun.spec.params import ParamsFile, ParamsSet
 from sweeprun.store.cache import Cache
 from sweeprun.system.paths import guarded
 
@@ -85,7 +90,7 @@ def _experiment(config: Config) -> Experiment:
     if not path.is_file():
         raise UsageError(f"--spec {given}: no such spec file")
     spec = config.hook.sweeprun_load_spec(path=path, config=config)
-    params = ParamsSet([ParamsFile.load(spec.root, p) for p in spec.params_files])
+    params = params_of(spec)
     overrides = [parse_override(s) for s in config.getoption("set_params")]
     fixed, points = spec_overrides(spec, params, overrides)
     if len(points) > 1:

@@ -53,6 +53,9 @@ class QueueRecord:
     #: The params files whose text the queued commit changes (the rest are as in
     #: ``tree``); ``None`` when the record does not say (schema 1).
     changed: tuple[str, ...] | None = None
+    #: The params file that a stage's bare keys (``params: [lr]``) are keys of ("": none,
+    #: or a record written before this field; ``params`` is stored in sorted order).
+    params_default: str = ""
 
     state: ClassVar[State] = State.QUEUED
 
@@ -63,7 +66,7 @@ class QueueRecord:
             value = getattr(self, f.name)
             if f.name == "stages":
                 value = [s.to_json() for s in value]
-            elif f.name in ("replaces", "in_place") and not value:
+            elif f.name in ("replaces", "in_place", "params_default") and not value:
                 continue  # rare: keep messages short
             elif f.name == "changed":
                 if value is None:

@@ -71,7 +71,7 @@ def execute_pipeline(
     )
     pid.update({"pidfile": pidfile, "key": task.key, "claim": task.job.claim})
 
-    params_files = list(task.record.params)
+    params_files = task.params_files
     ckpt_outs = [path for s in stages for path in s.checkpoint_outs]
     names = [s.name for s in stages]
     timeout = task.job.options.timeout

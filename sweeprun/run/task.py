@@ -8,6 +8,7 @@ stays small whatever the params weigh.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,18 @@ class Task:
     def journal(self) -> str:
         """The runner's lease journal (empty: none)."""
         return str(self.state_dir / "leases" / self.job.journal) if self.job.journal else ""
+
+    @property
+    def params_files(self) -> list[str]:
+        """The experiment's params files, the one bare keys refer to first (records list
+        files in sorted order, which says nothing of which one is the default)."""
+        files = list(self.record.params)
+        default = self.record.params_default
+        if not default:  # a record written before it said: params.yaml, as DVC would
+            default = next((p for p in files if posixpath.basename(p) == "params.yaml"), "")
+        if default not in files:
+            return files
+        return [default, *(p for p in files if p != default)]
 
     @property
     def force(self) -> bool:

@@ -18,7 +18,7 @@ from sweeprun.spec import hydra, names
 from sweeprun.spec.hydra import RUN_OVERRIDES, Composer, override_words
 from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override, combine
-from sweeprun.spec.params import ParamsSet, get_path, has_path
+from sweeprun.spec.params import ParamsFile, ParamsSet, get_path, has_path
 from sweeprun.spec.sweeps import Sweep
 from sweeprun.spec.template import parse
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
@@ -106,6 +106,7 @@ class Experiment:
             replaces=replaces,
             in_place=in_place,
             changed=tuple(sorted(self.rendered_files())),
+            params_default=self.params.default.path if self.params.default else "",
         )
 
     def name_error(self, message: str) -> UsageError:
@@ -113,6 +114,12 @@ class Experiment:
         if self.name_mark is not None:
             return SpecError(self.spec.path, self.name_mark[0], self.name_mark[1], message)
         return UsageError(f"-n/--name: {message}")
+
+
+def params_of(spec: Spec) -> ParamsSet:
+    """The params files of a spec as they are in the workspace (declared ones first)."""
+    files = [ParamsFile.load(spec.root, p) for p in spec.all_params_files]
+    return ParamsSet(files, declared=len(spec.params_files))
 
 
 def find_key_mark(value: Any, key: str) -> Mark | None:

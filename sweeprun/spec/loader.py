@@ -57,6 +57,15 @@ class Spec:
     #: Params keys ``dvc.yaml`` resolved once into paths (``${data_dir}/x``): no experiment
     #: may change them, since the paths would not follow.
     fixed_keys: tuple[str, ...] = ()
+    #: Params files that only a stage names (``params: [{other.yaml: [x]}]``): read, keyed,
+    #: recorded and settable with ``-S other.yaml:x=…`` like the declared ones, but never
+    #: the default file of bare keys.
+    stage_params_files: tuple[str, ...] = ()
+
+    @property
+    def all_params_files(self) -> list[str]:
+        """Every params file an experiment of this spec reads: declared ones first."""
+        return [*self.params_files, *self.stage_params_files]
 
     @property
     def dir(self) -> str:
@@ -122,6 +131,13 @@ def _dvc_pipeline(root: Path, path: Path, env: dict[str, str]) -> _Dvc:
     return _Dvc(stages, pipeline.params_files, plots, ld, raw, pipeline.fixed)
 
 
+def _stage_params_files(stages: list[Stage], declared: list[str]) -> tuple[str, ...]:
+    """Files named by a stage's ``params`` (``file:key``) that the spec does not declare
+    (the stage loader checked that each exists)."""
+    found = [key.rpartition(":")[0] for s in stages for key in s.params if ":" in key]
+    return tuple(p for p in dict.fromkeys(found) if p not in declared)
+
+
 def _load_dvc_spec(root: Path, path: Path) -> Spec:
     dvc = _dvc_pipeline(root, path, {})
     return Spec(
@@ -133,6 +149,7 @@ def _load_dvc_spec(root: Path, path: Path) -> Spec:
         raw=LocatedDict(),
         plots=dvc.plots,
         fixed_keys=tuple(dvc.fixed),
+        stage_params_files=_stage_params_files(dvc.stages, dvc.params_files),
     )
 
 
@@ -239,6 +256,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
         plots=plots,
         hydra=hydra_app,
         fixed_keys=fixed_keys,
+        stage_params_files=() if hydra_app else _stage_params_files(stages, params_files),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from sweeprun.exceptions import SpecError, UsageError
-from sweeprun.spec import yamlio
+from sweeprun.spec import pyparams, yamlio
 from sweeprun.spec.overrides import DELETE
 from sweeprun.spec.paramsedit import (
     delete_copy,
@@ -84,7 +84,11 @@ def fmt_of(path: str) -> str:
         return "json"
     if suffix == ".toml":
         return "toml"
-    raise UsageError(f"{path}: unsupported params file type (use .yaml, .yml, .json or .toml)")
+    if suffix == ".py":
+        return "py"
+    raise UsageError(
+        f"{path}: unsupported params file type (use .yaml, .yml, .json, .toml or DVC's .py)"
+    )
 
 
 @dataclass
@@ -115,6 +119,8 @@ class ParamsFile:
         data: Any
         if fmt == "yaml":
             data = yamlio.plain(yamlio.load_located(text, rel)) if text.strip() else {}
+        elif fmt == "py":
+            data = pyparams.parse(rel, text)
         elif fmt == "json":
             try:
                 data = json.loads(text)
@@ -168,6 +174,8 @@ class ParamsFile:
             return self.text
         if self.fmt == "toml":
             return self._render_toml(real)
+        if self.fmt == "py":
+            return pyparams.render(self.path, self.text, real, DELETE)
         replace = {k: v for k, v in real.items() if v is not DELETE and has_path(self.data, k)}
         text = self._splice(replace) if replace else self.text
         structural = {k: v for k, v in real.items() if k not in replace}
@@ -278,15 +286,21 @@ def _same(old: Any, new: Any) -> bool:
 
 
 class ParamsSet:
-    """All params files of a spec; the first one is the default for bare keys."""
+    """All params files of a spec; the first one is the default for bare keys.
 
-    def __init__(self, files: list[ParamsFile]) -> None:
+    ``declared`` counts the files the spec itself declares (the rest are files that only
+    a stage names, ``{other.yaml: [x]}``): with none declared, there is no default, and a
+    bare key is an error rather than a key of whichever file a stage happened to name.
+    """
+
+    def __init__(self, files: list[ParamsFile], declared: int | None = None) -> None:
         self.files = files
         self.by_path = {f.path: f for f in files}
+        self.declared = len(files) if declared is None else declared
 
     @property
     def default(self) -> ParamsFile | None:
-        return self.files[0] if self.files else None
+        return self.files[0] if self.files and self.declared else None
 
     def __iter__(self) -> Iterator[ParamsFile]:
         return iter(self.files)

@@ -11,8 +11,10 @@ import posixpath
 import re
 from typing import Any
 
+from sweeprun.exceptions import UsageError
 from sweeprun.model.stage import Out, Stage
 from sweeprun.spec import yamlio
+from sweeprun.spec.params import fmt_of
 from sweeprun.spec.reader import Loader, type_name
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 from sweeprun.system.paths import in_git_dir, reason_outside
@@ -133,6 +135,12 @@ def _load_params(ld: Loader, d: LocatedDict, base: str) -> tuple[str, ...]:
         for fname, keys in item.items():
             path = rel_path(base, "", str(fname))
             check_inside(ld, path, item.key_marks[fname])
+            if not (ld.root / path).is_file():
+                raise ld.err(item.key_marks[fname], f"params file {fname!r} not found")
+            try:
+                fmt_of(path)
+            except UsageError as exc:
+                raise ld.err(item.key_marks[fname], str(exc)) from None
             if keys is None or keys == []:
                 out.append(f"{path}:")
             elif isinstance(keys, LocatedList) and all(isinstance(k, str) for k in keys):

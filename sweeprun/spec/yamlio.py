@@ -178,7 +178,11 @@ def compose(text: str) -> yaml.Node | None:
 def dump_scalar(value: Any) -> str:
     """Render ``value`` as a one-line YAML flow value that round-trips to the same value."""
     text: str = yaml.dump(
-        plain(value), Dumper=yaml.SafeDumper, default_flow_style=True, width=2**31, allow_unicode=True
+        plain(value),
+        Dumper=yaml.SafeDumper,
+        default_flow_style=True,
+        width=2**31,
+        allow_unicode=True,
     )
     if text.endswith("\n...\n"):
         text = text[: -len("\n...\n")]
