@@ -182,7 +182,12 @@ class SweepProject:
         shutil.copytree(example_dir(name), self.path, dirs_exist_ok=True)
 
     def quickstart(self, cmd: str = "python3 train.py") -> None:
-        """A tiny committed project: params.yaml, a train script writing metrics, a spec."""
+        """A tiny committed project: params.yaml, a train script writing metrics, a spec.
+
+        Another ``cmd`` declares no metrics file (a declared one that is not written
+        fails the experiment).
+        """
+        metrics = "metrics: [metrics.json]" if cmd == "python3 train.py" else ""
         self.write(
             "params.yaml",
             """
@@ -209,7 +214,7 @@ class SweepProject:
             params: params.yaml
             cmd: {cmd}
             deps: [train.py]
-            metrics: [metrics.json]
+            {metrics}
             sweeps:
               grid:
                 matrix:

@@ -152,11 +152,14 @@ def run_stages(
     dry: bool = False,
     params_texts: dict[str, str] | None = None,
     keep_outs: bool = False,
+    record_runs: bool = True,
 ) -> list[StageOutcome]:
     """Run (or restore) ``stages`` in order in ``ws``; stop at the first failure.
 
     ``keep_outs``: the commands ran already (a killed runner's job being adopted): their
-    outputs are in the workspace and must not be removed first.
+    outputs are in the workspace and must not be removed first. ``record_runs=False``:
+    what the commands make depends on more than the stage key says (a checkpoint stage
+    that resumed), so it must not reach the run-cache.
     """
     outcomes: list[StageOutcome] = []
     planned: dict[str, str | None] = {}  # dry run: outputs upstream stages would produce
@@ -205,7 +208,17 @@ def run_stages(
         try:
             stage_env = {**env, **dict(stage.env)} if stage.env else env
             outcome = _run_stage(
-                stage, ws, cache, stage_env, log, run_command, key, lock, force, keep_outs
+                stage,
+                ws,
+                cache,
+                stage_env,
+                log,
+                run_command,
+                key,
+                lock,
+                force,
+                keep_outs,
+                record_runs,
             )
         except OutsideError as exc:
             outcome = StageOutcome(stage.name, "failed", 1, f"stage {stage.name!r}: {exc}")
@@ -226,6 +239,7 @@ def _run_stage(
     lock: dict[str, Any],
     force: bool,
     keep_outs: bool = False,
+    record_runs: bool = True,
 ) -> StageOutcome:
     """Restore one stage from the run-cache, or run it; record its outputs."""
     # Every path this stage makes sweeprun remove or replace, checked where it really is.
@@ -257,21 +271,40 @@ def _run_stage(
             return StageOutcome(
                 stage.name, "failed", rc, f"stage {stage.name!r} exited with code {rc}"
             )
-        # A declared out must exist (as in DVC); a missing metrics or plots file is
-        # just an absent report.
-        absent = [o.path for o in stage.outs if not (ws / o.path).exists()]
-        if absent:
-            return StageOutcome(
-                stage.name, "failed", 1, f"stage {stage.name!r} did not produce {absent[0]!r}"
-            )
+        problem = missing_result(stage, ws)
+        if problem:
+            return StageOutcome(stage.name, "failed", 1, f"stage {stage.name!r} {problem}")
         saved = {}
         if cacheable:
             # The command may have made a link on the way: read only what is inside.
             saved = {
                 p: cache.save(guarded(ws, p, "output")) for p in outputs(stage) if (ws / p).exists()
             }
-            cache.record_run(key, saved)
+            if record_runs:
+                cache.record_run(key, saved)
         return StageOutcome(stage.name, "ran", 0, lock={**lock, "outs": saved})
+
+
+def missing_result(stage: Stage, ws: Path) -> str:
+    """Why a stage that exited 0 did not produce what it declares, or ``""``.
+
+    A declared out must exist, as in DVC; so must a metrics file (a file: a directory has
+    no metrics to read) and a plot (a file, or a directory of images as DVC allows) —
+    an experiment whose declared results are missing is not a success with empty results.
+    """
+    for out in stage.outs:
+        if not (ws / out.path).exists():
+            return f"did not produce {out.path!r}"
+    for path in stage.metrics:
+        full = ws / path
+        if not full.exists():
+            return f"did not produce its metrics file {path!r}"
+        if not full.is_file():
+            return f"declares metrics {path!r}, which is a directory, not a file"
+    for path in stage.plots:
+        if not (ws / path).exists():
+            return f"did not produce its plots file {path!r}"
+    return ""
 
 
 def lock_bytes(outcomes: Sequence[StageOutcome]) -> bytes:
