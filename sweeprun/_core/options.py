@@ -84,6 +84,11 @@ def run_options(args: argparse.Namespace) -> RunOptions:
             f"--worker-url {get('worker_url')}: git-only workers are Dask workers "
             "(add --backend dask --scheduler ADDRESS)"
         )
+    if get("reset") and get("rev"):
+        raise UsageError(
+            f"--reset with --rev {get('rev')}: --reset starts over, --rev resumes from a "
+            "checkpoint; give one of them"
+        )
     return RunOptions(
         jobs=max(1, int(get("jobs") or 1)),
         backend=backend,
@@ -93,7 +98,9 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         timeout=get("timeout"),
         retries=int(get("retries") or 0),
         slots=tuple(s for s in (get("slots") or "").split(",") if s),
-        reset=bool(get("reset")),
+        # -f reruns every stage: a checkpoint stage too starts over, unless --rev says
+        # where to continue from.
+        reset=bool(get("reset") or (get("force_stages") and not get("rev"))),
         rev=get("rev"),
         force=bool(get("force_stages")),
         maxfail=maxfail,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sweeprun.model import (
     CHECKPOINT_ENV,
+    Stage,
     EXPS,
     CheckpointRecord,
     Reapable,
@@ -45,6 +46,7 @@ from sweeprun.run import pipeline
 from sweeprun.run.metrics import read_metrics
 from sweeprun.run.snapshot import commit_tree
 from sweeprun.store.cache import Cache
+from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.git import run_git
 from sweeprun.system.damage import set_aside
 from sweeprun.system.paths import guarded
@@ -255,13 +257,22 @@ def run_with_checkpoints(
     """Run the stages with a checkpoint watcher, resuming from the last checkpoint."""
     common = task.common_dir
     journal = journal_path(common, task.key)
-    chain = load_chain(common, ws, task.key)
+    reset = task.job.options.reset
+    # --reset (and -f) start over: the runner dropped the chain; the outs go too, below.
+    chain = [] if reset else load_chain(common, ws, task.key)
     parent, step = chain[-1] if chain else (task.baseline, 0)
     if chain:
         lock = json.loads(run_git(["show", f"{parent}:{pipeline.LOCK_FILE}"], ws))
         for path, digest in lock.get("checkpoint_outs", {}).items():
             cache.checkout(digest, guarded(ws, path, "checkpoint out"))
+        # The metrics and plots the last checkpoint recorded are the experiment's as it
+        # stands: a program with nothing left to do must not leave them missing.
+        restore_results(ws, common, parent, task.stages)
         log.write(f"+ resuming from checkpoint {step} ({parent[:7]})\n".encode())
+    # A run that starts from the baseline with no state left lying around is a function
+    # of its stage key; anything else (a resumed chain, state the workspace holds) must
+    # neither reach the run-cache nor be answered from it.
+    fresh = not chain and (reset or not any((ws / p).exists() for p in ckpt_outs))
 
     def snapshot(step: int, parent: str) -> str:
         digests = {p: cache.save(ws / p) for p in ckpt_outs if (ws / p).exists()}
@@ -284,9 +295,16 @@ def run_with_checkpoints(
         return commit
 
     env = dict(env, **{ENV: str(signal_path(common, task.key))})
-    # Checkpointed outs are the program's state: keep them between stages and runs.
+    # Checkpointed outs are the program's state: keep them between stages and runs —
+    # except on --reset, which discards them (as DVC's does), in the workspace too.
     stages = [
-        replace(s, outs=tuple(replace(o, persist=o.persist or o.checkpoint) for o in s.outs))
+        replace(
+            s,
+            outs=tuple(
+                replace(o, persist=not (reset and o.checkpoint) and (o.persist or o.checkpoint))
+                for o in s.outs
+            ),
+        )
         for s in task.stages
     ]
     watcher = Watcher(
@@ -294,12 +312,43 @@ def run_with_checkpoints(
     )
     with watcher:
         outcomes = pipeline.run_stages(
-            stages, ws, cache, params_files, env, log, run, force=task.force or bool(chain)
+            stages,
+            ws,
+            cache,
+            params_files,
+            env,
+            log,
+            run,
+            force=task.force or not fresh,
+            record_runs=fresh,
         )
     if watcher.error:
         failed = pipeline.StageOutcome(stages[-1].name, "failed", 1, watcher.error)
         return [o for o in outcomes if o.status != "failed"] + [failed]
     return outcomes
+
+
+def restore_results(ws: Path, common_dir: str, commit: str, stages: tuple[Stage, ...]) -> None:
+    """Write the metrics and plots files that ``commit`` holds into ``ws``."""
+    paths = [p for s in stages for p in (*s.metrics, *s.plots)]
+    if not paths:
+        return
+    listing = run_git(["ls-tree", "-r", "-z", commit, "--", *paths], ws, check=False)
+    blobs = []
+    for entry in filter(None, listing.split("\0")):
+        meta, _, path = entry.partition("\t")
+        mode, kind, sha = meta.split()
+        if kind == "blob" and mode != "120000":  # a link is never restored through
+            blobs.append((path, sha))
+    if not blobs:
+        return
+    with ObjectReader(common_dir) as reader:
+        contents = reader.read([sha for _, sha in blobs])
+    for (path, _), data in zip(blobs, contents, strict=True):
+        if data is not None:
+            target = guarded(ws, path, "result")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
 
 
 def leftover_signals(common_dir: str | os.PathLike[str]) -> list[Reapable]:
