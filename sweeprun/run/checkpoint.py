@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sweeprun.model import (
     CHECKPOINT_ENV,
-    Stage,
     EXPS,
     CheckpointRecord,
     Reapable,
     Record,
+    Stage,
     format_message,
     parse_message,
     unlink_later,
