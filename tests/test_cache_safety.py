@@ -95,6 +95,7 @@ def test_a_corrupt_object_is_set_aside_and_the_stage_runs_again(
         os.chmod(obj, 0o644)
         obj.write_text(obj.read_text().replace("0.5", "9.9").replace("0.05", "999"))
     (p.path / "model.pkl").unlink()
+    p.write("notes.txt", "another experiment (the same stage key)\n")
     res = p.run("run")
     assert res.ret == 0, res.stdout + res.stderr
     assert "is corrupt" in res.stdout and "running the stage again" in res.stdout
@@ -129,13 +130,15 @@ def test_hardlinks_only_when_asked_and_a_write_through_is_caught(
     _project(p)
     p.git("config", "sweeprun.cacheType", "hardlink,copy")
     assert p.run("run").ret == 0
-    assert p.run("run").ret == 0
+    p.write("notes.txt", "another experiment, the same stage\n")
+    assert p.run("run").ret == 0  # restored from the run-cache
     inodes = {f.stat().st_ino for f in _objects(p)}
     assert (p.path / "model.pkl").stat().st_ino in inodes  # the opt-in is honoured
     os.chmod(p.path / "model.pkl", 0o644)
     with open(p.path / "model.pkl", "r+") as f:  # in place: through the link
         f.write("MODEL")
     (p.path / "model.pkl").unlink()
+    p.write("notes.txt", "a third experiment, the same stage\n")
     res = p.run("run")
     assert res.ret == 0, res.stdout
     assert "is corrupt" in res.stdout

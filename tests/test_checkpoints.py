@@ -176,3 +176,81 @@ def test_two_parallel_chains(
 def test_make_checkpoint_outside_sweeprun_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SWEEPRUN_CHECKPOINT", raising=False)
     assert make_checkpoint() is False
+
+
+def _steps_project(sp: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    steps = tmp_path / "steps.txt"
+    monkeypatch.setenv("STEPS_FILE", str(steps))
+    sp.write("params.yaml", "steps: 4\nlr: 1\n")
+    sp.write("train.py", PYTHON)
+    sp.write("sweeps.yaml", spec(f"{sys.executable} train.py", "model.txt"))
+    sp.write(".gitignore", "__pycache__/\n")
+    sp.commit()
+    return steps
+
+
+def _ran(steps: Path) -> list[int]:
+    got = [int(line.split()[1]) for line in steps.read_text().splitlines()]
+    steps.unlink()
+    return got
+
+
+@pytest.mark.parametrize("how", [["--reset"], ["-f"]])
+def test_reset_and_force_start_a_finished_run_over_in_the_workspace(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: list[str]
+) -> None:
+    """Issue 22, item 3: the checkpoint out in the workspace made the program run 0 steps,
+    and that empty run replaced the good record."""
+    sp = sweepproject
+    steps = _steps_project(sp, tmp_path, monkeypatch)
+    res = sp.run("run")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert _ran(steps) == [1, 2, 3, 4]
+    (first,) = sp.records()
+    # Run as it is, it is the recorded experiment: nothing runs (no empty continuation).
+    res = sp.run("run")
+    assert res.ret == 0 and "recorded already" in res.stdout
+    assert not steps.exists()
+    res = sp.run("run", *how)
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "resuming" not in res.stdout
+    assert _ran(steps) == [1, 2, 3, 4]  # started over: every step ran again
+    (now,) = sp.records()
+    assert (now["name"], now["checkpoints"]) == (first["name"], 4)
+    assert now["metrics"] == {"m.json": {"step": 4}}
+    # The earlier record is replaced, not lost.
+    everything = sp.records("--all-records")
+    assert {r["commit"] for r in everything} == {first["commit"], now["commit"]}
+
+
+def test_a_resumed_checkpoint_run_never_reaches_the_run_cache(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State the workspace holds (here: a model at step 3) is a start the stage key does not
+    name: that run is not cached, and a queued run of the same params starts from scratch."""
+    sp = sweepproject
+    steps = _steps_project(sp, tmp_path, monkeypatch)
+    sp.write("model.txt", "3")
+    res = sp.run("run")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert _ran(steps) == [4]
+    res = sp.run("-S", "steps=4", "--run", "--force")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert _ran(steps) == [1, 2, 3, 4]
+    (queued,) = [r for r in sp.records() if r["id"] == "run[steps=4]"]
+    log = sp.run("queue", "logs", queued["name"]).stdout
+    assert "restored from the run-cache" not in log
+
+
+def test_a_resumed_run_with_nothing_left_keeps_the_last_checkpoints_metrics(
+    sweepproject: SweepProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sp = sweepproject
+    steps = _steps_project(sp, tmp_path, monkeypatch)
+    assert sp.run("--run").ret == 0
+    assert _ran(steps) == [1, 2, 3, 4]
+    res = sp.run("--run", "--force")  # resumes at step 4: the program has nothing to do
+    assert res.ret == 0, res.stdout + res.stderr
+    assert not steps.exists()
+    (rec,) = sp.records()
+    assert rec["metrics"] == {"m.json": {"step": 4}}

@@ -297,3 +297,37 @@ def test_second_ctrl_c_kills_stubborn_jobs(sweepproject: SweepProject, tmp_path:
     assert runner.returncode == 2
     assert time.monotonic() - start < 5
     assert [r["state"] for r in sweepproject.records()] == ["queued"]
+
+
+def test_remove_queue_with_names_removes_just_those(sweepproject: SweepProject) -> None:
+    """Issue 22, item 6: `remove --queue NAME` emptied the whole queue (DVC users type it)."""
+    sp = sweepproject
+    sp.quickstart()
+    assert sp.run("sweeps.yaml", "-k", "model.degree=1", "--run", "-q").ret == 0
+    assert sp.run("sweeps.yaml").ret == 0  # the other 4 queued
+    queued = sorted(r["name"] for r in sp.records() if r["state"] == "queued")
+    done = [r["name"] for r in sp.records() if r["state"] == "success"]
+    assert (len(queued), len(done)) == (4, 2)
+    res = sp.run("remove", "--queue", queued[0])
+    assert res.ret == 0, res.stderr
+    assert res.stdout == f"removed 1 experiment: {queued[0]}\n"
+    assert sorted(r["name"] for r in sp.records() if r["state"] == "queued") == queued[1:]
+    # A flag narrows the names; a name it does not select is refused, nothing removed.
+    res = sp.run("remove", "--queue", queued[1], done[0])
+    assert res.ret == 4
+    assert res.stderr == (
+        f"sweeprun: error: remove --queue {done[0]}: {done[0]} is success, not queued "
+        "(nothing removed; drop --queue to remove it anyway)\n"
+    )
+    res = sp.run("remove", "--failed", done[0])
+    assert res.ret == 4 and "is success, not failed" in res.stderr
+    assert len(sp.records()) == 5
+    # DVC's spelling.
+    res = sp.run("queue", "remove", queued[1])
+    assert res.ret == 0 and res.stdout == f"removed 1 experiment: {queued[1]}\n"
+    res = sp.run("queue", "remove", done[0])
+    assert res.ret == 4 and "is success, not queued" in res.stderr
+    assert sp.run("queue", "remove").ret == 4
+    res = sp.run("queue", "remove", "--all")
+    assert res.ret == 0 and res.stdout.startswith("removed 2 experiments")
+    assert sorted(r["name"] for r in sp.records()) == sorted(done)

@@ -180,7 +180,7 @@ class Session:
     def apply_name_option(self, items: list[Experiment]) -> None:
         """``-n NAME`` names the one selected experiment; ``-n PREFIX`` a sweep PREFIX-1…N."""
         name = self.config.getoption("name")
-        if not name:
+        if name is None:
             return
         if not names.is_ref_safe(name):
             raise UsageError(f"-n/--name {name!r}: not usable as a git ref name")

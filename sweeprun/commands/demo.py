@@ -62,7 +62,16 @@ def _run(config: Config) -> int:
 
 
 def _demo(config: Config, target: Path, temporary: bool) -> int:
-    shutil.copytree(example_dir(), target, dirs_exist_ok=True)
+    shutil.copytree(
+        example_dir(),
+        target,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    ignore = target / ".gitignore"
+    if not ignore.exists():
+        # Python's byte code is no input of an experiment (nor of the baseline commit).
+        ignore.write_text("__pycache__/\n")
     env = dict(os.environ)
     for key, value in FALLBACK_IDENTITY.items():
         env.setdefault(key, value)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.sync import lock_digests
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import EXPS, Reapable, Record
+from sweeprun.model import EXPS, REPLACED, Reapable, Record
 from sweeprun.run import checkpoint, workspace
 from sweeprun.spec.dag import LOCK_FILE
 from sweeprun.store import leases
@@ -54,7 +54,7 @@ def _is_reachable(store: ExpStore, memo: dict[str, bool], sha: str) -> bool:
 def _used_digests(store: ExpStore, kept: list[Record]) -> set[str]:
     """Cache objects named by kept results, by every checkpoint and by the workspace's
     own lock file."""
-    commits = [r.commit for r in kept if r.ref.startswith(EXPS)]
+    commits = [r.commit for r in kept if r.ref.startswith((EXPS, REPLACED))]
     tips = run_git(
         ["for-each-ref", "--format=%(objectname)", checkpoint.REF_PREFIX], store.cwd
     ).split()
@@ -78,7 +78,8 @@ def _gc(config: Config) -> int:
     held = contextlib.ExitStack()  # locks of the idle workspaces gc removes
     try:
         memo: dict[str, bool] = {}
-        records = store.records()
+        # Replaced records stay while their baseline does: their outs stay in the cache.
+        records = store.records() + store.replaced()
         doomed = [
             r
             for r in records

@@ -17,24 +17,31 @@ from sweeprun.store.resultsindex import FIELDS, Results, Row
 STATE_ORDER = {"running": 0, "queued": 1}
 
 
-def rows(repo: RepoPaths, all_baselines: bool = False) -> tuple[list[Row], Results]:
+def rows(
+    repo: RepoPaths, all_baselines: bool = False, replaced: bool = False
+) -> tuple[list[Row], Results]:
     """Experiments of the current baseline (or all, the current one first), newest first
     per state: running and queued ones read from their refs, results from the index
-    (returned too: :func:`parse` and :func:`frame` read it)."""
+    (returned too: :func:`parse` and :func:`frame` read it). ``replaced``: the records
+    that reruns replaced too, each after the results."""
     store = ExpStore(repo)
     try:
         head = store.head()
         live = [resultsindex.row(r) for r in store.records(QUEUE, RUNNING)]
+        old = [resultsindex.row(r) for r in store.replaced()] if replaced else []
     finally:
         store.close()
+    old.sort(key=lambda r: (r.baseline != head, -r.queued_at, r.id))
     done = resultsindex.results(repo)
     live.sort(key=lambda r: (r.baseline != head, STATE_ORDER.get(r.state, 2), -r.queued_at, r.id))
     # The index keeps results newest first: the baseline's, then the others', by filtering.
     found = [r for r in live if r.baseline == head]
     found += [r for r in done.rows if r.baseline == head]
+    found += [r for r in old if r.baseline == head]
     if all_baselines:
         found += [r for r in live if r.baseline != head]
         found += [r for r in done.rows if r.baseline != head]
+        found += [r for r in old if r.baseline != head]
     return found, done
 
 

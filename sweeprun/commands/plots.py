@@ -19,6 +19,7 @@ import json
 import re
 import time
 import webbrowser
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.argtypes import nonnegative_int
@@ -32,7 +33,7 @@ from sweeprun.report.draw import Drawer
 from sweeprun.report.table import MISSING, column, fmt, subset, value
 from sweeprun.run.metrics import log_tail
 from sweeprun.spec.loader import default_spec
-from sweeprun.store import resultsindex
+from sweeprun.store import resultsindex, written
 from sweeprun.store.git import run_git
 
 if TYPE_CHECKING:
@@ -180,8 +181,9 @@ def _draw(config: Config) -> int:
     # Started first: the helper starts vl-convert's engine on the other core meanwhile.
     with Drawer() as drawer:
         records = _records(config)
-        out = (config.invocation_dir / config.getoption("output")).resolve()
+        out = _target(config, "plots")
         out.mkdir(parents=True, exist_ok=True)
+        written.note(config.repo, [out])
         all_charts = []
         made = itertools.chain(charts.each_sweep_chart(records), curve_charts(config, records))
         for i, spec in enumerate(made, 1):
@@ -239,9 +241,10 @@ def _write_report(config: Config) -> int:
     if failures:
         sections.append(("Failures", _failures(config, failures)))
     sections.append(("Sweep definitions", _definitions(config)))
-    target = (config.invocation_dir / config.getoption("output")).resolve()
+    target = _target(config, "report.html")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page.page("sweeprun report", sections, specs, _bundle(config)))
+    written.note(config.repo, [target])
     config.stdout.write(f"wrote {target} ({len(records)} experiments)\n")
     if config.getoption("open"):
         webbrowser.open(target.as_uri())
@@ -249,6 +252,15 @@ def _write_report(config: Config) -> int:
 
 
 _FAILED = ("failed", "timeout", "expect-failed", "error")
+
+
+def _target(config: Config, default: str) -> Path:
+    """Where to write: ``-o``, or by default inside ``.git/sweeprun/`` — never where the
+    next queue would snapshot it into every experiment."""
+    given = config.getoption("output")
+    if given is None:
+        return config.repo.state_dir / default
+    return (config.invocation_dir / str(given)).resolve()
 
 
 def _summary(config: Config, records: list[dict[str, Any]]) -> str:
@@ -300,14 +312,16 @@ def _definitions(config: Config) -> str:
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
-    parser.add_argument("-o", "--output", default="sweeprun-plots", help="directory to write")
+    parser.add_argument("-o", "--output", help="directory to write (default: .git/sweeprun/plots)")
     parser.add_argument("-A", "--all-baselines", action="store_true", help="every baseline")
     parser.add_argument("--open", action="store_true", help="open index.html in a browser")
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
-    parser.add_argument("-o", "--output", default="sweep.html", help="the page to write")
+    parser.add_argument(
+        "-o", "--output", help="the page to write (default: .git/sweeprun/report.html)"
+    )
     parser.add_argument(
         "--max-rows",
         type=nonnegative_int,

@@ -8,10 +8,10 @@ import time
 from typing import TYPE_CHECKING
 
 from sweeprun._core.exitcode import ExitCode
-from sweeprun.commands.results import resolve
+from sweeprun.commands.results import remove_records, resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import EXPS, FAILED_STATES, QUEUE
+from sweeprun.model import EXPS, FAILED_STATES, QUEUE, replaced_ref
 from sweeprun.run.workspace import running_command
 from sweeprun.store.git import ZERO, RefConflict, RefOp
 from sweeprun.store.records import ExpStore
@@ -142,8 +142,10 @@ def _retry(config: Config, store: ExpStore) -> int:
         if not queued:
             raise UsageError(f"queue retry: {rec.name} has no queued commit to run again")
         ops += [RefOp(QUEUE + rec.key, queued, ZERO)]
-        if rec.ref.startswith(EXPS) and rec.state != "success":
-            ops.append(RefOp(rec.ref, ZERO, rec.commit))  # the failed result gives way
+        if rec.ref.startswith(EXPS):
+            # The result gives way to the rerun's, and is kept (show --all-records).
+            keep = replaced_ref(rec.baseline, rec.name, rec.commit)
+            ops += [RefOp(rec.ref, ZERO, rec.commit), RefOp(keep, rec.commit, ZERO)]
     try:
         store.updater.transaction(ops)
     except RefConflict as exc:
@@ -156,10 +158,34 @@ def _retry(config: Config, store: ExpStore) -> int:
     return ExitCode.OK
 
 
+def _remove_queued(config: Config, store: ExpStore) -> int:
+    """``queue remove NAME…`` (DVC's spelling): ``remove --queue NAME…``; ``--all``: the
+    whole queue."""
+    names = config.getoption("names")
+    if not names and not config.getoption("all"):
+        raise UsageError("queue remove: name queued experiments, or use --all for every one")
+    if names and config.getoption("all"):
+        raise UsageError("queue remove: NAMEs or --all, not both")
+    records = store.records(QUEUE)
+    chosen = resolve(store, names, store.records()) if names else records
+    for rec in chosen:
+        if rec.state != "queued":
+            raise UsageError(
+                f"queue remove: {rec.name} is {rec.state}, not queued (nothing removed)"
+            )
+    return remove_records(config, store, chosen)
+
+
 def _run(config: Config) -> int:
     store = ExpStore(config.repo)
     try:
-        action = {"status": _status, "logs": _logs, "kill": _kill, "retry": _retry}
+        action = {
+            "status": _status,
+            "logs": _logs,
+            "kill": _kill,
+            "retry": _retry,
+            "remove": _remove_queued,
+        }
         return action[config.getoption("action")](config, store)
     finally:
         store.close()
@@ -183,6 +209,9 @@ def _args(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds a job gets to stop before it is killed (default 10)",
     )
+    remove = sub.add_parser("remove", help="delete queued experiments (DVC's queue remove)")
+    remove.add_argument("names", nargs="*", metavar="NAME")
+    remove.add_argument("--all", action="store_true", help="every queued experiment")
     retry = sub.add_parser("retry", help="queue failed experiments again")
     retry.add_argument("names", nargs="*")
     retry.add_argument("--failed", action="store_true", help="every failed experiment")
@@ -191,4 +220,4 @@ def _args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun queue``."""
-    commands.add("queue", "queue status, logs, kill and retry", _args, _run)
+    commands.add("queue", "queue status, logs, kill, retry and remove", _args, _run)

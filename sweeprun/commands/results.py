@@ -7,12 +7,13 @@ nothing is changed; ref changes are single compare-and-swap transactions.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record
+from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record, replaced_ref
 from sweeprun.run.checkpoint import REF_PREFIX, at_step, journal_path
 from sweeprun.spec.names import is_ref_safe
 from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
@@ -112,13 +113,21 @@ def _rename(config: Config) -> int:
         if taken:
             raise UsageError(f"rename: {new!r} already names an experiment of that baseline")
         target = f"{EXPS}{rec.baseline}/{new}"
-        store.updater.transaction(
-            [RefOp(target, rec.commit, ZERO), RefOp(rec.ref, ZERO, rec.commit)]
-        )
+        ops = [RefOp(target, rec.commit, ZERO), RefOp(rec.ref, ZERO, rec.commit)]
+        for old in history(store, [rec]):  # the records it replaced go with it
+            moved = replaced_ref(old.baseline, new, old.commit)
+            ops += [RefOp(moved, old.commit, ZERO), RefOp(old.ref, ZERO, old.commit)]
+        store.updater.transaction(ops)
         config.stdout.write(f"renamed {rec.name} to {new}\n")
         return ExitCode.OK
     finally:
         store.close()
+
+
+def history(store: ExpStore, records: list[Record]) -> list[Record]:
+    """The records that reruns replaced under the names of ``records`` (results)."""
+    names = {(r.baseline, r.name) for r in records if r.finished}
+    return [r for r in store.replaced() if (r.baseline, r.name) in names] if names else []
 
 
 # -- remove ---------------------------------------------------------------------------------
@@ -127,32 +136,45 @@ def _rename(config: Config) -> int:
 def select_for_removal(config: Config, store: ExpStore) -> list[Record]:
     """What ``remove`` deletes, all resolved before anything is touched."""
     records = store.records()
-    chosen: dict[str, Record] = {}
     names = config.getoption("names") or []
-    for rec in resolve(store, names, records) if names else []:
-        chosen[rec.ref] = rec
-    if config.getoption("queue"):
-        chosen.update({r.ref: r for r in records if r.state == "queued"})
-    if config.getoption("failed"):
-        chosen.update({r.ref: r for r in records if r.state in FAILED_STATES})
-    if config.getoption("all"):
-        chosen.update({r.ref: r for r in records if r.state != "running"})
     rev = config.getoption("rev")
+    sha = ""
     if rev:
         sha = run_git(
             ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"], store.cwd, check=False
         ).strip()
         if not sha:
             raise UsageError(f"remove --rev {rev}: no such commit")
-        chosen.update({r.ref: r for r in records if r.baseline == sha and r.state != "running"})
-    if not (
-        names
-        or config.getoption("queue")
-        or config.getoption("failed")
-        or config.getoption("all")
-        or rev
-    ):
+    # Each selector flag as (option, what it selects, the test): with names, a flag
+    # narrows them (a named experiment it does not select is an error, never a reason
+    # to remove more: DVC's `exp remove --queue NAME` removes just NAME); alone, it selects.
+    flags: list[tuple[str, str, Callable[[Record], bool], bool]] = [
+        ("--queue", "queued", lambda r: r.state == "queued", config.getoption("queue")),
+        ("--failed", "failed", lambda r: r.state in FAILED_STATES, config.getoption("failed")),
+        ("--all", "not running", lambda r: r.state != "running", config.getoption("all")),
+        (
+            f"--rev {rev}",
+            f"of baseline {sha[:7]}",
+            lambda r: r.baseline == sha and r.state != "running",
+            bool(rev),
+        ),
+    ]
+    given = [(opt, what, test) for opt, what, test, on in flags if on]
+    if not names and not given:
         raise UsageError("remove: name experiments, or use --queue, --failed, --all or --rev")
+    chosen: dict[str, Record] = {}
+    if names:
+        for rec in resolve(store, names, records):
+            for opt, what, test in given:
+                if not test(rec):
+                    raise UsageError(
+                        f"remove {opt} {rec.name}: {rec.name} is {rec.state}, not {what} "
+                        f"(nothing removed; drop {opt.split()[0]} to remove it anyway)"
+                    )
+            chosen[rec.ref] = rec
+    else:
+        for _, _, test in given:
+            chosen.update({r.ref: r for r in records if test(r)})
     if config.getoption("keep"):
         chosen = {r.ref: r for r in records if r.ref not in chosen and r.state != "running"}
     running = [r.name for r in chosen.values() if r.state == "running"]
@@ -165,56 +187,57 @@ def _remove(config: Config) -> int:
 
     store = ExpStore(config.repo)
     try:
-        doomed = select_for_removal(config, store)
-        remote = config.getoption("remote")
-        if remote:
-            refs = [r.ref for r in doomed if r.ref.startswith(EXPS)]
-            if refs:
-                out = run_git(
-                    ["push", "--porcelain", remote, *[f":{r}" for r in refs]],
-                    store.cwd,
-                    check=False,
-                )
-                if "[deleted]" not in out and "deleted" not in out:
-                    raise UsageError(f"remove -g {remote}: the remote refused: {out.strip()}")
-            config.stdout.write(f"removed {len(refs)} experiments from {remote}\n")
-            return ExitCode.OK
-        ops = [RefOp(r.ref, ZERO, r.commit) for r in doomed]
-        ckpts = {
-            ref.split("/")[-1]: sha
-            for ref, sha in (
-                line.split()
-                for line in run_git(
-                    ["for-each-ref", "--format=%(refname) %(objectname)", REF_PREFIX], store.cwd
-                ).splitlines()
-            )
-        }
-        for r in doomed:
-            if r.key in ckpts and not any(
-                o.key == r.key for o in store.records() if o.ref not in {d.ref for d in doomed}
-            ):
-                ops.append(RefOp(REF_PREFIX + r.key, ZERO, ckpts[r.key]))
-        try:
-            store.updater.transaction(ops)
-        except RefConflict as exc:
-            raise UsageError(
-                f"remove: experiments changed meanwhile, nothing removed: {exc}"
-            ) from None
-        for r in doomed:
-            if any(op.ref == REF_PREFIX + r.key for op in ops):
-                journal_path(store.repo.common_dir, r.key).unlink(missing_ok=True)
-        config.stdout.write(
-            f"removed {len(doomed)} experiment{'s' if len(doomed) != 1 else ''}"
-            + (
-                ": " + ", ".join(sorted(r.name for r in doomed))
-                if doomed and len(doomed) <= 10
-                else ""
-            )
-            + "\n"
-        )
-        return ExitCode.OK
+        return remove_records(config, store, select_for_removal(config, store))
     finally:
         store.close()
+
+
+def remove_records(config: Config, store: ExpStore, doomed: list[Record]) -> int:
+    """Delete ``doomed`` (one transaction; their replaced records and checkpoints too)."""
+    remote = config.getoption("remote", None)
+    if remote:
+        refs = [r.ref for r in doomed if r.ref.startswith(EXPS)]
+        if refs:
+            out = run_git(
+                ["push", "--porcelain", remote, *[f":{r}" for r in refs]],
+                store.cwd,
+                check=False,
+            )
+            if "[deleted]" not in out and "deleted" not in out:
+                raise UsageError(f"remove -g {remote}: the remote refused: {out.strip()}")
+        config.stdout.write(f"removed {len(refs)} experiments from {remote}\n")
+        return ExitCode.OK
+    # An experiment's name goes with the records its reruns replaced.
+    earlier = history(store, doomed)
+    ops = [RefOp(r.ref, ZERO, r.commit) for r in (*doomed, *earlier)]
+    ckpts = {
+        ref.split("/")[-1]: sha
+        for ref, sha in (
+            line.split()
+            for line in run_git(
+                ["for-each-ref", "--format=%(refname) %(objectname)", REF_PREFIX], store.cwd
+            ).splitlines()
+        )
+    }
+    for r in doomed:
+        if r.key in ckpts and not any(
+            o.key == r.key for o in store.records() if o.ref not in {d.ref for d in doomed}
+        ):
+            ops.append(RefOp(REF_PREFIX + r.key, ZERO, ckpts[r.key]))
+    try:
+        store.updater.transaction(ops)
+    except RefConflict as exc:
+        raise UsageError(f"remove: experiments changed meanwhile, nothing removed: {exc}") from None
+    for r in doomed:
+        if any(op.ref == REF_PREFIX + r.key for op in ops):
+            journal_path(store.repo.common_dir, r.key).unlink(missing_ok=True)
+    config.stdout.write(
+        f"removed {len(doomed)} experiment{'s' if len(doomed) != 1 else ''}"
+        + (": " + ", ".join(sorted(r.name for r in doomed)) if doomed and len(doomed) <= 10 else "")
+        + (f" (and {len(earlier)} earlier record(s) they replaced)" if earlier else "")
+        + "\n"
+    )
+    return ExitCode.OK
 
 
 def _branch_args(p: argparse.ArgumentParser) -> None:
@@ -229,7 +252,9 @@ def _rename_args(p: argparse.ArgumentParser) -> None:
 
 def _remove_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", help="names, id prefixes or refs")
-    p.add_argument("--queue", action="store_true", help="every queued experiment")
+    p.add_argument(
+        "--queue", action="store_true", help="every queued experiment (with NAMEs: just those)"
+    )
     p.add_argument("--failed", action="store_true", help="every failed experiment")
     p.add_argument("--all", action="store_true", help="every experiment (not running ones)")
     p.add_argument("--rev", help="every experiment of this baseline")

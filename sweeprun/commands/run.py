@@ -23,10 +23,11 @@ from sweeprun._core.options import add_run_options, add_set_param
 from sweeprun._core.session import DEFAULT_SWEEP, Session
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import QUEUE, State
+from sweeprun.model import FAILED_STATES, QUEUE, Record, State
 from sweeprun.run import pipeline
 from sweeprun.run.adopt import adopter
-from sweeprun.run.snapshot import gitignore_outs
+from sweeprun.run.publisher import WORKSPACE_CHECKPOINT
+from sweeprun.run.snapshot import gitignore_outs, gitignore_text
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import dag, names
 from sweeprun.spec.collect import (
@@ -39,6 +40,7 @@ from sweeprun.spec.collect import (
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.overrides import parse_override
 from sweeprun.store.cache import Cache
+from sweeprun.store.git import run_git
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:
@@ -118,7 +120,7 @@ def _experiment(config: Config) -> Experiment:
         raise UsageError(f"sweeprun run: {exc}") from None
     exp.stages = stages
     exp.name = config.getoption("name")
-    if exp.name and not names.is_ref_safe(exp.name):
+    if exp.name is not None and not names.is_ref_safe(exp.name):
         raise UsageError(f"-n/--name {exp.name!r}: not usable as a git ref name")
     return exp
 
@@ -177,7 +179,11 @@ def _dry_run(config: Config, exp: Experiment) -> int:
 
 
 def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) -> int:
-    """Queue the experiment and run it through the scheduler, here or in a pooled slot."""
+    """Queue the experiment and run it through the scheduler, here or in a pooled slot.
+
+    Every check that can refuse (the name, a recorded twin) is made before a file of the
+    workspace is written.
+    """
     root = config.repo.root
     exclude: list[str] = []
     if in_place and session.options.worker_url:
@@ -185,21 +191,39 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
             f"--worker-url {session.options.worker_url}: 'sweeprun run' works in this work "
             "tree; run it with --temp, or queue it and use --run-all"
         )
+    store = session.store
+    if in_place:
+        # A workspace run's results and cached outs of an earlier run are not its inputs
+        # (the snapshot is taken before -S writes the params files: the same point gets
+        # the same key as in a sweep).
+        exclude = [
+            *dag.committed_results(exp.stages),
+            *(o.path for s in exp.stages for o in s.outs if o.cache),
+        ]
+        # What a killed 'sweeprun run' left: its job killed, its entry back in the queue —
+        # to be run here again, not by a later --run-all in a pooled workspace.
+        store.reclaim(partial(kill_leftovers, config.repo.common_dir), adopter(session))
+        store.drop_queued([r for r in store.records(QUEUE) if r.data.in_place])
+    # -f, --reset and --rev ask for a run of an experiment that may be recorded: its new
+    # record replaces the old one, which stays reachable (show --all-records).
+    opts = session.options
+    rerun = bool(config.getoption("force_stages") or opts.reset or opts.rev)
+    # The workspace as the run will leave it: cached outs in .gitignore (written below,
+    # once nothing can refuse), so that a run and its rerun are the same experiment.
+    ignore = gitignore_text(root, exp.stages) if in_place else None
+    overlay = {".gitignore": ignore.encode()} if ignore is not None else None
+    plan = store.plan([exp], force=rerun, exclude=exclude, overlay=overlay)
+    if in_place and not plan.planned and _continues(config, exp, plan.skipped[0][1]):
+        plan = store.plan([exp], force=True, exclude=exclude, overlay=overlay)
+    waiting = [r for _, r in plan.skipped if r.state == State.QUEUED]
+    if not plan.planned and not waiting:
+        return _not_run(config, plan.skipped[0][1])
     if in_place:
         for path, text in exp.rendered_files().items():
             guarded(root, path, "params file").write_text(text)  # -S edits them, as dvc exp run
-        # Before the snapshot: cached outs never enter the queued tree, and a run after an
-        # interrupted one snapshots the same files.
-        gitignore_outs(root, exp.stages)
-        # A workspace run's results of an earlier run are not its inputs.
-        exclude = dag.committed_results(exp.stages)
-        # What a killed 'sweeprun run' left: its job killed, its entry back in the queue —
-        # to be run here again, not by a later --run-all in a pooled workspace.
-        store = session.store
-        store.reclaim(partial(kill_leftovers, config.repo.common_dir), adopter(session))
-        store.drop_queued([r for r in store.records(QUEUE) if r.data.in_place])
-    outcome = session.store.enqueue([exp], force=True, in_place=in_place, exclude=exclude)
-    records = outcome.queued or [r for _, r in outcome.skipped if r.state == State.QUEUED]
+        gitignore_outs(root, exp.stages)  # cached outs never enter git
+    outcome = store.commit_plan(plan, in_place=in_place)
+    records = outcome.queued or waiting
     session.in_place = in_place
     session.options = replace(session.options, jobs=1)
     try:
@@ -232,6 +256,34 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
         config.stdout.write("nothing to run: the same experiment is already running\n")
         return ExitCode.OK
     return ExitCode.OK if all(r.passed for r in session.reports) else ExitCode.TESTS_FAILED
+
+
+def _continues(config: Config, exp: Experiment, twin: Record) -> bool:
+    """Whether the workspace holds a checkpoint (``apply NAME@N``) other than the last one
+    of its recorded twin: running it then continues from there, a run of its own."""
+    marker = config.repo.state_dir / WORKSPACE_CHECKPOINT
+    if not twin.finished or not marker.is_file() or not any(s.checkpoint_outs for s in exp.stages):
+        return False
+    last = run_git(
+        ["rev-parse", "-q", "--verify", f"{twin.commit}^1"], config.repo.root, check=False
+    )
+    return marker.read_text().strip() != last.strip()
+
+
+def _not_run(config: Config, twin: Record) -> int:
+    """The experiment is running, or recorded: say so; the exit code is its outcome."""
+    if twin.state == State.RUNNING:
+        config.stdout.write(
+            f"nothing to run: the same experiment is already running ({twin.name})\n"
+        )
+        return ExitCode.OK
+    config.stdout.write(
+        f"nothing to run: this experiment is recorded already as {twin.name} ({twin.id}, "
+        f"{twin.state}) at baseline {twin.baseline[:7]}; 'sweeprun apply {twin.name}' brings "
+        "its results here, -f runs it again (its record is replaced and kept: "
+        "show --all-records)\n"
+    )
+    return ExitCode.TESTS_FAILED if twin.state in FAILED_STATES else ExitCode.OK
 
 
 @hookimpl

@@ -174,7 +174,7 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     # Built column by column: one pass over the records per column.
     columns = [
         [r["name"] for r in records],
-        [r["state"] for r in records],
+        [r["state"] + (" (replaced)" if r.get("replaced") else "") for r in records],
         *(fixed(n) for n in shown),
         *([cells(v) for v in table.column(records, "params", c)] for c in params),
         *([cells(v) for v in table.column(records, "metrics", c)] for c in metrics),
@@ -233,6 +233,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--all-checkpoints", action="store_true", help="one row per checkpoint as well"
+    )
+    parser.add_argument(
+        "--all-records",
+        action="store_true",
+        help="the records that reruns (-f, --force, --lf) replaced as well, marked 'replaced'",
     )
     parser.add_argument("--sort-by", metavar="COLUMN", help="sort by a param or metric")
     parser.add_argument("--sort-order", choices=("asc", "desc"), default="asc")
@@ -296,7 +301,9 @@ def _show(config: Config) -> int:
     hide = {"queued"} if config.getoption("hide_queued") else set()
     if config.getoption("hide_failed"):
         hide.update(FAILED_STATES)
-    found, done = listing.rows(config.repo, all_baselines=True)
+    found, done = listing.rows(
+        config.repo, all_baselines=True, replaced=bool(config.getoption("all_records"))
+    )
     found = [
         r for r in found if (baselines is None or r.baseline in baselines) and r.state not in hide
     ]

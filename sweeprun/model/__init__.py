@@ -9,6 +9,7 @@ from sweeprun.model.reap import Reapable, size_of, unlink_later
 from sweeprun.model.records import (
     EXPS,
     QUEUE,
+    REPLACED,
     RUNNING,
     SCHEMA,
     CheckpointRecord,
@@ -21,6 +22,7 @@ from sweeprun.model.records import (
     parse_message,
     parse_record,
     public_record,
+    replaced_ref,
     result_ref,
 )
 from sweeprun.model.stage import Out, Stage
@@ -32,6 +34,7 @@ __all__ = [
     "EXPS",
     "FAILED_STATES",
     "QUEUE",
+    "REPLACED",
     "RUNNING",
     "SCHEMA",
     "CheckpointRecord",
@@ -53,6 +56,7 @@ __all__ = [
     "parse_message",
     "parse_record",
     "public_record",
+    "replaced_ref",
     "result_ref",
     "size_of",
     "unlink_later",

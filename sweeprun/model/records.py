@@ -201,6 +201,9 @@ PREFIX = "refs/sweeprun/"
 QUEUE = PREFIX + "queue/"
 RUNNING = PREFIX + "running/"
 EXPS = PREFIX + "exps/"
+#: Records that an explicit rerun replaced (``-f``, ``--force``, ``--lf``, a re-used
+#: ``-n``): ``replaced/<baseline>/<name>/<commit>``, kept reachable (``show --all-records``).
+REPLACED = PREFIX + "replaced/"
 
 
 class Record:
@@ -271,7 +274,14 @@ class Record:
         # A finished experiment's name is its ref's (so `rename` is a ref move).
         if self.ref.startswith(EXPS):
             return self.ref.rsplit("/", 1)[-1]
+        if self.ref.startswith(REPLACED):
+            return self.ref.rsplit("/", 2)[-2]
         return str(self._field("name"))
+
+    @property
+    def finished(self) -> bool:
+        """Whether this is a current result (not queued, running or replaced)."""
+        return self.ref.startswith(EXPS)
 
     @property
     def baseline(self) -> str:
@@ -319,6 +329,8 @@ def public_record(rec: Record) -> dict[str, Any]:
         "key": rec.key,
         "ref": rec.ref,
         "commit": rec.commit,
+        # Only on records a rerun replaced (show --all-records): rows stay as they were.
+        **({"replaced": True} if rec.ref.startswith(REPLACED) else {}),
     }
 
 
@@ -340,3 +352,8 @@ def is_record(raw: Mapping[str, Any]) -> bool:
 def result_ref(baseline: str, name: str) -> str:
     """The ref of a finished experiment."""
     return f"{EXPS}{baseline}/{name}"
+
+
+def replaced_ref(baseline: str, name: str, commit: str) -> str:
+    """Where a result that a rerun replaced is kept."""
+    return f"{REPLACED}{baseline}/{name}/{commit}"

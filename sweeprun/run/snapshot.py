@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from sweeprun.model import Result, Stage, format_message
 from sweeprun.run import workspace
 from sweeprun.spec.dag import committed_results
-from sweeprun.store import fastgit
+from sweeprun.store import fastgit, written
 from sweeprun.store import objects as gitobjects
-from sweeprun.store.git import run_git
+from sweeprun.store.git import RepoPaths, run_git
 from sweeprun.store.snapshots import force_add_results, snapshot_tree
 from sweeprun.system.paths import guarded
 
@@ -134,15 +134,25 @@ def _in_place_tree(task: Task) -> str:
     cached outs are in ``.gitignore`` by then (see :func:`gitignore_outs`)."""
     root = Path(task.repo_root)
     index = run_git(["rev-parse", "--path-format=absolute", "--git-path", "index"], root)
-    return snapshot_tree(root, committed_results(task.stages), Path(index.strip()))
+    repo = RepoPaths(root, Path(index.strip()).parent, Path(task.common_dir))
+    own = written.excludes(repo)  # sweeprun's plots and reports are not results
+    return snapshot_tree(root, committed_results(task.stages), Path(index.strip()), own)
 
 
-def gitignore_outs(root: Path, stages: Sequence[Stage]) -> None:
-    """Add cached outs to ``.gitignore`` so they never enter git objects."""
+def gitignore_text(root: Path, stages: Sequence[Stage]) -> str | None:
+    """The ``.gitignore`` that :func:`gitignore_outs` would write (``None``: no change)."""
     ignore = guarded(root, ".gitignore")
     text = ignore.read_text() if ignore.exists() else ""
     lines = set(text.splitlines())
     new = [f"/{o.path}" for s in stages for o in s.outs if o.cache and f"/{o.path}" not in lines]
-    if new:
-        sep = "" if not text or text.endswith("\n") else "\n"
-        ignore.write_text(text + sep + "\n".join(new) + "\n")
+    if not new:
+        return None
+    sep = "" if not text or text.endswith("\n") else "\n"
+    return text + sep + "\n".join(new) + "\n"
+
+
+def gitignore_outs(root: Path, stages: Sequence[Stage]) -> None:
+    """Add cached outs to ``.gitignore`` so they never enter git objects."""
+    text = gitignore_text(root, stages)
+    if text is not None:
+        guarded(root, ".gitignore").write_text(text)

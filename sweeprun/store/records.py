@@ -15,29 +15,27 @@ only through compare-and-swap transactions, and only in the parent process.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sweeprun.exceptions import UsageError
 from sweeprun.model import (
     EXPS,
-    FAILED_STATES,
     QUEUE,
+    REPLACED,
     RUNNING,
     QueueRecord,
     Record,
     format_message,
     is_record,
     parse_message,
+    replaced_ref,
     result_ref,
 )
-from sweeprun.spec import names
-from sweeprun.store import leases
+from sweeprun.store import leases, queueplan, written
 from sweeprun.store.git import (
     ZERO,
     FastCommit,
@@ -50,6 +48,7 @@ from sweeprun.store.git import (
     for_each_ref,
     run_git,
 )
+from sweeprun.store.queueplan import QueuePlan
 from sweeprun.store.snapshots import snapshot_tree
 from sweeprun.system.faults import storage_error
 
@@ -115,9 +114,17 @@ class ExpStore:
 
     # -- queueing ---------------------------------------------------------------------------
 
-    def snapshot_workspace(self, results: Sequence[str] = (), exclude: Sequence[str] = ()) -> str:
+    def snapshot_workspace(
+        self,
+        results: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        overlay: Mapping[str, bytes] | None = None,
+    ) -> str:
         """Tree of the workspace as it is (see :func:`~sweeprun.store.git.snapshot_tree`)."""
-        return snapshot_tree(self.repo.root, results, self.repo.git_dir / "index", exclude)
+        root, index = self.repo.root, self.repo.git_dir / "index"
+        # What sweeprun wrote itself (plots, reports) is never an experiment's input.
+        exclude = [*exclude, *written.excludes(self.repo)]
+        return snapshot_tree(root, results, index, exclude, overlay)
 
     def enqueue(
         self,
@@ -131,75 +138,60 @@ class ExpStore:
         """Queue ``items`` atomically: all refs are created in one transaction or none.
 
         Duplicates of experiments already queued, running or finished at the same
-        baseline are skipped (``force`` re-queues them). Name clashes are errors.
+        baseline are skipped (``force`` queues finished ones again, to replace their
+        records); name clashes are errors (see :mod:`sweeprun.store.queueplan`).
         """
-        outcome = QueueOutcome()
-        if not items:
-            return outcome
+        return self.commit_plan(
+            self.plan(items, force=force, force_items=force_items, exclude=exclude), in_place
+        )
+
+    def plan(
+        self,
+        items: Sequence[Experiment],
+        *,
+        force: bool = False,
+        force_items: set[int] | None = None,
+        exclude: Sequence[str] = (),
+        overlay: Mapping[str, bytes] | None = None,
+    ) -> QueuePlan:
+        """What :meth:`enqueue` would do, with every check that can refuse made, and
+        nothing written but git objects of the workspace snapshot (``overlay``: files as
+        the caller will write them once the plan stands)."""
         baseline = self.head()
-        tree = self.snapshot_workspace(exclude=exclude)
+        if not items:
+            return QueuePlan(baseline, "")
+        tree = self.snapshot_workspace(exclude=exclude, overlay=overlay)
         existing = [r for r in self.records() if r.baseline == baseline]
-        by_key = {r.key: r for r in existing}
-        taken = {r.name: r for r in existing}
+        return queueplan.plan(existing, items, baseline, tree, force=force, force_items=force_items)
+
+    def commit_plan(self, plan: QueuePlan, in_place: bool = False) -> QueueOutcome:
+        """Write a plan's queued commits and refs (one transaction)."""
+        outcome = QueueOutcome(skipped=list(plan.skipped))
+        if not plan.planned:
+            return outcome
         now = int(time.time())
         commits: list[FastCommit] = []
         records: list[QueueRecord] = []
-        batch: dict[str, Record] = {}
-        for item in items:
-            files = item.rendered_files()
-            key = content_key(baseline, tree, files, item.stages_record())
-            if key in batch:
-                outcome.skipped.append((item, batch[key]))  # the same point twice
-                continue
-            old = by_key.get(key)
-            if old is not None and not (force or id(item) in (force_items or ())):
-                outcome.skipped.append((item, old))
-                continue
-            if old is not None and old.state == "queued":
-                continue  # forcing something still queued: it will run anyway
-            name = item.name or names.default_name(key)
-            if item.name is None:
-                # Default names are hash prefixes: lengthen on the rare collision.
-                width = 7
-                while name in taken and taken[name].key != key and width < len(key):
-                    width += 1
-                    name = names.default_name(key, width)
-            clash = taken.get(name)
-            replaces = None
-            if clash is not None and clash.key != key:
-                if not (
-                    item.retries is not None
-                    and clash.ref == item.retries.ref
-                    and clash.state in FAILED_STATES
-                ):
-                    raise item.name_error(
-                        f"experiment name {name!r} is already used by {clash.id!r} "
-                        f"at baseline {baseline[:7]} (choose another name)"
-                    )
-                replaces = clash  # --lf: the failed result gives way when this one lands
-            # The attempts are kept: each result names the one it replaced.
-            record = item.record(
-                key=key,
-                name=name,
-                baseline=baseline,
+        for p in plan.planned:
+            record = p.item.record(
+                key=p.key,
+                name=p.name,
+                baseline=plan.baseline,
                 queued_at=now,
-                tree=tree,
-                replaces=replaces.commit if replaces is not None else None,
+                tree=plan.tree,
+                replaces=p.replaces.commit if p.replaces is not None else None,
                 in_place=in_place,
             )
-            batch[key] = taken[name] = Record(ref=QUEUE + key, commit="", data=record)
             records.append(record)
             commits.append(
                 FastCommit(
-                    parent=baseline,
-                    tree=tree,
-                    message=format_message(f"sweeprun: queue {name} {item.id}", record),
-                    files={p: t.encode() for p, t in files.items()},
+                    parent=plan.baseline,
+                    tree=plan.tree,
+                    message=format_message(f"sweeprun: queue {p.name} {p.item.id}", record),
+                    files={path: t.encode() for path, t in p.files.items()},
                     timestamp=now,
                 )
             )
-        if not commits:
-            return outcome
         author = commit_identity(self.cwd).committer_pair
         shas = fast_import_commits(self.cwd, commits, author)
         ops = [RefOp(QUEUE + r.key, sha, ZERO) for r, sha in zip(records, shas, strict=True)]
@@ -322,27 +314,40 @@ class ExpStore:
                 self.updater.transaction([RefOp(QUEUE + rec.key, ZERO, rec.commit)])
 
     def finish(self, running: Record, result_commit: str, name: str) -> str:
-        """Publish a result and drop the running ref, in one transaction."""
-        ref = result_ref(running.baseline, name)
+        """Publish a result and drop the running ref, in one transaction.
+
+        Append-only: the result takes its name's ref only when the ref is free, or holds
+        the record this run was queued to replace (that one moves to
+        ``refs/sweeprun/replaced/…``, still reachable). Any other holder (a name taken
+        meanwhile by another runner) keeps its ref and the result lands under
+        ``NAME-2`` (``-3``, …) instead. Returns the ref written.
+        """
         drop = RefOp(running.ref, ZERO, running.commit)
-        try:
-            # The common case: a new name. Re-runs (--force) take the slower path below.
-            self.updater.transaction([RefOp(ref, result_commit, ZERO), drop])
-        except RefConflict:
-            current = run_git(["rev-parse", "-q", "--verify", ref], self.cwd, check=False)
-            if not current.strip():
-                raise
-            self.updater.transaction([RefOp(ref, result_commit, current.strip()), drop])
-        return ref
+        replaces = running.data.replaces
+        baseline = running.baseline
+        candidate = name
+        for n in range(2, 1000):
+            ref = result_ref(baseline, candidate)
+            try:
+                # The common case: a free name.
+                self.updater.transaction([RefOp(ref, result_commit, ZERO), drop])
+                return ref
+            except RefConflict:
+                current = run_git(["rev-parse", "-q", "--verify", ref], self.cwd, check=False)
+                current = current.strip()
+                if not current:
+                    raise  # not the name: the running ref moved, or git could not write
+            if current == result_commit:  # recorded already (an adopted report, again)
+                with contextlib.suppress(RefConflict):
+                    self.updater.transaction([drop])
+                return ref
+            if replaces and current == replaces and candidate == name:
+                keep = RefOp(replaced_ref(baseline, name, current), current, ZERO)
+                self.updater.transaction([RefOp(ref, result_commit, current), keep, drop])
+                return ref
+            candidate = f"{name}-{n}"
+        raise RefConflict(f"{name}: no free name for the result")
 
-
-def content_key(
-    baseline: str, tree: str, files: dict[str, str], stages: list[dict[str, Any]]
-) -> str:
-    """The identity of an experiment: same inputs → same key."""
-    h = hashlib.sha256()
-    h.update(f"{baseline}\0{tree}\0".encode())
-    for path in sorted(files):
-        h.update(f"{path}\0{hashlib.sha256(files[path].encode()).hexdigest()}\0".encode())
-    h.update(json.dumps(stages, sort_keys=True).encode())
-    return h.hexdigest()[:20]
+    def replaced(self) -> list[Record]:
+        """Records that explicit reruns replaced (``show --all-records``)."""
+        return self.records(REPLACED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sweeprun.store.git import run_git
@@ -27,10 +27,15 @@ def force_add_results(
 
 
 def snapshot_tree(
-    root: Path, results: Sequence[str], index: Path, exclude: Sequence[str] = ()
+    root: Path,
+    results: Sequence[str],
+    index: Path,
+    exclude: Sequence[str] = (),
+    overlay: Mapping[str, bytes] | None = None,
 ) -> str:
     """Tree of the work tree at ``root`` as it is: HEAD + tracked changes + untracked, not
-    ignored (and the declared ``results``, ignored or not).
+    ignored (and the declared ``results``, ignored or not). ``overlay`` files stand in
+    for what the work tree holds at their paths (what is about to be written there).
 
     Uses a throwaway copy of the real ``index`` (for its stat cache), so the user's
     index, HEAD and files are never touched. The copy keeps the index's modification
@@ -54,4 +59,9 @@ def snapshot_tree(
         run_git(add, root, env=env)
         if results:
             force_add_results(root, list(results), scratch, env)
+        for path, data in (overlay or {}).items():
+            blob = run_git(["hash-object", "-w", "--stdin"], root, input=data).strip()
+            run_git(
+                ["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], root, env=env
+            )
         return run_git(["write-tree"], root, env=env).strip()
