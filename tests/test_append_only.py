@@ -4,7 +4,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from sweeprun.testing import SweepProject
 
@@ -182,3 +196,123 @@ def test_force_in_a_sweep_replaces_and_keeps(sweepproject: SweepProject) -> None
     assert sorted(json.dumps([r["id"], bool(r.get("replaced"))]) for r in rows) == sorted(
         json.dumps([i, rep]) for i in ("g[lr=0.1]", "g[lr=0.2]") for rep in (False, True)
     )
+
+
+# -- the state machine --------------------------------------------------------------------
+
+#: Sequences the machine tries (SWEEPRUN_APPEND_ONLY_SEQUENCES=N for more or fewer).
+SEQUENCES = int(os.environ.get("SWEEPRUN_APPEND_ONLY_SEQUENCES", "200"))
+FAST = """
+params: params.yaml
+cmd: python3 train.py
+metrics: [m.json]
+sweeps:
+  g:
+    matrix:
+      lr: [0.1, 0.5]
+"""
+LRS = st.sampled_from([0.1, 0.2, 0.5])
+NAMES = st.sampled_from([None, "half", "other"])
+
+
+def test_no_step_rewrites_a_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweepproject: SweepProject
+) -> None:
+    """Random sequences of run, -S --run, --lf, -f, -n, remove, apply and gc: after each
+    step every record that existed is still reachable and unchanged, unless the step was
+    an explicit remove, or an explicit replacement (-f, --force, --lf), which moves the
+    record to refs/sweeprun/replaced/ with its commit as it was."""
+    template = sweepproject
+    template.write("params.yaml", "lr: 0.3\n")
+    template.write("train.py", PROGRAM.replace("0.9", "0.5"))
+    template.write("sweeps.yaml", FAST)
+    template.write(".gitignore", "m.json\nsweeprun.lock\n__pycache__/\n")
+    template.commit()
+    counter = iter(range(10**6))
+    seen: list[tuple[str, ...]] = []
+
+    class Machine(RuleBasedStateMachine):
+        @initialize()
+        def fresh_repository(self) -> None:
+            base = tmp_path / f"seq{next(counter)}"
+            shutil.copytree(template.path, base / "repo", symlinks=True)
+            self.sp = SweepProject.__new__(SweepProject)
+            self.sp.base, self.sp.path, self.sp.monkeypatch = base, base / "repo", monkeypatch
+            self.sp.home = template.home
+            self.before = self.records()
+
+        def records(self) -> dict[str, str]:
+            return _snapshot(self.sp)
+
+        def step(self, *args: str, replaces: bool = False, removes: set[str] = frozenset()) -> None:
+            res = self.sp.run(*args)
+            seen.append(args)
+            assert res.ret in (0, 1, 4), (args, res.stdout, res.stderr)
+            if res.ret == 4:  # only the refusals this sequence can meet
+                assert "already used by" in res.stderr, (args, res.stderr)
+            after = self.records()
+            kept = set(after.values())
+            for ref, sha in self.before.items():
+                name = ref.split("/")[-2 if "/replaced/" in ref else -1]
+                if name in removes:
+                    continue
+                if after.get(ref) == sha:
+                    continue
+                moved = replaces and ref.startswith("refs/sweeprun/exps/") and sha in kept
+                assert moved, (args, ref, sha, res.stdout, res.stderr)
+                assert f"refs/sweeprun/replaced/{ref.split('/')[3]}/{name}/{sha}" in after
+            if not replaces:  # nothing was asked to replace: no record was
+                new = {r for r in after if "/replaced/" in r} - set(self.before)
+                assert not new, (args, new)
+            self.before = after
+
+        @rule(lr=LRS, temp=st.booleans(), force=st.booleans(), name=NAMES)
+        def run_one(self, lr: float, temp: bool, force: bool, name: str | None) -> None:
+            args = ["run", "-S", f"lr={lr}"]
+            args += ["--temp"] * temp + ["-f"] * force + (["-n", name] if name else [])
+            self.step(*args, replaces=force)
+
+        @rule(force=st.booleans())
+        def sweep(self, force: bool) -> None:
+            self.step("sweeps.yaml", "--run", "-q", *["--force"] * force, replaces=force)
+
+        @rule(lr=LRS)
+        def set_param_run(self, lr: float) -> None:
+            self.step("-S", f"lr={lr}", "--run", "-q")
+
+        @rule()
+        def last_failed(self) -> None:
+            self.step("--lf", "--run", "-q", replaces=True)
+
+        @rule(data=st.data())
+        def remove(self, data: st.DataObject) -> None:
+            names = sorted({r.split("/")[-1] for r in self.before if "/exps/" in r})
+            if names:
+                name = data.draw(st.sampled_from(names))
+                self.step("remove", name, removes={name})
+
+        @rule(data=st.data())
+        def apply(self, data: st.DataObject) -> None:
+            names = sorted({r.split("/")[-1] for r in self.before if "/exps/" in r})
+            if names:
+                self.step("apply", data.draw(st.sampled_from(names)))
+
+        @rule()
+        def gc(self) -> None:
+            self.step("gc")
+
+        @invariant()
+        def nothing_half_written(self) -> None:
+            if hasattr(self, "sp"):
+                assert not self.sp.refs("refs/sweeprun/running/")
+
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            max_examples=SEQUENCES,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    assert len(seen) >= SEQUENCES  # (every sequence ran steps)
