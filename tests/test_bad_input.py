@@ -138,6 +138,38 @@ PARAMS = "model:\n  alpha: 0.1\n  degree: 1\nseed: 0\n"
             (),
             "sweeps.yaml:5:11: name template '{model.alpha': unbalanced '{'*",
         ),
+        # Issue 22, item 8: accepted silently before.
+        (
+            "cmd: echo\n",
+            ("-S", "seed=1", "-S", "seed=2"),
+            "-S seed=2: seed is set twice (also -S seed=1); give it once (a comma sweeps: "
+            "-S seed=1,2)",
+        ),
+        (
+            "cmd: echo\n",
+            ("-S", "model.alpha=1", "-S", "++model={a: 1}"),
+            "-S ++model={a: 1}: overlaps -S model.alpha=1 (one sets what the other replaces);*",
+        ),
+        (
+            "cmd: echo\n",
+            ("-S", "model=5"),
+            "-S model=5: 'model' is a mapping in params.yaml; set its keys (-S model.KEY=…), "
+            "or replace all of it with ++model=…",
+        ),
+        (
+            "cmd: echo\n",
+            ("-S", "seed="),
+            "-S 'seed=': no value (an empty string is written seed='')",
+        ),
+        ("cmd: echo\n", ("-n", ""), "-n/--name '': an empty name (give one, or leave -n out)"),
+        ("cmd: echo\n", ("run", "-n", ""), "-n/--name '': an empty name*"),
+        (
+            "cmd: echo\nwdir: nope\n",
+            (),
+            "sweeps.yaml:2:7: stage 'main': wdir 'nope' is not a directory of the repository",
+        ),
+        ("cmd: echo\n", ("-S", "0=5"), "-S 0=5: unknown param key '0' in params.yaml*"),
+        ("cmd: echo\n", ("show", "--sweep", "nosuch"), "show --sweep nosuch: no experiment of*"),
     ],
 )
 def test_bad_input_is_one_line_exit_4_nothing_queued(
@@ -275,3 +307,49 @@ def test_numeric_options_of_show_and_report(
     assert res.ret == 4, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and fnmatch.fnmatch(lines[0], expected), lines
+
+
+def test_every_empty_answer_says_why(sweepproject: SweepProject) -> None:
+    """Issue 22, item 8: each of these printed "no experiments (queue some …)"."""
+    sp = sweepproject
+    sp.quickstart()
+    assert sp.run("sweeps.yaml", "-k", "degree=1", "--run", "-q").ret == 0
+    res = sp.run("show", "-k", "zzz")
+    assert (res.ret, res.stdout) == (0, "0 of 2 experiments match -k zzz\n")
+    res = sp.run("show", "--sweep", "nosuch")
+    assert res.ret == 4
+    assert res.stderr == (
+        "sweeprun: error: show --sweep nosuch: no experiment of that sweep here (sweeps: grid)\n"
+    )
+    assert sp.run("show", "--csv", "-k", "zzz").stdout == "Experiment,State\n"
+    assert sp.run("show", "--md", "-k", "zzz").stdout == "| Experiment | State |\n|---|---|\n"
+    assert sp.run("show", "--json", "-k", "zzz").stdout == "[]\n"
+    sp.write("notes.txt", "a new commit\n")
+    sp.commit("next")
+    res = sp.run("show")
+    assert res.stdout == (
+        "no experiments at this baseline; 2 experiments at other baselines (show -A lists them)\n"
+    )
+    res = sp.run("show", "--sweep", "grid")
+    assert res.ret == 4 and "(sweeps: none; other baselines: show -A)" in res.stderr
+
+
+def test_set_param_warnings_count_right_and_follow_the_selection(
+    sweepproject: SweepProject,
+) -> None:
+    sp = sweepproject
+    sp.quickstart()
+    res = sp.run("-S", "model.alpha=1,2", "--collect-only")
+    assert "collected 6 experiments" in res.stdout
+    assert res.stderr == (
+        "sweeprun: warning: -S model.alpha sets a key that sweep 'grid' in sweeps.yaml varies: "
+        "its 6 points become 6 (-k selects points without merging them)\n"
+    )
+    sp.write(
+        "sweeps.yaml",
+        sp.read("sweeps.yaml") + "  other:\n    matrix:\n      seed: [1, 2]\n",
+    )
+    sp.commit("two sweeps")
+    res = sp.run("-S", "model.alpha=1", "-k", "other", "--collect-only")
+    assert res.ret == 0
+    assert res.stderr == ""  # grid was deselected: nothing to say about it

@@ -7,6 +7,7 @@ processes; the scheduler knows nothing of YAML: they meet in queue records.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -67,6 +68,8 @@ class Session:
         self.shouldstop: str | None = None
         #: ids of collected experiments to queue again even if they ran (--lf/--ff)
         self.force_keys: set[int] = set()
+        #: Warnings about a sweep, said once selection is done: (spec, sweep) → text.
+        self.warnings: list[tuple[tuple[str, str], str]] = []
         self.started = time.time()
         self.exitstatus: int = ExitCode.OK
         #: How experiments run: the typed options, never the Namespace below this point.
@@ -177,13 +180,20 @@ class Session:
         self.items = items
         return items
 
+    def warn_selected(self, items: list[Experiment]) -> None:
+        """Say the collection's warnings about sweeps that still have a selected point
+        (one that ``-k`` deselected is of no concern)."""
+        kept = {(i.spec.path, i.sweep) for i in items}
+        for where, text in self.warnings:
+            if where in kept:
+                print(f"sweeprun: warning: {text}", file=sys.stderr)
+
     def apply_name_option(self, items: list[Experiment]) -> None:
         """``-n NAME`` names the one selected experiment; ``-n PREFIX`` a sweep PREFIX-1…N."""
         name = self.config.getoption("name")
         if name is None:
             return
-        if not names.is_ref_safe(name):
-            raise UsageError(f"-n/--name {name!r}: not usable as a git ref name")
+        names.check_name_option(name)
         for i, item in enumerate(items, 1):
             item.name = name if len(items) == 1 else f"{name}-{i}"
             item.name_mark = None
@@ -211,7 +221,10 @@ class Session:
         items = []
         self._check_size(spec, sweep, max(1, len(cli_points)))
         points = self._expand(spec, sweep, params) if sweep.groups else [{}]
-        check_overlap(spec, sweep, points, {*fixed, *(k for c in cli_points for k in c)})
+        keys = {*fixed, *(k for c in cli_points for k in c)}
+        warning = check_overlap(spec, sweep, points, keys, max(1, len(cli_points)))
+        if warning:
+            self.warnings.append(((spec.path, sweep.name), warning))
         if len(cli_points) > 1:
             points = [{**p, **c} for p in points for c in cli_points]
         name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
@@ -345,6 +358,7 @@ def _main(session: Session) -> int:
     if config.getoption("specs") or not run_all:
         items = session.collect()
         config.hook.sweeprun_collection_modifyitems(session=session, config=config, items=items)
+        session.warn_selected(items)
         session.apply_name_option(items)
         session.items = items
     config.hook.sweeprun_collection_finish(session=session)

@@ -120,8 +120,8 @@ def _experiment(config: Config) -> Experiment:
         raise UsageError(f"sweeprun run: {exc}") from None
     exp.stages = stages
     exp.name = config.getoption("name")
-    if exp.name is not None and not names.is_ref_safe(exp.name):
-        raise UsageError(f"-n/--name {exp.name!r}: not usable as a git ref name")
+    if exp.name is not None:
+        names.check_name_option(exp.name)
     return exp
 
 

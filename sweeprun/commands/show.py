@@ -304,6 +304,7 @@ def _show(config: Config) -> int:
     found, done = listing.rows(
         config.repo, all_baselines=True, replaced=bool(config.getoption("all_records"))
     )
+    elsewhere = sum(1 for r in found if baselines is not None and r.baseline not in baselines)
     found = [
         r for r in found if (baselines is None or r.baseline in baselines) and r.state not in hide
     ]
@@ -316,10 +317,21 @@ def _show(config: Config) -> int:
     # of 100,000 decoded or flattened).
     full = config.getoption("json") or config.getoption("all_checkpoints")
     records = listing.parse(found, done) if full else listing.frame(found, done)
+    why = ""  # why nothing is left, said when nothing is
     if config.getoption("sweep"):
-        records = selecting.by_sweep(records, config.getoption("sweep"))
+        wanted = config.getoption("sweep")
+        known = sorted({str(r.get("sweep")) for r in records if r.get("sweep")})
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise UsageError(
+                f"show --sweep {unknown[0]}: no experiment of that sweep here (sweeps: "
+                f"{', '.join(known) or 'none'}{'; other baselines: show -A' if elsewhere else ''})"
+            )
+        records = selecting.by_sweep(records, wanted)
     if config.getoption("keyword"):
+        before = len(records)
         records = selecting.by_keyword(records, config.getoption("keyword"))
+        why = f"0 of {before} experiments match -k {config.getoption('keyword')}"
     if config.getoption("best"):
         records = selecting.best(records, config.getoption("best"), _declared(config))
     if config.getoption("junitxml"):
@@ -336,8 +348,11 @@ def _show(config: Config) -> int:
         lines = ",\n".join(json.dumps(r, default=str) for r in records)
         config.stdout.write(f"[\n{lines}\n]\n" if records else "[]\n")
         return ExitCode.OK
+    if not records and (config.getoption("csv") or config.getoption("md")):
+        render(config, records)  # the header alone: a script reads an empty table
+        return ExitCode.OK
     if not records:
-        config.stdout.write("no experiments (queue some with 'sweeprun sweeps.yaml')\n")
+        config.stdout.write(_nothing(config, why, elsewhere, bool(hide)) + "\n")
         return ExitCode.OK
     if config.getoption("group_by"):
         _, metrics, _ = build_table(records)
@@ -350,6 +365,20 @@ def _show(config: Config) -> int:
         records = table.prepend([_workspace_row(config)], records)
     render(config, records)
     return ExitCode.OK
+
+
+def _nothing(config: Config, why: str, elsewhere: int, hidden: bool) -> str:
+    """Why ``show`` has no row to print."""
+    if why:
+        return why
+    if hidden:
+        return "no experiments left to show (--hide-queued/--hide-failed hid them)"
+    if elsewhere:
+        return (
+            f"no experiments at this baseline; {elsewhere} experiment"
+            f"{'s' if elsewhere != 1 else ''} at other baselines (show -A lists them)"
+        )
+    return "no experiments (queue some with 'sweeprun sweeps.yaml')"
 
 
 #: Options that look into the records (the rest select by baseline and state only).

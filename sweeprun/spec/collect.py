@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -238,12 +237,32 @@ def resolve_overrides(
     """Check ``-S`` against the params: (fixed values, -S sweep points)."""
     fixed: dict[str, Any] = {}
     axes: list[list[dict[str, Any]]] = []
+    given: dict[str, Override] = {}  # qualified key → the -S that set it
     for ov in overrides:
         pf, inner = params.resolve(ov.key)
         where = f"-S {ov.text}"
+        key = params.qualify(ov.key)
+        for other, earlier in given.items():
+            if key == other:
+                raise UsageError(
+                    f"{where}: {ov.key} is set twice (also -S {earlier.text}); give it once "
+                    f"(a comma sweeps: -S {ov.key}=1,2)"
+                )
+            if _under(key, other) or _under(other, key):
+                raise UsageError(
+                    f"{where}: overlaps -S {earlier.text} (one sets what the other "
+                    "replaces); give one of them"
+                )
+        given[key] = ov
         exists = has_path(pf.data, inner)
         if ov.kind in ("set", "delete") and not exists:
             pf.check_key(inner, where, add_hint=ov.kind == "set")
+        current = get_path(pf.data, inner, None) if exists else None
+        if ov.kind == "set" and isinstance(current, dict):
+            raise UsageError(
+                f"{where}: {inner!r} is a mapping in {pf.path}; set its keys "
+                f"(-S {inner}.KEY=…), or replace all of it with ++{ov.key}=…"
+            )
         if ov.kind == "add" and exists:
             raise UsageError(
                 f"{where}: {inner!r} already exists in {pf.path} (use ++{ov.key}=… to override it)"
@@ -254,7 +273,6 @@ def resolve_overrides(
                 raise UsageError(
                     f"{where}: {inner!r} is {current!r} in {pf.path}, not {ov.match!r}"
                 )
-        key = params.qualify(ov.key)
         if ov.is_sweep:
             axes.append([{key: v} for v in ov.values])
         else:
@@ -262,10 +280,12 @@ def resolve_overrides(
     return fixed, combine(axes)
 
 
-def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str]) -> None:
-    """Say so when ``-S`` sets a key the sweep varies (its points merge: ``-S lr=0.5`` on
-    an ``lr`` sweep runs that one value), and refuse values no file or argument can hold
-    (a lone surrogate)."""
+def check_overlap(
+    spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: set[str], times: int = 1
+) -> str:
+    """A warning when ``-S`` sets a key the sweep varies (its points merge: ``-S lr=0.5``
+    on an ``lr`` sweep runs that one value; ``times``: the points ``-S`` sweeps make),
+    else ``""``; and refuse values no file or argument can hold (a lone surrogate)."""
     varied = {k for p in points for k in p}
     for key in sorted(varied | keys):
         fixed = [f for f in spec.fixed_keys if _under(f, key) or _under(key, f)]
@@ -277,6 +297,7 @@ def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: 
             if key in keys:
                 raise UsageError(f"-S {why}")
             raise spec.error(sweep.mark, f"sweep {sweep.name!r}: {why}")
+    warning = ""
     both = sorted(varied & keys)
     if both and sweep.groups:
         left = len(
@@ -287,11 +308,10 @@ def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: 
                 for p in points
             }
         )
-        print(
-            f"sweeprun: warning: -S {both[0]} sets a key that sweep {sweep.name!r} in "
-            f"{spec.path} varies: its {len(points)} points become {left} (-k selects points "
-            "without merging them)",
-            file=sys.stderr,
+        warning = (
+            f"-S {both[0]} sets a key that sweep {sweep.name!r} in {spec.path} varies: its "
+            f"{len(points)} points become {left * times} (-k selects points without "
+            "merging them)"
         )
     for point in points:
         for key, value in point.items():
@@ -304,3 +324,4 @@ def check_overlap(spec: Spec, sweep: Sweep, points: list[dict[str, Any]], keys: 
                         f"sweep {sweep.name!r}: the value of {key} is not valid Unicode "
                         "(a lone surrogate)",
                     ) from None
+    return warning

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sweeprun.exceptions import SweepValueError
+from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.spec.overrides import DELETE, parse_value
 
 # git check-ref-format forbids these anywhere in a component; we also forbid '/'.
@@ -59,6 +59,14 @@ def is_ref_safe(name: str) -> bool:
         and not name.endswith((".", ".lock"))
         and len(name.encode()) <= 200
     )
+
+
+def check_name_option(name: str) -> None:
+    """``-n/--name``: a usable, non-empty experiment name, or a one-line error."""
+    if not name:
+        raise UsageError("-n/--name '': an empty name (give one, or leave -n out)")
+    if not is_ref_safe(name):
+        raise UsageError(f"-n/--name {name!r}: not usable as a git ref name")
 
 
 def sanitize(name: str) -> str:

@@ -26,7 +26,7 @@ from sweeprun.spec import yamlio
 
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _FLOAT = re.compile(r"^[-+]?((\d[\d_]*)?\.\d*([eE][-+]?\d+)?|\d[\d_]*[eE][-+]?\d+|inf|nan)$", re.I)
-_KEY = re.compile(r"^([^=:\s]+:)?[A-Za-z_][\w\-]*(\.[\w\-]+)*$")
+_KEY = re.compile(r"^([^=:\s]+:)?[A-Za-z_0-9][\w\-]*(\.[\w\-]+)*$")
 _KEY_VALUE = re.compile(r"^[+~]*[A-Za-z_][\w.\-]*(:[\w.\-]+)?=")
 #: The most values one ``range()`` may give (a whole sweep: ``--max-points``).
 MAX_VALUES = 1_000_000
@@ -185,6 +185,10 @@ def parse_override(text: str, limit: int = 0) -> Override:
     example = "e.g. -S train.lr=0.1, -S train.lr=0.1,0.01, -S +new.key=1, -S ~old.key"
     if not _KEY.match(key) or (not sep and kind != "delete"):
         raise UsageError(f"-S {text!r}: expected [+|++|~][file:]key=value ({example})")
+    if kind != "delete" and not rest.strip():
+        # Hydra reads `a=` as an empty string; a typo or an unset shell variable
+        # (-S lr=$LR) reads the same: ask for it to be written out.
+        raise UsageError(f"-S {text!r}: no value (an empty string is written {key}='')")
     try:
         if kind == "delete":
             match = parse_value(rest) if sep else None

@@ -216,6 +216,12 @@ def load_stage(
     wdir = ld.string(d, "wdir") or "."
     base = rel_path(spec_dir, wdir, ".")
     check_inside(ld, base or ".", d.value_marks.get("wdir", d.mark))
+    if not (ld.root / base).is_dir():
+        # Checked now: the commands of every queued experiment would fail in it.
+        raise ld.err(
+            d.value_marks.get("wdir", d.mark),
+            f"stage {name!r}: wdir {wdir!r} is not a directory of the repository",
+        )
 
     def paths(key: str) -> tuple[str, ...]:
         out = []
