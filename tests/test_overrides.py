@@ -55,7 +55,7 @@ def test_values_keep_their_types(text: str, value: Any) -> None:
         ("+new.key=1", "new.key", (1,), "add", False),
         ("++k=v", "k", ("v",), "force", False),
         ("~old", "old", (DELETE,), "delete", False),
-        ("a=", "a", ("",), "set", False),
+        ("a=''", "a", ("",), "set", False),  # empty: written out (a= is an error)
     ],
 )
 def test_overrides(text: str, key: str, values: tuple[Any, ...], kind: str, sweep: bool) -> None:
