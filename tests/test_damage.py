@@ -106,3 +106,109 @@ def test_a_live_runners_truncated_journal_keeps_its_jobs(
     finally:
         runner.kill()
         runner.communicate()
+
+
+def test_queue_refs_that_can_never_run_are_set_aside(sweepproject: SweepProject) -> None:
+    """Issue 22, item 9: a queue ref to a blob and a garbage loose queue ref sat in the queue
+    forever, and `queue status` said nothing of them."""
+    p = sweepproject
+    p.quickstart()
+    assert p.run("sweeps.yaml", "-k", "model.degree=1").ret == 0  # 2 queued
+    blob = subprocess_blob(p)
+    p.git("update-ref", "refs/sweeprun/queue/bloby", blob)
+    loose = p.path / ".git" / "refs" / "sweeprun" / "queue" / "garbage"
+    loose.write_text("not an object name\n")
+    res = p.run_subprocess("queue", "status")
+    assert res.ret == 0, res.stderr
+    assert res.stdout.startswith("2 queued\n")
+    warnings = res.stderr.splitlines()
+    assert len(warnings) == 2, res.stderr
+    assert any(
+        "refs/sweeprun/queue/bloby points to a blob, not a queued commit: it can never run; "
+        "set aside as" in w
+        for w in warnings
+    )
+    assert any("refs/sweeprun/queue/garbage is a broken ref file" in w for w in warnings)
+    assert not loose.exists()
+    assert "refs/sweeprun/queue/bloby" not in p.refs()
+    assert len(list((p.path / ".git" / "sweeprun" / "corrupt").iterdir())) == 2
+    res = p.run_subprocess("--run-all")
+    assert res.ret == 0 and res.stderr == "", res.stderr
+    res.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("blocker", ["file", "symlink"])
+def test_a_blocked_workspace_slot_is_made_anew(
+    sweepproject: SweepProject, tmp_path: Path, blocker: str
+) -> None:
+    p = sweepproject
+    p.quickstart()
+    ws = p.path / ".git" / "sweeprun" / "ws"
+    ws.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep me\n")
+    if blocker == "file":
+        (ws / "w0").write_text("in the way\n")
+    else:
+        (ws / "w0").symlink_to(elsewhere)
+    res = p.run_subprocess("sweeps.yaml", "-k", "model.degree=1", "--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    res.assert_outcomes(passed=2)
+    assert "w0 is not a workspace directory; set aside as" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert sorted(os.listdir(elsewhere)) == ["precious.txt"]  # nothing written through it
+    # gc repairs one too.
+    shutil.rmtree(ws / "w0")
+    (ws / "w0").symlink_to(elsewhere)
+    assert p.run("gc").ret == 0
+    assert not os.path.lexists(ws / "w0")
+    assert (elsewhere / "precious.txt").read_text() == "keep me\n"
+
+
+def test_a_sparse_checkout_is_refused_before_anything_runs(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    p.quickstart()
+    p.write("data/a.txt", "1\n")
+    p.commit("data")
+    p.git("sparse-checkout", "set", "data")
+    for args in (("sweeps.yaml", "--run"), ("run",), ("--run-all",)):
+        res = p.run(*args)
+        assert res.ret == 4, res.stdout + res.stderr
+        assert res.stderr == (
+            "sweeprun: error: this repository uses a sparse checkout (core.sparseCheckout): "
+            "sweeprun's workspaces need every file; 'git sparse-checkout disable' (or a full "
+            "clone) lets it run (nothing was queued or run)\n"
+        )
+        assert p.refs() == {}
+
+
+def test_apply_undo_removes_a_link_it_made(sweepproject: SweepProject, tmp_path: Path) -> None:
+    """An experiment made an absolute link: apply puts it here, and --undo removes the link
+    (removing a link never touches what it leads to)."""
+    p = sweepproject
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not sweeprun's\n")
+    p.write("sweeps.yaml", f"cmd: ln -s {target} link_out\n")
+    p.commit()
+    res = p.run("run", "--temp", "-n", "linky")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert p.run("apply", "linky").ret == 0
+    assert os.readlink(p.path / "link_out") == str(target)
+    res = p.run("apply", "--undo")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert not os.path.lexists(p.path / "link_out")
+    assert target.read_text() == "not sweeprun's\n"
+
+
+def subprocess_blob(p: SweepProject) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=p.path,
+        input="just a blob\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()

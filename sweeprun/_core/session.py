@@ -41,7 +41,7 @@ from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsSet
 from sweeprun.spec.schema import schema_text
 from sweeprun.spec.sweeps import Sweep, locate
-from sweeprun.store.git import run_git
+from sweeprun.store.git import refuse_sparse, run_git
 from sweeprun.store.records import ExpStore
 from sweeprun.sweepers.grid import count_block, product
 
@@ -354,6 +354,8 @@ def _main(session: Session) -> int:
         return ExitCode.OK
     run_all = bool(config.getoption("run_all"))
     run_now = bool(config.getoption("run"))
+    if (run_all or run_now) and not config.getoption("collect_only"):
+        refuse_sparse(config.repo.root)
     items: list[Experiment] = []
     if config.getoption("specs") or not run_all:
         items = session.collect()
@@ -376,6 +378,7 @@ def _main(session: Session) -> int:
         records = sorted(
             session.store.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id)
         )
+        session.store.set_aside_damaged()  # what can never run is said, not left there
     elif run_now:
         # Points that were queued already (not just now, not twice in this batch) run too.
         fresh = {rec.key for rec in queued}

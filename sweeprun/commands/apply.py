@@ -24,7 +24,7 @@ from sweeprun.store.files import remove
 from sweeprun.store.git import ZERO, RefOp, run_git
 from sweeprun.store.records import ExpStore
 from sweeprun.store.tiered import configured_remote, fetch_missing
-from sweeprun.system.paths import guarded
+from sweeprun.system.paths import guarded, guarded_entry
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -72,7 +72,9 @@ def _plan(store: ExpStore, commit: str, cache: Cache) -> tuple[set[str], dict[st
     root = store.repo.root
     files = _tree_files(store, commit)
     outs = {p: d for p, d in _lock_outs(store, commit).items() if p not in files}
-    for path in sorted(files | set(outs)):
+    for path in sorted(files):
+        guarded_entry(root, path)  # git replaces what is there (a link too), never through it
+    for path in sorted(outs):
         guarded(root, path)
     # Outs computed on other machines (git-only workers) are in the cache remote.
     fetch_missing(cache, configured_remote(store.cwd), outs.values())
@@ -144,7 +146,11 @@ def undo_apply(store: ExpStore, stash: str, cache: Cache) -> tuple[int, int]:
         meta = {}
     before: dict[str, str | None] = meta.get("before", {}) if isinstance(meta, dict) else {}
     for path in before:
-        guarded(root, path)
+        # A link that apply made is removed itself: only the way to it must be inside.
+        if (root / path).is_symlink():
+            guarded_entry(root, path)
+        else:
+            guarded(root, path)
     run_git(["restore", f"--source={stash}", "--worktree", "--", ":/"], store.cwd)
     removed = 0
     for path, saved in before.items():
@@ -157,6 +163,8 @@ def undo_apply(store: ExpStore, stash: str, cache: Cache) -> tuple[int, int]:
             remove(target)
             os.symlink(saved[len(LINK) :], target)
         else:
+            if target.is_symlink():
+                remove(target)  # the link, never written through
             cache.checkout(saved, target)
     return sum(1 for saved in before.values() if saved is not None), removed
 

@@ -80,6 +80,8 @@ def _gc(config: Config) -> int:
         memo: dict[str, bool] = {}
         # Replaced records stay while their baseline does: their outs stay in the cache.
         records = store.records() + store.replaced()
+        if not dry:
+            store.set_aside_damaged()
         doomed = [
             r
             for r in records

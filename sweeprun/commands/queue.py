@@ -30,6 +30,7 @@ def _age(seconds: float) -> str:
 
 def _status(config: Config, store: ExpStore) -> int:
     records = store.records()
+    store.set_aside_damaged()
     orphans = {r.key for r in store.orphans()}
     counts: dict[str, int] = {}
     for r in records:

@@ -40,7 +40,7 @@ from sweeprun.spec.collect import (
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.overrides import parse_override
 from sweeprun.store.cache import Cache
-from sweeprun.store.git import run_git
+from sweeprun.store.git import refuse_sparse, run_git
 from sweeprun.system.paths import guarded
 
 if TYPE_CHECKING:
@@ -191,6 +191,7 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
             f"--worker-url {session.options.worker_url}: 'sweeprun run' works in this work "
             "tree; run it with --temp, or queue it and use --run-all"
         )
+    refuse_sparse(root)
     store = session.store
     if in_place:
         # A workspace run's results and cached outs of an earlier run are not its inputs

@@ -71,6 +71,11 @@ def acquire(
     ws = base / f"w{i}"
     state = base / f"w{i}.json"
     try:
+        if os.path.lexists(ws) and (ws.is_symlink() or not ws.is_dir()):
+            # Nothing is checked out, cleaned or switched through a link (it could lead
+            # anywhere): the slot is made anew.
+            damage.set_aside(ws, base.parent, "is not a workspace directory")
+            state.unlink(missing_ok=True)
         switched = (
             base_tree
             and files
@@ -243,7 +248,10 @@ def stale_slots(common_dir: str | os.PathLike[str], held: contextlib.ExitStack) 
 
 
 def _drop_slot(slot: Path) -> None:
-    shutil.rmtree(slot, ignore_errors=True)
+    if slot.is_symlink() or (os.path.lexists(slot) and not slot.is_dir()):
+        slot.unlink()  # the link itself: never what it leads to
+    else:
+        shutil.rmtree(slot, ignore_errors=True)
     # The .lock file stays: a runner may have it open, waiting for gc's flock.
     for suffix in (".json", ".index", ".pid"):
         slot.with_suffix(suffix).unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeprun.exceptions import GitError, NotARepositoryError
+from sweeprun.exceptions import GitError, NotARepositoryError, UsageError
 
 ZERO = "0" * 40
 #: Identity used when the user has none configured (e.g. in CI containers).
@@ -318,6 +318,19 @@ def _quote_path(path: str) -> str:
         escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         return f'"{escaped}"'
     return path
+
+
+def refuse_sparse(cwd: str | os.PathLike[str]) -> None:
+    """A one-line error if the repository uses a sparse checkout: experiments run in
+    worktrees that would inherit its patterns (files the program needs missing) and git
+    refuses to add results outside them, so nothing is run rather than run for nothing."""
+    got = run_git(["config", "--bool", "core.sparseCheckout"], cwd, check=False).strip()
+    if got == "true":
+        raise UsageError(
+            "this repository uses a sparse checkout (core.sparseCheckout): sweeprun's "
+            "workspaces need every file; 'git sparse-checkout disable' (or a full clone) "
+            "lets it run (nothing was queued or run)"
+        )
 
 
 def for_each_ref(

@@ -35,7 +35,7 @@ from sweeprun.model import (
     replaced_ref,
     result_ref,
 )
-from sweeprun.store import leases, queueplan, written
+from sweeprun.store import leases, queueplan, refdamage, written
 from sweeprun.store.git import (
     ZERO,
     FastCommit,
@@ -76,6 +76,8 @@ class ExpStore:
         self.repo = repo
         self.cwd = str(repo.root)
         self._updater: RefUpdater | None = None
+        #: Queue and running refs read that hold no record: ref → object name.
+        self.unreadable: dict[str, str] = {}
         #: This process's claims (see :mod:`sweeprun.store.leases`).
         self.journal = leases.LeaseJournal(repo.state_dir / "leases")
 
@@ -94,14 +96,44 @@ class ExpStore:
     # -- reading ----------------------------------------------------------------------------
 
     def records(self, *namespaces: str) -> list[Record]:
-        """Every record under ``namespaces`` (default: queue, running and results)."""
+        """Every record under ``namespaces`` (default: queue, running and results).
+
+        A queue or running ref that holds no queue record is noted in :attr:`unreadable`
+        for :meth:`set_aside_damaged`.
+        """
         patterns = list(namespaces) or [QUEUE, RUNNING, EXPS]
         out = []
         for ref, sha, message in for_each_ref(self.cwd, [p.rstrip("/") for p in patterns]):
             meta = parse_message(message)
             if meta is not None and is_record(meta):
                 out.append(Record(ref=ref, commit=sha, raw=meta))
+            elif ref.startswith((QUEUE, RUNNING)):
+                self.unreadable[ref] = sha
         return out
+
+    def set_aside_damaged(self) -> list[str]:
+        """Queue and running refs that can never run (see :mod:`.refdamage`), set aside
+        with one warning each: those :meth:`records` met, and broken loose ref files
+        (call it after reading the queue)."""
+        found = []
+        if self.unreadable:
+            listing = run_git(
+                ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                self.cwd,
+                input="".join(f"{sha}\n" for sha in self.unreadable.values()),
+                check=False,
+            )
+            types = dict(line.split(" ", 1) for line in listing.splitlines() if " " in line)
+            for ref, sha in self.unreadable.items():
+                kind = types.get(sha, "missing object")
+                why = (
+                    "is a commit without a queue record"
+                    if kind == "commit"
+                    else f"points to a {kind}, not a queued commit"
+                )
+                found.append((ref, sha, why))
+        self.unreadable = {}
+        return refdamage.set_aside(self.repo, self.updater, found, (QUEUE, RUNNING))
 
     def head(self) -> str:
         """The baseline commit: ``HEAD`` of the user's workspace."""

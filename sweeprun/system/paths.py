@@ -55,6 +55,17 @@ def guarded(base: Path, rel: str, what: str = "path") -> Path:
     return base / rel
 
 
+def guarded_entry(base: Path, rel: str, what: str = "path") -> Path:
+    """``base/rel`` for removing or replacing the entry itself, once its directory is known
+    to resolve inside ``base``. The entry may be a symlink leading anywhere: unlinking or
+    replacing a link never touches where it leads, so only the way to it is checked."""
+    parent = os.path.dirname(rel.rstrip("/"))
+    real = reason_outside(base, parent) if parent else None
+    if real is not None:
+        raise OutsideError(rel, real, Path(os.path.realpath(base)), what)
+    return base / rel
+
+
 def in_git_dir(rel: str) -> bool:
     """Whether a repository-relative path names git's own directory or something in it."""
     return rel.split("/", 1)[0] == ".git"

@@ -1,0 +1,84 @@
+"""Queue and running refs that can never run are set aside, with one warning each.
+
+A queue ref that points to a blob, to a commit without a queue record, or a loose ref file
+holding no object name at all (git skips it with a warning of its own) would otherwise sit
+in the queue forever: never run, never counted, never said. Each is moved to
+``.git/sweeprun/corrupt/`` (a file naming the ref and what it held) and deleted from the
+queue, as other damaged private state is (:mod:`sweeprun.system.damage`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from sweeprun.store.git import ZERO, RefConflict, RefOp, RefUpdater, RepoPaths
+from sweeprun.system.damage import corrupt_dir
+
+_SHA = re.compile(rb"[0-9a-f]{40}([0-9a-f]{24})?\n?")
+
+
+def loose_broken(repo: RepoPaths, namespaces: Iterable[str]) -> list[tuple[str, Path]]:
+    """Loose ref files under ``namespaces`` that hold no object name: ``(ref, file)``."""
+    found = []
+    for ns in namespaces:
+        base = repo.common_dir / ns.rstrip("/")
+        if not base.is_dir():
+            continue
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                path = Path(dirpath) / name
+                if name.endswith(".lock"):
+                    continue  # a ref being written: git's own, and short-lived
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if data.startswith(b"ref: ") or _SHA.fullmatch(data):
+                    continue
+                found.append((path.relative_to(repo.common_dir).as_posix(), path))
+    return found
+
+
+def set_aside(
+    repo: RepoPaths,
+    updater: RefUpdater,
+    unreadable: Iterable[tuple[str, str, str]],
+    namespaces: Iterable[str],
+) -> list[str]:
+    """Set aside ``unreadable`` refs ``(ref, object, why)`` and broken loose ref files
+    under ``namespaces``; return the ref names set aside."""
+    done = []
+    dest = corrupt_dir(repo.state_dir)
+    for ref, sha, why in unreadable:
+        note = _note(dest, ref, f"{ref} {sha}\n")
+        with contextlib.suppress(RefConflict):
+            updater.transaction([RefOp(ref, ZERO, sha)])
+            _warn(ref, why, note)
+            done.append(ref)
+    for ref, path in loose_broken(repo, namespaces):
+        note = _note(dest, ref, "")
+        with contextlib.suppress(OSError):
+            os.replace(path, note)
+            _warn(ref, "is a broken ref file (no object name)", note)
+            done.append(ref)
+    return done
+
+
+def _note(dest: Path, ref: str, text: str) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{ref.replace('/', '%')}-{time.time_ns()}"
+    if text:
+        path.write_text(text)
+    return path
+
+
+def _warn(ref: str, why: str, where: Path) -> None:
+    print(
+        f"sweeprun: warning: {ref} {why}: it can never run; set aside as {where}", file=sys.stderr
+    )
