@@ -34,7 +34,8 @@ def test_a_closed_stdout_ends_quietly(sweepproject: SweepProject) -> None:
         check=False,
     )
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
-    assert proc.stderr.strip().endswith("status=1")
+    # Its own exit code: who reads the output (and when they stop) changes nothing.
+    assert proc.stderr.strip().endswith("status=0")
 
 
 def test_an_unreachable_dask_scheduler_is_one_line(sweepproject: SweepProject) -> None:
@@ -111,3 +112,117 @@ def test_the_live_display_prints_log_lines_literally(
     Console(file=out, width=200, color_system=None).print(LiveProgress(session, out, 1))
     session.close()
     assert "[epoch 2/10] loss [bold red]0.3[/] + [main]" in out.getvalue()
+
+
+def test_a_run_piped_into_head_still_runs_everything(sweepproject: SweepProject) -> None:
+    """Issue 22, item 10: `sweeprun -S seed=31 --run -j 2 | head -3` ended with exit 1,
+    nothing on stderr, nothing run."""
+    p = sweepproject
+    p.quickstart()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeprun", "-S", "seed=31", "--run", "-j", "2"],
+        cwd=p.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()  # head exits
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err
+    assert [r["state"] for r in p.records()] == ["success"] * 6
+
+
+ESC_PROGRAM = """
+import json
+json.dump({"acc\\x1b[31mRED": 0.5, "note": "v\\x1b]0;pwned\\x07x"}, open("m.json", "w"))
+"""
+
+
+def _tty_output(p: SweepProject, *args: str) -> str:
+    """What ``sweeprun ARGS`` writes to a terminal (a real pseudo-terminal)."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeprun", *args],
+        cwd=p.path,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    if proc.stderr is not None:
+        proc.stderr.close()
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_no_escape_code_reaches_a_terminal(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    p.write("params.yaml", "lr: 0.3\n")
+    p.write("train.py", ESC_PROGRAM)
+    p.write(
+        "sweeps.yaml",
+        "params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
+        'sweeps:\n  g:\n    values: [{lr: 0.1}, {lr: "a\\e[2Jb"}]\n',
+    )
+    p.write(".gitignore", "m.json\n")
+    p.commit()
+    assert p.run("--run", "-q").ret == 0
+    name = p.records()[0]["name"]
+    assert p.run("-S", "lr='q\x1b[2Jq'").ret == 0  # queued: for queue status
+    for args in (
+        ("show",),
+        ("show", "--csv"),
+        ("show", "--md"),
+        ("diff", name),
+        ("diff", name, "--md"),
+        ("queue", "status"),
+        ("--collect-only",),
+    ):
+        out = _tty_output(p, *args)
+        assert "\x1b]" not in out and "\x1b[2J" not in out and "\x1b[31m" not in out, (args, out)
+        assert "\\x1b" in out, (args, out)  # shown, as an escape
+    # Files and --json keep the exact text.
+    csv_text = subprocess.run(
+        [sys.executable, "-m", "sweeprun", "show", "--csv"],
+        cwd=p.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "acc\x1b[31mRED" in csv_text
+    assert any("acc\x1b[31mRED" in r["metrics"].get("m.json", {}) for r in p.records())
+
+
+def test_plots_of_odd_names_are_drawn(sweepproject: SweepProject) -> None:
+    p = sweepproject
+    p.write("params.yaml", "lr: 0.3\n")
+    p.write("train.py", ESC_PROGRAM)
+    p.write(
+        "sweeps.yaml",
+        "params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
+        "sweeps:\n  g:\n    matrix: {lr: [0.1, 0.2]}\n",
+    )
+    p.commit()
+    assert p.run("--run", "-q").ret == 0
+    res = p.run_subprocess("plots")
+    assert res.ret == 0, res.stdout + res.stderr
+    svg = next((p.path / ".git" / "sweeprun" / "plots").glob("*acc*.svg")).read_text()
+    assert "\u241b" in svg  # ESC drawn as its picture

@@ -7,12 +7,14 @@ raises typed errors (``UsageError`` → 4) or returns codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, NoReturn, cast
 
 from sweeprun import __version__
 from sweeprun._core.config import Config, env_args, find_ini, ini_args
@@ -171,20 +173,62 @@ def _describe_crash(exc: BaseException, config: Config | None) -> str:
     return "".join(tb) + where
 
 
+class ReaderSafe(io.TextIOBase):
+    """stdout whose reader may go away (``sweeprun --run | head -3``): from then on output
+    goes to ``/dev/null`` and the command carries on — a run is not stopped, nor its exit
+    code changed, by who reads what it prints."""
+
+    def __init__(self, inner: IO[str]) -> None:
+        self.inner = inner
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.inner.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.inner.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def isatty(self) -> bool:
+        return not self.gone and self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.inner, "encoding", "utf-8"))
+
+    def _gone(self) -> None:
+        self.gone = True
+        # The descriptor too: nothing (a flush at exit, a child writing) fails on it again.
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.inner.fileno())
+            os.close(devnull)
+
+
 def console_main() -> int:
     """The ``sweeprun`` console script.
 
-    A reader that goes away (``sweeprun show | head``) ends the output quietly: the rest
-    goes to ``/dev/null`` (so that no flush at exit fails again) and the exit code is 1, as
-    Python's documentation recommends for a closed pipe.
+    A reader that goes away (``sweeprun show | head``) ends the output quietly, and the
+    command goes on (see :class:`ReaderSafe`).
     """
+    out = ReaderSafe(sys.stdout)
+    sys.stdout = out  # print() and plugins that write to sys.stdout too
     try:
-        code = main()
-        sys.stdout.flush()
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return ExitCode.TESTS_FAILED
+        code = main(stdout=cast(IO[str], out))
+        out.flush()
+    finally:
+        sys.stdout = out.inner
     return code
 
 

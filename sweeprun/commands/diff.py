@@ -20,6 +20,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
+from sweeprun.report.safe import for_stream, shown
 from sweeprun.run.metrics import parse_metrics_file
 from sweeprun.spec.collect import composer
 from sweeprun.spec.hydra import Composer
@@ -146,21 +147,23 @@ def _run(config: Config) -> int:
         out.write(json.dumps(table, indent=2, default=str) + "\n")
         return ExitCode.OK
     if not table:
-        out.write(f"no differences between {a} and {b}\n")
+        out.write(f"no differences between {shown(a)} and {shown(b)}\n")
         return ExitCode.OK
 
     def fmt(v: Any) -> str:
         return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
-    header = ["Path:key", a, b, "Change"]
+    header = [shown(h) for h in ("Path:key", a, b, "Change")]
     body = [
         [r["key"], fmt(r[a]), fmt(r[b]), "" if r["delta"] is None else f"{r['delta']:+.6g}"]
         for r in table
     ]
     if config.getoption("md"):
-        out.write("| " + " | ".join(header) + " |\n|" + "---|" * 4 + "\n")
-        out.writelines("| " + " | ".join(row) + " |\n" for row in body)
+        cell = for_stream(out)  # a file gets the exact text; a terminal no escape codes
+        out.write("| " + " | ".join(cell(h) for h in header) + " |\n|" + "---|" * 4 + "\n")
+        out.writelines("| " + " | ".join(cell(c) for c in row) + " |\n" for row in body)
         return ExitCode.OK
+    body = [[shown(c) for c in row] for row in body]  # the table is for a person
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
     for row in [header, *body]:
         out.write(

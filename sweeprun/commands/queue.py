@@ -12,6 +12,7 @@ from sweeprun.commands.results import remove_records, resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES, QUEUE, replaced_ref
+from sweeprun.report.safe import shown
 from sweeprun.run.workspace import running_command
 from sweeprun.store.git import ZERO, RefConflict, RefOp
 from sweeprun.store.records import ExpStore
@@ -55,7 +56,7 @@ def _status(config: Config, store: ExpStore) -> int:
                 runner += "  (orphaned: its runner is gone; --run-all takes it back)"
         else:
             since = now - float(r.meta.get("queued_at", now))
-        out.write(f"{r.state:8s} {r.name:14s} {_age(since):>4s}  {r.id}{runner}\n")
+        out.write(shown(f"{r.state:8s} {r.name:14s} {_age(since):>4s}  {r.id}{runner}") + "\n")
     return ExitCode.OK
 
 

@@ -14,6 +14,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record, replaced_ref
+from sweeprun.report.safe import shown
 from sweeprun.run.checkpoint import REF_PREFIX, at_step, journal_path
 from sweeprun.spec.names import is_ref_safe
 from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
@@ -233,7 +234,11 @@ def remove_records(config: Config, store: ExpStore, doomed: list[Record]) -> int
             journal_path(store.repo.common_dir, r.key).unlink(missing_ok=True)
     config.stdout.write(
         f"removed {len(doomed)} experiment{'s' if len(doomed) != 1 else ''}"
-        + (": " + ", ".join(sorted(r.name for r in doomed)) if doomed and len(doomed) <= 10 else "")
+        + (
+            ": " + ", ".join(sorted(shown(r.name) for r in doomed))
+            if doomed and len(doomed) <= 10
+            else ""
+        )
         + (f" (and {len(earlier)} earlier record(s) they replaced)" if earlier else "")
         + "\n"
     )

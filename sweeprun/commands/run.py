@@ -24,6 +24,7 @@ from sweeprun._core.session import DEFAULT_SWEEP, Session
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES, QUEUE, Record, State
+from sweeprun.report.safe import shown
 from sweeprun.run import pipeline
 from sweeprun.run.adopt import adopter
 from sweeprun.run.publisher import WORKSPACE_CHECKPOINT
@@ -244,13 +245,14 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
             for name, status, message in report.stages:
                 out.write(f"{name}: {status}{' — ' + message if message else ''}\n")
         if report.result_commit:
-            out.write(
+            said = (
                 f"recorded experiment {report.name} ({report.result_commit[:7]}) "
                 f"at baseline {session.store.head()[:7]}: {report.state}"
-                f"{' — ' + report.message if report.message else ''}\n"
+                f"{' — ' + report.message if report.message else ''}"
             )
         else:
-            out.write(f"{report.outcome}: experiment {report.name} — {report.message}\n")
+            said = f"{report.outcome}: experiment {report.name} — {report.message}"
+        out.write(shown(said) + "\n")
     if session.shouldstop == "interrupted":
         return ExitCode.INTERRUPTED
     if not session.reports:
@@ -278,12 +280,13 @@ def _not_run(config: Config, twin: Record) -> int:
             f"nothing to run: the same experiment is already running ({twin.name})\n"
         )
         return ExitCode.OK
-    config.stdout.write(
+    said = (
         f"nothing to run: this experiment is recorded already as {twin.name} ({twin.id}, "
         f"{twin.state}) at baseline {twin.baseline[:7]}; 'sweeprun apply {twin.name}' brings "
         "its results here, -f runs it again (its record is replaced and kept: "
-        "show --all-records)\n"
+        "show --all-records)"
     )
+    config.stdout.write(shown(said) + "\n")
     return ExitCode.TESTS_FAILED if twin.state in FAILED_STATES else ExitCode.OK
 
 

@@ -19,6 +19,7 @@ from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES
 from sweeprun.report import table
 from sweeprun.report.junit import result_cases, write_cases
+from sweeprun.report.safe import for_stream
 from sweeprun.report.table import flat_columns
 from sweeprun.spec.loader import default_spec
 from sweeprun.spec.params import suggest
@@ -135,7 +136,12 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     records = _sort_by_option(config, records, params, metrics)
     precision = int(config.getoption("precision") or 6)
     csv_out = bool(config.getoption("csv"))
-    cells = table.csv_value if csv_out else lambda v: table.fmt(v, precision)
+    # CSV: exact text into a file or a pipe; no escape code reaches a terminal.
+    on_tty = for_stream(config.stdout)
+
+    def cells(v: Any) -> str:
+        return table.csv_value(v) if csv_out else table.fmt(v, precision)
+
     results = [r for r in records if not _ws(r)]
     ckpts = any(r.get("checkpoints") for r in records)
     # Several baselines (-A, -n, --rev): say which one each row belongs to.
@@ -182,14 +188,15 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     rows = [list(row) for row in zip(*columns, strict=True)]
     if csv_out:  # results only: the workspace row has no state, time or metrics
         writer = csv.writer(config.stdout, lineterminator="\n")
-        writer.writerow(header)
+        rows = [[on_tty(str(c)) for c in row] for row in rows]
+        writer.writerow([on_tty(h) for h in header])
         writer.writerows(row for row, w in zip(rows, ws, strict=True) if not w)
         return
     if config.getoption("md"):
-        config.stdout.write("| " + " | ".join(table.md_escape(h) for h in header) + " |\n")
+        config.stdout.write("| " + " | ".join(table.md_escape(on_tty(h)) for h in header) + " |\n")
         config.stdout.write("|" + "---|" * len(header) + "\n")
         for row in rows:
-            config.stdout.write("| " + " | ".join(table.md_escape(c) for c in row) + " |\n")
+            config.stdout.write("| " + " | ".join(table.md_escape(on_tty(c)) for c in row) + " |\n")
         return
     first_param = 2 + len(shown)
     first_metric = first_param + len(params)

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from sweeprun.report.safe import deep
+
 #: The least chart there is: drawing it starts the engine.
 _WARM_UP = {"mark": "point", "data": {"values": []}}
 
@@ -36,7 +38,9 @@ class Drawer:
     def send(self, spec: dict[str, Any], svg: Path, png: Path) -> None:
         """Have one chart drawn (the helper answers only at the end: no pipe fills up)."""
         assert self._proc.stdin is not None
-        line = json.dumps({"spec": spec, "svg": str(svg), "png": str(png)}, default=str)
+        # No control character reaches the engine: in a field name (a metric called
+        # "acc\x1b[31m") vl-convert's renderer aborts the whole process.
+        line = json.dumps({"spec": deep(spec), "svg": str(svg), "png": str(png)}, default=str)
         try:
             self._proc.stdin.write(line + "\n")
             self._proc.stdin.flush()

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from sweeprun.model.flat import flatten_section
+from sweeprun.report.safe import shown
 
 MISSING: Any = object()  # a key a record does not have (``None`` is a null value)
 
@@ -335,12 +336,6 @@ def _cells(text: str) -> int:
     return cell_len(text)
 
 
-def _shown(text: str) -> str:
-    """A cell as the terminal gets it: control characters (escape codes, line breaks in a
-    value) written as escapes, so no value can move the cursor or recolour the screen."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode()
-
-
 def _styles(out: IO[str]) -> tuple[str, str]:
     """ANSI codes of the header and of metric cells: none unless ``out`` shows colour."""
     if not out.isatty():
@@ -361,9 +356,9 @@ def print_fitted(
     in ``drop_order`` (times, counts) go first, then headers are abbreviated, then the rest
     of ``drop_order`` goes."""
     width = terminal_width(out)
-    header = [_shown(h) for h in header]
+    header = [shown(h) for h in header]
     # Column by column (C loops over 100,000 cells instead of Python ones).
-    cols = [[c if c.isprintable() else _shown(c) for c in col] for col in zip(*rows, strict=True)]
+    cols = [[c if c.isprintable() else shown(c) for c in col] for col in zip(*rows, strict=True)]
     if not cols:
         cols = [[] for _ in header]
     plain = ["".join(col).isascii() for col in cols]  # widths are lengths

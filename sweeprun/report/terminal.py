@@ -13,6 +13,7 @@ from sweeprun import __version__
 from sweeprun._core.session import recorded_failures
 from sweeprun.hookspec import hookimpl
 from sweeprun.report import live
+from sweeprun.report.safe import shown
 from sweeprun.spec.cimatrix import matrix
 
 if TYPE_CHECKING:
@@ -112,11 +113,11 @@ class TerminalReporter:
         if self.config.getoption("collect_only"):
             for item in items:
                 if self.verbosity < 0:
-                    self.line(item.id)
+                    self.line(shown(item.id))
                 else:
                     params = ", ".join(f"{k}={v!r}" for k, v in item.point.items())
                     name = f" name={item.name}" if item.name else ""
-                    self.line(f"  <Experiment {item.spec.path}::{item.id}{name}> {params}")
+                    self.line(shown(f"  <Experiment {item.spec.path}::{item.id}{name}> {params}"))
 
     @hookimpl(wrapper=True)
     def sweeprun_queue(
@@ -129,14 +130,14 @@ class TerminalReporter:
             self.line(f"queued {n} experiment{'s' if n != 1 else ''}")
             if self.verbosity > 0:
                 for rec in queued:
-                    self.line(f"  {rec.name}  {rec.id}")
+                    self.line(shown(f"  {rec.name}  {rec.id}"))
         if skipped and self.verbosity >= 0:
             self.line(
                 f"skipped {len(skipped)} already queued, running or finished "
                 "(--force to queue again):"
             )
             for item, rec in skipped[: 10 if self.verbosity <= 0 else None]:
-                self.line(f"  {item.id} is {rec.name} ({rec.state})")
+                self.line(shown(f"  {item.id} is {rec.name} ({rec.state})"))
             if len(skipped) > 10 and self.verbosity <= 0:
                 self.line(f"  … and {len(skipped) - 10} more (-v to list all)")
         return queued
@@ -177,13 +178,17 @@ class TerminalReporter:
         self._done += 1
         if self._live is not None:
             word = OUTCOME_WORD[report.outcome]
-            self._live.print(f"{word:7s} {report.exp_id} ({report.name}, {report.duration:.1f}s)")
+            self._live.print(
+                shown(f"{word:7s} {report.exp_id} ({report.name}, {report.duration:.1f}s)")
+            )
             return
         if self.verbosity > 0:
             pct = 100 * self._done // max(1, self._total)
             self.line(
-                f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "
-                f"({report.name}, {report.duration:.2f}s) [{pct:3d}%]"
+                shown(
+                    f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "
+                    f"({report.name}, {report.duration:.2f}s) [{pct:3d}%]"
+                )
             )
             return
         self.write(OUTCOME_CHAR[report.outcome])
@@ -194,9 +199,11 @@ class TerminalReporter:
     @hookimpl(trylast=True)
     def sweeprun_checkpoint(self, session: Session, record: Record, commit: str, step: int) -> None:
         if self._live is not None:
-            self._live.print(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
+            self._live.print(
+                shown(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
+            )
         elif self.verbosity >= 0:
-            self.line(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}")
+            self.line(shown(f"checkpoint {step} of {record.id} ({record.name}): {commit[:7]}"))
 
     @hookimpl(trylast=True)
     def sweeprun_sessionfinish(self, session: Session, exitstatus: int) -> None:
@@ -209,9 +216,9 @@ class TerminalReporter:
         if failed and self.verbosity >= -1:
             self.sep("=", "FAILURES")
             for r in failed:
-                self.sep("_", f"{r.exp_id} ({r.name})")
+                self.sep("_", shown(f"{r.exp_id} ({r.name})"))
                 if r.message:
-                    self.line(f"E   {r.message}")
+                    self.line(f"E   {shown(r.message)}")
                 for text in r.log_tail.splitlines():
                     self.line(text)
                 self.line(f"(full log: {r.log_path})")
