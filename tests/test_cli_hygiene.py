@@ -226,3 +226,40 @@ def test_plots_of_odd_names_are_drawn(sweepproject: SweepProject) -> None:
     assert res.ret == 0, res.stdout + res.stderr
     svg = next((p.path / ".git" / "sweeprun" / "plots").glob("*acc*.svg")).read_text()
     assert "\u241b" in svg  # ESC drawn as its picture
+
+
+def _help_pages() -> list[tuple[str, ...]]:
+    from sweeprun._core.cli import _prepare
+
+    config = _prepare(["show"], sys.stdout)
+    pages: list[tuple[str, ...]] = [()]
+    pages += [(c.name,) for c in config.commands]
+    pages += [("queue", a) for a in ("status", "logs", "kill", "remove", "retry")]
+    return pages
+
+
+@pytest.mark.parametrize("page", _help_pages(), ids=lambda p: " ".join(p) or "sweeprun")
+def test_every_help_page_ends_with_examples(page: tuple[str, ...]) -> None:
+    """Issue 22, item 11: no --help page had an example; every option says what it does."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeprun", *page, "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.rstrip("\n").splitlines()
+    start = lines.index("examples:")
+    examples = lines[start + 1 :]
+    assert 2 <= len(examples) <= 3, proc.stdout
+    assert all(e.startswith("  sweeprun ") for e in examples), proc.stdout
+    # Every option has a help text: beside it, or on the next line, indented deeper.
+    body = lines[:start]
+    bare = [
+        ln
+        for i, ln in enumerate(body)
+        if ln.startswith("  -")
+        and "  " not in ln.strip()
+        and not (i + 1 < len(body) and body[i + 1].startswith("   ") and body[i + 1].strip())
+    ]
+    assert not bare, bare

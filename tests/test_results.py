@@ -66,7 +66,7 @@ def test_show_sort_filters_and_formats(project: SweepProject) -> None:
     ]
     fixed = "Experiment,State,Sweep,Created,Duration"
     assert project.run("show", "--drop", "loss|lr", "--csv").outlines[0] == f"{fixed},acc"
-    assert project.run("show", "--keep", "^acc$", "--csv").outlines[0] == f"{fixed},acc"
+    assert project.run("show", "--columns", "^acc$", "--csv").outlines[0] == f"{fixed},acc"
     res = project.run("show", "--sort-by", "acx")
     assert res.ret == 4 and "--sort-by acx: unknown column (did you mean 'acc'?)" in res.stderr
     project.write("params.yaml", "lr: 0.1\nseed: 0\nacc: 1\n")
@@ -76,8 +76,17 @@ def test_show_sort_filters_and_formats(project: SweepProject) -> None:
     assert res.ret == 4 and "ambiguous" in res.stderr
     assert project.run("show", "--sort-by", "m.json:acc").ret == 0
     assert len(names(project)) == 1 and len(names(project, "-A")) == 4
-    assert len(names(project, "-n", "2")) == 4
-    assert len(names(project, "--rev", "HEAD~1")) == 3
+    assert len(names(project, "--limit", "2")) == 4
+    assert len(names(project, "--baseline", "HEAD~1")) == 3
+    # The old spellings, one release more: the same answer, and a warning naming the new.
+    for old, new in ((("-n", "2"), "--limit"), (("--rev", "HEAD~1"), "--baseline")):
+        res = project.run("show", "--json", *old)
+        assert res.ret == 0
+        assert res.stderr == (
+            f"sweeprun: warning: show {'-n/--num' if old[0] == '-n' else old[0]} is now {new} "
+            "(the old spelling goes in the next release)\n"
+        )
+    assert len(json.loads(project.run("show", "--json", "-n", "2").stdout)) == 4
 
 
 def test_remove_sets_and_all_or_nothing(project: SweepProject) -> None:

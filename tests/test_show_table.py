@@ -111,7 +111,7 @@ def test_null_is_not_missing_and_lists_are_columns(wide: SweepProject) -> None:
     float(first["Duration"])  # seconds, a number
     other = next(r for r in rows if r["Sweep"] == "other")
     assert float(other["accuracy"]) == 0.8  # numbers as numbers, not "-"
-    res = wide.run("show", "--md", "--keep", "f1")
+    res = wide.run("show", "--md", "--columns", "f1")
     assert "f1\\|macro" in res.outlines[0]
 
 

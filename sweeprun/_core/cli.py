@@ -20,7 +20,7 @@ from sweeprun import __version__
 from sweeprun._core.config import Config, env_args, find_ini, ini_args
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.pluginmanager import PluginManager
-from sweeprun._core.registry import CommandRegistry
+from sweeprun._core.registry import CommandRegistry, examples_epilog
 from sweeprun.exceptions import SweeprunError, UsageError
 from sweeprun.store.git import discover
 
@@ -30,6 +30,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+MAIN_EXAMPLES = (
+    "sweeprun sweeps.yaml --run -j 4        # queue every sweep, run it 4 at a time",
+    "sweeprun -S train.lr=0.1,0.01 --run    # a sweep from the command line",
+    "sweeprun sweeps.yaml --lf --run        # run again what failed last time",
+)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +60,7 @@ def build_main_parser() -> ArgumentParser:
         prog="sweeprun",
         description="Queue and run parameter sweeps as hidden git commits.",
         epilog="sub-commands: see 'sweeprun COMMAND --help' (listed below)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "specs",
@@ -91,12 +99,19 @@ def _prepare(argv: list[str], stdout: IO[str], cwd: Path | None = None) -> Confi
     if command_name is None:
         parser = build_main_parser()
         pm.hook.sweeprun_addoption.call_historic(kwargs={"parser": parser, "commands": commands})
-        parser.epilog = "sub-commands: " + ", ".join(c.name for c in commands)
+        parser.epilog = examples_epilog(
+            MAIN_EXAMPLES, "sub-commands: " + ", ".join(c.name for c in commands)
+        )
         args = parser.parse_args(words)
     else:
         cmd = commands.get(command_name)
         assert cmd is not None
-        parser = ArgumentParser(prog=f"sweeprun {cmd.name}", description=cmd.help)
+        parser = ArgumentParser(
+            prog=f"sweeprun {cmd.name}",
+            description=cmd.help,
+            epilog=examples_epilog(cmd.examples) if cmd.examples else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_common_options(parser)
         cmd.add_arguments(parser)
         args = parser.parse_args(words[1:])

@@ -19,6 +19,8 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Config], int]
+    #: Two or three command lines that end its ``--help``.
+    examples: tuple[str, ...] = ()
 
 
 class CommandRegistry:
@@ -33,9 +35,10 @@ class CommandRegistry:
         help: str,
         add_arguments: Callable[[argparse.ArgumentParser], None],
         run: Callable[[Config], int],
+        examples: tuple[str, ...] = (),
     ) -> None:
-        """Register a sub-command."""
-        self._commands[name] = Command(name, help, add_arguments, run)
+        """Register a sub-command (``examples`` end its ``--help``)."""
+        self._commands[name] = Command(name, help, add_arguments, run, examples)
 
     def get(self, name: str) -> Command | None:
         """The command called ``name``, if any."""
@@ -46,3 +49,9 @@ class CommandRegistry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._commands
+
+
+def examples_epilog(examples: tuple[str, ...], before: str = "") -> str:
+    """The end of a ``--help`` page: ``examples:`` and one command line each."""
+    lines = [before, ""] if before else []
+    return "\n".join([*lines, "examples:", *(f"  {e}" for e in examples)])

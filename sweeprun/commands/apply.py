@@ -216,5 +216,13 @@ def _apply_args(p: argparse.ArgumentParser) -> None:
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun apply``."""
     commands.add(
-        "apply", "bring an experiment's files and outs into the workspace", _apply_args, _apply
+        "apply",
+        "bring an experiment's files and outs into the workspace",
+        _apply_args,
+        _apply,
+        examples=(
+            "sweeprun apply best                    # its files and outs in your workspace",
+            "sweeprun apply best@3                  # its checkpoint 3",
+            "sweeprun apply --undo                  # your work as it was before",
+        ),
     )

@@ -128,5 +128,12 @@ def _demo(config: Config, target: Path, temporary: bool) -> int:
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun demo``."""
     commands.add(
-        "demo", "create a demo repository and run a sweep in it end to end", _add_arguments, _run
+        "demo",
+        "create a demo repository and run a sweep in it end to end",
+        _add_arguments,
+        _run,
+        examples=(
+            "sweeprun demo",
+            "sweeprun demo ./try-sweeprun --no-run   # the tutorial starts here",
+        ),
     )

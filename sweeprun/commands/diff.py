@@ -183,4 +183,14 @@ def _args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun diff``."""
-    commands.add("diff", "params and metrics of two experiments side by side", _args, _run)
+    commands.add(
+        "diff",
+        "params and metrics of two experiments side by side",
+        _args,
+        _run,
+        examples=(
+            "sweeprun diff                          # the workspace against its baseline",
+            "sweeprun diff exp-1a2b3c4 exp-5d6e7f8",
+            "sweeprun diff best --md                # a Markdown table",
+        ),
+    )

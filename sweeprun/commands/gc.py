@@ -150,5 +150,12 @@ def _gc_args(p: argparse.ArgumentParser) -> None:
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun gc``."""
     commands.add(
-        "gc", "drop unreachable experiments, unused cache objects, stale workspaces", _gc_args, _gc
+        "gc",
+        "drop unreachable experiments, unused cache objects, stale workspaces",
+        _gc_args,
+        _gc,
+        examples=(
+            "sweeprun gc --dry-run                  # what it would remove",
+            "sweeprun gc --verify                   # and check every cache object",
+        ),
     )

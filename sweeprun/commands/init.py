@@ -182,4 +182,8 @@ def sweeprun_add_commands(commands: CommandRegistry) -> None:
         "write a starter sweeps.yaml from dvc.yaml, params or a Hydra config",
         _add_arguments,
         _run,
+        examples=(
+            "sweeprun init",
+            "sweeprun init --force                  # replace an existing sweeps.yaml",
+        ),
     )

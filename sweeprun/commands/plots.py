@@ -336,7 +336,23 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun plots`` and ``sweeprun report``."""
-    commands.add("plots", "charts of the experiments: SVG, PNG and an offline page",
-                 _plot_arguments, _plots)  # fmt: skip
-    commands.add("report", "one self-contained HTML page of the experiments",
-                 _report_arguments, _report)  # fmt: skip
+    commands.add(
+        "plots",
+        "charts of the experiments: SVG, PNG and an offline page",
+        _plot_arguments,
+        _plots,
+        examples=(
+            "sweeprun plots                    # into .git/sweeprun/plots",
+            "sweeprun plots -o charts --open",
+        ),
+    )
+    commands.add(
+        "report",
+        "one self-contained HTML page of the experiments",
+        _report_arguments,
+        _report,
+        examples=(
+            "sweeprun report --open            # .git/sweeprun/report.html",
+            "sweeprun report -o reports/sweep.html --max-rows 500",
+        ),
+    )

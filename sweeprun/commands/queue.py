@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sweeprun._core.exitcode import ExitCode
+from sweeprun._core.registry import examples_epilog
 from sweeprun.commands.results import remove_records, resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
@@ -195,15 +196,41 @@ def _run(config: Config) -> int:
 
 def _args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser("status", help="counts, and one line per queued or running entry")
-    logs = sub.add_parser("logs", help="an experiment's log")
+
+    def action(name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=examples_epilog(examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    action(
+        "status",
+        "counts, and one line per queued or running entry",
+        "sweeprun queue status",
+        "sweeprun queue status && sweeprun --run-all   # then drain it",
+    )
+    logs = action(
+        "logs",
+        "an experiment's log",
+        "sweeprun queue logs best",
+        "sweeprun queue logs exp-1a2b3c4 -f          # follow it while it runs",
+    )
     logs.add_argument("name")
     logs.add_argument("-f", "--follow", action="store_true", help="follow while it runs")
-    kill = sub.add_parser(
-        "kill", help="SIGINT a running experiment, SIGKILL after --grace (--force: SIGKILL now)"
+    kill = action(
+        "kill",
+        "SIGINT a running experiment, SIGKILL after --grace (--force: SIGKILL now)",
+        "sweeprun queue kill exp-1a2b3c4",
+        "sweeprun queue kill exp-1a2b3c4 --grace 30  # 30 s to save its work",
+        "sweeprun queue kill exp-1a2b3c4 --force     # SIGKILL at once",
     )
     kill.add_argument("names", nargs="+")
-    kill.add_argument("--force", action="store_true")
+    kill.add_argument(
+        "--force", action="store_true", help="SIGKILL its whole process tree now (no grace)"
+    )
     kill.add_argument(
         "--grace",
         type=float,
@@ -211,10 +238,20 @@ def _args(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds a job gets to stop before it is killed (default 10)",
     )
-    remove = sub.add_parser("remove", help="delete queued experiments (DVC's queue remove)")
+    remove = action(
+        "remove",
+        "delete queued experiments (DVC's queue remove)",
+        "sweeprun queue remove exp-1a2b3c4 exp-5d6e7f8",
+        "sweeprun queue remove --all                 # empty the queue",
+    )
     remove.add_argument("names", nargs="*", metavar="NAME")
     remove.add_argument("--all", action="store_true", help="every queued experiment")
-    retry = sub.add_parser("retry", help="queue failed experiments again")
+    retry = action(
+        "retry",
+        "queue failed experiments again (their results are replaced, and kept)",
+        "sweeprun queue retry --failed && sweeprun --run-all",
+        "sweeprun queue retry exp-1a2b3c4",
+    )
     retry.add_argument("names", nargs="*")
     retry.add_argument("--failed", action="store_true", help="every failed experiment")
 
@@ -222,4 +259,14 @@ def _args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun queue``."""
-    commands.add("queue", "queue status, logs, kill, retry and remove", _args, _run)
+    commands.add(
+        "queue",
+        "queue status, logs, kill, retry and remove",
+        _args,
+        _run,
+        examples=(
+            "sweeprun queue status",
+            "sweeprun queue logs best -f            # follow its log",
+            "sweeprun queue remove exp-1a2b3c4      # DVC's spelling of remove --queue",
+        ),
+    )

@@ -270,6 +270,34 @@ def _remove_args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register branch, rename and remove."""
-    commands.add("branch", "make a git branch of an experiment", _branch_args, _branch)
-    commands.add("rename", "rename a finished experiment", _rename_args, _rename)
-    commands.add("remove", "delete experiments or queue entries", _remove_args, _remove)
+    commands.add(
+        "branch",
+        "make a git branch of an experiment",
+        _branch_args,
+        _branch,
+        examples=(
+            "sweeprun branch best",
+            "sweeprun branch best lr-0.05",
+        ),
+    )
+    commands.add(
+        "rename",
+        "rename a finished experiment",
+        _rename_args,
+        _rename,
+        examples=(
+            "sweeprun rename exp-1a2b3c4 best",
+            "sweeprun rename best best-old",
+        ),
+    )
+    commands.add(
+        "remove",
+        "delete experiments or queue entries",
+        _remove_args,
+        _remove,
+        examples=(
+            "sweeprun remove exp-1a2b3c4 exp-5d6e7f8",
+            "sweeprun remove --queue exp-1a2b3c4    # just that queued one",
+            "sweeprun remove --failed               # every failed result",
+        ),
+    )

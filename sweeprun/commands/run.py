@@ -294,5 +294,13 @@ def _not_run(config: Config, twin: Record) -> int:
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun run``."""
     commands.add(
-        "run", "run the pipeline once now (in your workspace, or --temp)", _add_arguments, _run
+        "run",
+        "run the pipeline once now (in your workspace, or --temp)",
+        _add_arguments,
+        _run,
+        examples=(
+            "sweeprun run -S train.lr=0.05    # one run in your workspace, like dvc exp run",
+            "sweeprun run --temp -n best-lr   # in a temporary workspace, named",
+            "sweeprun run -f                  # all stages again; replaces (and keeps) a record",
+        ),
     )

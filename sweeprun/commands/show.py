@@ -6,7 +6,9 @@ import argparse
 import csv
 import json
 import re
+import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.argtypes import positive_int
@@ -124,7 +126,7 @@ def render(config: Config, records: list[dict[str, Any]]) -> None:
     """Print the table in the requested format: fitted to a terminal, or CSV, or Markdown."""
 
     params, metrics, _ = build_table(records, bool(config.getoption("only_changed")))
-    for opt, keep in (("keep", True), ("drop", False)):
+    for opt, keep in (("columns", True), ("drop", False)):
         pattern = config.getoption(opt)
         if pattern:
             try:
@@ -229,14 +231,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="experiments of every baseline, not only HEAD's",
     )
-    parser.add_argument("--rev", help="experiments of this baseline instead of HEAD")
     parser.add_argument(
-        "-n",
-        "--num",
-        type=int,
-        default=1,
-        metavar="NUM",
-        help="experiments of the last NUM commits of HEAD's history",
+        "--baseline", metavar="REV", help="experiments of this baseline instead of HEAD's"
+    )
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="experiments of the last N commits of the baseline's history (default 1)",
     )
     parser.add_argument(
         "--all-checkpoints", action="store_true", help="one row per checkpoint as well"
@@ -247,13 +249,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the records that reruns (-f, --force, --lf) replaced as well, marked 'replaced'",
     )
     parser.add_argument("--sort-by", metavar="COLUMN", help="sort by a param or metric")
-    parser.add_argument("--sort-order", choices=("asc", "desc"), default="asc")
+    parser.add_argument(
+        "--sort-order", choices=("asc", "desc"), default="asc", help="with --sort-by (default asc)"
+    )
     parser.add_argument(
         "--only-changed",
         action="store_true",
         help="hide columns whose value is the same everywhere",
     )
-    parser.add_argument("--keep", metavar="REGEX", help="only columns matching REGEX")
+    parser.add_argument("--columns", metavar="REGEX", help="only columns matching REGEX")
+    # The spellings before flags meant one thing everywhere (-n is a name, --rev a
+    # checkpoint, --keep "keep these" elsewhere): accepted one more release, with a warning.
+    for old, dest in (("-n", "num"), ("--num", "num"), ("--rev", "rev"), ("--keep", "keep")):
+        parser.add_argument(old, dest=f"old_{dest}", help=argparse.SUPPRESS)
     parser.add_argument("--drop", metavar="REGEX", help="hide columns matching REGEX")
     parser.add_argument(
         "--sweep", action="append", metavar="NAME", help="only experiments of this sweep"
@@ -286,19 +294,47 @@ def select_baselines(config: Config) -> set[str] | None:
 
     if config.getoption("all_baselines"):
         return None
-    rev = config.getoption("rev") or "HEAD"
-    num = max(1, int(config.getoption("num") or 1))
+    rev = config.getoption("baseline") or "HEAD"
+    num = int(config.getoption("limit") or 1)
     out = run_git(
         ["rev-list", f"--max-count={num}", "--first-parent", rev, "--"],
         config.repo.root,
         check=False,
     ).split()
     if not out:
-        raise UsageError(f"--rev {rev}: no such commit")
+        raise UsageError(f"--baseline {rev}: no such commit")
     return set(out)
 
 
+#: Old spelling → (its option's dest, the new option, its dest, a converter).
+_RENAMED: dict[str, tuple[str, str, str, Callable[[str], Any]]] = {
+    "-n/--num": ("old_num", "--limit", "limit", positive_int),
+    "--rev": ("old_rev", "--baseline", "baseline", str),
+    "--keep": ("old_keep", "--columns", "columns", str),
+}
+
+
+def _old_spellings(config: Config) -> None:
+    """Take the old spellings (with a warning that names the new one)."""
+    args = config.args
+    for old, (dest, new, new_dest, convert) in _RENAMED.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        print(
+            f"sweeprun: warning: show {old} is now {new} (the old spelling goes in the "
+            "next release)",
+            file=sys.stderr,
+        )
+        if getattr(args, new_dest, None) is None:
+            try:
+                setattr(args, new_dest, convert(value))
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise UsageError(f"show {old}: {exc}") from None
+
+
 def _run(config: Config) -> int:
+    _old_spellings(config)
     with resultsindex.no_gc(freeze=True):  # records are trees: nothing for it to find
         return _show(config)
 
@@ -449,4 +485,14 @@ def _workspace_row(config: Config) -> dict[str, Any]:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun show``."""
-    commands.add("show", "table of experiments: name, state, params, metrics", _add_arguments, _run)
+    commands.add(
+        "show",
+        "table of experiments: name, state, params, metrics",
+        _add_arguments,
+        _run,
+        examples=(
+            "sweeprun show --sort-by acc --sort-order desc",
+            "sweeprun show -A --csv > results.csv   # every baseline, as CSV",
+            "sweeprun show --all-records            # with the records that reruns replaced",
+        ),
+    )

@@ -139,7 +139,23 @@ def _sync_args(p: argparse.ArgumentParser) -> None:
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register push and pull."""
-    commands.add("push", "send experiments (and cache objects) to a git remote", _sync_args, _push)
     commands.add(
-        "pull", "fetch experiments (and cache objects) from a git remote", _sync_args, _pull
+        "push",
+        "send experiments (and cache objects) to a git remote",
+        _sync_args,
+        _push,
+        examples=(
+            "sweeprun push origin",
+            "sweeprun push origin best --cache-remote /mnt/cache",
+        ),
+    )
+    commands.add(
+        "pull",
+        "fetch experiments (and cache objects) from a git remote",
+        _sync_args,
+        _pull,
+        examples=(
+            "sweeprun pull origin",
+            "sweeprun pull origin --cache-remote /mnt/cache",
+        ),
     )
