@@ -34,28 +34,12 @@ _FENCE = re.compile(r"^```(\w*)\s*$")
 _SKIP = re.compile(r"<!--\s*doc-test:\s*skip\s+(.+?)\s*-->")
 _SETUP = re.compile(r"<!--\s*doc-test:\s*setup\s+([\w-]+)\s*-->")
 _END = "@@doc-test-end@@"
+_HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?")
 
 # Prepared projects a doc may start from (shell run in the empty directory).
 QUICKSTART = f"""
 cp -r {ROOT / "examples" / "quickstart"}/. . && git init -q && git add -A && git commit -qm baseline
 """
-RESULTS = (
-    QUICKSTART
-    + """
-cat > sweeps.yaml <<'EOF'
-params: params.yaml
-cmd: python3 train.py
-deps: [train.py]
-metrics: [metrics.json]
-sweeps:
-  lr:
-    values: [{model.alpha: 0.1}, {model.alpha: 0.2}]
-    name: "lr{model.alpha}"
-EOF
-git commit -qam "named sweep" && sweeprun --run -q
-git init -q --bare ../origin.git && git remote add origin ../origin.git && git push -q origin HEAD
-"""
-)
 
 
 def _example(name: str) -> str:
@@ -65,7 +49,6 @@ def _example(name: str) -> str:
 
 SETUPS = {
     "quickstart": QUICKSTART,
-    "results": RESULTS,
     "pipeline": _example("pipeline"),
     "dvc-project": _example("dvc-project"),
     "hydra-app": _example("hydra-app"),
@@ -128,6 +111,13 @@ def _commands(body: list[str], first: int) -> list[Command]:
             while text.endswith("\\") and k + 1 < len(body):
                 k += 1
                 text = text[:-1] + "\n" + body[k]
+            heredoc = _HEREDOC.search(text)
+            if heredoc:  # `cat > f <<'EOF'`: the lines up to EOF are the command's input
+                while k + 1 < len(body):
+                    k += 1
+                    text += "\n" + body[k]
+                    if body[k] == heredoc.group(1):
+                        break
             cmds.append(Command(first + k, text))
         elif cmds and line.strip():
             cmds[-1].shown.append(line.strip())

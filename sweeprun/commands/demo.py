@@ -1,4 +1,5 @@
-"""``sweeprun demo``: copy the quickstart example into a new git repo and sweep it."""
+"""``sweeprun demo``: copy an example project (the quickstart by default) into a new git
+repository and sweep it."""
 
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
     from sweeprun._core.registry import CommandRegistry
 
 
+#: The example projects ``demo --example`` can start from (the docs' pages use them).
+EXAMPLES = ("quickstart", "pipeline", "dvc-project", "hydra-app", "language")
+
+
 def example_dir(name: str = "quickstart") -> Path:
     """The example shipped in the wheel, or the source tree's ``examples/`` in development."""
     here = Path(__file__).resolve().parents[1]  # the sweeprun package
     for base in (here / "_examples", here.parent / "examples"):
-        if (base / name / "sweeps.yaml").is_file():
+        if any((base / name / spec).is_file() for spec in ("sweeps.yaml", "dvc.yaml")):
             return base / name
     raise UsageError(f"example {name!r} not found (is sweeprun installed completely?)")
 
@@ -35,6 +40,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "directory", nargs="?", help="where to create the demo repository (default: a new temp dir)"
     )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel jobs (default 2)")
+    parser.add_argument(
+        "--example",
+        choices=EXAMPLES,
+        default="quickstart",
+        help="the example project to start from (default: quickstart)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary repository (a DIRECTORY is kept)"
     )
@@ -63,7 +74,7 @@ def _run(config: Config) -> int:
 
 def _demo(config: Config, target: Path, temporary: bool) -> int:
     shutil.copytree(
-        example_dir(),
+        example_dir(config.getoption("example")),
         target,
         dirs_exist_ok=True,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
@@ -115,7 +126,8 @@ def _demo(config: Config, target: Path, temporary: bool) -> int:
     if config.getoption("no_run"):
         out.write(f"next: cd {target} && sweeprun --collect-only\n")
         return ExitCode.OK
-    if sh("sweeprun", "sweeps.yaml"):
+    spec = ["sweeps.yaml"] if (target / "sweeps.yaml").is_file() else []  # else dvc.yaml
+    if sh("sweeprun", *spec):
         return ExitCode.TESTS_FAILED
     code = sh("sweeprun", "--run-all", "-j", str(config.getoption("jobs")))
     sh("sweeprun", "show")
@@ -135,5 +147,6 @@ def sweeprun_add_commands(commands: CommandRegistry) -> None:
         examples=(
             "sweeprun demo",
             "sweeprun demo ./try-sweeprun --no-run   # the tutorial starts here",
+            "sweeprun demo ./my-app --example hydra-app --no-run",
         ),
     )
