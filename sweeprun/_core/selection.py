@@ -97,3 +97,15 @@ def _last_failed(session: Session, config: Config, items: list[Experiment]) -> N
         # nothing failed last time: run everything selected, as pytest does
     else:
         items[:] = hit + [i for i in items if id(i) not in session.force_keys]
+
+
+def check_fan_out(config: Config) -> None:
+    """``--ci-matrix``/``--shard-size``/``--shard`` only where they mean something."""
+    if config.getoption("ci_matrix") and not config.getoption("collect_only"):
+        raise UsageError("--ci-matrix: prints the matrix of what is collected; add --collect-only")
+    if config.getoption("shard_size") and not config.getoption("ci_matrix"):
+        raise UsageError("--shard-size: sizes the shards of --ci-matrix; add --ci-matrix FORMAT")
+    if config.getoption("shard"):
+        parse_shard(config.getoption("shard"))  # a bad I/N fails before anything is queued
+        if config.getoption("run_all") and not config.getoption("specs"):
+            raise UsageError("--shard: shards the experiments of SPEC; name the SPEC to shard")

@@ -19,13 +19,13 @@ import pluggy
 
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
+from sweeprun._core.selection import check_fan_out
 from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES, QUEUE, Record
 from sweeprun.run.adopt import adopter
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import names, yamlio
-from sweeprun.spec.cimatrix import parse_shard
 from sweeprun.spec.collect import (
     Experiment,
     check_overlap,
@@ -348,7 +348,7 @@ def wrap_session(config: Config, body: Callable[[Session], int]) -> int:
 
 def _main(session: Session) -> int:
     config = session.config
-    _check_fan_out(config)
+    check_fan_out(config)
     if config.getoption("schema"):
         config.stdout.write(schema_text())
         return ExitCode.OK
@@ -406,18 +406,6 @@ def _main(session: Session) -> int:
         return ExitCode.INTERRUPTED
     failed = failed_before or any(not r.passed for r in session.reports)
     return ExitCode.TESTS_FAILED if failed else ExitCode.OK
-
-
-def _check_fan_out(config: Config) -> None:
-    """``--ci-matrix``/``--shard-size``/``--shard`` only where they mean something."""
-    if config.getoption("ci_matrix") and not config.getoption("collect_only"):
-        raise UsageError("--ci-matrix: prints the matrix of what is collected; add --collect-only")
-    if config.getoption("shard_size") and not config.getoption("ci_matrix"):
-        raise UsageError("--shard-size: sizes the shards of --ci-matrix; add --ci-matrix FORMAT")
-    if config.getoption("shard"):
-        parse_shard(config.getoption("shard"))  # a bad I/N fails before anything is queued
-        if config.getoption("run_all") and not config.getoption("specs"):
-            raise UsageError("--shard: shards the experiments of SPEC; name the SPEC to shard")
 
 
 def recorded_failures(session: Session) -> list[Record]:
