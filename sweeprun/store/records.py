@@ -78,6 +78,8 @@ class ExpStore:
         self._updater: RefUpdater | None = None
         #: Queue and running refs read that hold no record: ref → object name.
         self.unreadable: dict[str, str] = {}
+        #: Queue and running refs git listed (their loose files need no second look).
+        self.listed: set[str] = set()
         #: This process's claims (see :mod:`sweeprun.store.leases`).
         self.journal = leases.LeaseJournal(repo.state_dir / "leases")
 
@@ -105,6 +107,8 @@ class ExpStore:
         out = []
         for ref, sha, message in for_each_ref(self.cwd, [p.rstrip("/") for p in patterns]):
             meta = parse_message(message)
+            if ref.startswith((QUEUE, RUNNING)):
+                self.listed.add(ref)
             if meta is not None and is_record(meta):
                 out.append(Record(ref=ref, commit=sha, raw=meta))
             elif ref.startswith((QUEUE, RUNNING)):
@@ -133,7 +137,7 @@ class ExpStore:
                 )
                 found.append((ref, sha, why))
         self.unreadable = {}
-        return refdamage.set_aside(self.repo, self.updater, found, (QUEUE, RUNNING))
+        return refdamage.set_aside(self.repo, self.updater, found, (QUEUE, RUNNING), self.listed)
 
     def head(self) -> str:
         """The baseline commit: ``HEAD`` of the user's workspace."""
