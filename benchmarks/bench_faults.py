@@ -1,6 +1,6 @@
-"""The long fault campaign (issue 12): kill -9, SIGTERM and Ctrl+C of a runner at random
-moments, each followed by a rerun; counts lost experiments, experiments run to completion
-twice, and leftovers (queue or running refs, live job processes).
+"""The long fault campaign (issues 12, 24): kill -9, SIGTERM, Ctrl+C and SIGHUP of a
+runner at random moments, each followed by a rerun; counts lost experiments, experiments
+run to completion twice, and leftovers (queue or running refs, live job processes).
 
 Run: ``python benchmarks/bench_faults.py [--trials 20] [--against SRC]``; ``--against`` runs
 the same trials (same seeds) with another sweeprun checkout, for comparison.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,24 +20,43 @@ import _common  # noqa: F401 - compiles sweeprun, as an installed copy would be
 
 from sweeprun.campaign import fault_campaign
 
-FAULTS = {"kill -9": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "Ctrl+C": signal.SIGINT}
+FAULTS = {
+    "kill -9": signal.SIGKILL,
+    "SIGTERM": signal.SIGTERM,
+    "Ctrl+C": signal.SIGINT,
+    "SIGHUP": signal.SIGHUP,
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--against", help="another sweeprun checkout, measured the same way")
+    ap.add_argument(
+        "--faults", default=",".join(FAULTS), help="which (comma-separated; default: all)"
+    )
+    ap.add_argument(
+        "--load", action="store_true", help="keep the other core busy meanwhile (a busy CI box)"
+    )
     opts = ap.parse_args()
+    chosen = {name: FAULTS[name] for name in opts.faults.split(",")}
+    hog = None
+    if opts.load:
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     sources = [("this checkout", "")]
     if opts.against:
         sources.append((opts.against, str(Path(opts.against).resolve())))
     for label, source in sources:
         start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="sweeprun-faults-") as tmp:
-            results = fault_campaign(Path(tmp), list(FAULTS.values()), opts.trials, source)
-        print(f"{label} ({time.monotonic() - start:.0f} s), 6 experiments per trial, -j 2:")
-        for name, fault in FAULTS.items():
+            results = fault_campaign(Path(tmp), list(chosen.values()), opts.trials, source)
+        load = " (the other core busy)" if hog else ""
+        print(f"{label} ({time.monotonic() - start:.0f} s), 6 experiments per trial, -j 2{load}:")
+        for name, fault in chosen.items():
             print(f"  {name:8s} {results[fault]}")
+    if hog is not None:
+        hog.kill()
+        hog.wait()
 
 
 if __name__ == "__main__":

@@ -109,3 +109,50 @@ def test_a_command_killed_with_its_runner_runs_again(
     assert res.ret == 0, res.stdout + res.stderr
     assert "adopted" not in res.stdout
     assert done.read_text().splitlines() == ["completed"]
+
+
+def test_a_command_that_ends_while_its_runner_cannot_record_it_is_adopted(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Issue 24, item 1: the exit is recorded by the command's parent, the supervisor, not
+    by the runner. Here the runner is frozen (SIGSTOP) before the command's last act and
+    killed after it: a runner that recorded exits itself never could, and the next one ran
+    the command to completion a second time."""
+    import signal
+
+    p = sweepproject
+    done = tmp_path / "done.txt"
+    go = tmp_path / "go"
+    started = tmp_path / "started"
+    p.write(
+        "job.py",
+        "import json, pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.01)\n"
+        "json.dump({'ok': 1}, open('m.json', 'w'))\n"
+        f"open({str(done)!r}, 'a').write('completed\\n')\n",
+    )
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nmetrics: [m.json]\n")
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    assert p.run("sweeps.yaml", "-n", "once").ret == 0
+    runner = p.popen("--run-all")
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.02)
+    runner.send_signal(signal.SIGSTOP)  # the runner can record nothing from now on
+    go.touch()
+    pidfile = p.path / ".git" / "sweeprun" / "ws" / "w0.pid"
+    deadline = time.monotonic() + 10
+    while " exit " not in pidfile.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert done.read_text() == "completed\n"
+    runner.kill()  # kill -9, the command's exit unseen by the runner
+    runner.communicate()
+    res = p.run("--run-all")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "adopted once: its command had finished under a runner that died" in res.stdout
+    assert done.read_text().splitlines() == ["completed"]  # ran to completion once
+    (rec,) = p.records()
+    assert rec["state"] == "success" and rec["metrics"] == {"m.json": {"ok": 1}}

@@ -18,11 +18,13 @@ from sweeprun.campaign import fault_campaign
 
 @pytest.mark.faults
 @pytest.mark.parametrize(
-    "fault", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill-9", "sigterm", "ctrl-c"]
+    "fault",
+    [signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+    ids=["kill-9", "sigterm", "ctrl-c", "sighup"],
 )
 def test_every_experiment_exactly_once(tmp_path: Path, fault: int) -> None:
     trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "3"))
     (result,) = fault_campaign(tmp_path, [fault], trials).values()
-    # Any double run outside the documented kill -9 window (see sweeprun.campaign) fails.
+    # Any double run fails: the supervisor records every exit, even under kill -9.
     assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)
     assert result.trials == trials

@@ -5,6 +5,7 @@ process group, with a timeout, and with its process group named for ``queue kill
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from sweeprun.run import workspace
 from sweeprun.spec.template import prepare
 from sweeprun.system import procs
 from sweeprun.system.stopping import STOP
+from sweeprun.system.supervisor import Supervisor
 
 #: How long a job gets to stop after Ctrl+C before its process group is killed.
 INTERRUPT_GRACE = 10.0
@@ -56,6 +58,16 @@ def run_command(
     if prefix:
         args = [*prefix, *(prepared.argv or ["/bin/sh", "-c", prepared.script])]
         shell = False
+    supervisor = pid_holder.get("watchdog") if pid_holder is not None else None
+    log_name = getattr(log, "name", None)
+    if (
+        pid_holder is not None
+        and isinstance(supervisor, Supervisor)
+        and supervisor.alive
+        and isinstance(log_name, str)
+    ):
+        argv = args if isinstance(args, list) else ["/bin/sh", "-c", args]
+        return _supervised(supervisor, argv, cwd, env, log, log_name, timeout, pid_holder, cmd)
     try:
         # A session of its own: the whole process tree can be signalled as one group.
         proc = subprocess.Popen(
@@ -116,6 +128,67 @@ def run_command(
     finally:
         if pidfile is not None:
             workspace.write_pid(pidfile, "")
+
+
+def _supervised(
+    supervisor: Supervisor,
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log: Any,
+    log_name: str,
+    timeout: float | None,
+    pid_holder: dict[str, Any],
+    cmd: str,
+) -> int:
+    """:func:`run_command` through the runner's supervisor, which starts the command and
+    records its exit the moment it happens (see :mod:`sweeprun.system.supervisor`)."""
+    log.flush()  # the command appends after what the runner wrote
+    pidfile = pid_holder.get("pidfile")
+    child = supervisor.spawn(
+        argv,
+        cwd=cwd,
+        env=env,
+        log=log_name,
+        pidfile=pidfile,
+        exit_words=(
+            str(pid_holder.get("key", "-")),
+            int(pid_holder.get("stage", -1)),
+            str(pid_holder.get("claim", "-")),
+        ),
+    )
+    if child.error or child.ref is None:
+        # What the shell would have said and returned.
+        log.write(f"sweeprun: {cmd}: {os.strerror(child.error or errno.EIO)}\n".encode())
+        return 127 if child.error == errno.ENOENT else 126
+    ref = procs.ProcessRef(child.pid, child.ref.start, env.get(procs.TOKEN_ENV))
+    pid_holder["proc"] = ref
+    if STOP.is_set():  # it started after the stop's signal went out to the others
+        ref.signal_group(signal.SIGINT)
+    try:
+        rc = child.wait(timeout)
+        if rc != 0 and STOP.is_set():
+            pid_holder["interrupted"] = 1  # cut short by the stop: it goes back to the queue
+        return rc
+    except subprocess.TimeoutExpired:
+        child.kill()  # the whole tree: children of the command too
+        child.wait()
+        pid_holder["timeout"] = 1
+        log.write(f"sweeprun: timed out after {timeout:g} s; process group killed\n".encode())
+        return 124
+    except KeyboardInterrupt:
+        # As run_command: SIGINT and a chance to stop cleanly; a second Ctrl+C, or 10 s,
+        # kills the tree.
+        ref.signal_group(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+            child.wait(INTERRUPT_GRACE)
+        child.kill()
+        child.wait()
+        raise
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
 
 
 def announce(pid: int, env: Mapping[str, str], pid_holder: dict[str, Any] | None) -> Path | None:

@@ -41,6 +41,7 @@ from sweeprun.store.transport import TransportError
 from sweeprun.system import procs
 from sweeprun.system.faults import storage_error
 from sweeprun.system.stopping import Stopper
+from sweeprun.system.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from sweeprun._core.session import Session
@@ -203,7 +204,9 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
 
     # Room for putting claims back in the queue should the disk fill up during the run.
     session.store.keep_reserve()
-    watchdog = procs.Watchdog()
+    # The parent of every command this run starts: it records each exit the moment it
+    # happens, and outlives the runner (see sweeprun.system.supervisor).
+    watchdog = Supervisor()
     reader = ObjectReader(common)
     warm = WarmPool()
     # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the

@@ -36,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 _PR_SET_PDEATHSIG = 1
@@ -189,8 +190,12 @@ class ProcessRef:
 class Watchdog:
     """This runner's watchdog: told which jobs run; if the runner dies, it kills them."""
 
-    def __init__(self) -> None:
-        code = (
+    def __init__(self, code: str | None = None) -> None:
+        """``code``: another program speaking this protocol and more (the supervisor,
+        which answers on its stdout)."""
+        replies = code is not None
+        self._say_lock = threading.Lock()
+        code = code or (
             "import importlib.util as u, sys\n"
             f"s = u.spec_from_file_location('sweeprun_procs', {__file__!r})\n"
             "m = sys.modules[s.name] = u.module_from_spec(s)\n"
@@ -202,7 +207,7 @@ class Watchdog:
                 # -S: no site packages to import; this file needs only the standard library.
                 [sys.executable, "-S", "-c", code],
                 stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if replies else subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 text=True,
                 bufsize=1,
@@ -212,9 +217,11 @@ class Watchdog:
             self._proc = None
 
     def _say(self, line: str) -> None:
-        if self._proc is not None and self._proc.stdin is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._proc.stdin.write(line + "\n")
+        # One line at a time: job threads talk to it at once.
+        with self._say_lock:
+            if self._proc is not None and self._proc.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._proc.stdin.write(line + "\n")
 
     def started(self, token: str) -> None:
         """A job with this token runs now."""
