@@ -156,3 +156,24 @@ def test_a_command_that_ends_while_its_runner_cannot_record_it_is_adopted(
     assert done.read_text().splitlines() == ["completed"]  # ran to completion once
     (rec,) = p.records()
     assert rec["state"] == "success" and rec["metrics"] == {"m.json": {"ok": 1}}
+
+
+def test_the_log_keeps_each_command_output_in_order(sweepproject: SweepProject) -> None:
+    """Commands write their output through the supervisor's own handle on the log: what
+    sweeprun writes after a command must come after it, not over it."""
+    p = sweepproject
+    p.write(
+        "sweeps.yaml",
+        "stages:\n  a:\n    cmd: echo first-command-output-that-is-long\n"
+        "  b:\n    cmd: echo second\n    deps: []\n",
+    )
+    p.commit()
+    assert p.run("sweeps.yaml", "-n", "two", "--run").ret == 0
+    log = p.run("queue", "logs", "two").stdout
+    lines = [ln for ln in log.splitlines() if ln]
+    assert lines == [
+        "+ [a] echo first-command-output-that-is-long",
+        "first-command-output-that-is-long",
+        "+ [b] echo second",
+        "second",
+    ], log

@@ -264,7 +264,11 @@ def _in_workspace(
     rc = 0
     message = ""
     holder: dict[str, Any] = {"watchdog": task.shared.watchdog}
-    with open(log_path, "ab" if adopted else "wb") as log:
+    if not adopted:
+        open(log_path, "wb").close()  # a new attempt's log starts empty
+    # Appending: the commands' output is written to the same file by their own open file
+    # (the supervisor's), never overwritten by what sweeprun writes after it.
+    with open(log_path, "ab") as log:
         outcomes = execute_pipeline(task, ws, task.env(ws), log, holder, adopted)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed and holder.get("interrupted"):
