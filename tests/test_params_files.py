@@ -11,13 +11,13 @@ from sweeprun.testing import SweepProject
 READ_X = "python3 -c \"import yaml; print(yaml.safe_load(open('other.yaml'))['x'])\" > out.txt"
 
 
-def _other_file_project(sp: SweepProject, dvc: bool) -> None:
+def _other_file_project(sp: SweepProject, dvc: bool, keys: str = "[x]") -> None:
     sp.write("params.yaml", "lr: 0.1\n")
     sp.write("other.yaml", "x: 1\n")
     stage = f"""
         s:
           cmd: {READ_X}
-          params: [{{other.yaml: [x]}}]
+          params: [{{other.yaml: {keys}}}]
           outs: [out.txt]
     """
     if dvc:
@@ -31,12 +31,16 @@ def _other_file_project(sp: SweepProject, dvc: bool) -> None:
     sp.commit()
 
 
-@pytest.mark.parametrize("dvc", [False, True], ids=["sweeps.yaml", "dvc.yaml"])
+@pytest.mark.parametrize(
+    ("dvc", "keys"),
+    [(False, "[x]"), (True, "[x]"), (False, "null")],
+    ids=["sweeps.yaml", "dvc.yaml", "whole-file"],
+)
 def test_a_value_of_another_params_file_changes_the_stage_key(
-    sweepproject: SweepProject, dvc: bool
+    sweepproject: SweepProject, dvc: bool, keys: str
 ) -> None:
     sp = sweepproject
-    _other_file_project(sp, dvc)
+    _other_file_project(sp, dvc, keys)
     res = sp.run("run")
     assert res.ret == 0, res.stdout + res.stderr
     assert sp.read("out.txt") == "1\n"
