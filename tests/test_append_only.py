@@ -310,7 +310,7 @@ def test_no_step_rewrites_a_record(
         Machine,
         settings=settings(
             max_examples=SEQUENCES,
-            stateful_step_count=6,
+            stateful_step_count=5,
             deadline=None,
             suppress_health_check=list(HealthCheck),
         ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import time
 
 import pytest
 
+from sweeprun._core.cli import main
 from sweeprun.testing import SweepProject
 
 
@@ -241,18 +244,16 @@ def _help_pages() -> list[tuple[str, ...]]:
 @pytest.mark.parametrize("page", _help_pages(), ids=lambda p: " ".join(p) or "sweeprun")
 def test_every_help_page_ends_with_examples(page: tuple[str, ...]) -> None:
     """Issue 22, item 11: no --help page had an example; every option says what it does."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "sweeprun", *page, "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.rstrip("\n").splitlines()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
+        main([*page, "--help"])  # in-process: argparse prints the page and exits 0
+    assert exited.value.code == 0
+    lines = out.getvalue().rstrip("\n").splitlines()
+    stdout = out.getvalue()
     start = lines.index("examples:")
     examples = lines[start + 1 :]
-    assert 2 <= len(examples) <= 3, proc.stdout
-    assert all(e.startswith("  sweeprun ") for e in examples), proc.stdout
+    assert 2 <= len(examples) <= 3, stdout
+    assert all(e.startswith("  sweeprun ") for e in examples), stdout
     # Every option has a help text: beside it, or on the next line, indented deeper.
     body = lines[:start]
     bare = [
