@@ -35,6 +35,7 @@ from sweeprun.spec.collect import (
     params_of,
     spec_overrides,
 )
+from sweeprun.spec.dvcproject import find_pipelines
 from sweeprun.spec.hydra import Composer
 from sweeprun.spec.loader import SPEC_NAMES, Spec, default_spec
 from sweeprun.spec.overrides import Override, parse_override
@@ -133,8 +134,8 @@ class Session:
                     and ".git" not in f.relative_to(p).parts
                     and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))
                 ]
-                if not found and (p / "dvc.yaml").is_file():
-                    found = [p / "dvc.yaml"]  # a DVC project as it is
+                if not found and find_pipelines(self.config.repo.root, p):
+                    found = [p]  # a DVC project as it is: every dvc.yaml below it
                 if not found:
                     raise UsageError(f"{arg}: no sweeps.yaml, *.sweeps.yaml or dvc.yaml below it")
                 paths.extend((f, None) for f in found)

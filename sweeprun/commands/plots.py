@@ -32,6 +32,7 @@ from sweeprun.report import charts, page
 from sweeprun.report.draw import Drawer
 from sweeprun.report.table import MISSING, column, fmt, subset, value
 from sweeprun.run.metrics import log_tail
+from sweeprun.spec.dvcproject import find_pipelines
 from sweeprun.spec.loader import default_spec
 from sweeprun.store import resultsindex, written
 from sweeprun.store.git import run_git
@@ -307,7 +308,13 @@ def _definitions(config: Config) -> str:
     path = default_spec(config.repo.root)
     if path is None:
         return "<p>(no spec in the repository's root)</p>"
-    return f"<p><code>{html.escape(path.name)}</code></p><pre>{html.escape(path.read_text())}</pre>"
+    root = config.repo.root
+    files = find_pipelines(root, path) if path.is_dir() else [path]  # a DVC project: each
+    return "".join(
+        f"<p><code>{html.escape(f.relative_to(root).as_posix())}</code></p>"
+        f"<pre>{html.escape(f.read_text())}</pre>"
+        for f in files
+    )
 
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:

@@ -90,7 +90,7 @@ def _experiment(config: Config) -> Experiment:
         raise UsageError(
             f"no sweeps.yaml or dvc.yaml in {config.invocation_dir} (name one with --spec)"
         )
-    if not path.is_file():
+    if given is not None and not path.is_file():
         raise UsageError(f"--spec {given}: no such spec file")
     spec = config.hook.sweeprun_load_spec(path=path, config=config)
     params = params_of(spec)

@@ -59,6 +59,10 @@ class Stage:
     always_changed: bool = False
     #: ``python -m MODULE`` run in a warm worker (``call:``, or ``warm: true``).
     warm: bool = False
+    #: Reads no params (``params: []``; a ``dvc.yaml`` stage without ``params:``, as DVC
+    #: means it). Without it, an empty ``params`` means every param (``sweeps.yaml``'s
+    #: safe default).
+    no_params: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in queue records (and hashed into the experiment's key)."""
@@ -77,6 +81,7 @@ class Stage:
             **({"frozen": True} if self.frozen else {}),
             **({"always_changed": True} if self.always_changed else {}),
             **({"warm": True} if self.warm else {}),
+            **({"no_params": True} if self.no_params else {}),
         }
 
     @classmethod
@@ -96,6 +101,7 @@ class Stage:
             frozen=bool(data.get("frozen", False)),
             always_changed=bool(data.get("always_changed", False)),
             warm=bool(data.get("warm", False)),
+            no_params=bool(data.get("no_params", False)),
         )
 
     @property

@@ -44,6 +44,8 @@ def params_read(
     """
 
     texts = texts or {}
+    if stage.no_params:
+        return {}
     if not stage.params:
         # Reads every param: the files' bytes identify them, and hashing is cheaper than
         # parsing on the per-experiment path.

@@ -70,8 +70,15 @@ class DvcPipeline:
     fixed: list[str] = field(default_factory=list)
 
 
-def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipeline:
-    """Read a ``dvc.yaml`` mapping into stage mappings, params files and plot definitions."""
+def expand(
+    ld: Loader, root: Path, data: LocatedDict, spec_dir: str, spec_default: str | None = None
+) -> DvcPipeline:
+    """Read a ``dvc.yaml`` mapping into stage mappings, params files and plot definitions.
+
+    ``spec_default``: the params file bare keys refer to in the spec this file is part of
+    (several ``dvc.yaml`` files read as one: references into this file's own default
+    are then written ``file:key``); by default this file's own.
+    """
     ld.check_keys(data, TOP_KEYS, "dvc.yaml")
     for key in ("artifacts", "datasets"):
         if key in data:
@@ -87,7 +94,7 @@ def expand(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> DvcPipel
         ctx.merge(ld, ParamsFile.load(root, default).data, default, data.mark)
         files.append(default)
     load_vars(ld, root, spec_dir, ctx, data, files)
-    default_file = files[0] if files else default
+    default_file = spec_default or (files[0] if files else default)
     ctx.default = default_file
     reading = _Reading(ld, root, spec_dir, files, default_file)
 

@@ -15,10 +15,10 @@ from typing import Any
 from sweeprun.exceptions import SpecError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model.stage import Stage
-from sweeprun.spec import dvcyaml, yamlio
 from sweeprun.spec.dag import PipelineError, inside, order_stages, outputs
+from sweeprun.spec.dvcproject import load_project, read_pipeline
 from sweeprun.spec.hydra import HydraApp
-from sweeprun.spec.reader import Loader, type_name
+from sweeprun.spec.reader import Loader, read_mapping
 from sweeprun.spec.stages import check_inside, load_env, load_stage, rel_path
 from sweeprun.spec.sweeps import Sweep, load_sweep
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
@@ -33,10 +33,14 @@ DVC_FILE = "dvc.yaml"
 
 
 def default_spec(directory: Path) -> Path | None:
-    """The spec of ``directory`` when none is named: ``sweeps.yaml``, else DVC's ``dvc.yaml``."""
-    for name in (*SPEC_NAMES, DVC_FILE):
+    """The spec of ``directory`` when none is named: ``sweeps.yaml``, else, where there is
+    a ``dvc.yaml``, the DVC project of every ``dvc.yaml`` at or below it (returned as the
+    directory itself), as ``dvc exp run`` takes them."""
+    for name in SPEC_NAMES:
         if (directory / name).is_file():
             return directory / name
+    if (directory / DVC_FILE).is_file():
+        return directory
     return None
 
 
@@ -78,59 +82,6 @@ class Spec:
         return SpecError(self.path, mark[0], mark[1], message)
 
 
-def _read(root: Path, path: Path) -> tuple[str, LocatedDict, Loader]:
-    """A spec file's located mapping (empty file: empty mapping)."""
-    rel = path.resolve().relative_to(root).as_posix()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(rel, 0, 0, "file not found") from None
-    except UnicodeDecodeError:
-        raise SpecError(rel, 0, 0, "not UTF-8 text") from None
-    data = yamlio.load_located(text, rel)
-    ld = Loader(rel, root)
-    if data is None:
-        data = LocatedDict()
-    if not isinstance(data, LocatedDict):
-        raise ld.err((1, 1), f"the spec must be a mapping, not {type_name(data)}")
-    return rel, data, ld
-
-
-@dataclass
-class _Dvc:
-    """A ``dvc.yaml`` read for a spec."""
-
-    stages: list[Stage]
-    params_files: list[str]
-    plots: list[Any]
-    ld: Loader  # locates errors in dvc.yaml
-    raw: dict[str, tuple[LocatedDict, Mark]]
-    fixed: list[str]
-
-
-def _dvc_pipeline(root: Path, path: Path, env: dict[str, str]) -> _Dvc:
-    """The stages of a ``dvc.yaml`` (errors located in it), its params files and plots."""
-    rel, data, ld = _read(root, path)
-    spec_dir = posixpath.dirname(rel)
-    pipeline = dvcyaml.expand(ld, root, data, spec_dir)
-    if not pipeline.stages:
-        raise ld.err(data.mark, "nothing to run: dvc.yaml has no 'stages'")
-    plots = list(pipeline.plots)
-    stages = [
-        load_stage(ld, s.name, s.body, spec_dir, env, s.values, plots) for s in pipeline.stages
-    ]
-    raw = {s.name: (s.body, s.mark) for s in pipeline.stages}
-    if pipeline.metrics:
-        # DVC's top-level metrics files: read with the results of the last stage.
-        extra = []
-        for m, mark in pipeline.metrics:
-            p = rel_path(spec_dir, "", m)
-            check_inside(ld, p, mark)
-            extra.append(p)
-        stages[-1] = replace(stages[-1], metrics=(*stages[-1].metrics, *extra))
-    return _Dvc(stages, pipeline.params_files, plots, ld, raw, pipeline.fixed)
-
-
 def _stage_params_files(stages: list[Stage], declared: list[str]) -> tuple[str, ...]:
     """Files named by a stage's ``params`` (``file:key``) that the spec does not declare
     (the stage loader checked that each exists)."""
@@ -139,29 +90,62 @@ def _stage_params_files(stages: list[Stage], declared: list[str]) -> tuple[str, 
 
 
 def _load_dvc_spec(root: Path, path: Path) -> Spec:
-    dvc = _dvc_pipeline(root, path, {})
+    """A ``dvc.yaml`` named as the spec, or (``path`` a directory) every one below it."""
+    if path.is_dir():
+        project = load_project(root, path, {})
+        stages = _check_pipeline(root, project.stages, project.where)
+        metrics = [m for f in project.files for m, _ in f.metrics]
+        spec_path, params_files, plots = project.path, project.params_files, project.plots
+        fixed = project.fixed
+    else:
+        f = read_pipeline(root, path, {})
+        stages = _check_pipeline(root, f.stages, _where(f.ld, f.raw))
+        metrics = [m for m, _ in f.metrics]
+        spec_path, params_files, plots, fixed = f.path, f.params_files, f.plots, f.fixed
+    stages = _attach_metrics(stages, metrics)
     return Spec(
-        path=dvc.ld.path,
+        path=spec_path,
         root=root,
-        params_files=dvc.params_files,
-        stages=_check_pipeline(dvc.ld, root, dvc.stages, dvc.raw),
+        params_files=params_files,
+        stages=stages,
         sweeps=[],
         raw=LocatedDict(),
-        plots=dvc.plots,
-        fixed_keys=tuple(dvc.fixed),
-        stage_params_files=_stage_params_files(dvc.stages, dvc.params_files),
+        plots=plots,
+        fixed_keys=tuple(fixed),
+        stage_params_files=_stage_params_files(stages, params_files),
     )
+
+
+def _attach_metrics(stages: list[Stage], metrics: list[str]) -> list[Stage]:
+    """Top-level metrics files of a ``dvc.yaml`` (or beside ``pipeline:``): recorded with
+    the stage that writes them (one of its outputs holds them), else after the last one."""
+    out = list(stages)
+    for m in metrics:
+        at = next(
+            (i for i, s in enumerate(out) if any(inside(m, o) for o in outputs(s))),
+            len(out) - 1,
+        )
+        if m not in out[at].metrics:
+            out[at] = replace(out[at], metrics=(*out[at].metrics, m))
+    return out
+
+
+def _where(
+    ld: Loader, raw: dict[str, tuple[LocatedDict, Mark]]
+) -> dict[str, tuple[LocatedDict, Mark, Loader]]:
+    return {name: (body, mark, ld) for name, (body, mark) in raw.items()}
 
 
 def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     """Load and validate the spec at ``path`` (absolute) in the repository at ``root``.
 
     ``block_types`` are the sweep block keys the registered expanders understand. A file
-    named ``dvc.yaml`` is read as DVC's pipeline file (no sweeps: ``-S`` makes them).
+    named ``dvc.yaml`` is read as DVC's pipeline file (no sweeps: ``-S`` makes them); a
+    directory, as the DVC project of every ``dvc.yaml`` below it.
     """
-    if path.name == DVC_FILE:
+    if path.name == DVC_FILE or path.is_dir():
         return _load_dvc_spec(root, path)
-    rel, data, ld = _read(root, path)
+    rel, data, ld = read_mapping(root, path)
     ld.check_keys(data, TOP_KEYS, "the spec")
     spec_dir = posixpath.dirname(rel)
     env = load_env(ld, data, "the spec")
@@ -181,8 +165,10 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     plots: list[Any] = []
     check = ld
     fixed_keys: tuple[str, ...] = ()
+    pipeline_metrics: list[str] = []
     if "pipeline" in data:
-        clash = [k for k in (*stage_keys, "stages") if k in data]
+        # Metrics and plots beside it are the run's too (as a root dvc.yaml's are).
+        clash = [k for k in (*stage_keys, "stages") if k in data and k not in ("metrics", "plots")]
         if clash:
             raise ld.err(
                 data.key_marks[clash[0]],
@@ -197,9 +183,14 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
             )
         if not (root / prel).is_file():
             raise ld.err(data.value_marks["pipeline"], f"pipeline {ppath!r} not found")
-        dvc = _dvc_pipeline(root, root / prel, env)
+        dvc = read_pipeline(root, root / prel, env)
         stages, plots, check, stage_raw = dvc.stages, dvc.plots, dvc.ld, dvc.raw
         fixed_keys = tuple(dvc.fixed)
+        beside = [rel_path(spec_dir, "", m) for m, _ in ld.str_list(data, "metrics")]
+        for (_, mark), rel in zip(ld.str_list(data, "metrics"), beside, strict=True):
+            check_inside(ld, rel, mark)
+        pipeline_metrics = [m for m, _ in dvc.metrics] + beside
+        plots += [{rel_path(spec_dir, "", p): {}} for p, _ in ld.str_list(data, "plots")]
         if "params" not in data:
             params_files = dvc.params_files
     elif "stages" in data:
@@ -237,7 +228,8 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
             s if any(inside(conf, d) for d in s.deps) else replace(s, deps=(*s.deps, conf))
             for s in stages
         ]
-    stages = _check_pipeline(check, root, stages, stage_raw)
+    stages = _check_pipeline(root, stages, _where(check, stage_raw))
+    stages = _attach_metrics(stages, pipeline_metrics)
 
     sweeps: list[Sweep] = []
     raw_sweeps = data.get("sweeps")
@@ -280,20 +272,22 @@ def _hydra_app(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> Hydr
 
 
 def _check_pipeline(
-    ld: Loader, root: Path, stages: list[Stage], raw: dict[str, tuple[LocatedDict, Mark]]
+    root: Path, stages: list[Stage], where: dict[str, tuple[LocatedDict, Mark, Loader]]
 ) -> list[Stage]:
-    """Order the stages; reject cycles, clashing outs and deps that exist nowhere."""
+    """Order the stages; reject cycles, clashing outs and deps that exist nowhere (each
+    error located in the file of its stage: ``where``)."""
 
     try:
         ordered = order_stages(stages)
     except PipelineError as exc:
-        raise ld.err(raw[exc.stage][1], str(exc)) from None
+        _, mark, ld = where[exc.stage]
+        raise ld.err(mark, str(exc)) from None
     produced = [o for s in stages for o in outputs(s)]
     for s in stages:
         for i, dep in enumerate(s.deps):
             if (root / dep).exists() or any(inside(dep, o) for o in produced):
                 continue
-            d, mark = raw[s.name]
+            d, mark, ld = where[s.name]
             deps = d.get("deps")
             if isinstance(deps, LocatedList) and i < len(deps.marks):
                 mark = deps.marks[i]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import SpecError
+from sweeprun.spec import yamlio
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 
@@ -78,3 +79,21 @@ class Loader:
         if not isinstance(value, str):
             raise self.err(d.value_marks[key], f"{key!r} must be a string, not {type_name(value)}")
         return value
+
+
+def read_mapping(root: Path, path: Path) -> tuple[str, LocatedDict, Loader]:
+    """A spec file's located mapping (empty file: empty mapping)."""
+    rel = path.resolve().relative_to(root).as_posix()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(rel, 0, 0, "file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(rel, 0, 0, "not UTF-8 text") from None
+    data = yamlio.load_located(text, rel)
+    ld = Loader(rel, root)
+    if data is None:
+        data = LocatedDict()
+    if not isinstance(data, LocatedDict):
+        raise ld.err((1, 1), f"the spec must be a mapping, not {type_name(data)}")
+    return rel, data, ld

@@ -110,15 +110,15 @@ def _load_outs(
     return outs
 
 
-def _load_params(ld: Loader, d: LocatedDict, base: str) -> tuple[str, ...]:
+def _load_params(ld: Loader, d: LocatedDict, base: str) -> tuple[str, ...] | None:
     """A stage's ``params``: keys of the default file, or ``{file: [keys]}`` (null: all of it).
 
     A key of another file is stored as ``file:key`` (the file relative to the root);
-    a whole file as ``file:``.
+    a whole file as ``file:``. ``None``: none declared.
     """
     value = d.get("params")
     if value is None:
-        return ()
+        return None
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, LocatedList):
@@ -181,6 +181,7 @@ def load_stage(
     env: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     plots: list[Any] | None = None,
+    params_by_default: bool = True,
 ) -> Stage:
     if not _STAGE_NAME.fullmatch(name) or ".." in name:
         raise ld.err(
@@ -247,13 +248,16 @@ def load_stage(
     metrics = [o.path for o in _load_outs(ld, d, "metrics", base)]
     plots_ = [o.path for o in _load_outs(ld, d, "plots", base, plots)]
     stage_env = {**(env or {}), **load_env(ld, d, f"stage {name!r}")}
+    params = _load_params(ld, d, base)
     return Stage(
         name=name,
         cmd=cmd,
         wdir=base or ".",
         deps=paths("deps"),
         outs=tuple(outs),
-        params=_load_params(ld, d, base),
+        params=params or (),
+        # `params: []` reads none anywhere; no `params:` at all reads none in a dvc.yaml.
+        no_params=params == () or (params is None and not params_by_default),
         metrics=tuple(metrics),
         plots=tuple(plots_),
         values=tuple(sorted((values or {}).items())),
