@@ -127,3 +127,20 @@ def test_metrics_beside_pipeline_in_sweeps_yaml(sweepproject: SweepProject, nest
     (rec,) = sp.records()
     assert rec["metrics"] == {"reports/p1/metrics.json": {"score": 1.0}}
     assert json.loads(sp.git("show", f"{rec['commit']}:reports/p1/metrics.json")) == {"score": 1.0}
+
+
+def test_init_at_such_a_root_writes_a_spec_that_runs(
+    sweepproject: SweepProject, nested: Path
+) -> None:
+    sp = sweepproject
+    res = sp.run("init")
+    assert res.ret == 0, res.stdout + res.stderr
+    text = sp.read("sweeps.yaml")
+    assert text.startswith("# Sweeps over the DVC pipeline as it is")
+    assert "pipeline: .  #" in text and "train.lr: [0.05, 0.1, 0.2]" in text
+    sp.commit("the starter")
+    res = sp.run("--run", "-q")
+    assert res.ret == 0, res.stdout + res.stderr
+    recs = sp.records()
+    assert len(recs) == 3
+    assert all(set(r["metrics"]) == {"reports/p1/metrics.json"} for r in recs)

@@ -20,6 +20,7 @@ import yaml
 from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.spec import names
+from sweeprun.spec.dvcproject import find_pipelines, load_project
 from sweeprun.spec.params import ParamsFile, flatten
 
 if TYPE_CHECKING:
@@ -98,11 +99,18 @@ def starter(root: Path) -> tuple[str, str]:
     metrics = next((m for m in METRICS if (root / m).is_file()), None)
     script = next((s for s in SCRIPTS if (root / s).is_file()), None)
     if (root / "dvc.yaml").is_file():
-        pf = next((p for p in PARAMS_FILES if (root / p).is_file()), None)
+        nested = len(find_pipelines(root, root)) > 1
+        if nested:  # every dvc.yaml below the root, as `dvc exp run` takes them
+            files = load_project(root, root, {}).params_files
+            pf = files[0] if files else None
+        else:
+            pf = next((p for p in PARAMS_FILES if (root / p).is_file()), None)
         data = ParamsFile.load(root, pf).data if pf else {}
         lines = [
             "# Sweeps over the DVC pipeline as it is (sweeprun reads dvc.yaml itself).",
-            "pipeline: dvc.yaml  # guessed: dvc.yaml is here",
+            "pipeline: .  # guessed: every dvc.yaml below the root, as DVC runs them"
+            if nested
+            else "pipeline: dvc.yaml  # guessed: dvc.yaml is here",
             *_sweep_lines(data, pf or "params.yaml"),
         ]
         return "\n".join(lines) + "\n", "dvc.yaml"

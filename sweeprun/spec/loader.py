@@ -16,7 +16,7 @@ from sweeprun.exceptions import SpecError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model.stage import Stage
 from sweeprun.spec.dag import PipelineError, inside, order_stages, outputs
-from sweeprun.spec.dvcproject import load_project, read_pipeline
+from sweeprun.spec.dvcproject import find_pipelines, load_project, read_pipeline
 from sweeprun.spec.hydra import HydraApp
 from sweeprun.spec.reader import Loader, read_mapping
 from sweeprun.spec.stages import check_inside, load_env, load_stage, rel_path
@@ -116,6 +116,53 @@ def _load_dvc_spec(root: Path, path: Path) -> Spec:
     )
 
 
+_Pipeline = tuple[
+    list[Stage],
+    list[Any],
+    dict[str, tuple[LocatedDict, Mark, Loader]],
+    tuple[str, ...],
+    list[str],
+    list[str],
+]
+
+
+def _named_pipeline(
+    ld: Loader, root: Path, data: LocatedDict, spec_dir: str, env: dict[str, str]
+) -> _Pipeline:
+    """``pipeline:`` — a ``dvc.yaml``, or a directory (every ``dvc.yaml`` below it) — with
+    ``metrics:``/``plots:`` beside it: (stages, plots, where, fixed keys, metrics files,
+    params files)."""
+    ppath = ld.string(data, "pipeline") or ""
+    mark = data.value_marks["pipeline"]
+    prel = rel_path(spec_dir, "", ppath)
+    check_inside(ld, prel or ".", mark)
+    target = root / prel
+    if target.is_dir():
+        if not find_pipelines(root, target):
+            raise ld.err(mark, f"pipeline {ppath!r}: no dvc.yaml at or below it")
+        project = load_project(root, target, env)
+        stages, plots, where = project.stages, project.plots, project.where
+        fixed, params = project.fixed, project.params_files
+        metrics = [m for f in project.files for m, _ in f.metrics]
+    else:
+        if posixpath.basename(prel) != DVC_FILE:
+            raise ld.err(
+                mark, f"pipeline {ppath!r}: valid: a dvc.yaml file, or a directory of them"
+            )
+        if not target.is_file():
+            raise ld.err(mark, f"pipeline {ppath!r} not found")
+        dvc = read_pipeline(root, target, env)
+        stages, plots, where = dvc.stages, dvc.plots, _where(dvc.ld, dvc.raw)
+        fixed, params = dvc.fixed, dvc.params_files
+        metrics = [m for m, _ in dvc.metrics]
+    for m, m_mark in ld.str_list(data, "metrics"):
+        beside = rel_path(spec_dir, "", m)
+        check_inside(ld, beside, m_mark)
+        metrics.append(beside)
+    plots = [*plots, *({rel_path(spec_dir, "", p): {}} for p, _ in ld.str_list(data, "plots"))]
+    return stages, plots, where, tuple(fixed), metrics, params
+
+
 def _attach_metrics(stages: list[Stage], metrics: list[str]) -> list[Stage]:
     """Top-level metrics files of a ``dvc.yaml`` (or beside ``pipeline:``): recorded with
     the stage that writes them (one of its outputs holds them), else after the last one."""
@@ -163,9 +210,9 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
     stages: list[Stage] = []
     stage_raw: dict[str, tuple[LocatedDict, Mark]] = {}
     plots: list[Any] = []
-    check = ld
     fixed_keys: tuple[str, ...] = ()
     pipeline_metrics: list[str] = []
+    where: dict[str, tuple[LocatedDict, Mark, Loader]] = {}
     if "pipeline" in data:
         # Metrics and plots beside it are the run's too (as a root dvc.yaml's are).
         clash = [k for k in (*stage_keys, "stages") if k in data and k not in ("metrics", "plots")]
@@ -174,25 +221,10 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
                 data.key_marks[clash[0]],
                 f"{clash[0]!r} cannot be combined with 'pipeline:' (the stages come from it)",
             )
-        ppath = ld.string(data, "pipeline") or ""
-        prel = rel_path(spec_dir, "", ppath)
-        check_inside(ld, prel, data.value_marks["pipeline"])
-        if posixpath.basename(prel) != DVC_FILE:
-            raise ld.err(
-                data.value_marks["pipeline"], f"pipeline {ppath!r}: valid: a dvc.yaml file"
-            )
-        if not (root / prel).is_file():
-            raise ld.err(data.value_marks["pipeline"], f"pipeline {ppath!r} not found")
-        dvc = read_pipeline(root, root / prel, env)
-        stages, plots, check, stage_raw = dvc.stages, dvc.plots, dvc.ld, dvc.raw
-        fixed_keys = tuple(dvc.fixed)
-        beside = [rel_path(spec_dir, "", m) for m, _ in ld.str_list(data, "metrics")]
-        for (_, mark), rel in zip(ld.str_list(data, "metrics"), beside, strict=True):
-            check_inside(ld, rel, mark)
-        pipeline_metrics = [m for m, _ in dvc.metrics] + beside
-        plots += [{rel_path(spec_dir, "", p): {}} for p, _ in ld.str_list(data, "plots")]
+        pipe = _named_pipeline(ld, root, data, spec_dir, env)
+        stages, plots, where, fixed_keys, pipeline_metrics, pipe_params = pipe
         if "params" not in data:
-            params_files = dvc.params_files
+            params_files = pipe_params
     elif "stages" in data:
         if stage_keys:
             raise ld.err(
@@ -228,7 +260,7 @@ def load_spec(root: Path, path: Path, block_types: tuple[str, ...]) -> Spec:
             s if any(inside(conf, d) for d in s.deps) else replace(s, deps=(*s.deps, conf))
             for s in stages
         ]
-    stages = _check_pipeline(root, stages, _where(check, stage_raw))
+    stages = _check_pipeline(root, stages, where or _where(ld, stage_raw))
     stages = _attach_metrics(stages, pipeline_metrics)
 
     sweeps: list[Sweep] = []
