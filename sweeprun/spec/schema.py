@@ -181,7 +181,10 @@ SCHEMA: dict[str, Any] = {
         **_STAGE_PROPS,
         "pipeline": {
             "type": "string",
-            "description": "A dvc.yaml whose stages this spec sweeps (instead of 'stages').",
+            "description": (
+                "A dvc.yaml whose stages this spec sweeps (instead of 'stages'), or a "
+                "directory: every dvc.yaml below it."
+            ),
         },
         "stages": {
             "type": "object",
