@@ -14,7 +14,7 @@ the experiment looks for what the dead one left:
    anything.
 
 Otherwise the experiment goes back to the queue as before. A command that was still running when
-its runner died never finishes: the runner's watchdog kills it (``procs.Watchdog``).
+its runner died never finishes: the runner's supervisor kills it (``system.supervisor``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from sweeprun.store.cache import Cache
 from sweeprun.store.catfile import ObjectReader
 from sweeprun.store.tiered import TieredCache
 from sweeprun.system import procs
+from sweeprun.system.supervisor import Supervisor
 
 
 class QueuedCommitError(RuntimeError):
@@ -70,7 +71,7 @@ class Shared:
     #: The run loop's ``git cat-file --batch``: the job reads its queued commit through it.
     reader: ObjectReader | None = None
     #: The runner's watchdog: the job announces its command's process group to it.
-    watchdog: procs.Watchdog | None = None
+    watchdog: Supervisor | None = None
     #: A git-only worker's relay: each checkpoint ``(commit, step)`` is handed to it
     #: before the program goes on (pushed where the runner and other workers see it).
     relay: Callable[[str, int], None] | None = None

@@ -19,9 +19,9 @@ the group plus every process whose environment holds the token (``/proc/<pid>/en
 read through a pidfd, so a process that exits meanwhile is never confused with one that
 took its pid). A program that clears its environment and leaves its group escapes this.
 
-When a runner dies however it dies (``kill -9``), a small watchdog process it started
-(:class:`Watchdog`) sees its pipe close and kills the trees of the jobs it had
-running, so that no job runs on unsupervised, finishes, and is run again by the next
+When a runner dies however it dies (``kill -9``), its supervisor
+(:mod:`sweeprun.system.supervisor`) sees its pipe close and kills the trees of the jobs it
+had running, so that no job runs on unsupervised, finishes, and is run again by the next
 runner.
 """
 
@@ -36,7 +36,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 
 _PR_SET_PDEATHSIG = 1
@@ -185,90 +184,6 @@ class ProcessRef:
     def tree_alive(self) -> bool:
         """Whether any process of the tree still lives."""
         return self.signal_tree(0)
-
-
-class Watchdog:
-    """This runner's watchdog: told which jobs run; if the runner dies, it kills them."""
-
-    def __init__(self, code: str | None = None) -> None:
-        """``code``: another program speaking this protocol and more (the supervisor,
-        which answers on its stdout)."""
-        replies = code is not None
-        self._say_lock = threading.Lock()
-        code = code or (
-            "import importlib.util as u, sys\n"
-            f"s = u.spec_from_file_location('sweeprun_procs', {__file__!r})\n"
-            "m = sys.modules[s.name] = u.module_from_spec(s)\n"
-            "s.loader.exec_module(m); m.watchdog_main()\n"
-        )
-        self._proc: subprocess.Popen[str] | None
-        try:
-            self._proc = subprocess.Popen(
-                # -S: no site packages to import; this file needs only the standard library.
-                [sys.executable, "-S", "-c", code],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE if replies else subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                bufsize=1,
-                start_new_session=True,  # a terminal's Ctrl+C is the runner's to handle
-            )
-        except OSError:
-            self._proc = None
-
-    def _say(self, line: str) -> None:
-        # One line at a time: job threads talk to it at once.
-        with self._say_lock:
-            if self._proc is not None and self._proc.stdin is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    self._proc.stdin.write(line + "\n")
-
-    def started(self, token: str) -> None:
-        """A job with this token runs now."""
-        self._say("+" + token)
-
-    def ended(self, token: str) -> None:
-        """The job with this token has ended."""
-        self._say("-" + token)
-
-    def command(self, ref: ProcessRef) -> None:
-        """A job's command started: its group is killed first, the moment the runner dies
-        (before the slower search for the rest of the tree by token)."""
-        if ref.token:
-            self._say(f"g {ref.token} {ref.pid} {ref.start or '-'}")
-
-    def close(self) -> None:
-        """The runner ends normally (every job ended): the watchdog exits."""
-        if self._proc is not None:
-            with contextlib.suppress(OSError):
-                if self._proc.stdin is not None:
-                    self._proc.stdin.close()
-            self._proc.wait()
-            self._proc = None
-
-
-def watchdog_main() -> None:  # pragma: no cover - runs in the watchdog process
-    """Read ``+TOKEN``/``-TOKEN`` lines until the runner's end of the pipe closes; then
-    kill every tree still listed (none, when the runner ended normally)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    live: dict[str, ProcessRef | None] = {}
-    for line in sys.stdin:
-        word = line.strip()
-        if word.startswith("+"):
-            live[word[1:]] = None
-        elif word.startswith("-"):
-            live.pop(word[1:], None)
-        elif word.startswith("g "):
-            _, token, pid, start = [*word.split(), "", "", ""][:4]
-            if token in live and pid.isdigit():
-                live[token] = ProcessRef(int(pid), None if start == "-" else start)
-    # Every microsecond counts now: a command that finishes after its runner died would
-    # run again. Groups first (one kill each), then the search by token.
-    for ref in live.values():
-        if ref is not None:
-            ref.signal_group(signal.SIGKILL)
-    for token in live:
-        signal_token(token, signal.SIGKILL)
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -10,9 +10,10 @@ runner dies, the supervisor kills the trees still running (their commands did no
 they run again), keeps the exits of those that ended on their own (the next runner adopts
 them, see :mod:`sweeprun.run.adopt`), and exits.
 
-Protocol, one line each way. Runner → supervisor: the watchdog's ``+TOKEN`` / ``-TOKEN``
-/ ``g TOKEN PID START`` lines (see :class:`~sweeprun.system.procs.Watchdog`), ``s JSON``
-(start a command) and ``k ID`` (kill one: its end is then not its own). Supervisor →
+Protocol, one line each way. Runner → supervisor: ``+TOKEN`` / ``-TOKEN`` (a job runs /
+has ended: its tree dies with the runner), ``g TOKEN PID START`` (a command started
+elsewhere, e.g. by a warm worker: its group is killed first), ``s JSON`` (start a command)
+and ``k ID`` (kill one: its end is then not its own). Supervisor →
 runner: ``started ID PID START``, ``failed ID ERRNO`` (it could not be started) and
 ``exit ID RC``.
 
@@ -62,28 +63,68 @@ class Child:
         self._supervisor._say(f"k {self.ident}")
 
 
-class Supervisor(procs.Watchdog):
-    """The runner's end of the supervisor process (see the module docstring)."""
+class Supervisor:
+    """The runner's end of the supervisor process (see the module docstring): told which
+    jobs run (their trees die with the runner) and asked to start their commands."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._say_lock = threading.Lock()
         self._children: dict[int, Child] = {}
         self._next = 0
         self._reader: threading.Thread | None = None
-        super().__init__(_bootstrap())
-        if self._proc is not None and self._proc.stdout is not None:
-            self._reader = threading.Thread(target=self._read, name="sweeprun-supervisor")
-            self._reader.daemon = True
-            self._reader.start()
+        self._proc: subprocess.Popen[str] | None
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _bootstrap()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+                start_new_session=True,  # a terminal's Ctrl+C is the runner's to handle
+            )
+        except OSError:
+            self._proc = None
+            return
+        self._reader = threading.Thread(target=self._read, name="sweeprun-supervisor")
+        self._reader.daemon = True
+        self._reader.start()
+
+    def _say(self, line: str) -> None:
+        # One line at a time: job threads talk to it at once.
+        with self._say_lock:
+            if self._proc is not None and self._proc.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self._proc.stdin.write(line + "\n")
+
+    def started(self, token: str) -> None:
+        """A job with this token runs now: its tree dies with the runner."""
+        self._say("+" + token)
+
+    def ended(self, token: str) -> None:
+        """The job with this token has ended."""
+        self._say("-" + token)
+
+    def command(self, ref: procs.ProcessRef) -> None:
+        """A job's command started elsewhere (a warm worker's child): its group is killed
+        first, the moment the runner dies (before the slower search by token)."""
+        if ref.token:
+            self._say(f"g {ref.token} {ref.pid} {ref.start or '-'}")
 
     def close(self) -> None:
         """Every job has ended: the supervisor exits, and its answers are read to the end."""
-        out = self._proc.stdout if self._proc is not None else None
-        super().close()
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        self._proc.wait()
         if self._reader is not None:
             self._reader.join()
-        if out is not None:
-            out.close()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._proc = None
 
     @property
     def alive(self) -> bool:
