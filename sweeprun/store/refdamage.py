@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sweeprun.store.git import ZERO, RefConflict, RefOp, RefUpdater, RepoPaths
+from sweeprun.system import damage
 from sweeprun.system.damage import corrupt_dir
 
 _SHA = re.compile(rb"[0-9a-f]{40}([0-9a-f]{24})?\n?")
@@ -71,10 +72,9 @@ def set_aside(
             _warn(ref, why, note)
             done.append(ref)
     for ref, path in loose_broken(repo, namespaces, listed):
-        note = _note(dest, ref, "")
-        with contextlib.suppress(OSError):
-            os.replace(path, note)
-            _warn(ref, "is a broken ref file (no object name)", note)
+        # The file itself is the damaged thing: moved aside as other private damage is.
+        why = "is a broken ref file (no object name): it can never run"
+        if damage.set_aside(path, repo.state_dir, why) is not None:
             done.append(ref)
     return done
 
@@ -82,8 +82,7 @@ def set_aside(
 def _note(dest: Path, ref: str, text: str) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{ref.replace('/', '%')}-{time.time_ns()}"
-    if text:
-        path.write_text(text)
+    path.write_text(text)
     return path
 
 
