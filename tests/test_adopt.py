@@ -4,6 +4,8 @@ and runs nothing again."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +36,14 @@ sys.exit(int(os.environ.get("RC", "0")))
 """
 
 
+def _wait_for(runner: subprocess.Popen[str], path: Path) -> None:
+    """Until ``path`` exists, while the runner lives (a minute at most)."""
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("made", ["result-commit", "command-only"])
 def test_a_result_finished_under_a_killed_runner_is_adopted_not_rerun(
     sweepproject: SweepProject, tmp_path: Path, made: str
@@ -55,10 +65,7 @@ def test_a_result_finished_under_a_killed_runner_is_adopted_not_rerun(
     p.commit()
     assert p.run("sweeps.yaml", "-n", "one").ret == 0
     runner = p.popen("--run-all", env=dict(os.environ, HOLD_AT=str(hold)))
-    deadline = time.monotonic() + 60
-    while not hold.exists():
-        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
-        time.sleep(0.02)
+    _wait_for(runner, hold)
     runner.kill()  # kill -9 between the command's exit and the result's ref
     runner.communicate()
     (journal,) = (p.path / ".git" / "sweeprun" / "leases").glob("*.lease")
@@ -98,10 +105,7 @@ def test_a_command_killed_with_its_runner_runs_again(
     p.commit()
     assert p.run("sweeps.yaml").ret == 0
     runner = p.popen("--run-all")
-    deadline = time.monotonic() + 60
-    while not started.exists():
-        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
-        time.sleep(0.02)
+    _wait_for(runner, started)
     runner.kill()
     runner.communicate()
     (tmp_path / "sleep").write_text("0")
@@ -118,8 +122,6 @@ def test_a_command_that_ends_while_its_runner_cannot_record_it_is_adopted(
     by the runner. Here the runner is frozen (SIGSTOP) before the command's last act and
     killed after it: a runner that recorded exits itself never could, and the next one ran
     the command to completion a second time."""
-    import signal
-
     p = sweepproject
     done = tmp_path / "done.txt"
     go = tmp_path / "go"
@@ -137,10 +139,7 @@ def test_a_command_that_ends_while_its_runner_cannot_record_it_is_adopted(
     p.commit()
     assert p.run("sweeps.yaml", "-n", "once").ret == 0
     runner = p.popen("--run-all")
-    deadline = time.monotonic() + 60
-    while not started.exists():
-        assert runner.poll() is None and time.monotonic() < deadline, runner.communicate()
-        time.sleep(0.02)
+    _wait_for(runner, started)
     runner.send_signal(signal.SIGSTOP)  # the runner can record nothing from now on
     go.touch()
     pidfile = p.path / ".git" / "sweeprun" / "ws" / "w0.pid"

@@ -146,6 +146,20 @@ json.dump({"acc\\x1b[31mRED": 0.5, "note": "v\\x1b]0;pwned\\x07x"}, open("m.json
 """
 
 
+def _odd_names_project(p: SweepProject, sweep: str) -> None:
+    """A project whose metrics and values hold escape codes, its sweep ``g`` recorded."""
+    p.write("params.yaml", "lr: 0.3\n")
+    p.write("train.py", ESC_PROGRAM)
+    p.write(
+        "sweeps.yaml",
+        "params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
+        f"sweeps:\n  g:\n    {sweep}\n",
+    )
+    p.write(".gitignore", "m.json\n")
+    p.commit()
+    assert p.run("--run", "-q").ret == 0
+
+
 def _tty_output(p: SweepProject, *args: str) -> str:
     """What ``sweeprun ARGS`` writes to a terminal (a real pseudo-terminal)."""
     import os
@@ -178,16 +192,7 @@ def _tty_output(p: SweepProject, *args: str) -> str:
 
 def test_no_escape_code_reaches_a_terminal(sweepproject: SweepProject) -> None:
     p = sweepproject
-    p.write("params.yaml", "lr: 0.3\n")
-    p.write("train.py", ESC_PROGRAM)
-    p.write(
-        "sweeps.yaml",
-        "params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
-        'sweeps:\n  g:\n    values: [{lr: 0.1}, {lr: "a\\e[2Jb"}]\n',
-    )
-    p.write(".gitignore", "m.json\n")
-    p.commit()
-    assert p.run("--run", "-q").ret == 0
+    _odd_names_project(p, 'values: [{lr: 0.1}, {lr: "a\\e[2Jb"}]')
     name = p.records()[0]["name"]
     assert p.run("-S", "lr='q\x1b[2Jq'").ret == 0  # queued: for queue status
     for args in (
@@ -216,15 +221,7 @@ def test_no_escape_code_reaches_a_terminal(sweepproject: SweepProject) -> None:
 
 def test_plots_of_odd_names_are_drawn(sweepproject: SweepProject) -> None:
     p = sweepproject
-    p.write("params.yaml", "lr: 0.3\n")
-    p.write("train.py", ESC_PROGRAM)
-    p.write(
-        "sweeps.yaml",
-        "params: params.yaml\ncmd: python3 train.py\nmetrics: [m.json]\n"
-        "sweeps:\n  g:\n    matrix: {lr: [0.1, 0.2]}\n",
-    )
-    p.commit()
-    assert p.run("--run", "-q").ret == 0
+    _odd_names_project(p, "matrix: {lr: [0.1, 0.2]}")
     res = p.run_subprocess("plots")
     assert res.ret == 0, res.stdout + res.stderr
     svg = next((p.path / ".git" / "sweeprun" / "plots").glob("*acc*.svg")).read_text()
