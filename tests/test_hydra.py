@@ -186,16 +186,27 @@ def test_init_finds_the_hydra_app(sweepproject: SweepProject) -> None:
 def test_composing_a_point_once_per_group_choice_is_hydras_compose(
     app: SweepProject, point: dict[str, object]
 ) -> None:
-    from sweeprun.spec.hydra import Composer, HydraApp, _plain
+    """The helper's fast path (in the app's interpreter; here, in-process) against
+    Hydra's compose of the whole point."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    composer = Composer(HydraApp("conf/config.yaml"), app.path, "sweeps.yaml")
-    with composer.session():
-        composer.compose({"model": "poly"})  # a base for poly exists: the fast path is taken
-        composer.compose({})
-        got = composer.compose(point)
-        cfg, choices = composer._compose(point)
-    assert got["conf/config.yaml"] == _plain(cfg)
-    assert got["hydra"] == choices
+    from sweeprun.spec.hydra import override_words
+    from sweeprun.spec.hydracompose import Composer, plain
+
+    def request(p: dict[str, object]) -> dict[str, tuple[object, str]]:
+        return dict(zip(p, zip(p.values(), override_words(p), strict=True), strict=True))
+
+    composer = Composer("config")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(app.path / "conf"), version_base=None):
+        composer.compose(request({"model": "poly"}))  # a base for poly: the fast path is taken
+        composer.compose(request({}))
+        got = composer.compose(request(point))
+        cfg, choices = composer.compose_whole(request(point))
+    GlobalHydra.instance().clear()
+    assert got["params"] == plain(cfg)
+    assert got["choices"] == choices
 
 
 @pytest.mark.parametrize(

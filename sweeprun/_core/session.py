@@ -207,7 +207,12 @@ class Session:
         items: list[Experiment] = []
         with composer(spec) as app:
             for sweep in sweeps:
+                said = len(app.shadows) if app else 0
                 items.extend(self._collect_sweep(spec, sweep, params, fixed, cli_points, app))
+                for line in app.shadows[said:] if app else ():
+                    # The app runs with the winner's value: the swept choice is not what ran.
+                    text = f"{spec.path}: sweep {sweep.name!r}: {line}"
+                    self.warnings.append(((spec.path, sweep.name), text))
         return items
 
     def _collect_sweep(
@@ -229,8 +234,9 @@ class Session:
         if len(cli_points) > 1:
             points = [{**p, **c} for p in points for c in cli_points]
         name_mark = sweep.raw.value_marks.get("name") if sweep.name_template else None
-        for point in points:
-            point = {**point, **fixed}
+        points = [{**point, **fixed} for point in points]
+        composed = app.compose_many(points) if app is not None else None  # checks them
+        for n, point in enumerate(points):
             exp = Experiment(
                 id=names.make_id(sweep.name, point),
                 sweep=sweep.name,
@@ -241,8 +247,7 @@ class Session:
                 name_mark=name_mark,
                 expect=sweep.expect,
             )
-            if app is not None:
-                exp.composed = app.compose(point)  # checks the point with Hydra
+            exp.composed = composed[n] if composed is not None else None
             exp.stages = interpolate_stages(spec, exp)
             exp.name = self.hook.sweeprun_make_name(
                 experiment=exp, template=sweep.name_template, config=self.config

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
+import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweeprun._core.exitcode import ExitCode
@@ -19,6 +22,7 @@ from sweeprun.hookspec import hookimpl
 from sweeprun.model import CheckpointRecord, Record
 from sweeprun.run.publisher import set_workspace_checkpoint
 from sweeprun.spec.dag import LOCK_FILE
+from sweeprun.spec.hydra import RUN_OVERRIDES
 from sweeprun.store.cache import Cache, CacheObjectError
 from sweeprun.store.files import remove
 from sweeprun.store.git import ZERO, RefOp, run_git
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
     from sweeprun._core.registry import CommandRegistry
 
 STASH_REF = "refs/sweeprun/stash"
+#: Where ``apply`` of a Hydra app's experiment writes its overrides (in the app's wdir).
+OVERRIDES_FILE = "hydra-overrides.txt"
 #: How a stash records an ignored symlink that apply replaces.
 LINK = "link:"
 
@@ -169,6 +175,29 @@ def undo_apply(store: ExpStore, stash: str, cache: Cache) -> tuple[int, int]:
     return sum(1 for saved in before.values() if saved is not None), removed
 
 
+def hydra_rerun(rec: Record) -> tuple[str, list[str], str] | None:
+    """A Hydra app's experiment: (overrides file, its overrides, the command that reruns
+    it in the workspace); ``None`` for any other experiment."""
+    data = rec.data
+    if not data.hydra_app:
+        return None
+    for stage in data.stages:
+        head, sep, _ = stage.cmd.partition(" ${hydra.override.0}")
+        if sep:
+            # The words the app got, in their order, less sweeprun's own run directory.
+            given = dict(stage.values)
+            words = [
+                given[f"hydra.override.{i}"]
+                for i in range(len(given))
+                if f"hydra.override.{i}" in given
+            ]
+            words = [w for w in words if w not in RUN_OVERRIDES]
+            cd = f"cd {shlex.quote(stage.wdir)} && " if stage.wdir not in ("", ".") else ""
+            path = posixpath.normpath(posixpath.join(stage.wdir, OVERRIDES_FILE))
+            return path, words, cd + " ".join([head, *map(shlex.quote, words)])
+    return None
+
+
 def _apply(config: Config) -> int:
     store = ExpStore(config.repo)
     cache = Cache.for_repo(store.repo.common_dir)
@@ -193,7 +222,9 @@ def _apply(config: Config) -> int:
             raise UsageError("apply: name an experiment (or use --undo)")
         (rec,) = resolve(store, [name])
         files, outs = _plan(store, rec.commit, cache)
-        saved, dirty = stash_workspace(store, files | set(outs), cache)
+        rerun = hydra_rerun(rec)
+        written = {rerun[0]} if rerun else set()
+        saved, dirty = stash_workspace(store, files | set(outs) | written, cache)
         restore_tree(store, rec.commit, cache, outs)
         _remember_checkpoint(store, rec)
         if dirty:
@@ -202,6 +233,14 @@ def _apply(config: Config) -> int:
                 "'sweeprun apply --undo' brings it back\n"
             )
         out.write(f"applied {rec.name} ({rec.state}, {rec.commit[:7]})\n")
+        if rerun:
+            path, words, cmd = rerun
+            # A Hydra app's point lives in its overrides, not in a file apply could restore.
+            Path(store.cwd, path).write_text("".join(w + "\n" for w in words), encoding="utf-8")
+            out.write(
+                f"its Hydra overrides are in {path} (one per line; 'apply --undo' removes "
+                f"it); rerun it with:\n  {cmd}\n"
+            )
         return ExitCode.OK
     finally:
         store.close()

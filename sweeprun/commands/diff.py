@@ -22,8 +22,7 @@ from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.report.safe import for_stream, shown
 from sweeprun.run.metrics import parse_metrics_file
-from sweeprun.spec.collect import composer
-from sweeprun.spec.hydra import Composer
+from sweeprun.spec.collect import composer, hydra_composer
 from sweeprun.spec.loader import Spec, default_spec
 from sweeprun.spec.params import ParamsFile, flatten
 from sweeprun.store.git import run_git
@@ -84,7 +83,7 @@ def _hydra_at(config: Config, spec: Spec, rev: str) -> dict[str, Any]:
                 tar.extractall(tmp)
         with (
             contextlib.suppress(UsageError),
-            Composer(spec.hydra, Path(tmp), spec.path).session() as app,
+            hydra_composer(spec, Path(tmp)).session() as app,
         ):
             return app.compose({})
     return {}

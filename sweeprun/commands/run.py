@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -111,6 +112,8 @@ def _experiment(config: Config) -> Experiment:
     with composer(spec) as app:
         if app is not None:
             exp.composed = app.compose(fixed)  # checks the overrides with Hydra
+            for line in app.shadows:
+                print(f"sweeprun: warning: {spec.path}: {line}", file=sys.stderr)
     try:
         stages = dag.select(
             interpolate_stages(spec, exp),

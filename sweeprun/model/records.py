@@ -56,6 +56,9 @@ class QueueRecord:
     #: The params file that a stage's bare keys (``params: [lr]``) are keys of ("": none,
     #: or a record written before this field; ``params`` is stored in sorted order).
     params_default: str = ""
+    #: A Hydra app's primary config: ``params[hydra_app]`` is its composed config ("": the
+    #: experiment edits params files instead).
+    hydra_app: str = ""
 
     state: ClassVar[State] = State.QUEUED
 
@@ -66,7 +69,7 @@ class QueueRecord:
             value = getattr(self, f.name)
             if f.name == "stages":
                 value = [s.to_json() for s in value]
-            elif f.name in ("replaces", "in_place", "params_default") and not value:
+            elif f.name in ("replaces", "in_place", "params_default", "hydra_app") and not value:
                 continue  # rare: keep messages short
             elif f.name == "changed":
                 if value is None:

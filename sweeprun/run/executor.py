@@ -16,13 +16,13 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sweeprun.model import Job, JobReport, Outcome, Result, State
-from sweeprun.run import checkpoint, pipeline, snapshot, workspace
+from sweeprun.run import appconfig, checkpoint, pipeline, snapshot, workspace
 from sweeprun.run.command import run_command
 from sweeprun.run.metrics import log_tail, read_metrics, unparseable_metrics
 from sweeprun.run.task import Shared, Task
@@ -251,6 +251,22 @@ def _state(rc: int, message: str) -> State:
     return State.TIMEOUT if message.startswith("timeout:") else State.FAILED
 
 
+def _params_that_ran(
+    task: Task, ws: Path, outcomes: list[pipeline.StageOutcome], log_path: Path
+) -> Mapping[str, Any]:
+    """The record's params; a Hydra app's config as the app ran it (``.hydra/``)."""
+    app = task.record.hydra_app
+    ran = {o.name for o in outcomes if o.status == "ran"}
+    got = appconfig.ran_config(ws, task.stages, ran) if app else None
+    if got is None or got == task.record.params.get(app):
+        return task.record.params
+    with open(log_path, "ab") as log:
+        where = appconfig.differences(task.record.params.get(app) or {}, got)
+        note = f"sweeprun: the app ran with a config other than the queued one: {where}\n"
+        log.write(note.encode())
+    return {**task.record.params, app: got}
+
+
 def _in_workspace(
     task: Task,
     ws: Path,
@@ -295,12 +311,13 @@ def _in_workspace(
             message = "; ".join(missed)
             with open(log_path, "ab") as log:
                 log.write(("\n".join(missed) + "\n").encode())
+    params = _params_that_ran(task, ws, outcomes, log_path)
     finished = time.time()
     state = _state(rc, message)
     tail = log_tail(log_path)
     chain = checkpoint.read_journal(checkpoint.journal_path(task.common_dir, task.key))
     result = Result(
-        **vars(task.record),
+        **{**vars(task.record), "params": params},
         state=state,
         attempts=attempt,
         returncode=rc,

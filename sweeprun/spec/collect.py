@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.model import QueueRecord, Record, Stage
 from sweeprun.spec import hydra, names
-from sweeprun.spec.hydra import RUN_OVERRIDES, Composer, override_words
+from sweeprun.spec.hydra import RUN_OVERRIDES, Composer, app_program, override_words
 from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override, combine
 from sweeprun.spec.params import ParamsFile, ParamsSet, get_path, has_path
@@ -106,6 +107,7 @@ class Experiment:
             in_place=in_place,
             changed=tuple(sorted(self.rendered_files())),
             params_default=self.params.default.path if self.params.default else "",
+            hydra_app=self.spec.hydra.config if self.spec.hydra else "",
         )
 
     def name_error(self, message: str) -> UsageError:
@@ -228,7 +230,15 @@ def composer(spec: Spec) -> contextlib.AbstractContextManager[Composer | None]:
     """A Hydra composing session for a Hydra app's spec (``None`` for any other spec)."""
     if spec.hydra is None:
         return contextlib.nullcontext()
-    return Composer(spec.hydra, spec.root, spec.path).session()
+    return hydra_composer(spec).session()
+
+
+def hydra_composer(spec: Spec, config_root: Path | None = None) -> Composer:
+    """The composer of a Hydra app's spec, in the app's interpreter (its config directory
+    read below ``config_root``, the workspace by default)."""
+    assert spec.hydra is not None
+    runs = app_program(spec.hydra, spec.stages, spec.root)
+    return Composer(spec.hydra, spec.root, spec.path, runs, config_root)
 
 
 def resolve_overrides(

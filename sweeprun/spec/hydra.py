@@ -18,15 +18,27 @@ directory stays the workspace, where the spec's paths point.
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
+import os
 import posixpath
-from collections.abc import Iterator, Mapping
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sweeprun.exceptions import UsageError
+from sweeprun.model import Stage
 from sweeprun.spec.overrides import DELETE, Override, combine, parse_value
+
+#: The source of the helper that composes in the app's interpreter (run with ``-c``).
+HELPER = (Path(__file__).parent / "hydracompose.py").read_text(encoding="utf-8")
 
 #: The pseudo params file under which an experiment records its group choices.
 CHOICES = "hydra"
@@ -40,6 +52,8 @@ class HydraApp:
     """A Hydra app's primary config, relative to the repository root."""
 
     config: str
+    #: The app's interpreter when it is not the ``python`` its command names.
+    python: str = ""
 
     @property
     def config_dir(self) -> str:
@@ -103,119 +117,215 @@ def hydra_value(value: Any) -> str:
 
 
 class Composer:
-    """Composes the app's config for points (one Hydra initialisation for many)."""
+    """Composes the app's config for points, in the app's own interpreter.
 
-    def __init__(self, app: HydraApp, root: Path, spec: str) -> None:
+    One helper process per session (:mod:`sweeprun.spec.hydracompose`, run with the
+    ``python`` the app runs with): there the app's Hydra plugins are importable and its
+    module is imported, so what it registers in Hydra's ``ConfigStore`` exists.
+    """
+
+    def __init__(
+        self,
+        app: HydraApp,
+        root: Path,
+        spec: str,
+        runs: AppProgram | None = None,
+        config_root: Path | None = None,
+    ) -> None:
         self.app = app
         self.root = root
         self.spec = spec  # the spec's path, for errors
-        self._bases: dict[str, tuple[Any, dict[str, Any]]] = {}
-        self._groups: dict[str, bool] = {}
+        self.runs = runs or AppProgram(sys.executable, "", "", (), ".")
+        #: Where the config directory is read (``diff``: extracted from another commit).
+        self.config_root = config_root or root
+        #: One line per swept group option a later config overwrites (said once each).
+        self.shadows: list[str] = []
+        self._proc: subprocess.Popen[str] | None = None
+        #: Each distinct point's reply line, by its overrides (sweeps repeat points).
+        self._replies: dict[tuple[str, ...], str] = {}
+        self._stderr: IO[str] | None = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Composer]:
-        try:
-            # deferred: an optional extra (sweeprun[hydra]), ~300 ms to import
-            from hydra import initialize_config_dir
-            from hydra.core.global_hydra import GlobalHydra
-        except ImportError:
-            raise UsageError(
-                f"{self.app.config}: a Hydra app needs hydra-core (pip install 'sweeprun[hydra]')"
-            ) from None
-        GlobalHydra.instance().clear()
-        config_dir = str((self.root / self.app.config_dir).resolve())
-        try:
-            with initialize_config_dir(config_dir=config_dir, version_base=None):
+        """The helper, started and (at the end) stopped."""
+        setup = {
+            "config_dir": str((self.config_root / self.app.config_dir).resolve()),
+            "config_name": self.app.config_name,
+            "script": self.runs.script and str(self.root / self.runs.wdir / self.runs.script),
+            "module": self.runs.module,
+            "path": [str(self.root / self.runs.wdir / (self.runs.script_dir or "."))],
+        }
+        env = {**os.environ, **dict(self.runs.env)}
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
+            self._stderr = errors
+            try:
+                self._proc = subprocess.Popen(
+                    [self.runs.python, "-c", HELPER, json.dumps(setup)],
+                    cwd=self.root / self.runs.wdir,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                    text=True,
+                    encoding="utf-8",
+                )
+            except OSError as exc:
+                raise self._cannot(f"it does not start ({exc.strerror or exc})") from None
+            try:
+                ready = self._read()
+                if "error" in ready:
+                    raise self._cannot(str(ready["error"]))
+                if ready.get("warning"):
+                    print(f"sweeprun: warning: {self.spec}: {ready['warning']}", file=sys.stderr)
                 yield self
-        finally:
-            GlobalHydra.instance().clear()
+            finally:
+                self._stop()
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def _cannot(self, why: str) -> UsageError:
+        return UsageError(
+            f"{self.spec}: cannot compose {self.app.config} with {self.runs.python} "
+            f"(the app's interpreter): {why} (set it with params: {{hydra: "
+            f"{self.app.config}, python: PATH}})"
+        )
+
+    def _read(self) -> dict[str, Any]:
+        reply: dict[str, Any] = json.loads(self._line())
+        return reply
+
+    def _line(self) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            raise self._cannot(f"it exited ({self._proc.returncode}): {self._last_error()}")
+        return line
+
+    def _last_error(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
+        return lines[-1] if lines else "no message"
 
     def compose(self, point: Mapping[str, Any]) -> dict[str, Any]:
-        """The params to record for ``point``: the composed config and the group choices.
+        """The params to record for ``point``: the composed config and the group choices;
+        a ``UsageError`` quoting Hydra when the point does not compose."""
+        return self.compose_many([point])[0]
 
-        A ``UsageError`` quoting Hydra when the point does not compose. Hydra composes in
-        two steps: the defaults tree (chosen by group overrides and ``+``/``~``), then each
-        ``key=value`` set into the result in struct mode. The first step is done once per
-        distinct set of group choices (Hydra's compose, ~45 ms); the second per point, as
-        Hydra does it, on a copy (~1 ms). A point whose values do not go in is composed
-        whole by Hydra, so its error is Hydra's own.
-        """
-        # deferred: omegaconf costs ~60 ms to import (hydra-core is imported by session())
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
+    def compose_many(self, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`compose` of each point, the distinct ones sent to the helper at once (a
+        thread writes the requests while this one reads the replies, so neither side
+        waits on a full pipe)."""
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None, "outside session()"
+        keys = [tuple(override_words(p)) for p in points]
+        todo = {k: p for k, p in zip(keys, points, strict=True) if k not in self._replies}
 
-        structural = {k: v for k, v in point.items() if k[0] in "+~" or self._is_group(k)}
-        values = {k: v for k, v in point.items() if k not in structural}
-        signature = repr(sorted(structural.items(), key=lambda kv: kv[0]))
-        if signature not in self._bases:
-            self._bases[signature] = self._compose(structural)
-        base, choices = self._bases[signature]
-        cfg = copy.deepcopy(base)
+        def send() -> None:
+            assert proc.stdin is not None
+            try:
+                for point in todo.values():
+                    request = [[k, None if v is DELETE else v, w] for (k, v), w in _words(point)]
+                    proc.stdin.write(json.dumps({"point": request}) + "\n")
+                proc.stdin.flush()
+            except OSError:
+                pass  # it exited: _read says why
+
+        writer = threading.Thread(target=send, daemon=True)
+        writer.start()
         try:
-            for key, value in values.items():
-                if value is DELETE:
-                    raise KeyError(key)  # ~key has a prefix: never here
-                OmegaConf.update(cfg, key, value, merge=True)
-            data = _plain(cfg)
-        except (OmegaConfBaseException, KeyError, ValueError):
-            cfg, choices = self._compose(point)
-            data = _plain(cfg)
-        return {self.app.config: data, **({CHOICES: choices} if choices else {})}
+            for key in todo:
+                self._replies[key] = self._line()
+        finally:
+            writer.join()
+        return [self._reply(key) for key in keys]
 
-    def _is_group(self, key: str) -> bool:
-        if key not in self._groups:
-            from hydra.core.global_hydra import GlobalHydra  # deferred: an optional extra
-
-            loader = GlobalHydra.instance().config_loader()
-            self._groups[key] = bool(loader.get_group_options(key))
-        return self._groups[key]
-
-    def _compose(self, point: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """Hydra's compose of ``point``: (config without ``hydra``, group choices)."""
-        # deferred: hydra-core is an optional extra; omegaconf costs ~60 ms to import
-        from hydra import compose
-        from omegaconf import OmegaConf, open_dict
-
-        words = override_words(point)
-        try:
-            cfg = compose(self.app.config_name, overrides=words, return_hydra_config=True)
-        except Exception as exc:  # Hydra's own errors have no common base class
-            why = _one_line(str(exc)) or type(exc).__name__
+    def _reply(self, words: tuple[str, ...]) -> dict[str, Any]:
+        reply = json.loads(self._replies[words])  # a fresh copy for each experiment
+        if "error" in reply:
             raise UsageError(
                 f"{self.spec}: overrides {' '.join(words)!r} do not compose "
-                f"{self.app.config}: Hydra: {why}"
-            ) from None
-        choices = {
-            str(k): v
-            for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()  # type: ignore[union-attr]
-            if not str(k).startswith("hydra/")
-        }
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return cfg, choices
+                f"{self.app.config}: Hydra: {reply['error']}"
+            )
+        for line in reply.get("shadows", []):
+            if line not in self.shadows:
+                self.shadows.append(line)
+        choices = reply.get("choices") or {}
+        return {self.app.config: reply["params"], **({CHOICES: choices} if choices else {})}
 
 
-def _plain(cfg: Any) -> Any:
-    """The config as plain data, interpolations resolved where they can be outside the app."""
-    from omegaconf import OmegaConf  # deferred: ~60 ms to import
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException:  # ${hydra:…} and the like resolve only in the app
-        return OmegaConf.to_container(cfg, resolve=False)
+def _words(point: Mapping[str, Any]) -> list[tuple[tuple[str, Any], str]]:
+    return list(zip(point.items(), override_words(point), strict=True))
 
 
-def _one_line(message: str) -> str:
-    """Hydra's message on one line: "Available options in 'model':" and its list joined."""
-    parts: list[str] = []
-    for line in (ln.strip().rstrip(".") for ln in message.splitlines() if ln.strip()):
-        if line.startswith("Config search path"):
-            break  # where Hydra looked: long, and the same for every error
-        if parts and parts[-1].endswith(":"):
-            parts[-1] += " " + line
-        elif parts and parts[-1].startswith("Available options") and ":" in parts[-1]:
-            parts[-1] += ", " + line
-        else:
-            parts.append(line)
-    return "; ".join(parts)
+@dataclass(frozen=True)
+class AppProgram:
+    """How the app is started: its interpreter, its script or module, its environment."""
+
+    python: str
+    script: str  # relative to ``wdir``, or ""
+    module: str  # ``python -m MODULE``, or ""
+    env: tuple[tuple[str, str], ...]
+    wdir: str
+
+    @property
+    def script_dir(self) -> str:
+        """The directory Python puts first on ``sys.path`` for the script."""
+        return posixpath.dirname(self.script) if self.script else ""
+
+
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?$")
+
+
+def app_program(app: HydraApp, stages: Sequence[Stage], root: Path) -> AppProgram:
+    """The interpreter the app's command runs (``python3 train.py``, ``.venv/bin/python -m
+    app``), found as the command would find it; the configured one (``python:``) first."""
+    for stage in stages:
+        try:
+            words = shlex.split(stage.cmd)
+        except ValueError:
+            continue
+        while words and "=" in words[0] and not words[0].startswith("="):
+            words = words[1:]  # VAR=value before the program
+        if words and words[0] == "env":
+            words = [w for w in words[1:] if "=" not in w]
+        if not words or not _PYTHON.match(posixpath.basename(words[0])):
+            continue
+        script, module = "", ""
+        rest = words[1:]
+        while rest:
+            word = rest.pop(0)
+            if word == "-m" and rest:
+                module = rest[0]
+                break
+            if word in ("-X", "-W") and rest:
+                rest.pop(0)
+            elif not word.startswith("-"):
+                script = word
+                break
+        python = app.python or _which(words[0], stage, root)
+        return AppProgram(python, script, module, stage.env, stage.wdir)
+    return AppProgram(app.python or sys.executable, "", "", (), ".")
+
+
+def _which(word: str, stage: Stage, root: Path) -> str:
+    """``word`` as the stage's shell would run it (a path relative to its directory)."""
+    if "/" in word:
+        return str((root / stage.wdir / word).resolve()) if not posixpath.isabs(word) else word
+    env_path = dict(stage.env).get("PATH", os.environ.get("PATH", ""))
+    return shutil.which(word, path=env_path) or word

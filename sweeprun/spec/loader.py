@@ -289,7 +289,7 @@ def _hydra_app(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> Hydr
     value = data.get("params")
     if not isinstance(value, LocatedDict):
         return None
-    ld.check_keys(value, ("hydra",), "'params' (a mapping declares a Hydra app)")
+    ld.check_keys(value, ("hydra", "python"), "'params' (a mapping declares a Hydra app)")
     config = ld.string(value, "hydra", required=True) or ""
     mark = value.value_marks["hydra"]
     rel = rel_path(spec_dir, "", config)
@@ -300,7 +300,10 @@ def _hydra_app(ld: Loader, root: Path, data: LocatedDict, spec_dir: str) -> Hydr
             f"params: hydra: {config!r} is not a YAML file (valid: the "
             "app's primary config, e.g. conf/config.yaml)",
         )
-    return HydraApp(rel)
+    python = ld.string(value, "python") or ""
+    if python and "/" in python and not posixpath.isabs(python):
+        python = str((root / spec_dir / python).resolve())  # relative to the spec
+    return HydraApp(rel, python)
 
 
 def _check_pipeline(

@@ -171,10 +171,13 @@ SCHEMA: dict[str, Any] = {
                 *_PATHS["oneOf"],
                 {
                     "type": "object",
-                    "description": "A Hydra app: {hydra: conf/config.yaml} (its primary config).",
+                    "description": (
+                        "A Hydra app: {hydra: conf/config.yaml} (its primary config), "
+                        "composed with the python its cmd runs (or python: PATH)."
+                    ),
                     "required": ["hydra"],
                     "additionalProperties": False,
-                    "properties": {"hydra": {"type": "string"}},
+                    "properties": {"hydra": {"type": "string"}, "python": {"type": "string"}},
                 },
             ]
         },
