@@ -95,7 +95,11 @@ def queue(
     repo: str | os.PathLike[str] = ".",
     name: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Queue the experiments of ``spec`` (with ``-S`` ``overrides``); their records."""
+    """Queue the experiments of ``spec`` (with ``-S`` ``overrides``); their records.
+
+    As on the command line, ``overrides`` make points against the base params, unless
+    ``spec`` names a sweep (``sweeps.yaml::grid``): then they apply inside it.
+    """
     return _invoke(spec, overrides, repo, name, [])
 
 

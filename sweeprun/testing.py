@@ -245,15 +245,20 @@ class SweepProject:
         return RunResult(int(ret), out.getvalue(), err.getvalue())
 
     def run_subprocess(
-        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> RunResult:
-        """Run ``python -m sweeprun ARGS`` as a real process in the repository."""
+        """Run ``python -m sweeprun ARGS`` as a real process in the repository (or in
+        ``cwd``, a directory of it)."""
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
         proc = subprocess.run(
             [sys.executable, "-m", "sweeprun", *args],
-            cwd=self.path,
+            cwd=cwd or self.path,
             capture_output=True,
             text=True,
             timeout=timeout,

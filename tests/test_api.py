@@ -16,10 +16,10 @@ def test_queue_run_and_dataframe(sweepproject: SweepProject) -> None:
     pd = pytest.importorskip("pandas")
     sweepproject.copy_example("quickstart")
     sweepproject.commit()
-    queued = api.queue(repo=sweepproject.path, overrides=["model.degree=1,3"])
-    # -S model.degree=1,3 narrows the sweep's degrees: 2 x 2 alphas
+    queued = api.queue("sweeps.yaml::grid", ["model.degree=1,3"], repo=sweepproject.path)
+    # -S model.degree=1,3 inside the sweep narrows its degrees: 2 x 2 alphas
     assert sorted(str(r["state"]) for r in queued) == ["queued"] * 4
-    done = api.run(repo=sweepproject.path, overrides=["model.degree=1,3", "seed=1"], jobs=2)
+    done = api.run("sweeps.yaml::grid", ["model.degree=1,3", "seed=1"], sweepproject.path, 2)
     assert len(done) == 4 and {str(r["state"]) for r in done} == {"success"}
     assert all(r["point"]["seed"] == 1 for r in done)
     frame = api.dataframe(sweepproject.path)

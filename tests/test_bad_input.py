@@ -264,7 +264,7 @@ def test_s_on_a_swept_key_says_the_grid_shrinks(sweepproject: SweepProject) -> N
         "cmd: echo\nsweeps:\n  g:\n    matrix: {model.alpha: [1, 2, 3], model.degree: [1, 2]}\n",
     )
     p.commit()
-    res = p.run("-S", "model.alpha=5", "--collect-only")
+    res = p.run("sweeps.yaml::g", "-S", "model.alpha=5", "--collect-only")
     assert res.ret == 0
     assert res.stderr.strip() == (
         "sweeprun: warning: -S model.alpha sets a key that sweep 'g' in sweeps.yaml varies: "
@@ -339,8 +339,8 @@ def test_set_param_warnings_count_right_and_follow_the_selection(
 ) -> None:
     sp = sweepproject
     sp.quickstart()
-    res = sp.run("-S", "model.alpha=1,2", "--collect-only")
-    assert "collected 6 experiments" in res.stdout
+    res = sp.run("sweeps.yaml::grid", "-S", "model.alpha=1,2", "--collect-only")
+    assert "collected 6 experiments (-S inside the selected sweeps of sweeps.yaml)" in res.stdout
     assert res.stderr == (
         "sweeprun: warning: -S model.alpha sets a key that sweep 'grid' in sweeps.yaml varies: "
         "its 6 points become 6 (-k selects points without merging them)\n"

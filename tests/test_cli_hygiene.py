@@ -123,7 +123,17 @@ def test_a_run_piped_into_head_still_runs_everything(sweepproject: SweepProject)
     p = sweepproject
     p.quickstart()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeprun", "-S", "seed=31", "--run", "-j", "2"],
+        [
+            sys.executable,
+            "-m",
+            "sweeprun",
+            "sweeps.yaml::grid",
+            "-S",
+            "seed=31",
+            "--run",
+            "-j",
+            "2",
+        ],
         cwd=p.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -85,6 +85,14 @@ def test_a_nested_pipeline_is_swept_from_the_root_with_its_metrics(
     res = sp.run("-S", "src/pipelines/p1/params.yaml:train.lr=0.5", "--collect-only")
     assert res.ret == 0 and "collected 1 experiment" in res.stdout, res.stdout + res.stderr
     assert sp.run(".", "-S", "train.lr=0.5", "--collect-only").ret == 0
+    # DVC's -P/--all-pipelines (from anywhere in the repository) and -R DIR
+    sub = sp.path / "src"
+    res = sp.run_subprocess("--all-pipelines", "--collect-only", "-S", "train.lr=0.5", cwd=sub)
+    assert res.ret == 0 and "collected 1 experiment" in res.stdout, res.stdout + res.stderr
+    res = sp.run("-R", "src/pipelines", "-S", "train.lr=0.5", "--collect-only")
+    assert res.ret == 0 and "collected 1 experiment" in res.stdout, res.stdout + res.stderr
+    res = sp.run("-P", "dvc.yaml")
+    assert res.ret == 4 and "--all-pipelines: give it without SPEC" in res.stderr
     res = sp.run("run", "--dry", "-S", "train.lr=0.5")
     assert "src/pipelines/p1/dvc.yaml:prepare: would restore from the run-cache" in res.stdout
 
@@ -144,3 +152,16 @@ def test_init_at_such_a_root_writes_a_spec_that_runs(
     recs = sp.records()
     assert len(recs) == 3
     assert all(set(r["metrics"]) == {"reports/p1/metrics.json"} for r in recs)
+
+
+def test_run_adds_no_gitignore_line_for_an_out_a_pattern_ignores(
+    sweepproject: SweepProject, nested: Path
+) -> None:
+    """Issue 23: `sweeprun run` appended /work/p1/… although `/work` ignored them."""
+    sp = sweepproject
+    sp.write(".gitignore", "/work/*\n/reports\n")
+    sp.commit("ignore with a pattern")
+    res = sp.run("run", "-S", "train.lr=0.5")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert sp.read(".gitignore") == "/work/*\n/reports\n"
+    assert (sp.path / "work/p1/model.txt").read_text() == "0.5"

@@ -77,7 +77,9 @@ def app(sweepproject: SweepProject) -> SweepProject:
 
 
 def test_a_hydra_app_is_swept_with_group_choices(app: SweepProject) -> None:
-    res = app.run("--run", "-j", "2", "-S", "+extra='it s $HOME; x'", "-S", "seed=3")
+    res = app.run(
+        "sweeps.yaml::models", "--run", "-j", "2", "-S", "+extra='it s $HOME; x'", "-S", "seed=3"
+    )
     assert res.ret == 0, res.stdout + res.stderr
     res.assert_outcomes(passed=4)
     recs = {

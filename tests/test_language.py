@@ -252,7 +252,9 @@ def test_names_templates_and_prefix(sweepproject: SweepProject) -> None:
     )
     res = sweepproject.run("--collect-only")
     res.fnmatch_lines(["*name=lr0.1-a_b-0>*", "*name=lr0.1-c_d-0>*"])
-    assert sweepproject.run("-n", "trial", "-S", "seed=1").ret == 0
+    res = sweepproject.run("sweeps.yaml::g", "-n", "trial", "-S", "seed=1")
+    assert res.ret == 0
+    res.fnmatch_lines(["collected 4 experiments (*; -n trial names 4: trial-1 … trial-4)"])
     assert sorted(r["name"] for r in sweepproject.records()) == [
         "trial-1",
         "trial-2",

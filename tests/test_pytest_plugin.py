@@ -93,7 +93,10 @@ def test_unit_tests_and_sweeps_in_one_call(quickstart: SweepProject) -> None:
     quickstart.write("pytest.ini", "[pytest]\nsweeps = true\n")
     res = pytest_in(quickstart, "-q", "--sweeprun-args=-S model.degree=2")
     assert res.ret == 0, res.stdout + res.stderr
-    res.fnmatch_lines(["3 passed*"])  # one test and 2 points (degree fixed by -S)
+    res.fnmatch_lines(["2 passed*"])  # one test and the one point -S makes
+    res = pytest_in(quickstart, "-q", "--sweeprun-args=-S model.degree=2 -k grid")
+    assert res.ret == 0, res.stdout + res.stderr
+    res.fnmatch_lines(["3 passed*"])  # one test and grid's 2 points with degree 2
 
 
 def test_a_bad_spec_is_a_collection_error(quickstart: SweepProject) -> None:

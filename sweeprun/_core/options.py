@@ -107,8 +107,10 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``-S/--set-param``, shared by the main mode and ``sweeprun run``."""
+def add_set_param(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, sweeps: bool = True
+) -> None:
+    """``-S/--set-param``, shared by the main mode and ``sweeprun run`` (no sweeps)."""
     parser.add_argument(
         "-S",
         "--set-param",
@@ -116,7 +118,13 @@ def add_set_param(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         action="append",
         default=[],
         metavar="[FILE:]KEY=VALUE",
-        help="override a param (repeatable)",
+        help=(
+            "set a param (repeatable; 1,2 or range() sweeps it): the points -S makes, "
+            "against the base params (as dvc exp run -S); with SPEC::SWEEP or -k, inside "
+            "the selected sweeps"
+        )
+        if sweeps
+        else "set a param (repeatable)",
     )
 
 
@@ -134,6 +142,18 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     )
     g.add_argument("-n", "--name", help="experiment name (PREFIX-1…N for a sweep)")
     g.add_argument("--collect-only", action="store_true", help="list experiments, run nothing")
+    g.add_argument(
+        "-R",
+        "--recursive",
+        action="store_true",
+        help="search SPEC directories (always done; DVC's spelling: -R DIR)",
+    )
+    g.add_argument(
+        "-P",
+        "--all-pipelines",
+        action="store_true",
+        help="every dvc.yaml of the repository, as one DVC project",
+    )
     g.add_argument(
         "--max-points",
         type=positive_int,

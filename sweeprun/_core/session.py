@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from sweeprun._core import specpaths
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
 from sweeprun._core.selection import check_fan_out
@@ -35,9 +36,8 @@ from sweeprun.spec.collect import (
     params_of,
     spec_overrides,
 )
-from sweeprun.spec.dvcproject import find_pipelines
 from sweeprun.spec.hydra import Composer
-from sweeprun.spec.loader import SPEC_NAMES, Spec, default_spec
+from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsSet
 from sweeprun.spec.schema import schema_text
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from sweeprun.model import JobReport
 
 
-SPEC_GLOBS = ("*.sweeps.yaml", "*.sweeps.yml")
 DEFAULT_SWEEP = "run"
 
 
@@ -71,6 +70,9 @@ class Session:
         self.force_keys: set[int] = set()
         #: Warnings about a sweep, said once selection is done: (spec, sweep) → text.
         self.warnings: list[tuple[tuple[str, str], str]] = []
+        #: Where the collected points came from, when -S or -n shaped them (said with
+        #: the count).
+        self.origins: list[str] = []
         self.started = time.time()
         self.exitstatus: int = ExitCode.OK
         #: How experiments run: the typed options, never the Namespace below this point.
@@ -105,51 +107,8 @@ class Session:
     # -- collection -------------------------------------------------------------------------
 
     def spec_paths(self) -> list[tuple[Path, str | None]]:
-        """SPEC arguments resolved to spec files (directories are searched).
-
-        ``sweeps.yaml::grid`` and ``sweeps.yaml::grid[a=1]`` select one sweep or one
-        experiment, as pytest node ids do.
-        """
-        args: list[str] = self.config.getoption("specs") or []
-        base = self.config.invocation_dir
-        if not args:
-            default = default_spec(base)
-            if default is None:
-                raise UsageError(
-                    f"no sweeps.yaml or dvc.yaml in {base} (pass a spec file or directory as "
-                    "SPEC, or write one with 'sweeprun init')"
-                )
-            return [(default, None)]
-        paths: list[tuple[Path, str | None]] = []
-        for arg in args:
-            file_part, sep, selector = arg.partition("::")
-            p = (base / file_part).resolve()
-            if sep and not p.is_file():
-                raise UsageError(f"{arg}: {file_part!r} is not a spec file")
-            if p.is_dir():
-                found = [
-                    f
-                    for f in sorted(p.rglob("*"))
-                    if f.is_file()
-                    and ".git" not in f.relative_to(p).parts
-                    and (f.name in SPEC_NAMES or any(f.match(g) for g in SPEC_GLOBS))
-                ]
-                if not found and find_pipelines(self.config.repo.root, p):
-                    found = [p]  # a DVC project as it is: every dvc.yaml below it
-                if not found:
-                    raise UsageError(f"{arg}: no sweeps.yaml, *.sweeps.yaml or dvc.yaml below it")
-                paths.extend((f, None) for f in found)
-            elif p.is_file():
-                paths.append((p, selector if sep else None))
-            else:
-                raise UsageError(f"{arg}: no such spec file or directory")
-        root = self.config.repo.root
-        for p, _ in paths:
-            try:
-                p.relative_to(root)
-            except ValueError:
-                raise UsageError(f"{p}: outside the repository {root}") from None
-        return list(dict.fromkeys(paths))
+        """SPEC arguments resolved to spec files (see :func:`specpaths.spec_paths`)."""
+        return specpaths.spec_paths(self.config)
 
     def collect(self) -> list[Experiment]:
         """Load every spec and expand its sweeps into experiments."""
@@ -159,12 +118,25 @@ class Session:
         items: list[Experiment] = []
         loaded: dict[Path, list[Experiment]] = {}
         seen: set[tuple[str, str]] = set()
-        for path, selector in self.spec_paths():
+        paths = self.spec_paths()
+        picked = bool(self.config.getoption("keyword"))  # -k picks points of the sweeps
+        for path, selector in paths:
             if path not in loaded:
                 self.config.pluginmanager.load_conftests(repo.root, path.parent)
                 spec = self.hook.sweeprun_load_spec(path=path, config=self.config)
                 self.specs.append(spec)
-                loaded[path] = self._collect_spec(spec, overrides)
+                # -S without SPEC::SWEEP or -k: the points -S makes, against the base
+                # params (DVC's `exp run -S`), not -S inside every sweep of the spec.
+                adhoc = (
+                    bool(overrides)
+                    and not picked
+                    and all(
+                        s is None or s.partition("[")[0] == DEFAULT_SWEEP
+                        for p, s in paths
+                        if p == path
+                    )
+                )  # (an ad-hoc point's own id, SPEC::run[…], is run by that id again)
+                loaded[path] = self._collect_spec(spec, overrides, adhoc)
             got = loaded[path]
             if selector is not None:
                 want = [i for i in got if i.id == selector or i.sweep == selector]
@@ -195,15 +167,20 @@ class Session:
         if name is None:
             return
         names.check_name_option(name)
+        if len(items) > 1:  # said, never a silent suffix
+            self.origins.append(f"-n {name} names {len(items)}: {name}-1 … {name}-{len(items)}")
         for i, item in enumerate(items, 1):
             item.name = name if len(items) == 1 else f"{name}-{i}"
             item.name_mark = None
 
-    def _collect_spec(self, spec: Spec, overrides: list[Override]) -> list[Experiment]:
-
+    def _collect_spec(self, spec: Spec, overrides: list[Override], adhoc: bool) -> list[Experiment]:
         params = params_of(spec)
         fixed, cli_points = spec_overrides(spec, params, overrides)
         sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
+        if overrides:
+            self.origins.append(_origin(spec, adhoc))
+        if adhoc:
+            sweeps = [Sweep(name=DEFAULT_SWEEP, groups=[])]
         items: list[Experiment] = []
         with composer(spec) as app:
             for sweep in sweeps:
@@ -317,6 +294,18 @@ class Session:
                 qualified[q] = value
             out.append(qualified)
         return out
+
+
+def _origin(spec: Spec, adhoc: bool) -> str:
+    """Where -S points of ``spec`` came from, for the "collected" line."""
+    if not adhoc:
+        return f"-S inside the selected sweeps of {spec.path}"
+    if not spec.sweeps:
+        return f"-S against the params of {spec.path}"
+    return (
+        f"-S against the base params of {spec.path}, not inside its sweeps; to set it "
+        f"inside one: {spec.path}::{spec.sweeps[0].name} -S …"
+    )
 
 
 # -- hooks --------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 It looks for, in order: a ``dvc.yaml`` (the pipeline is used as it is: ``pipeline:``), a
 Hydra config directory (``conf/``, ``config/`` or ``configs/`` with a primary config that
 has ``defaults:``; the script with ``@hydra.main`` is the command), a params file
-(``params.yaml``/``.json``/``.toml``) and a training script. Every guess is written with a
+(``params.yaml``/``.json``/``.toml``, else a lone ``config.yaml`` or ``conf/config.yaml``)
+and a training script (else a Makefile's ``train`` target). It sweeps what looks like a
+model's knob (``lr``, ``max_depth``, a ``model`` config group), never a seed, path,
+backend or logging key. Every guess is written with a
 comment saying what it was guessed from, and the sweep it proposes is small (two or three
 values around the current ones), so ``sweeprun --collect-only`` shows it at once. The
 result is loaded before it is written: ``init`` never leaves a spec that does not load.
@@ -12,6 +15,7 @@ result is loaded before it is written: ``init`` never leaves a spec that does no
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,119 @@ PARAMS_FILES = ("params.yaml", "params.yml", "params.json", "params.toml")
 SCRIPTS = ("train.py", "main.py", "run.py", "src/train.py", "src/main.py")
 METRICS = ("metrics.json", "metrics.yaml", "scores.json", "eval/metrics.json")
 CONF_DIRS = ("conf", "config", "configs")
+#: A lone config file used as the params file when there is no params.yaml.
+CONFIG_FILES = ("config.yaml", "config.yml", *(f"{d}/config.yaml" for d in CONF_DIRS))
+#: Words of a key (split at ``.``/``_``/``-``) that mark a knob a sweep is made of...
+KNOBS = frozenset(
+    [
+        "lr",
+        "learning_rate",
+        "rate",
+        "alpha",
+        "beta",
+        "gamma",
+        "c",
+        "lambda",
+        "l1",
+        "l2",
+        "reg",
+        "penalty",
+        "degree",
+        "depth",
+        "max_depth",
+        "estimators",
+        "n_estimators",
+        "dropout",
+        "hidden",
+        "layers",
+        "units",
+        "width",
+        "epochs",
+        "batch",
+        "batch_size",
+        "momentum",
+        "decay",
+        "weight_decay",
+        "temperature",
+        "k",
+        "neighbors",
+        "leaves",
+        "min_samples",
+        "split",
+        "ratio",
+        "size",
+        "features",
+        "components",
+        "kernel",
+    ]
+)
+#: ...and the words that mark machinery, never swept by a guess.
+NOT_KNOBS = frozenset(
+    [
+        "seed",
+        "random_state",
+        "port",
+        "host",
+        "path",
+        "dir",
+        "file",
+        "files",
+        "root",
+        "url",
+        "uri",
+        "backend",
+        "storage",
+        "device",
+        "gpu",
+        "gpus",
+        "cuda",
+        "workers",
+        "num_workers",
+        "jobs",
+        "n_jobs",
+        "threads",
+        "verbose",
+        "verbosity",
+        "log",
+        "logs",
+        "logging",
+        "logger",
+        "debug",
+        "version",
+        "id",
+        "timeout",
+        "interval",
+        "every",
+        "save",
+        "checkpoint",
+        "print",
+        "cache",
+        "db",
+        "database",
+        "server",
+    ]
+)
+_WORD = re.compile(r"[._\-]")
+_CHOICES = frozenset({"model", "models", "estimator", "optimizer", "optim", "arch", "net"})
+_TARGET = re.compile(r"^([A-Za-z0-9_.\-]+)\s*:(?!=)", re.M)
+_CHORES = frozenset(
+    [
+        "clean",
+        "install",
+        "lint",
+        "test",
+        "tests",
+        "help",
+        "format",
+        "setup",
+        "requirements",
+        "deps",
+        "docs",
+        "check",
+    ]
+)
+#: Config groups that are machinery, not a choice of model (``hydra/…``, storage…).
+_NOT_GROUPS = NOT_KNOBS | {"hydra", "callbacks", "launcher", "sweeper", "env", "paths", "output"}
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,12 +163,49 @@ def _around(value: Any) -> list[Any] | None:
     return [round(value / 2, 12), value, round(value * 2, 12)] if value else [0.0, 0.1]
 
 
+def hyperparameters(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Numeric keys that look like knobs of a model, the best-known names first; never a
+    seed, path, port, backend, logging or other machinery key."""
+    found = []
+    for key, value in flatten(params).items():
+        words = _words(key)
+        if _around(value) is None or words & NOT_KNOBS:
+            continue
+        found.append((not words & KNOBS, key, value))
+    return [(k, v) for _, k, v in sorted(found, key=lambda t: t[0])]
+
+
+def _words(key: str) -> set[str]:
+    """A key's words: each dotted part, and each part split at ``_``/``-`` too."""
+    key = key.lower()
+    return set(key.split(".")) | set(_WORD.split(key))
+
+
+def choice_group(groups: list[str]) -> str | None:
+    """The config group that is a choice of model (``model``, ``optimizer``…), never
+    machinery (``hydra``, ``metrics_storage``, ``logger``…)."""
+    usable = [g for g in groups if not _words(g) & _NOT_GROUPS]
+    return min(usable, key=lambda g: (not _words(g) & _CHOICES, g), default=None)
+
+
+def make_target(root: Path) -> str | None:
+    """The Makefile target that trains (``train``, else the first that is no chore)."""
+    path = root / "Makefile"
+    if not path.is_file():
+        return None
+    targets = [
+        m.group(1)
+        for m in _TARGET.finditer(path.read_text(errors="replace"))
+        if not m.group(1).startswith(".")
+    ]
+    for name in ("train", "experiment", "run", "all"):
+        if name in targets:
+            return name
+    return next((t for t in targets if t not in _CHORES), None)
+
+
 def _sweep_lines(params: dict[str, Any], source: str) -> list[str]:
-    numbers = [
-        (k, v)
-        for k, v in flatten(params).items()
-        if _around(v) is not None and "seed" not in k.lower()  # a seed is no knob
-    ][:2]
+    numbers = hyperparameters(params)[:2]
     if not numbers:
         return [
             f"# no numeric param in {source} to sweep: add a sweep under 'sweeps:'",
@@ -59,7 +213,7 @@ def _sweep_lines(params: dict[str, Any], source: str) -> list[str]:
         ]
     lines = [
         "sweeps:",
-        f"  grid:  # guessed: the first numeric params of {source}, around their values",
+        f"  grid:  # guessed: numeric params of {source} that look like knobs, around their values",
         "    matrix:",
     ]
     for key, value in numbers:
@@ -129,7 +283,7 @@ def starter(root: Path) -> tuple[str, str]:
         lines.append(
             f"metrics: [{metrics or 'metrics.json'}]  # the file your app writes its scores to"
         )
-        group = groups[0] if groups else None
+        group = choice_group(groups)
         options = (
             sorted(p.stem for p in (root / Path(config).parent / group).glob("*.yaml"))
             if group
@@ -143,12 +297,17 @@ def starter(root: Path) -> tuple[str, str]:
                 f"      {group}: [{', '.join(options)}]",
             ]
         return "\n".join(lines) + "\n", f"Hydra config {config}"
-    pf = next((p for p in PARAMS_FILES if (root / p).is_file()), None)
+    pf = next((p for p in (*PARAMS_FILES, *CONFIG_FILES) if (root / p).is_file()), None)
     lines = ["# A one-stage project: one command, its params file and its metrics."]
     if pf:
         lines.append(f"params: {pf}  # guessed: {pf} is here")
-    cmd = f"python3 {script}" if script else "python3 train.py"
-    lines.append(f"cmd: {cmd}  # guessed: " + (f"{script} is here" if script else "edit me"))
+    target = None if script else make_target(root)
+    if target:
+        lines.append(f"cmd: make {target}  # guessed: the Makefile's {target!r} target")
+        lines.append("deps: [Makefile]")
+    else:
+        cmd = f"python3 {script}" if script else "python3 train.py"
+        lines.append(f"cmd: {cmd}  # guessed: " + (f"{script} is here" if script else "edit me"))
     if script:
         lines.append(f"deps: [{script}]")
     lines.append(

@@ -60,7 +60,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spec", default=None, help="the spec (default: sweeps.yaml, else dvc.yaml)"
     )
-    add_set_param(parser)
+    add_set_param(parser, sweeps=False)
     parser.add_argument("-n", "--name", help="experiment name")
     parser.add_argument(
         "--temp", action="store_true", help="run in a temporary workspace, not in yours"

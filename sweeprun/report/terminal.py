@@ -109,7 +109,8 @@ class TerminalReporter:
             return
         if self.verbosity >= 0:
             n = len(items)
-            self.line(f"collected {n} experiment{'s' if n != 1 else ''}")
+            origin = f" ({'; '.join(session.origins)})" if session.origins else ""
+            self.line(f"collected {n} experiment{'s' if n != 1 else ''}{origin}")
         if self.config.getoption("collect_only"):
             for item in items:
                 if self.verbosity < 0:

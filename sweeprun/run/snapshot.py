@@ -145,6 +145,12 @@ def gitignore_text(root: Path, stages: Sequence[Stage]) -> str | None:
     text = ignore.read_text() if ignore.exists() else ""
     lines = set(text.splitlines())
     new = [f"/{o.path}" for s in stages for o in s.outs if o.cache and f"/{o.path}" not in lines]
+    if new:
+        # What a pattern already ignores (`data/*`) gets no line of its own.
+        paths = "".join(n[1:].rstrip("/") + "\n" for n in new)
+        out = run_git(["check-ignore", "--no-index", "--stdin"], root, input=paths, check=False)
+        ignored = {"/" + p for p in out.splitlines()}
+        new = [n for n in new if n.rstrip("/") not in ignored]
     if not new:
         return None
     sep = "" if not text or text.endswith("\n") else "\n"
