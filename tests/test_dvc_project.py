@@ -165,3 +165,16 @@ def test_run_adds_no_gitignore_line_for_an_out_a_pattern_ignores(
     assert res.ret == 0, res.stdout + res.stderr
     assert sp.read(".gitignore") == "/work/*\n/reports\n"
     assert (sp.path / "work/p1/model.txt").read_text() == "0.5"
+
+
+def test_dvcignore_patterns_the_last_match_decides(tmp_path: Path) -> None:
+    from sweeprun.spec.dvcproject import find_pipelines
+
+    for d in ("", "experiments/old", "experiments/keep", "build", "tmp/x"):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+        (tmp_path / d / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / ".dvcignore").write_text(
+        "# scratch\nexperiments/*\n!experiments/keep\nbuild/\ntmp\n"
+    )
+    found = [p.parent.relative_to(tmp_path).as_posix() for p in find_pipelines(tmp_path, tmp_path)]
+    assert found == [".", "experiments/keep"]

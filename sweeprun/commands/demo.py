@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 #: The example projects ``demo --example`` can start from (the docs' pages use them).
-EXAMPLES = ("quickstart", "pipeline", "dvc-project", "hydra-app", "language")
+EXAMPLES = ("quickstart", "pipeline", "dvc-project", "hydra-app", "hydra-sklearn", "language")
 
 
 def example_dir(name: str = "quickstart") -> Path:

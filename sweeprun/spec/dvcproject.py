@@ -8,14 +8,17 @@ file are read as one pipeline (a nested file's stages are named as DVC names the
 ``src/pipelines/p/dvc.yaml:train``), each file's top-level metrics and plots are recorded
 with the stage that produces them (else after the pipeline's last stage), and bare params
 keys keep meaning the ``params.yaml`` beside their own ``dvc.yaml``. Directories that
-``.dvcignore`` lists (gitignore patterns, without ``!`` negation) are not looked into.
+``.dvcignore`` lists (gitignore patterns: the last that matches decides, ``!`` re-includes,
+``dir/`` matches directories only) are not looked into.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,7 +91,8 @@ def find_pipelines(root: Path, directory: Path) -> list[Path]:
         dirnames[:] = sorted(
             d
             for d in dirnames
-            if d not in (".git", ".dvc") and not _ignored(posixpath.join(here, d), patterns)
+            if d not in (".git", ".dvc")
+            and not _ignored(posixpath.join(here, d), patterns, is_dir=True)
         )
         if PIPELINE in filenames and not _ignored(posixpath.join(here, PIPELINE), patterns):
             found.append(Path(dirpath) / PIPELINE)
@@ -100,20 +104,50 @@ def _dvcignore(root: Path) -> list[str]:
         lines = (root / ".dvcignore").read_text().splitlines()
     except OSError:
         return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith(("#", "!"))]
+    return [ln.rstrip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    """Whether gitignore-style ``patterns`` exclude ``rel`` (a root-relative path)."""
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A gitignore glob as a regex: ``*`` and ``?`` stop at ``/``, ``**`` crosses it."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _ignored(rel: str, patterns: list[str], is_dir: bool = False) -> bool:
+    """Whether gitignore-style ``patterns`` exclude ``rel`` (a root-relative path): the
+    last pattern that matches decides, a ``!`` one re-including."""
     name = posixpath.basename(rel)
+    ignored = False
     for pattern in patterns:
-        pat = pattern.rstrip("/")
+        negated = pattern.startswith("!")
+        pat = pattern[1:] if negated else pattern
+        if pat.endswith("/") and not is_dir:
+            continue  # `dir/`: directories only
+        pat = pat.rstrip("/")
         if pat.startswith("/") or "/" in pat:
-            if fnmatch.fnmatchcase(rel, pat.lstrip("/")):
-                return True
-        elif fnmatch.fnmatchcase(name, pat):
-            return True
-    return False
+            hit = _glob(pat.lstrip("/")).fullmatch(rel) is not None
+        else:
+            hit = fnmatch.fnmatchcase(name, pat)
+        if hit:
+            ignored = not negated
+    return ignored
 
 
 @dataclass

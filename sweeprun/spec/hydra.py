@@ -120,8 +120,9 @@ class Composer:
     """Composes the app's config for points, in the app's own interpreter.
 
     One helper process per session (:mod:`sweeprun.spec.hydracompose`, run with the
-    ``python`` the app runs with): there the app's Hydra plugins are importable and its
-    module is imported, so what it registers in Hydra's ``ConfigStore`` exists.
+    ``python`` the app runs with): there the app's Hydra plugins are importable, and the
+    app's module is imported as soon as a point does not compose without it, so what it
+    registers in Hydra's ``ConfigStore`` exists.
     """
 
     def __init__(
@@ -143,6 +144,7 @@ class Composer:
         self._proc: subprocess.Popen[str] | None = None
         #: Each distinct point's reply line, by its overrides (sweeps repeat points).
         self._replies: dict[tuple[str, ...], str] = {}
+        self._warned: set[str] = set()
         self._stderr: IO[str] | None = None
 
     @contextlib.contextmanager
@@ -175,8 +177,6 @@ class Composer:
                 ready = self._read()
                 if "error" in ready:
                     raise self._cannot(str(ready["error"]))
-                if ready.get("warning"):
-                    print(f"sweeprun: warning: {self.spec}: {ready['warning']}", file=sys.stderr)
                 yield self
             finally:
                 self._stop()
@@ -262,6 +262,9 @@ class Composer:
                 f"{self.spec}: overrides {' '.join(words)!r} do not compose "
                 f"{self.app.config}: Hydra: {reply['error']}"
             )
+        if reply.get("warning") and reply["warning"] not in self._warned:
+            self._warned.add(reply["warning"])
+            print(f"sweeprun: warning: {self.spec}: {reply['warning']}", file=sys.stderr)
         for line in reply.get("shadows", []):
             if line not in self.shadows:
                 self.shadows.append(line)

@@ -10,9 +10,11 @@ nothing of sweeprun's and nothing but the standard library, ``hydra-core`` and
 
 The protocol, one JSON document per line: ``argv[1]`` is the setup (``config_dir``,
 ``config_name``, ``script`` or ``module``, ``path``); the first reply is ``{"ready":
-VERSION}`` (with ``"warning"`` when importing the app failed) or ``{"error": TEXT}``. Each
+VERSION}`` or ``{"error": TEXT}``. Each
 request is ``{"point": [[KEY, VALUE, OVERRIDE], …]}`` and its reply ``{"params":
-…, "choices": …, "shadows": […]}`` or ``{"error": TEXT}``. Replies go to the original
+…, "choices": …, "shadows": […]}`` (with ``"warning"`` when importing the app failed)
+or ``{"error": TEXT}``. The app's module is imported at the first point that does not
+compose without it. Replies go to the original
 stdout; whatever the app's module prints goes to stderr.
 """
 
@@ -255,16 +257,29 @@ def serve(argv: list[str]) -> int:
     except ImportError as exc:
         reply({"error": f"it cannot import hydra ({exc})"})
         return 1
-    warning = import_app(setup)
     GlobalHydra.instance().clear()
     composer = Composer(str(setup["config_name"]))
+    imported = not (setup.get("module") or setup.get("script"))
     with initialize_config_dir(config_dir=str(setup["config_dir"]), version_base=None):
-        reply({"ready": hydra.__version__, **({"warning": warning} if warning else {})})
+        reply({"ready": hydra.__version__})
         for request in _requests(sys.stdin):
+            point = _point(request)
             try:
-                reply(composer.compose(_point(request)))
+                reply(composer.compose(point))
+                continue
             except ValueError as exc:
-                reply({"error": str(exc)})
+                if imported:
+                    reply({"error": str(exc)})
+                    continue
+            # Only now the app's module is imported (a torch or scikit-learn app takes
+            # seconds to import): a config it registers in Hydra's ConfigStore is missing
+            # until then, and nothing composes differently without it but by an error.
+            imported, warning = True, import_app(setup)
+            composer = Composer(str(setup["config_name"]))
+            try:
+                reply({**composer.compose(point), **({"warning": warning} if warning else {})})
+            except ValueError as exc:
+                reply({"error": str(exc) + (f" ({warning})" if warning else "")})
     return 0
 
 
