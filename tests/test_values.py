@@ -91,6 +91,64 @@ def test_any_value_in_any_form(tmp_path: Path, value: str, form: int) -> None:
     assert not (tmp_path / "PWNED").exists()
 
 
+# A ${key} inside the script of an inner shell (issue 24, item 4): 6 of 37 hostile values
+# ran code there (a canary file appeared), 25 were changed.
+INNER_FORMS = [
+    'sh -c "{py} echo.py out.json ${{b}}"',
+    "bash -c '{py} echo.py out.json \"${{b}}\"'",
+    "sh -c \"{py} echo.py out.json '${{b}}'\"",
+    'sh -c "{py} echo.py out.json \\"x${{b}}y\\""',
+    'eval "{py} echo.py out.json ${{b}}"',
+    "eval {py} echo.py out.json ${{b}}",
+    'true && sh -ec "{py} echo.py out.json ${{b}}"',
+    "exec bash -c '{py} echo.py out.json \"$1\"' sh ${{b}}",
+    'sh -c "{py} echo.py out.json ${{b}}" && sh -c "cat out.json > /dev/null"',
+]
+INNER_EXPECTED = {3: "x{v}y"}
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "'", '"', "\\'", "$((1+1))", "a'b\"c"])
+@pytest.mark.parametrize("form", range(len(INNER_FORMS)))
+def test_a_value_in_an_inner_shell_is_data_there(tmp_path: Path, form: int, value: str) -> None:
+    got = _run(tmp_path, INNER_FORMS[form], value)
+    assert got == [INNER_EXPECTED.get(form, "{v}").format(v=value)]
+    assert not (tmp_path / "PWNED").exists()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=30
+    )
+    | st.sampled_from(["$(", "`", "'", '"', ";", "&", "\n", "*?[", "~", "${x}", "\\'"]),
+    form=st.integers(0, len(INNER_FORMS) - 1),
+)
+def test_any_value_in_any_inner_shell_form(tmp_path: Path, value: str, form: int) -> None:
+    got = _run(tmp_path, INNER_FORMS[form], value)
+    assert got == [INNER_EXPECTED.get(form, "{v}").format(v=value)]
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    ['ssh host "python e.py ${b}"', "ssh -p 22 host python e.py ${b}", "sh -c 'echo '\"'\"'${b}'"],
+)
+def test_a_value_a_remote_shell_would_run_is_refused_when_queued(
+    sweepproject: SweepProject, cmd: str
+) -> None:
+    p = sweepproject
+    p.write("params.yaml", "b: x\n")
+    p.write("sweeps.yaml", f"params: params.yaml\ncmd: {json.dumps(cmd)}\n")
+    p.commit()
+    res = p.run("-S", "b=1")
+    assert res.ret == 4
+    (line,) = res.errlines
+    assert line.startswith("sweeprun: error: sweeps.yaml:2:") and "stage 'main'" in line
+    assert not p.refs()
+
+
 def test_a_shell_command_gets_values_as_variables_not_text() -> None:
     p = prepare("echo ${b} | cat", {"b": "$(id)"})
     assert p.argv is None

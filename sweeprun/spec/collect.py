@@ -20,7 +20,7 @@ from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override, combine
 from sweeprun.spec.params import ParamsFile, ParamsSet, get_path, has_path
 from sweeprun.spec.sweeps import Sweep
-from sweeprun.spec.template import parse
+from sweeprun.spec.template import check_inner_shells, parse
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 
@@ -159,6 +159,10 @@ def interpolate_stages(spec: Spec, exp: Experiment) -> list[Stage]:
         if full is None:
             full = exp.full_params()
         raw = spec.raw.get("stages", spec.raw)
+        unsafe = check_inner_shells(stage.cmd)
+        if unsafe:
+            mark = find_key_mark(raw, "cmd") or (0, 0)
+            raise spec.error(mark, f"stage {stage.name!r}: a ${{…}} value in {unsafe}")
         # Constants bound when the spec was read (DVC's ``item``, inline vars) stay bound.
         values: dict[str, str] = dict(stage.values)
         for key in parse(stage.cmd).exprs:

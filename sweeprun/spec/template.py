@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sweeprun.spec.innershell import InnerShellError, inner_refs, render
+
 # Outside quotes, these characters mean shell syntax: operators, expansions, globs,
 # redirections, comments, brace expansion, escapes. Inside double quotes only $ ` and \
 # do; inside single quotes nothing does.
@@ -151,7 +153,9 @@ def prepare(cmd: str, values: Mapping[str, str] | None = None, path: str | None 
     values = values or {}
     tpl = parse(cmd)
     unbound = any(isinstance(p, _Ref) and p.expr not in values for p in tpl.script)
-    if not tpl.needs_shell and not unbound and tpl.words:
+    # In an inner shell's script (sh -c "… ${x}"), a value is that shell's variable.
+    inner = inner_refs(tpl.words, parse)
+    if not tpl.needs_shell and not unbound and tpl.words and not inner:
         argv = ["".join(values[p.expr] if isinstance(p, _Ref) else p for p in w) for w in tpl.words]
         if "/" in argv[0] or _which(argv[0], path):
             return Prepared(argv, "", {})
@@ -164,6 +168,9 @@ def prepare(cmd: str, values: Mapping[str, str] | None = None, path: str | None 
             out.append(part.text)  # not a reference of this experiment (older records)
         else:
             var = names.setdefault(part.expr, f"{VALUE_ENV}{len(names) + 1}")
+            if id(part) in inner:
+                out.append(render(var, part.quote, inner[id(part)].quote))
+                continue
             out.append(
                 {"": f'"${{{var}}}"', '"': f"${{{var}}}", "'": f"'\"${{{var}}}\"'"}[part.quote]
             )
@@ -173,6 +180,17 @@ def prepare(cmd: str, values: Mapping[str, str] | None = None, path: str | None 
 @functools.lru_cache(maxsize=256)
 def _which(program: str, path: str | None) -> bool:
     return shutil.which(program, path=path) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def check_inner_shells(cmd: str) -> str:
+    """Why a ``${key}`` of ``cmd`` cannot be made data in the inner shell it reaches
+    (``ssh host "… ${key}"``), or ``""``."""
+    try:
+        inner_refs(parse(cmd).words, parse)
+    except InnerShellError as exc:
+        return str(exc)
+    return ""
 
 
 def command_argv(cmd: str, path: str | None = None) -> list[str] | None:
