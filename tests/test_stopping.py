@@ -206,3 +206,43 @@ def test_an_experiment_that_finishes_during_the_stop_is_recorded_not_requeued(
     assert runner.returncode == 2, out + err
     states = {r["params"]["params.yaml"]["i"]: r["state"] for r in p.records()}
     assert states == {1: "success", 2: "queued"}
+
+
+# A shell command with a background child: sh starts it with SIGINT ignored, so Ctrl+C
+# (or SIGTERM, SIGHUP: the runner sends SIGINT to its jobs) ends the command, not it.
+BACKGROUND = """
+import os, sys, time
+open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+time.sleep(300)
+"""
+
+
+def test_a_stop_kills_a_background_child_that_ignores_sigint(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Issue 24: `cmd: sleep 600 & python train.py` — the background child survived Ctrl+C,
+    SIGTERM and SIGHUP, and the runner exited in 0.3 s without the SIGKILL it promises."""
+    p = sweepproject
+    pids = tmp_path / "bg.pids"
+    p.write("bg.py", BACKGROUND)
+    p.write("params.yaml", "i: 0\n")
+    p.write(
+        "sweeps.yaml",
+        f"cmd: {sys.executable} bg.py {pids} & {sys.executable} bg.py {pids}\n"
+        "sweeps:\n  g:\n    matrix: {i: [1, 2]}\n",
+    )
+    p.commit()
+    assert p.run("sweeps.yaml").ret == 0
+    p.monkeypatch.setenv("SWEEPRUN_STOP_GRACE", "2")
+    runner = p.popen("--run-all", "-j", "2")
+    wait_for("both jobs and their background children", lambda: len(escaped(pids)) == 4)
+    start = time.monotonic()
+    runner.send_signal(signal.SIGTERM)  # as Ctrl+C and SIGHUP: one handler
+    out, err = runner.communicate(timeout=60)
+    took = time.monotonic() - start
+    assert runner.returncode == 2, out + err
+    # The runner waited out the grace period for what ignored SIGINT, then killed it.
+    assert took >= 2, took
+    assert "killed what was left of 2 stopped command(s) after 2 s" in err
+    assert [pid for pid in escaped(pids) if alive(pid)] == []
+    assert [r["state"] for r in p.records()] == ["queued", "queued"]
