@@ -72,6 +72,9 @@ class LoopbackCluster:
     scheduler: str = ""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     worker_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: A Dask preload module every worker loads (``dask worker --preload``): a test's
+    #: fault, say.
+    preload: str = ""
 
     @property
     def served(self) -> Path:
@@ -118,6 +121,7 @@ class LoopbackCluster:
             *(sys.executable, "-m", "dask", "worker", self.scheduler, "--no-nanny"),
             *("--nthreads", "1", "--no-dashboard", "--name", f"w{i}"),
             *("--local-directory", str(local), "--death-timeout", "60"),
+            *(("--preload", self.preload) if self.preload else ()),
         ]
         if self.hidden:
             mounts = " && ".join(f'mount -t tmpfs none "${j + 1}"' for j in range(len(self.hidden)))

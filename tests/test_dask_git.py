@@ -312,3 +312,54 @@ def test_cached_outs_without_a_cache_remote_are_refused_before_anything_is_claim
     assert "has cached outs" in line and "git config sweeprun.cacheRemote" in line
     assert sweepproject.refs("refs/sweeprun/queue/") == queued  # nothing claimed
     assert not sweepproject.git("--git-dir", str(served), "for-each-ref").strip()
+
+
+# A worker killed right after a job finished, before the scheduler heard of it (the
+# 116-152 ms window of issue 24): a Dask worker plugin kills its worker process the
+# moment the first task's result is in its memory, once.
+DIE_AFTER_FIRST = """
+import os, signal
+from distributed import WorkerPlugin
+
+MARK = {mark!r}
+
+class DieAfterFirst(WorkerPlugin):
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "memory" and not os.path.exists(MARK):
+            open(MARK, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+async def dask_setup(worker):
+    await worker.plugin_add(DieAfterFirst(), name="die-after-first")
+"""
+
+
+def test_a_worker_killed_after_its_job_finished_does_not_run_it_again(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    if WHY:
+        pytest.skip(WHY)
+    mark = tmp_path / "died"
+    preload = tmp_path / "die_after_first.py"
+    preload.write_text(DIE_AFTER_FIRST.format(mark=str(mark)))
+    with LoopbackCluster(
+        tmp_path / "cluster", hidden=[sweepproject.path], preload=str(preload)
+    ) as cluster:
+        _, trains = project(sweepproject, tmp_path)
+        # No run-cache answer for train: a second run of a point would run its command.
+        sp = sweepproject
+        assert sp.run("queue", "remove", "--all").ret == 0
+        sp.write("sweeps.yaml", sp.read("sweeps.yaml").replace("outs: [model.bin]",
+                 "outs: [model.bin]\n    always_changed: true"))  # fmt: skip
+        sp.commit("train always runs")
+        assert sp.run().ret == 0
+        res = sweepproject.run_subprocess(*run_all(sweepproject, cluster), timeout=180)
+        assert mark.exists(), "the fault did not happen"
+        assert res.ret == 0, res.stdout + res.stderr + cluster.log("worker0")
+        check_six(sweepproject)
+        done = Path(str(trains) + ".done").read_text().split()
+        assert sorted(done) == sorted(f"{lr}-{d}" for lr in (1, 2, 3) for d in (1, 2)), done
+        assert "adopted on" in "".join(
+            sweepproject.run("queue", "logs", r["name"]).stdout for r in sweepproject.records()
+        )
+        assert not sweepproject.git("--git-dir", str(cluster.served), "for-each-ref").strip()

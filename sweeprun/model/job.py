@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeprun.model.states import Outcome, State
+
+if TYPE_CHECKING:
+    from sweeprun.model.records import Result
 
 #: The environment variable naming a checkpointing stage's signal file.
 CHECKPOINT_ENV = "SWEEPRUN_CHECKPOINT"
@@ -132,6 +135,25 @@ class JobReport:
     #: verifies before writing a ref) and the whole log.
     objects: bytes = field(default=b"", repr=False)
     log: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def of_result(cls, result: Result, commit: str, log_path: str) -> JobReport:
+        """The report of a job whose result commit exists already: adopted, not run."""
+        return cls(
+            key=result.key,
+            name=result.name,
+            exp_id=result.id,
+            outcome=Outcome.PASSED if result.state is State.SUCCESS else Outcome.FAILED,
+            returncode=result.returncode,
+            started=result.started,
+            finished=result.finished,
+            result_commit=commit,
+            log_path=log_path,
+            log_tail=result.log_tail,
+            metrics=result.metrics,
+            message=result.message,
+            state=result.state,
+        )
 
     @property
     def duration(self) -> float:

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sweeprun.exceptions import GitError
-from sweeprun.model import JobReport, Outcome, Record, Result, parse_message, parse_record
+from sweeprun.model import JobReport, Record
 from sweeprun.run import workspace
 from sweeprun.run.executor import adopt_job
 from sweeprun.run.scheduler import claim_token, job_setup, make_job
-from sweeprun.store.git import run_git
+from sweeprun.run.snapshot import read_result
 
 if TYPE_CHECKING:
     from sweeprun._core.session import Session
@@ -41,28 +42,14 @@ def adopter(session: Session) -> Callable[[Record], bool]:
 
     def publish(rec: Record, commit: str) -> bool:
         """The job had made its result commit: publish it as it is."""
-        body = run_git(["log", "-1", "--format=%B", commit], store.cwd, check=False)
-        meta = parse_message(body)
-        result = parse_record(meta) if meta is not None else None
-        if not isinstance(result, Result) or result.key != rec.key:
+        result = read_result(store.cwd, commit)
+        if result is None or result.key != rec.key:
             return False
         log = repo.state_dir / "logs" / f"{rec.key}.log"
         with contextlib.suppress(OSError), open(log, "ab") as f:
             f.write(b"sweeprun: adopted: its runner died before publishing this result\n")
-        report = JobReport(
-            key=rec.key,
-            name=rec.name,
-            exp_id=rec.id,
-            outcome=Outcome.PASSED if result.state == "success" else Outcome.FAILED,
-            returncode=result.returncode,
-            started=result.started,
-            finished=result.finished,
-            result_commit=commit,
-            log_path=str(log),
-            log_tail=result.log_tail,
-            metrics=result.metrics,
-            message=result.message,
-            state=result.state,
+        report = replace(
+            JobReport.of_result(result, commit, str(log)), name=rec.name, exp_id=rec.id
         )
         return done(rec, report)
 

@@ -129,6 +129,24 @@ def run_job(job: Job, shared: Shared | None = None) -> JobReport:
     raise AssertionError("unreachable")
 
 
+def run_job_once(job: Job) -> JobReport:
+    """:func:`run_job` for a Dask task on a shared file system: a task that Dask runs again
+    because its worker died *after* the job finished finds the result its first run noted
+    in the runner's journal (before the task returned) and reports it instead of running
+    the job again."""
+    if job.journal:
+        state = Path(job.common_dir) / "sweeprun"
+        with contextlib.suppress(OSError):
+            done = leases.results_noted(state / "leases" / job.journal).get(job.key)
+            result = snapshot.read_result(job.common_dir, done) if done else None
+            if result is not None and result.queue_commit == job.commit:
+                log = state / "logs" / f"{job.key}.log"
+                with open(log, "ab") as f:
+                    f.write(b"sweeprun: adopted: its worker died before reporting this result\n")
+                return JobReport.of_result(result, done or "", str(log))
+    return run_job(job)
+
+
 def _error(
     ids: tuple[str, str, str],
     started: float,

@@ -33,10 +33,11 @@ from sweeprun.exceptions import UsageError
 from sweeprun.model import QUEUE, RUNNING, Job, JobReport, JobSetup, Record
 from sweeprun.run import checkpoint
 from sweeprun.run.executor import job_error, run_job
+from sweeprun.run.snapshot import read_result
 from sweeprun.run.task import Shared
 from sweeprun.store import leases, transport
 from sweeprun.store.git import run_git
-from sweeprun.store.transport import CHECKPOINTS, JOBS, TransportError
+from sweeprun.store.transport import CHECKPOINTS, JOBS, RESULTS, TransportError
 from sweeprun.system import procs
 
 #: The Dask event topic on which workers announce checkpoints.
@@ -72,6 +73,9 @@ def run_remote(job: Job) -> JobReport:
     except (OSError, TransportError) as exc:
         why = f"worker {host} could not fetch the experiment from {job.url}: {exc}"
         return job_error(job, started, " ".join(why.split()))
+    adopted = _published(mirror, job, host)
+    if adopted is not None:
+        return adopted
     # The mirror stands in for the repository (its cache, in front of the cache remote,
     # for the runner's: the job carries no ``cache_dir``).
     local = replace(job, repo_root=str(mirror), common_dir=str(mirror), journal="")
@@ -86,7 +90,38 @@ def run_remote(job: Job) -> JobReport:
             objects = transport.pack(mirror, [report.result_commit], [job.commit])
         except TransportError as exc:
             return job_error(job, started, f"worker {host} could not pack the result: {exc}")
+        # Published before Dask hears of it: if this worker dies before it reports, the
+        # task Dask runs again elsewhere finds the result there and does not run the job.
+        with contextlib.suppress(TransportError):
+            transport.push(mirror, job.url, [f"+{report.result_commit}:{_result_ref(job)}"])
     return replace(report, log_path="", objects=objects, log=_read_log(report.log_path))
+
+
+def _result_ref(job: Job) -> str:
+    """Where a job publishes its result: under its key and this run's claim of it (``.``
+    in a claim is no trouble for a ref), so only a task of the same claim adopts it — a
+    later runner's claim of an experiment whose job was killed runs it."""
+    return f"{RESULTS}{job.key}/{job.claim.replace(':', '_')}"
+
+
+def _published(mirror: Path, job: Job, host: str) -> JobReport | None:
+    """The report of this very job's result, when a worker published it already (it died
+    before Dask heard of it, and Dask runs the task again here): adopted, not run."""
+    ref = _result_ref(job)
+    try:
+        sha = transport.remote_refs(mirror, job.url, ref).get(ref)
+        if not sha:
+            return None
+        transport.fetch_objects(mirror, job.url, ref)
+        result = read_result(mirror, sha)
+        if result is None or result.queue_commit != job.commit:
+            return None  # another run's result for this key: this job runs
+        objects = transport.pack(mirror, [sha], [job.commit])
+    except (OSError, TransportError):
+        return None  # cannot tell: running it is the safe side
+    note = f"sweeprun: adopted on {host}: the worker that ran it died before reporting it\n"
+    report = JobReport.of_result(result, sha, "")
+    return replace(report, objects=objects, log=(result.log_tail + "\n" + note).encode())
 
 
 def _read_log(path: str) -> bytes:
@@ -221,7 +256,8 @@ class Dispatch:
         return replace(report, objects=b"")
 
     def clean_up(self) -> None:
-        """Drop the URL's refs of this run's jobs (and their checkpoints) that are done:
+        """Drop the URL's refs of this run's jobs (their checkpoints and published results)
+        that are done:
         not queued (a stopped run put them back) nor running (under another runner)."""
         if not self.keys:
             return
@@ -234,10 +270,17 @@ class Dispatch:
             gone = [
                 f":{ref}"
                 for ref in there
-                if ref.startswith((JOBS, CHECKPOINTS))
-                and ref.rsplit("/", 1)[-1] in self.keys - pending
+                if ref.startswith((JOBS, CHECKPOINTS, RESULTS))
+                and _key_of(ref) in self.keys - pending
             ]
             transport.push(self.common_dir, self.url, gone)
+
+
+def _key_of(ref: str) -> str:
+    """The experiment key a URL ref of a job is named for."""
+    if ref.startswith(RESULTS):
+        return ref[len(RESULTS) :].split("/", 1)[0]
+    return ref.rsplit("/", 1)[-1]
 
 
 class CheckpointInbox:

@@ -22,7 +22,7 @@ from sweeprun.exceptions import GitError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import Job, JobReport, JobSetup, Outcome, Record, RunOptions
 from sweeprun.run import workspace
-from sweeprun.run.executor import not_started, run_job
+from sweeprun.run.executor import not_started, run_job, run_job_once
 from sweeprun.run.publisher import (
     CheckpointPublisher,
     prepare_checkpoints,
@@ -217,6 +217,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         if url
         else FailFast(session, options.maxfail, Shared(reader, watchdog, warm=warm))
         if backend == "threading"
+        else run_job_once
+        if backend == "dask"
         else run_job
     )
     receive = None

@@ -4,11 +4,12 @@ but what we can see, with ``git add`` and friends otherwise.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweeprun.model import Result, Stage, format_message
+from sweeprun.model import Result, Stage, format_message, parse_message, parse_record
 from sweeprun.run import workspace
 from sweeprun.spec.dag import committed_results
 from sweeprun.store import fastgit, written
@@ -162,3 +163,11 @@ def gitignore_outs(root: Path, stages: Sequence[Stage]) -> None:
     text = gitignore_text(root, stages)
     if text is not None:
         guarded(root, ".gitignore").write_text(text)
+
+
+def read_result(git_dir: str | os.PathLike[str], commit: str) -> Result | None:
+    """The result record of ``commit``'s message, or ``None``."""
+    body = run_git(["log", "-1", "--format=%B", commit], git_dir, check=False)
+    meta = parse_message(body)
+    result = parse_record(meta) if meta is not None else None
+    return result if isinstance(result, Result) else None

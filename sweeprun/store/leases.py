@@ -196,6 +196,12 @@ def _read(path: Path) -> dict[str, Lease] | None:
     return claims
 
 
+def results_noted(journal: str | os.PathLike[str]) -> dict[str, str]:
+    """The result commits noted in one runner's journal, by key (claims standing)."""
+    claims = _read(Path(journal)) or {}
+    return {key: lease.result for key, lease in claims.items() if lease.result}
+
+
 def leftovers(directory: Path) -> list[Reapable]:
     """For ``gc``: journals of dead runners (reclaim requeues what they ran first) and the
     per-experiment lease files of older versions."""

@@ -26,6 +26,9 @@ from sweeprun.store import objects as gitobjects
 JOBS = "refs/sweeprun/jobs/"
 #: Where checkpoints of remote jobs live, at the worker URL and in each mirror.
 CHECKPOINTS = "refs/sweeprun/checkpoints/"
+#: Results a worker published before reporting them (see ``run.remote``): a task that
+#: Dask runs again after its worker died finds the result here instead of running again.
+RESULTS = "refs/sweeprun/results/"
 #: Above this many objects a returned pack is kept as a pack, below it is unpacked
 #: (git's own ``transfer.unpackLimit`` default).
 UNPACK_LIMIT = 100
