@@ -1,6 +1,9 @@
 """The long fault campaign (issues 12, 24): kill -9, SIGTERM, Ctrl+C and SIGHUP of a
-runner at random moments, each followed by a rerun; counts lost experiments, experiments
-run to completion twice, and leftovers (queue or running refs, live job processes).
+runner at random moments, and kill -9 of one of two runners draining one queue, each
+followed by a rerun; counts lost experiments, experiments run to completion twice, and
+leftovers (queue or running refs, live job processes). (A Dask worker's loss and a
+stopped job's background children are tested in tests/test_dask*.py and
+tests/test_stopping.py: each with a fault placed where it bites, not at random.)
 
 Run: ``python benchmarks/bench_faults.py [--trials 20] [--against SRC]``; ``--against`` runs
 the same trials (same seeds) with another sweeprun checkout, for comparison.
@@ -26,6 +29,8 @@ FAULTS = {
     "Ctrl+C": signal.SIGINT,
     "SIGHUP": signal.SIGHUP,
 }
+#: The same faults sent to one of two runners draining one queue (the other goes on).
+TWO = "two runners, one killed"
 
 
 def main() -> None:
@@ -33,13 +38,16 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--against", help="another sweeprun checkout, measured the same way")
     ap.add_argument(
-        "--faults", default=",".join(FAULTS), help="which (comma-separated; default: all)"
+        "--faults",
+        default=",".join([*FAULTS, TWO]),
+        help=f"which (comma-separated; default: all; {TWO!r} is kill -9 of one of two)",
     )
     ap.add_argument(
         "--load", action="store_true", help="keep the other core busy meanwhile (a busy CI box)"
     )
     opts = ap.parse_args()
-    chosen = {name: FAULTS[name] for name in opts.faults.split(",")}
+    names = opts.faults.split(",")
+    chosen = {name: FAULTS[name] for name in names if name in FAULTS}
     hog = None
     if opts.load:
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -50,10 +58,17 @@ def main() -> None:
         start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="sweeprun-faults-") as tmp:
             results = fault_campaign(Path(tmp), list(chosen.values()), opts.trials, source)
+            two = (
+                fault_campaign(Path(tmp), [signal.SIGKILL], opts.trials, source, runners=2)
+                if TWO in names
+                else {}
+            )
         load = " (the other core busy)" if hog else ""
         print(f"{label} ({time.monotonic() - start:.0f} s), 6 experiments per trial, -j 2{load}:")
         for name, fault in chosen.items():
             print(f"  {name:8s} {results[fault]}")
+        for result in two.values():
+            print(f"  {TWO}: {result}")
     if hog is not None:
         hog.kill()
         hog.wait()

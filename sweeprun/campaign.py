@@ -45,13 +45,20 @@ class CampaignResult:
 
 
 def fault_trial(
-    base: Path, fault: int, seed: int, n: int = 6, jobs: int = 2, source: str = ""
+    base: Path,
+    fault: int,
+    seed: int,
+    n: int = 6,
+    jobs: int = 2,
+    source: str = "",
+    runners: int = 1,
 ) -> CampaignResult:
-    """One trial: queue ``n`` experiments, start ``--run-all -j jobs``, send ``fault``
-    (a signal) to the runner at a random moment, then run ``--run-all`` again to the end
-    and count. Every experiment appends to a file outside the repository when it
-    completes, so running to completion twice shows. ``source``: another sweeprun
-    checkout to measure instead (put first on ``PYTHONPATH``)."""
+    """One trial: queue ``n`` experiments, start ``runners`` runners (``--run-all -j jobs``), send
+    ``fault`` (a signal) to the first runner at a random moment (the others go on), then
+    run ``--run-all`` again to the end and count. Every experiment appends to a file
+    outside the repository when it completes, so running to completion twice shows.
+    ``source``: another sweeprun checkout to measure instead (put first on
+    ``PYTHONPATH``)."""
     rng = random.Random(seed)
     repo = base / f"trial-{seed}"
     repo.mkdir(parents=True)
@@ -86,20 +93,24 @@ def fault_trial(
     subprocess.run(["git", "add", "-A"], cwd=repo, env=env, check=True)
     subprocess.run(["git", "commit", "-qm", "b"], cwd=repo, env=env, check=True)
     assert sweeprun("sweeps.yaml").returncode == 0
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "sweeprun", "--run-all", "-j", str(jobs)],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeprun", "--run-all", "-j", str(jobs)],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(runners)
+    ]
     time.sleep(rng.uniform(0.2, 1.5))  # a random moment: that is the point
-    runner.send_signal(fault)
-    try:
-        runner.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        runner.kill()
-        runner.wait()
+    started[0].send_signal(fault)
+    for runner in started:
+        try:
+            runner.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.wait()
     done = sweeprun("--run-all", "-j", str(jobs))
     result = CampaignResult(trials=1)
     lines = completions.read_text().splitlines() if completions.exists() else []
@@ -136,14 +147,21 @@ def fault_trial(
 
 
 def fault_campaign(
-    base: Path, faults: Sequence[int], trials: int, source: str = ""
+    base: Path, faults: Sequence[int], trials: int, source: str = "", runners: int = 1
 ) -> dict[int, CampaignResult]:
-    """``trials`` trials of each fault; counts per fault."""
+    """``trials`` trials of each fault (sent to the first of ``runners`` runners of one
+    queue); counts per fault."""
     out: dict[int, CampaignResult] = {}
     for fault in faults:
         total = CampaignResult()
         for t in range(trials):
-            got = fault_trial(base / f"f{fault}", fault, seed=fault * 1000 + t, source=source)
+            got = fault_trial(
+                base / f"f{fault}-{runners}",
+                fault,
+                seed=fault * 1000 + t,
+                source=source,
+                runners=runners,
+            )
             total.trials += got.trials
             total.lost += got.lost
             total.twice += got.twice

@@ -28,3 +28,12 @@ def test_every_experiment_exactly_once(tmp_path: Path, fault: int) -> None:
     # Any double run fails: the supervisor records every exit, even under kill -9.
     assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)
     assert result.trials == trials
+
+
+@pytest.mark.faults
+def test_one_of_two_runners_killed(tmp_path: Path) -> None:
+    """Two runners drain one queue; one is killed (-9) at a random moment, the other goes
+    on; the rerun finishes. Nothing lost, nothing completed twice."""
+    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "3"))
+    (result,) = fault_campaign(tmp_path, [signal.SIGKILL], trials, runners=2).values()
+    assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)

@@ -246,3 +246,60 @@ def test_a_stop_kills_a_background_child_that_ignores_sigint(
     assert "killed what was left of 2 stopped command(s) after 2 s" in err
     assert [pid for pid in escaped(pids) if alive(pid)] == []
     assert [r["state"] for r in p.records()] == ["queued", "queued"]
+
+
+# A command that leaves a daemon behind the way servers detach: a child in a session of its
+# own with an empty environment (no job token), whose parent then exits. On Linux it becomes
+# the supervisor's child (a subreaper), which kills it when its runner dies or is stopped.
+DAEMON = """
+import os, subprocess, sys, time
+LIVE = "import os, time; open({pids!r}, 'a').write(f'{{os.getpid()}}\\\\n'); time.sleep(300)"
+if len(sys.argv) > 1:  # the middle process: start the daemon, then exit at once
+    subprocess.Popen([sys.executable, "-c", LIVE], start_new_session=True, env={{}})
+    sys.exit(0)
+subprocess.run([sys.executable, __file__, "fork"], check=True)
+time.sleep({sleep})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a subreaper is Linux's")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_daemon_without_the_token_dies_with_a_killed_or_stopped_runner(
+    sweepproject: SweepProject, tmp_path: Path, sig: int
+) -> None:
+    """`setsid env -i …` escaped the process group and the token: it outlived kill -9 and
+    every stop."""
+    p = sweepproject
+    pids = tmp_path / "daemons.pids"
+    p.write("params.yaml", "i: 0\n")
+    p.write("job.py", DAEMON.format(pids=str(pids), sleep=300))
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nsweeps:\n  g:\n    matrix: {{i: [1]}}\n")
+    p.commit()
+    assert p.run("sweeps.yaml").ret == 0
+    runner = p.popen("--run-all")
+    wait_for("the daemon to start", lambda: len(escaped(pids)) == 1)
+    (daemon,) = escaped(pids)
+    assert b"SWEEPRUN_JOB" not in Path(f"/proc/{daemon}/environ").read_bytes()
+    runner.send_signal(sig)
+    runner.communicate(timeout=60)
+    wait_for(f"{daemon} to be killed", lambda: not alive(daemon), timeout=10)
+
+
+def test_a_run_that_ends_normally_leaves_a_daemon_its_command_started(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """A command may start a server on purpose: only a dying or stopped run kills it."""
+    p = sweepproject
+    pids = tmp_path / "daemons.pids"
+    p.write("params.yaml", "i: 0\n")
+    p.write("job.py", DAEMON.format(pids=str(pids), sleep=0))
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nsweeps:\n  g:\n    matrix: {{i: [1]}}\n")
+    p.commit()
+    res = p.run_subprocess("sweeps.yaml", "--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    (daemon,) = escaped(pids)
+    try:
+        time.sleep(0.5)
+        assert alive(daemon)
+    finally:
+        os.kill(daemon, signal.SIGKILL)

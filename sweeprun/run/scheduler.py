@@ -235,8 +235,9 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     # no cost here: these threads mostly wait on processes.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    stopper = Stopper(running, on_stop)
     try:
-        with Stopper(running, on_stop), inbox:
+        with stopper, inbox:
             _drain(session, jobs, backend, options, publisher, watch, receive)
     except KeyboardInterrupt:
         # Not from a signal during the run (its handler raises nothing): from elsewhere,
@@ -252,7 +253,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         if dispatch is not None:
             dispatch.clean_up()
         sys.setswitchinterval(interval)
-        watchdog.close()  # every job has ended: the watchdog ends with nothing to do
+        # Every job has ended: the watchdog ends (after a stop, with the orphans they left).
+        watchdog.close(stopping=stopper.signals > 0 or session.shouldstop == "interrupted")
         warm.close()
         reader.close()
         publisher.announce(_notify(session))

@@ -17,6 +17,13 @@ and ``k ID`` (kill one: its end is then not its own). Supervisor →
 runner: ``started ID PID START``, ``failed ID ERRNO`` (it could not be started) and
 ``exit ID RC``.
 
+On Linux the supervisor is a child subreaper (``PR_SET_CHILD_SUBREAPER``): a process a
+command leaves behind (a daemon that double-forked, ``setsid env -i …`` — out of the job's
+process group and without its token) becomes the supervisor's child when its parent exits.
+The supervisor reaps those orphans as they exit and, when its runner dies or stops (``z``),
+kills the ones still living; a runner that ends normally (``q``) leaves them be (a command
+may start a server on purpose), and they pass to the next subreaper up.
+
 The guarantee holds while the supervisor lives; it dies only if killed itself (a ``kill -9``
 of its process, or of the whole session), and then its commands die with it (PDEATHSIG).
 """
@@ -31,6 +38,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,10 +120,12 @@ class Supervisor:
         if ref.token:
             self._say(f"g {ref.token} {ref.pid} {ref.start or '-'}")
 
-    def close(self) -> None:
-        """Every job has ended: the supervisor exits, and its answers are read to the end."""
+    def close(self, stopping: bool = False) -> None:
+        """Every job has ended: the supervisor exits, and its answers are read to the end.
+        ``stopping``: the run was stopped, so the orphans its commands left are killed."""
         if self._proc is None:
             return
+        self._say("z" if stopping else "q")
         with contextlib.suppress(OSError):
             if self._proc.stdin is not None:
                 self._proc.stdin.close()
@@ -240,6 +250,35 @@ def _nothing(signum: int, frame: object) -> None:  # pragma: no cover - a signal
     """Take a signal and do nothing with it."""
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:  # pragma: no cover - runs in the supervisor process
+    """Orphans of our commands become our children (Linux); whether that worked."""
+    try:
+        import ctypes  # deferred: only the supervisor process needs it
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> list[tuple[int, str]]:  # pragma: no cover - runs in the supervisor
+    """(pid, state) of this process's children, from ``/proc``."""
+    me, out = os.getpid(), []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[1]) == me:
+                    out.append((int(entry.name), fields[0].decode()))
+    return out
+
+
 def main() -> None:  # pragma: no cover - runs in the supervisor process
     """Serve one runner until its end of the pipe closes (see the module docstring)."""
     # The runner's signals are the runner's to act on. A handler that does nothing (not
@@ -247,6 +286,10 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _nothing)
     out_lock = threading.Lock()
+    # Held while a command is started and registered: the orphan reaper must never reap
+    # a command's own process (its waiter would lose the exit status).
+    spawn_lock = threading.Lock()
+    subreaper = _become_subreaper()
     running: dict[int, _Running] = {}
     live: dict[str, procs.ProcessRef | None] = {}  # the watchdog's jobs, by token
     waiters: list[threading.Thread] = []
@@ -276,7 +319,37 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
         if job.ref.token:
             procs.signal_token(job.ref.token, signal.SIGKILL)
 
+    def orphans() -> list[int]:
+        """Living children that are no command of ours: what commands left behind."""
+        with spawn_lock:
+            ours = {job.proc.pid for job in list(running.values())}
+            return [pid for pid, state in _children() if pid not in ours and state != "Z"]
+
+    def reap_orphans() -> None:
+        while True:
+            time.sleep(0.5)
+            with spawn_lock:
+                ours = {job.proc.pid for job in list(running.values())}
+                for pid, state in _children():
+                    if state == "Z" and pid not in ours:
+                        with contextlib.suppress(ChildProcessError):
+                            os.waitpid(pid, os.WNOHANG)
+
+    def kill_orphans() -> None:
+        for pid in orphans():
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)  # and what it started in its group
+                os.kill(pid, signal.SIGKILL)
+
+    if subreaper:
+        threading.Thread(target=reap_orphans, daemon=True).start()
+
     def start(request: dict[str, Any]) -> None:
+        with spawn_lock:
+            _start(request)
+
+    def _start(request: dict[str, Any]) -> None:
         ident = int(request["id"])
         try:
             with open(str(request["log"]), "ab") as log:
@@ -302,9 +375,12 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
         waiter.start()
         waiters.append(waiter)
 
+    ending = ""  # "q": the runner ended normally; "z": it was stopped; "": it died
     for line in sys.stdin:
         word = line.strip()
-        if word.startswith("s "):
+        if word in ("q", "z"):
+            ending = word
+        elif word.startswith("s "):
             start(json.loads(word[2:]))
         elif word.startswith("k "):
             job = running.get(int(word[2:])) if word[2:].isdigit() else None
@@ -330,3 +406,5 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
         procs.signal_token(token, signal.SIGKILL)
     for waiter in waiters:
         waiter.join(timeout=10)
+    if subreaper and ending != "q":
+        kill_orphans()
