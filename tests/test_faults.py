@@ -1,7 +1,7 @@
 """The fault campaign: a runner killed (-9), terminated or interrupted at a random moment,
 then run again. Each experiment must be recorded once and run to completion once.
 
-Small in CI (``SWEEPRUN_FAULT_TRIALS``, default 3 per fault); ``benchmarks/bench_faults.py
+Small in CI (``SWEEPRUN_FAULT_TRIALS``, default 2 per fault); ``benchmarks/bench_faults.py
 --trials 20`` runs the long version.
 """
 
@@ -23,7 +23,7 @@ from sweeprun.campaign import fault_campaign
     ids=["kill-9", "sigterm", "ctrl-c", "sighup"],
 )
 def test_every_experiment_exactly_once(tmp_path: Path, fault: int) -> None:
-    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "3"))
+    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "2"))
     (result,) = fault_campaign(tmp_path, [fault], trials).values()
     # Any double run fails: the supervisor records every exit, even under kill -9.
     assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)
@@ -34,6 +34,6 @@ def test_every_experiment_exactly_once(tmp_path: Path, fault: int) -> None:
 def test_one_of_two_runners_killed(tmp_path: Path) -> None:
     """Two runners drain one queue; one is killed (-9) at a random moment, the other goes
     on; the rerun finishes. Nothing lost, nothing completed twice."""
-    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "3"))
+    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "2"))
     (result,) = fault_campaign(tmp_path, [signal.SIGKILL], trials, runners=2).values()
     assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)

@@ -37,8 +37,13 @@ from sweeprun.exceptions import UsageError
 from sweeprun.model import Stage
 from sweeprun.spec.overrides import DELETE, Override, combine, parse_value
 
-#: The source of the helper that composes in the app's interpreter (run with ``-c``).
-HELPER = (Path(__file__).parent / "hydracompose.py").read_text(encoding="utf-8")
+#: The helper that composes in the app's interpreter, and how it is started there: by
+#: ``runpy`` from ``-c`` (a script's own directory would come first on ``sys.path``, and
+#: this one's ``hydra.py`` would shadow the app's ``hydra``).
+HELPER = Path(__file__).parent / "hydracompose.py"
+_RUN_HELPER = (
+    "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 #: The pseudo params file under which an experiment records its group choices.
 CHOICES = "hydra"
@@ -162,7 +167,7 @@ class Composer:
             self._stderr = errors
             try:
                 self._proc = subprocess.Popen(
-                    [self.runs.python, "-c", HELPER, json.dumps(setup)],
+                    [self.runs.python, "-c", _RUN_HELPER, str(HELPER), json.dumps(setup)],
                     cwd=self.root / self.runs.wdir,
                     env=env,
                     stdin=subprocess.PIPE,

@@ -1,21 +1,20 @@
 """Composes a Hydra app's config inside the app's own interpreter.
 
-sweeprun runs this file's source with the ``python`` the app runs with (``python -c``, so
-no directory of sweeprun's shadows a module of the app's), because only there are the
-app's Hydra plugins importable (``hydra/job_logging: colorlog``) and only after the app's
-module is imported do its ``ConfigStore`` registrations exist. So this module imports
-nothing of sweeprun's and nothing but the standard library, ``hydra-core`` and
-``omegaconf`` (what any Hydra app has); sweeprun's side is
+sweeprun runs this file with the ``python`` the app runs with (through ``runpy`` from
+``python -c``, so no directory of sweeprun's shadows a module of the app's), because only
+there are the app's Hydra plugins importable (``hydra/job_logging: colorlog``) and only
+after the app's module is imported do its ``ConfigStore`` registrations exist. So this
+module imports nothing of sweeprun's and nothing but the standard library, ``hydra-core``
+and ``omegaconf`` (what any Hydra app has); sweeprun's side is
 :class:`sweeprun.spec.hydra.Composer`.
 
 The protocol, one JSON document per line: ``argv[1]`` is the setup (``config_dir``,
 ``config_name``, ``script`` or ``module``, ``path``); the first reply is ``{"ready":
-VERSION}`` or ``{"error": TEXT}``. Each
-request is ``{"point": [[KEY, VALUE, OVERRIDE], …]}`` and its reply ``{"params":
-…, "choices": …, "shadows": […]}`` (with ``"warning"`` when importing the app failed)
-or ``{"error": TEXT}``. The app's module is imported at the first point that does not
-compose without it. Replies go to the original
-stdout; whatever the app's module prints goes to stderr.
+VERSION}`` or ``{"error": TEXT}``. Each request is ``{"point": [[KEY, VALUE, OVERRIDE],
+…]}`` and its reply ``{"params": …, "choices": …, "shadows": […]}`` (with ``"warning"``
+when importing the app failed) or ``{"error": TEXT}``. The app's module is imported at the
+first point that does not compose without it. Replies go to the original stdout; whatever
+the app's module prints goes to stderr.
 """
 
 from __future__ import annotations
