@@ -103,6 +103,8 @@ INNER_FORMS = [
     'true && sh -ec "{py} echo.py out.json ${{b}}"',
     "exec bash -c '{py} echo.py out.json \"$1\"' sh ${{b}}",
     'sh -c "{py} echo.py out.json ${{b}}" && sh -c "cat out.json > /dev/null"',
+    'bash -o pipefail -c "{py} echo.py out.json ${{b}} | cat"',
+    "env X=1 sh -c '{py} echo.py out.json \"${{b}}\"'",
 ]
 INNER_EXPECTED = {3: "x{v}y"}
 
@@ -141,7 +143,14 @@ def test_any_value_in_any_inner_shell_form(tmp_path: Path, value: str, form: int
 
 @pytest.mark.parametrize(
     "cmd",
-    ['ssh host "python e.py ${b}"', "ssh -p 22 host python e.py ${b}", "sh -c 'echo '\"'\"'${b}'"],
+    [
+        'ssh host "python e.py ${b}"',
+        "ssh -p 22 host python e.py ${b}",
+        "sh -c 'echo '\"'\"'${b}'",
+        'sudo sh -c "echo ${b}"',  # sudo resets the environment: the value would be lost
+        'docker run img sh -c "echo ${b}"',
+        'env -i sh -c "echo ${b}"',
+    ],
 )
 def test_a_value_a_remote_shell_would_run_is_refused_when_queued(
     sweepproject: SweepProject, cmd: str
@@ -155,6 +164,15 @@ def test_a_value_a_remote_shell_would_run_is_refused_when_queued(
     (line,) = res.errlines
     assert line.startswith("sweeprun: error: sweeps.yaml:2:") and "stage 'main'" in line
     assert not p.refs()
+
+
+def test_a_shell_or_eval_named_as_an_argument_is_no_inner_shell() -> None:
+    assert prepare(f"{sys.executable} e.py eval ${{b}}", {"b": "$(x)"}).argv == [
+        sys.executable, "e.py", "eval", "$(x)"
+    ]  # fmt: skip
+    assert prepare("sh -c 'echo \"$1\"' sh ${b}", {"b": "$(x)"}).argv == [
+        "sh", "-c", 'echo "$1"', "sh", "$(x)"
+    ]  # fmt: skip
 
 
 def test_a_shell_command_gets_values_as_variables_not_text() -> None:

@@ -65,6 +65,14 @@ def _refs(word: Sequence[Any]) -> list[Any]:
     return [p for p in word if not isinstance(p, str)]
 
 
+#: Options of a shell that take the next word as their argument (``bash -o pipefail -c``).
+_OPTION_ARGS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
+#: Programs that run the next words as a command with this command's environment.
+_KEEPS_ENV = frozenset({"exec", "command", "nohup", "time"})
+#: Options of ``env`` that drop the environment the inner shell would need.
+_CLEARS_ENV = frozenset({"-i", "-", "--ignore-environment"})
+
+
 def _script_word(words: Sequence[Sequence[Any]], at: int) -> int | None:
     """The index of the ``-c`` script of the shell started by ``words[at]``, if any."""
     i = at + 1
@@ -74,12 +82,31 @@ def _script_word(words: Sequence[Sequence[Any]], at: int) -> int | None:
         i += 1
     while i < len(words):
         option = _literal(words[i])
-        if not option.startswith("-") or option.startswith("--") or option == "-":
-            return None  # a script file, or an option that takes no script
+        if option in _OPTION_ARGS:
+            i += 2
+            continue
+        if not option.startswith(("-", "+")) or option.startswith("--") or len(option) < 2:
+            return None  # a script file, or the end of the options
         if "c" in option[1:]:
             return i + 1 if i + 1 < len(words) else None
         i += 1
     return None
+
+
+def _shell_script(words: Sequence[Sequence[Any]], at: int) -> list[Sequence[Any]]:
+    """The words that the shell or ``eval`` at ``words[at]`` parses as a script."""
+    text = _literal(words[at])
+    if text == "eval":
+        script = []
+        for later in words[at + 1 :]:
+            if _literal(later) in _OPERATORS:
+                break
+            script.append(later)
+        return script
+    if posixpath.basename(text) in SHELLS:
+        index = _script_word(words, at)
+        return [words[index]] if index is not None else []
+    return []
 
 
 def inner_refs(words: Sequence[Sequence[Any]], parse: Any) -> dict[int, Inner]:
@@ -87,39 +114,42 @@ def inner_refs(words: Sequence[Sequence[Any]], parse: Any) -> dict[int, Inner]:
 
     ``parse`` is :func:`sweeprun.spec.template.parse` (passed in: that module uses this
     one). ``InnerShellError`` for a reference no rewriting makes data: in a remote shell's
-    command, or where the inner script's quoting cannot be followed.
+    command, in the script of a shell that may not get this command's environment (one
+    named as another program's argument: ``docker run img sh -c``, ``sudo sh -c``, ``env
+    -i sh -c``), or where the inner script's quoting cannot be followed.
     """
     found: dict[int, Inner] = {}
     start = True  # at the first word of a simple command
+    cleared = False  # an `env -i` before it: the inner shell would not see our variables
     for at, word in enumerate(words):
         text = _literal(word)
         if text in _OPERATORS:
-            start = True
+            start, cleared = True, False
             continue
         program = posixpath.basename(text)
-        if not start and program not in SHELLS and text != "eval":
+        if start and "=" in text and not text.startswith(("=", "-")) and "/" not in text:
+            continue  # VAR=value before the program
+        if start and program in _KEEPS_ENV:
             continue
-        start = program in ("exec", "command", "nohup", "env", "time", "sudo", "xargs")
-        if program in REMOTE:
-            for later in words[at + 1 :]:
-                if _literal(later) in _OPERATORS:
-                    break
-                if _refs(later):
-                    raise InnerShellError(
-                        f"{program} sends its command line to a remote shell, which would "
-                        "run the value as code; pass it in a file the remote command reads "
-                        "(a dep), or run the remote command from a script that quotes it"
-                    )
+        if start and program == "env":
+            options = _simple_command(words, at + 1)
+            cleared = any(_literal(w) in _CLEARS_ENV for w in options[: _program_at(options)])
             continue
-        script: list[Sequence[Any]] = []
-        if text == "eval":
-            for later in words[at + 1 :]:
-                if _literal(later) in _OPERATORS:
-                    break
-                script.append(later)
-        elif program in SHELLS and (index := _script_word(words, at)) is not None:
-            script.append(words[index])
+        script = _shell_script(words, at) if start or program in SHELLS else []
         refs = [r for w in script for r in _refs(w)]
+        if start and program in REMOTE and any(_refs(w) for w in _simple_command(words, at + 1)):
+            raise InnerShellError(
+                f"{program} sends its command line to a remote shell, which would "
+                "run the value as code; pass it in a file the remote command reads "
+                "(a dep), or run the remote command from a script that quotes it"
+            )
+        if refs and (not start or cleared):
+            raise InnerShellError(
+                f"{program} runs a shell that may not get this command's environment "
+                "(started by another program, or after env -i); pass the value as the "
+                "script's argument, which is data: sh -c '… \"$1\"' sh ${key}"
+            )
+        start = False
         if not refs:
             continue
         # Ours are marked, so an inner script's own ${var} (written \${var}) is left alone.
@@ -143,6 +173,25 @@ def inner_refs(words: Sequence[Sequence[Any]], parse: Any) -> dict[int, Inner]:
                 )
             found[id(ref)] = Inner(seen.quote)
     return found
+
+
+def _program_at(words: Sequence[Sequence[Any]]) -> int:
+    """Where the program starts after ``env``'s options and assignments."""
+    for k, word in enumerate(words):
+        text = _literal(word)
+        if not text.startswith("-") and "=" not in text:
+            return k
+    return len(words)
+
+
+def _simple_command(words: Sequence[Sequence[Any]], start: int) -> list[Sequence[Any]]:
+    """The words from ``start`` to the next operator."""
+    out = []
+    for word in words[start:]:
+        if _literal(word) in _OPERATORS:
+            break
+        out.append(word)
+    return out
 
 
 def render(var: str, outer: str, inner: str) -> str:
