@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sweeprun.spec.innershell import InnerShellError, inner_refs, render
+from sweeprun.spec.innershell import Inner, InnerShellError, inner_refs, render
 
 # Outside quotes, these characters mean shell syntax: operators, expansions, globs,
 # redirections, comments, brace expansion, escapes. Inside double quotes only $ ` and \
@@ -151,10 +151,9 @@ def prepare(cmd: str, values: Mapping[str, str] | None = None, path: str | None 
     stage: it matters for short commands.
     """
     values = values or {}
-    tpl = parse(cmd)
-    unbound = any(isinstance(p, _Ref) and p.expr not in values for p in tpl.script)
     # In an inner shell's script (sh -c "… ${x}"), a value is that shell's variable.
-    inner = inner_refs(tpl.words, parse)
+    tpl, inner = _with_inner(cmd)
+    unbound = any(isinstance(p, _Ref) and p.expr not in values for p in tpl.script)
     if not tpl.needs_shell and not unbound and tpl.words and not inner:
         argv = ["".join(values[p.expr] if isinstance(p, _Ref) else p for p in w) for w in tpl.words]
         if "/" in argv[0] or _which(argv[0], path):
@@ -178,6 +177,14 @@ def prepare(cmd: str, values: Mapping[str, str] | None = None, path: str | None 
 
 
 @functools.lru_cache(maxsize=256)
+def _with_inner(cmd: str) -> tuple[Template, dict[int, Inner]]:
+    """``cmd`` parsed, with its references in inner shells' scripts — cached together,
+    since the second names the first's references by ``id()``."""
+    tpl = parse(cmd)
+    return tpl, inner_refs(tpl.words, parse)
+
+
+@functools.lru_cache(maxsize=256)
 def _which(program: str, path: str | None) -> bool:
     return shutil.which(program, path=path) is not None
 
@@ -187,7 +194,7 @@ def check_inner_shells(cmd: str) -> str:
     """Why a ``${key}`` of ``cmd`` cannot be made data in the inner shell it reaches
     (``ssh host "… ${key}"``), or ``""``."""
     try:
-        inner_refs(parse(cmd).words, parse)
+        _with_inner(cmd)
     except InnerShellError as exc:
         return str(exc)
     return ""
