@@ -210,9 +210,9 @@ def test_an_interpreter_without_hydra_is_one_located_line(sweepproject: SweepPro
     assert res.ret == 4
     (line,) = res.errlines
     assert line.startswith(
-        f"sweeprun: error: sweeps.yaml: cannot compose conf/config.yaml with {bare}"
+        f"sweeprun: error: sweeps.yaml:2:1: cannot compose conf/config.yaml with {bare}"
     )
-    assert "cannot import hydra" in line and "python: PATH" in line
+    assert "cannot import hydra" in line and line.endswith("python: PATH})")
     assert not sweepproject.refs()
 
 

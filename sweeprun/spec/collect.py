@@ -242,7 +242,13 @@ def hydra_composer(spec: Spec, config_root: Path | None = None) -> Composer:
     read below ``config_root``, the workspace by default)."""
     assert spec.hydra is not None
     runs = app_program(spec.hydra, spec.stages, spec.root)
-    return Composer(spec.hydra, spec.root, spec.path, runs, config_root)
+    params = spec.raw.get("params")
+    mark = (
+        params.value_marks.get("python")
+        if isinstance(params, LocatedDict) and "python" in params
+        else find_key_mark(spec.raw, "cmd")
+    )
+    return Composer(spec.hydra, spec.root, spec.path, runs, config_root, mark)
 
 
 def resolve_overrides(

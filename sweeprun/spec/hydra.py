@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sweeprun.exceptions import UsageError
+from sweeprun.exceptions import SpecError, UsageError
 from sweeprun.model import Stage
 from sweeprun.spec.overrides import DELETE, Override, combine, parse_value
 
@@ -137,6 +137,7 @@ class Composer:
         spec: str,
         runs: AppProgram | None = None,
         config_root: Path | None = None,
+        mark: tuple[int, int] | None = None,
     ) -> None:
         self.app = app
         self.root = root
@@ -144,6 +145,8 @@ class Composer:
         self.runs = runs or AppProgram(sys.executable, "", "", (), ".")
         #: Where the config directory is read (``diff``: extracted from another commit).
         self.config_root = config_root or root
+        #: Where the spec names the interpreter (its ``cmd``, or ``python:``), for errors.
+        self.mark = mark
         #: One line per swept group option a later config overwrites (said once each).
         self.shadows: list[str] = []
         self._proc: subprocess.Popen[str] | None = None
@@ -202,11 +205,14 @@ class Composer:
             proc.stdout.close()
 
     def _cannot(self, why: str) -> UsageError:
-        return UsageError(
-            f"{self.spec}: cannot compose {self.app.config} with {self.runs.python} "
-            f"(the app's interpreter): {why} (set it with params: {{hydra: "
-            f"{self.app.config}, python: PATH}})"
+        message = (
+            f"cannot compose {self.app.config} with {self.runs.python} (the app's "
+            f"interpreter): {why} (set it with params: {{hydra: {self.app.config}, "
+            "python: PATH})"
         )
+        if self.mark is not None:
+            return SpecError(self.spec, self.mark[0], self.mark[1], message)
+        return UsageError(f"{self.spec}: {message}")
 
     def _read(self) -> dict[str, Any]:
         reply: dict[str, Any] = json.loads(self._line())
