@@ -31,6 +31,8 @@ FAULTS = {
 }
 #: The same faults sent to one of two runners draining one queue (the other goes on).
 TWO = "two runners, one killed"
+#: kill -9 of a runner whose jobs run in warm workers (`warm: true`).
+WARM = "kill -9, warm workers"
 
 
 def main() -> None:
@@ -39,7 +41,7 @@ def main() -> None:
     ap.add_argument("--against", help="another sweeprun checkout, measured the same way")
     ap.add_argument(
         "--faults",
-        default=",".join([*FAULTS, TWO]),
+        default=",".join([*FAULTS, TWO, WARM]),
         help=f"which (comma-separated; default: all; {TWO!r} is kill -9 of one of two)",
     )
     ap.add_argument(
@@ -63,12 +65,19 @@ def main() -> None:
                 if TWO in names
                 else {}
             )
+            warm = (
+                fault_campaign(Path(tmp), [signal.SIGKILL], opts.trials, source, warm=True)
+                if WARM in names
+                else {}
+            )
         load = " (the other core busy)" if hog else ""
         print(f"{label} ({time.monotonic() - start:.0f} s), 6 experiments per trial, -j 2{load}:")
         for name, fault in chosen.items():
             print(f"  {name:8s} {results[fault]}")
         for result in two.values():
             print(f"  {TWO}: {result}")
+        for result in warm.values():
+            print(f"  {WARM}: {result}")
     if hog is not None:
         hog.kill()
         hog.wait()

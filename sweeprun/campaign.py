@@ -52,13 +52,14 @@ def fault_trial(
     jobs: int = 2,
     source: str = "",
     runners: int = 1,
+    warm: bool = False,
 ) -> CampaignResult:
     """One trial: queue ``n`` experiments, start ``runners`` runners (``--run-all -j jobs``), send
     ``fault`` (a signal) to the first runner at a random moment (the others go on), then
     run ``--run-all`` again to the end and count. Every experiment appends to a file
     outside the repository when it completes, so running to completion twice shows.
     ``source``: another sweeprun checkout to measure instead (put first on
-    ``PYTHONPATH``)."""
+    ``PYTHONPATH``); ``warm``: the jobs run in warm workers (``warm: true``)."""
     rng = random.Random(seed)
     repo = base / f"trial-{seed}"
     repo.mkdir(parents=True)
@@ -87,8 +88,9 @@ def fault_trial(
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
     (repo / "params.yaml").write_text("i: 0\n")
     (repo / "job.py").write_text(CAMPAIGN_JOB)
+    run = f"cmd: {sys.executable} -m job\nwarm: true" if warm else f"cmd: {sys.executable} job.py"
     (repo / "sweeps.yaml").write_text(
-        f"cmd: {sys.executable} job.py\nsweeps:\n  g:\n    matrix: {{i: {list(range(n))}}}\n"
+        f"{run}\nsweeps:\n  g:\n    matrix: {{i: {list(range(n))}}}\n"
     )
     subprocess.run(["git", "add", "-A"], cwd=repo, env=env, check=True)
     subprocess.run(["git", "commit", "-qm", "b"], cwd=repo, env=env, check=True)
@@ -147,20 +149,26 @@ def fault_trial(
 
 
 def fault_campaign(
-    base: Path, faults: Sequence[int], trials: int, source: str = "", runners: int = 1
+    base: Path,
+    faults: Sequence[int],
+    trials: int,
+    source: str = "",
+    runners: int = 1,
+    warm: bool = False,
 ) -> dict[int, CampaignResult]:
     """``trials`` trials of each fault (sent to the first of ``runners`` runners of one
-    queue); counts per fault."""
+    queue; ``warm``: jobs in warm workers); counts per fault."""
     out: dict[int, CampaignResult] = {}
     for fault in faults:
         total = CampaignResult()
         for t in range(trials):
             got = fault_trial(
-                base / f"f{fault}-{runners}",
+                base / f"f{fault}-{runners}{'-warm' if warm else ''}",
                 fault,
                 seed=fault * 1000 + t,
                 source=source,
                 runners=runners,
+                warm=warm,
             )
             total.trials += got.trials
             total.lost += got.lost

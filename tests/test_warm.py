@@ -108,7 +108,14 @@ def test_new_code_starts_a_new_warm_worker(sweepproject: SweepProject) -> None:
         if r["name"] != "workspace"
     }
     assert by_lr == {1: 1, 2: 1, 3: 2, 4: 2}
-    assert len(imports.read_text().splitlines()) == 2  # once per version
+    # The worker imported what pkg.train imports (pkg.heavy), not pkg.train itself, which
+    # each job imports afresh: a new version of it needs no new worker.
+    assert len(imports.read_text().splitlines()) == 1
+    sweepproject.write("pkg/heavy.py", HEAVY + "# v3\n")  # what it imported changed
+    sweepproject.commit("v3")
+    assert sweepproject.run("-S", "lr=5").ret == 0
+    assert sweepproject.run("--run-all", "-j", "1").ret == 0
+    assert len(imports.read_text().splitlines()) == 2  # a new worker for the new code
 
 
 def test_a_dead_warm_worker_is_replaced(sweepproject: SweepProject) -> None:
@@ -236,3 +243,31 @@ def test_a_warm_worker_imports_what_its_first_job_imported_lazily(
     got = [r["metrics"]["metrics.json"] for r in recs]
     assert len({g["pid"] for g in got}) == 1  # one warm worker ran them all
     assert [g["preloaded"] for g in got] == [False, True, True, True]
+
+
+UNGUARDED = """
+import json, os
+open(os.environ["BODIES"], "a").write(open("params.yaml").read())  # the job, unguarded
+json.dump({"ok": 1}, open("metrics.json", "w"))
+"""
+
+
+def test_an_unguarded_script_runs_once_per_job_not_once_more_in_its_worker(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """The worker imported the module itself, so a script without `if __name__ ==
+    "__main__"` ran its body when the worker started: every point's first job twice."""
+    bodies = tmp_path / "bodies.txt"
+    sp = sweepproject
+    sp.monkeypatch.setenv("BODIES", str(bodies))
+    sp.write("job.py", UNGUARDED)
+    sp.write("params.yaml", "lr: 1\n")
+    sp.write(
+        "sweeps.yaml",
+        "params: params.yaml\ncmd: python3 -m job\nwarm: true\nmetrics: [metrics.json]\n"
+        "sweeps:\n  g:\n    matrix:\n      lr: [1, 2, 3]\n",
+    )
+    sp.commit()
+    res = sp.run("--run", "-j", "1")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert sorted(bodies.read_text().splitlines()) == ["lr: 1", "lr: 2", "lr: 3"]

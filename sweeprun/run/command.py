@@ -191,9 +191,12 @@ def _supervised(
         raise
 
 
-def announce(pid: int, env: Mapping[str, str], pid_holder: dict[str, Any] | None) -> Path | None:
+def announce(
+    pid: int, env: Mapping[str, str], pid_holder: dict[str, Any] | None, write: bool = True
+) -> Path | None:
     """Make a started command known: to the caller, the runner's watchdog and ``queue kill``
-    (its pid file, returned: the caller writes the exit there, see :func:`exit_line`)."""
+    (its pid file, returned: the caller writes the exit there, see :func:`exit_line`;
+    ``write=False``: whoever started it wrote the pid file already)."""
     if pid_holder is None:
         return None
     ref = procs.ProcessRef.of(pid, env.get(procs.TOKEN_ENV))
@@ -202,7 +205,7 @@ def announce(pid: int, env: Mapping[str, str], pid_holder: dict[str, Any] | None
     if watchdog is not None:
         watchdog.command(ref)
     pidfile: Path | None = pid_holder.get("pidfile")
-    if pidfile is not None:
+    if pidfile is not None and write:
         workspace.write_pid(pidfile, f"{pid_holder['key']} {ref}\n")
     return pidfile
 

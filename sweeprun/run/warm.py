@@ -142,12 +142,21 @@ class Zygote:
     ) -> int:
         """Fork the job and wait for it, as :func:`run_command` waits for a command."""
         log.flush()
+        if pid_holder is not None and pid_holder.get("pidfile") is not None:
+            # The zygote writes the slot's pid file itself (start, then exit the moment
+            # it reaps the job), as the supervisor does for other commands.
+            exit_words = [pid_holder.get("key", "-"), pid_holder.get("stage", -1)]
+            request = {
+                **request,
+                "pidfile": str(pid_holder["pidfile"]),
+                "exit": [*exit_words, pid_holder.get("claim", "-")],
+            }
         try:
             socket.send_fds(self.sock, [json.dumps(request).encode()], [log.fileno()])
             pid = int(self._recv()["pid"])
         except (OSError, ConnectionError) as exc:
             raise NotStarted(str(exc)) from None  # the zygote went away: run it cold
-        pidfile = announce(pid, env, pid_holder)
+        pidfile = announce(pid, env, pid_holder, write=False)
         if STOP.is_set():  # it started after the stop's signal went out to the others
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGINT)

@@ -21,10 +21,12 @@ The zygote dies with its runner (``PR_SET_PDEATHSIG``), and each child with the 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -32,15 +34,50 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+#: The job running now (its pid, 0 between jobs) and whether the runner is gone.
+_STATE = {"pid": 0, "gone": 0}
+
+
+def _runner_gone(signum: int, frame: object) -> None:  # pragma: no cover - a signal handler
+    """The runner died (our parent-death signal): kill the job still running (it did not
+    finish: it runs again); one that exited on its own keeps its exit (written below)."""
+    _STATE["gone"] = 1
+    if _STATE["pid"]:
+        with contextlib.suppress(OSError):
+            os.killpg(_STATE["pid"], signal.SIGKILL)
+
+
+def _overwrite(path: str, text: str) -> None:
+    """Rewrite a slot's pid file in place (as the runner does: no new inode)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time, as the runner records it (``procs.start_time``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2 :].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return "-"
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -96,6 +133,52 @@ def _learn(pipe: int) -> None:
                 importlib.import_module(name)
 
 
+def _preload(module: str) -> None:
+    """Import what ``module`` imports at its top level — not the module itself, whose body
+    is each job's to run (``python -m``: as ``__main__``; ``call:``: imported in the job).
+    A script whose body does the work unguarded by ``if __name__ == "__main__"`` would
+    otherwise run once more, here, when the worker starts."""
+    spec = importlib.util.find_spec(module)  # (imports the packages above it)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return
+    with open(spec.origin, "rb") as f:
+        tree = ast.parse(f.read(), spec.origin)
+    package = module if spec.submodule_search_locations else module.rpartition(".")[0]
+    for node, optional in _top_imports(tree.body):
+        for name, guess in _names(node, package):
+            if name in sys.modules:
+                continue
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                if not (guess or optional):
+                    raise  # as importing the module would: the job runs the usual way
+
+
+def _top_imports(body: list[ast.stmt]) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """The module's top-level imports (``optional``: inside a ``try``)."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node, False
+        elif isinstance(node, ast.Try):
+            for inner in node.body:
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    yield inner, True
+
+
+def _names(node: ast.Import | ast.ImportFrom, package: str) -> list[tuple[str, bool]]:
+    """Modules an import statement imports (``guess``: ``from x import y`` where ``y`` may
+    be a submodule or only a name)."""
+    if isinstance(node, ast.Import):
+        return [(alias.name, False) for alias in node.names]
+    if node.module == "__future__":
+        return []
+    base = node.module or ""
+    if node.level:
+        base = importlib.util.resolve_name("." * node.level + base, package)
+    return [(base, False), *((f"{base}.{a.name}", True) for a in node.names if a.name != "*")]
+
+
 def _child(request: dict[str, Any], logfd: int, learn: int | None = None) -> int:
     """Run the job in the forked child; its exit code."""
     before = set(sys.modules)
@@ -147,12 +230,16 @@ def _child(request: dict[str, Any], logfd: int, learn: int | None = None) -> int
 
 def main() -> None:
     fd, module = int(sys.argv[1]), sys.argv[2]
-    _die_with_parent()
+    # As the runner's supervisor does for its commands: when the runner dies, a job that
+    # exited on its own keeps its exit (the next runner adopts it, never runs it again);
+    # one still running is killed. SIGTERM, handled, rather than SIGKILL, unhandled.
+    signal.signal(signal.SIGTERM, _runner_gone)
+    _die_with_parent(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C goes to the jobs, not here
     sock = socket.socket(fileno=fd)
     sys.path.insert(0, os.getcwd())
     try:
-        importlib.import_module(module)
+        _preload(module)
     except BaseException:
         _send(sock, {"ready": False, "error": traceback.format_exc(limit=3)})
         return
@@ -174,9 +261,26 @@ def main() -> None:
             finally:
                 os._exit(code)
         os.close(fds[0])
+        pidfile, (key, stage, claim) = request.get("pidfile"), request.get("exit") or ("", 0, "")
+        _STATE["pid"] = pid
+        if pidfile:  # KEY PID START [TOKEN], as the runner's announce writes it
+            token = request["env"].get("SWEEPRUN_JOB", "")
+            with contextlib.suppress(OSError):
+                _overwrite(
+                    pidfile, f"{key} {pid} {_start_time(pid)}{' ' + token if token else ''}\n"
+                )
         _send(sock, {"pid": pid})
         _, status = os.waitpid(pid, 0)
-        _send(sock, {"exit": os.waitstatus_to_exitcode(status)})
+        _STATE["pid"] = 0
+        rc = os.waitstatus_to_exitcode(status)
+        # First thing: from now on its end is known, whatever happens to the runner (a
+        # job killed here because the runner died did not finish: no exit for it).
+        if pidfile and not (_STATE["gone"] and rc == -signal.SIGKILL):
+            with contextlib.suppress(OSError):
+                _overwrite(pidfile, f"{key} exit {rc} {stage} {claim}\n")
+        if _STATE["gone"]:
+            return
+        _send(sock, {"exit": rc})
         if learn is not None:
             os.close(learn[1])
             _learn(learn[0])
