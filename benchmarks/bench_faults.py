@@ -30,9 +30,9 @@ FAULTS = {
     "SIGHUP": signal.SIGHUP,
 }
 #: The same faults sent to one of two runners draining one queue (the other goes on).
-TWO = "two runners, one killed"
+TWO = "two runners (one killed)"
 #: kill -9 of a runner whose jobs run in warm workers (`warm: true`).
-WARM = "kill -9, warm workers"
+WARM = "kill -9 (warm workers)"
 
 
 def main() -> None:
@@ -49,6 +49,9 @@ def main() -> None:
     )
     opts = ap.parse_args()
     names = opts.faults.split(",")
+    unknown = [n for n in names if n not in FAULTS and n not in (TWO, WARM)]
+    if unknown:
+        ap.error(f"--faults: unknown {unknown[0]!r} (valid: {', '.join([*FAULTS, TWO, WARM])})")
     chosen = {name: FAULTS[name] for name in names if name in FAULTS}
     hog = None
     if opts.load:

@@ -273,9 +273,11 @@ def main() -> None:
         _, status = os.waitpid(pid, 0)
         _STATE["pid"] = 0
         rc = os.waitstatus_to_exitcode(status)
-        # First thing: from now on its end is known, whatever happens to the runner (a
-        # job killed here because the runner died did not finish: no exit for it).
-        if pidfile and not (_STATE["gone"] and rc == -signal.SIGKILL):
+        # First thing: from now on its end is known, whatever happens to the runner. Not
+        # for SIGKILL: the runner's death has it killed (here, or by the runner's
+        # supervisor, which may act before this process hears of that death): it did not
+        # finish and runs again. (A live runner writes that exit itself, as any other.)
+        if pidfile and rc != -signal.SIGKILL:
             with contextlib.suppress(OSError):
                 _overwrite(pidfile, f"{key} exit {rc} {stage} {claim}\n")
         if _STATE["gone"]:
