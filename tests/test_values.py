@@ -126,7 +126,7 @@ def test_a_value_in_an_inner_shell_is_data_there(tmp_path: Path, form: int, valu
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     value=st.text(
