@@ -8,9 +8,7 @@ Jobs are claimed lazily, one per free slot, so several runners can drain one que
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -41,7 +39,6 @@ from sweeprun.store.git import commit_identity
 from sweeprun.store.tiered import configured_remote
 from sweeprun.store.transport import TransportError
 from sweeprun.system import procs
-from sweeprun.system.damage import ensure_dir
 from sweeprun.system.faults import storage_error
 from sweeprun.system.stopping import Stopper
 from sweeprun.system.supervisor import Supervisor
@@ -209,12 +206,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     session.store.keep_reserve()
     # The parent of every command this run starts: it records each exit the moment it
     # happens, and outlives the runner (see sweeprun.system.supervisor).
-    claims = session.store.journal
-    lock = claims.directory / f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}.supervisor"
-    with contextlib.suppress(OSError):
-        ensure_dir(claims.directory, claims.directory.parent)
-    claims.supervisor = str(lock)
-    watchdog = Supervisor(lock)
+    watchdog = Supervisor()
     reader = ObjectReader(common)
     warm = WarmPool()
     # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the

@@ -53,24 +53,11 @@ class Lease:
 
 
 def journal_locked(path: Path) -> bool:
-    """Whether a live runner holds the lock of the journal at ``path`` — or its supervisor
-    still lives (the lock file its header names): that one may be writing the exit of a
-    command that finished as the runner died, so the runner's claims are not yet free."""
-    if _locked(path):
-        return True
-    try:
-        with open(path, encoding="utf-8") as f:
-            companion = json.loads(f.readline()).get("supervisor")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return bool(companion) and _locked(Path(companion))
-
-
-def _locked(path: Path) -> bool:
+    """Whether a live runner holds the lock of the journal at ``path``."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False  # gone: its holder ended
+        return False  # gone: its runner ended
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
@@ -90,9 +77,6 @@ class LeaseJournal:
         self._lock = threading.Lock()
         self._host = socket.gethostname()
         self._mine: dict[str, Lease] = {}
-        #: The lock file this runner's supervisor holds while it lives (see
-        #: :func:`journal_locked`), named in the journal's header.
-        self.supervisor = ""
 
     def claiming(self, key: str) -> None:
         """Record a claim of ``key`` (call before the claim's ref transaction)."""
@@ -119,8 +103,6 @@ class LeaseJournal:
                 # Held until this process ends: that is what "this runner lives" means.
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
                 header = {"host": self._host, "pid": pid, "started": time.time()}
-                if self.supervisor:
-                    header["supervisor"] = self.supervisor
                 os.write(self._fd, (json.dumps(header) + "\n").encode())
             # One short O_APPEND write: whole, even with other threads appending.
             os.write(self._fd, line.encode())

@@ -75,9 +75,7 @@ class Supervisor:
     """The runner's end of the supervisor process (see the module docstring): told which
     jobs run (their trees die with the runner) and asked to start their commands."""
 
-    def __init__(self, lock: str | os.PathLike[str] | None = None) -> None:
-        """``lock``: a file the supervisor holds a lock on while it lives (so another
-        runner waits for it before taking this runner's claims, see ``store.leases``)."""
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._say_lock = threading.Lock()
         self._children: dict[int, Child] = {}
@@ -87,7 +85,6 @@ class Supervisor:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-S", "-c", _bootstrap()],
-                env={**os.environ, _LOCK_ENV: os.fspath(lock) if lock else ""},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -254,21 +251,6 @@ def _nothing(signum: int, frame: object) -> None:  # pragma: no cover - a signal
 
 
 _PR_SET_CHILD_SUBREAPER = 36
-#: How the supervisor is told its lock file.
-_LOCK_ENV = "SWEEPRUN_SUPERVISOR_LOCK"
-
-
-def _hold_lock() -> str:  # pragma: no cover - runs in the supervisor process
-    """Lock the file named in the environment for as long as this process lives."""
-    path = os.environ.pop(_LOCK_ENV, "")
-    if path:
-        with contextlib.suppress(OSError):
-            import fcntl  # deferred: only the supervisor process needs it
-
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel when this process ends
-            return path
-    return ""
 
 
 def _become_subreaper() -> bool:  # pragma: no cover - runs in the supervisor process
@@ -303,7 +285,6 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
     # SIG_IGN, which a child would inherit through exec): the commands get the defaults.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _nothing)
-    held = _hold_lock()
     out_lock = threading.Lock()
     # Held while a command is started and registered: the orphan reaper must never reap
     # a command's own process (its waiter would lose the exit status).
@@ -427,6 +408,3 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
         waiter.join(timeout=10)
     if subreaper and ending != "q":
         kill_orphans()
-    if held:
-        with contextlib.suppress(OSError):
-            os.unlink(held)
