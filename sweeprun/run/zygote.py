@@ -60,7 +60,10 @@ def _runner_gone(signum: int, frame: object) -> None:  # pragma: no cover - a si
 
 
 def _overwrite(path: str, text: str) -> None:
-    """Rewrite a slot's pid file in place (as the runner does: no new inode)."""
+    """Rewrite a slot's pid file in place (as the runner does: no new inode).
+
+    The same few lines as ``store.objects.overwrite`` and the supervisor's: this script
+    runs under the user's interpreter, where sweeprun may not be importable."""
     data = text.encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
