@@ -3,6 +3,7 @@ and runs nothing again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -176,3 +177,107 @@ def test_the_log_keeps_each_command_output_in_order(sweepproject: SweepProject) 
         "+ [b] echo second",
         "second",
     ], log
+
+
+def _supervisor_of(runner: subprocess.Popen[str]) -> int:
+    """The pid of the runner's supervisor (its ``python -S -c`` child)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{runner.pid}/task").iterdir():
+            for pid in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    if argv[1:3] == [b"-S", b"-c"]:
+                        return int(pid)
+        time.sleep(0.02)
+    raise AssertionError("no supervisor")
+
+
+def test_a_dead_runners_claims_wait_for_its_supervisor(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """The runner is killed while its supervisor has not yet written the exit of a command
+    that finished (frozen here; in CI's two-runner fault case it was merely slow): another
+    runner must not take the claim until the supervisor has written it and exited. Before,
+    the claim was free the moment the runner died, and the command ran a second time."""
+    p = sweepproject
+    done, go, started = tmp_path / "done.txt", tmp_path / "go", tmp_path / "started"
+    p.write(
+        "job.py",
+        "import json, pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.01)\n"
+        "json.dump({'ok': 1}, open('m.json', 'w'))\n"
+        f"open({str(done)!r}, 'a').write('completed\\n')\n",
+    )
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nmetrics: [m.json]\n")
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    assert p.run("sweeps.yaml", "-n", "once").ret == 0
+    runner = p.popen("--run-all")
+    _wait_for(runner, started)
+    supervisor = _supervisor_of(runner)
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        runner.kill()
+        runner.communicate()
+        go.touch()
+        deadline = time.monotonic() + 10
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert done.read_text() == "completed\n"
+        time.sleep(0.2)  # the command has exited; its exit is not written yet
+        res = p.run("--run-all")
+        assert done.read_text() == "completed\n", res.stdout + res.stderr
+        assert [r["state"] for r in p.records()] == ["running"]
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{supervisor}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = p.run("--run-all")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "adopted once" in res.stdout
+    assert done.read_text().splitlines() == ["completed"]
+    (rec,) = p.records()
+    assert rec["state"] == "success"
+
+
+def test_a_supervisor_ends_with_its_runner_even_when_a_fork_keeps_the_pipe(
+    tmp_path: Path,
+) -> None:
+    """The supervisor holds the runner's journal lock, so it must not outlive it: a child
+    the runner forked without exec that closed the journal (a helper that closes what it
+    does not use) still keeps the runner's end of the pipe open, so the supervisor also
+    watches who its parent is. (A fork that keeps the journal open keeps the lock: that
+    one is part of the runner, as before.)"""
+    journal = tmp_path / "journal"
+    script = (
+        "import os, sys, time, fcntl\n"
+        "from sweeprun.system.supervisor import Supervisor\n"
+        f"fd = os.open({str(journal)!r}, os.O_WRONLY | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "Supervisor(fd)\n"
+        "if os.fork() == 0:\n    os.close(fd)\n    time.sleep(60)\n    os._exit(0)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert runner.stdout is not None and runner.stdout.readline() == "ready\n"
+        from sweeprun.store.leases import journal_locked
+
+        assert journal_locked(journal)
+        runner.kill()
+        runner.wait()
+        deadline = time.monotonic() + 10
+        while journal_locked(journal) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not journal_locked(journal), "the supervisor outlived its runner"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+        runner.communicate()

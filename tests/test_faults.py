@@ -31,6 +31,16 @@ def test_every_experiment_exactly_once(tmp_path: Path, fault: int) -> None:
 
 
 @pytest.mark.faults
+def test_one_of_two_runners_killed(tmp_path: Path) -> None:
+    """Two runners drain one queue; one is killed (-9) at a random moment, the other goes
+    on; the rerun finishes. Nothing lost, nothing completed twice (the killed runner's
+    claims stay taken until its supervisor has written the exits it was writing)."""
+    trials = int(os.environ.get("SWEEPRUN_FAULT_TRIALS", "2"))
+    (result,) = fault_campaign(tmp_path, [signal.SIGKILL], trials, runners=2).values()
+    assert (result.lost, result.twice, result.leftovers) == (0, 0, 0), str(result)
+
+
+@pytest.mark.faults
 def test_a_killed_runner_of_warm_jobs(tmp_path: Path) -> None:
     """Warm workers (``warm: true``): the zygote writes each job's exit the moment it reaps
     it and outlives its runner long enough to, as the supervisor does for commands."""

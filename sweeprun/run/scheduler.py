@@ -205,8 +205,12 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     # Room for putting claims back in the queue should the disk fill up during the run.
     session.store.keep_reserve()
     # The parent of every command this run starts: it records each exit the moment it
-    # happens, and outlives the runner (see sweeprun.system.supervisor).
-    watchdog = Supervisor()
+    # happens, and outlives the runner (see sweeprun.system.supervisor). It holds the
+    # journal's lock with the runner: a dead runner's claims wait for its last exits.
+    hold = None
+    with contextlib.suppress(OSError):  # (then the first claim says what is wrong)
+        hold = session.store.journal.open()
+    watchdog = Supervisor(hold)
     reader = ObjectReader(common)
     warm = WarmPool()
     # In threads, -x/--maxfail is counted as each job ends, and a job joblib took from the

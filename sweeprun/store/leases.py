@@ -13,6 +13,9 @@ experiment: creating and deleting inodes is what costs on the per-experiment pat
 A runner is alive while it holds an exclusive ``flock`` on its journal: the kernel drops
 the lock when the process dies, however it dies, and a pid that another process has
 reused since says nothing either way. The pid in the header is for people to read.
+The runner's supervisor (:mod:`sweeprun.system.supervisor`) inherits the locked descriptor:
+the lock outlives a killed runner until its supervisor has written the exit of every
+command that finished and exited too, so no other runner takes a claim in that gap.
 """
 
 from __future__ import annotations
@@ -93,19 +96,27 @@ class LeaseJournal:
         """This runner's claim of ``key``, if it made one."""
         return self._mine.get(key)
 
+    def open(self) -> int:
+        """Create the journal now (else at the first claim); its locked descriptor."""
+        with self._lock:
+            return self._open()
+
+    def _open(self) -> int:
+        if self._fd is None:
+            ensure_dir(self.directory, self.directory.parent)
+            pid = os.getpid()
+            self.path = self.directory / f"{self._host}-{pid}-{time.time_ns()}{SUFFIX}"
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
+            # Held until this process (and its supervisor) ends: "this runner lives".
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            header = {"host": self._host, "pid": pid, "started": time.time()}
+            os.write(self._fd, (json.dumps(header) + "\n").encode())
+        return self._fd
+
     def _append(self, line: str) -> None:
         with self._lock:
-            if self._fd is None:
-                ensure_dir(self.directory, self.directory.parent)
-                pid = os.getpid()
-                self.path = self.directory / f"{self._host}-{pid}-{time.time_ns()}{SUFFIX}"
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
-                # Held until this process ends: that is what "this runner lives" means.
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-                header = {"host": self._host, "pid": pid, "started": time.time()}
-                os.write(self._fd, (json.dumps(header) + "\n").encode())
             # One short O_APPEND write: whole, even with other threads appending.
-            os.write(self._fd, line.encode())
+            os.write(self._open(), line.encode())
 
     def close(self) -> None:
         """The runner ends: every experiment it claimed is finished or back in the queue."""

@@ -39,6 +39,7 @@ import sys
 from dataclasses import dataclass
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 #: The environment variable that marks every process of a job's tree.
 TOKEN_ENV = "SWEEPRUN_JOB"
 
@@ -211,3 +212,28 @@ def pdeathsig_prefix() -> tuple[str, ...]:
 def can_die_with_parent() -> bool:
     """Whether :func:`die_with_parent` does anything here."""
     return sys.platform.startswith("linux")
+
+
+def become_subreaper() -> bool:  # pragma: no cover - runs in the supervisor process
+    """Orphans of this process's descendants become its children (Linux ``prctl``
+    ``PR_SET_CHILD_SUBREAPER``); whether that worked."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def children() -> list[tuple[int, str]]:  # pragma: no cover - runs in the supervisor
+    """(pid, state letter) of this process's children, from ``/proc`` (empty elsewhere)."""
+    me, out = os.getpid(), []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[1]) == me:
+                    out.append((int(entry.name), fields[0].decode()))
+    return out

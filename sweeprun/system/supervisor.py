@@ -34,12 +34,13 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,10 @@ class Supervisor:
     """The runner's end of the supervisor process (see the module docstring): told which
     jobs run (their trees die with the runner) and asked to start their commands."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: int | None = None) -> None:
+        """``hold``: a file descriptor the supervisor keeps open for as long as it lives —
+        the runner's locked lease journal, so that its claims stay taken until the
+        supervisor has written the exits it may still be writing (see ``store.leases``)."""
         self._lock = threading.Lock()
         self._say_lock = threading.Lock()
         self._children: dict[int, Child] = {}
@@ -85,6 +89,8 @@ class Supervisor:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-S", "-c", _bootstrap()],
+                env={**os.environ, _PARENT_ENV: str(os.getpid())},
+                pass_fds=() if hold is None else (hold,),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -250,33 +256,24 @@ def _nothing(signum: int, frame: object) -> None:  # pragma: no cover - a signal
     """Take a signal and do nothing with it."""
 
 
-_PR_SET_CHILD_SUBREAPER = 36
+#: The runner's pid, told to the supervisor: it also ends when its parent is no longer that.
+_PARENT_ENV = "SWEEPRUN_SUPERVISOR_PARENT"
 
 
-def _become_subreaper() -> bool:  # pragma: no cover - runs in the supervisor process
-    """Orphans of our commands become our children (Linux); whether that worked."""
-    try:
-        import ctypes  # deferred: only the supervisor process needs it
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
-
-
-def _children() -> list[tuple[int, str]]:  # pragma: no cover - runs in the supervisor
-    """(pid, state) of this process's children, from ``/proc``."""
-    me, out = os.getpid(), []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                if int(fields[1]) == me:
-                    out.append((int(entry.name), fields[0].decode()))
-    return out
+def _lines() -> Iterator[str]:  # pragma: no cover - runs in the supervisor process
+    """The runner's lines, until its end of the pipe closes or it is no longer our
+    parent: a process it forked without exec may hold the pipe open after it died."""
+    parent, buffered = int(os.environ.pop(_PARENT_ENV, "0") or 0), b""
+    while True:
+        if not select.select([0], [], [], 0.5)[0]:
+            if parent and os.getppid() != parent:
+                return
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return
+        *lines, buffered = (buffered + chunk).split(b"\n")
+        yield from (line.decode() for line in lines)
 
 
 def main() -> None:  # pragma: no cover - runs in the supervisor process
@@ -289,7 +286,7 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
     # Held while a command is started and registered: the orphan reaper must never reap
     # a command's own process (its waiter would lose the exit status).
     spawn_lock = threading.Lock()
-    subreaper = _become_subreaper()
+    subreaper = procs.become_subreaper()
     running: dict[int, _Running] = {}
     live: dict[str, procs.ProcessRef | None] = {}  # the watchdog's jobs, by token
     waiters: list[threading.Thread] = []
@@ -323,14 +320,14 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
         """Living children that are no command of ours: what commands left behind."""
         with spawn_lock:
             ours = {job.proc.pid for job in list(running.values())}
-            return [pid for pid, state in _children() if pid not in ours and state != "Z"]
+            return [pid for pid, state in procs.children() if pid not in ours and state != "Z"]
 
     def reap_orphans() -> None:
         while True:
             time.sleep(0.5)
             with spawn_lock:
                 ours = {job.proc.pid for job in list(running.values())}
-                for pid, state in _children():
+                for pid, state in procs.children():
                     if state == "Z" and pid not in ours:
                         with contextlib.suppress(ChildProcessError):
                             os.waitpid(pid, os.WNOHANG)
@@ -376,7 +373,7 @@ def main() -> None:  # pragma: no cover - runs in the supervisor process
         waiters.append(waiter)
 
     ending = ""  # "q": the runner ended normally; "z": it was stopped; "": it died
-    for line in sys.stdin:
+    for line in _lines():
         word = line.strip()
         if word in ("q", "z"):
             ending = word
