@@ -281,3 +281,56 @@ def test_a_supervisor_ends_with_its_runner_even_when_a_fork_keeps_the_pipe(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(runner.pid, signal.SIGKILL)
         runner.communicate()
+
+
+def test_a_slot_a_dead_runner_left_is_not_taken_before_its_result_is_adopted(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Two runners: A's command finished in slot w0 and A died before recording it; B,
+    still running, needs a slot for its next job. The slot's lock died with A, but what A
+    left there (the command's exit, its outputs) is how the next runner adopts the
+    result: B must take another slot. Before, B cleaned w0 for its own job and the
+    rerun ran A's command a second time."""
+    p = sweepproject
+    done = tmp_path / "done.txt"
+    p.write("params.yaml", "n: x\n")
+    p.write(
+        "job.py",
+        "import json, pathlib, time, yaml\n"
+        "n = yaml.safe_load(open('params.yaml'))['n']\n"
+        f"tmp = pathlib.Path({str(tmp_path)!r})\n"
+        "(tmp / f'started-{n}').touch()\n"
+        "while not (tmp / f'go-{n}').exists():\n    time.sleep(0.01)\n"
+        "json.dump({'ok': 1}, open('m.json', 'w'))\n"
+        f"open({str(done)!r}, 'a').write(n + '\\n')\n",
+    )
+    p.write(
+        "sweeps.yaml",
+        f"cmd: {sys.executable} job.py\nmetrics: [m.json]\nsweeps:\n"
+        + "".join(f"  {n}:\n    matrix: {{n: [{n}]}}\n" for n in "xyz"),
+    )
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    for n in "xyz":
+        assert p.run(f"sweeps.yaml::{n}").ret == 0
+    (tmp_path / "go-z").touch()
+    a = p.popen("--run-all", "-j", "1")
+    _wait_for(a, tmp_path / "started-x")
+    b = p.popen("--run-all", "-j", "1")
+    _wait_for(b, tmp_path / "started-y")
+    a.send_signal(signal.SIGSTOP)  # A records nothing from now on
+    (tmp_path / "go-x").touch()
+    pidfile = p.path / ".git" / "sweeprun" / "ws" / "w0.pid"
+    deadline = time.monotonic() + 10
+    while " exit " not in pidfile.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    a.kill()
+    a.communicate()
+    (tmp_path / "go-y").touch()
+    out, err = b.communicate(timeout=120)
+    assert b.returncode == 0, out + err
+    res = p.run("--run-all")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "adopted" in res.stdout, res.stdout
+    assert sorted(done.read_text().split()) == ["x", "y", "z"]  # each ran to completion once
+    assert sorted(r["state"] for r in p.records()) == ["success"] * 3

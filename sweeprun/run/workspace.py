@@ -3,8 +3,11 @@
 Creating a worktree costs a full checkout; re-pointing an existing one at the next
 experiment costs only the files that differ (usually just the params file), which is
 what keeps per-experiment overhead at a few milliseconds. Slots are claimed with
-``flock`` so runner processes and threads on one machine never share a workspace; a
-crashed runner's lock dies with it, so its slot is simply reused.
+``flock`` so runner processes and threads on one machine never share a workspace. A
+crashed runner's lock dies with it, but its slot is reused only once nothing there is
+still needed: a command that finished under a runner that died before recording it left
+its exit and outputs there, which is how the next runner adopts the result (see
+:mod:`sweeprun.run.adopt`) instead of running the command again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from sweeprun.model import Reapable, size_of
+from sweeprun.model import RUNNING, Reapable, size_of
 from sweeprun.store import fastgit
 from sweeprun.store import objects as gitobjects
 from sweeprun.store.git import run_git
@@ -65,6 +68,10 @@ def acquire(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            damage.close(lock)
+            continue
+        if _awaits_adoption(base / f"w{i}.pid", common_dir):
+            fcntl.flock(lock, fcntl.LOCK_UN)
             damage.close(lock)
             continue
         break
@@ -113,6 +120,31 @@ def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
 def pid_file(ws: Path) -> Path:
     """Where the job holding slot ``ws`` names its running command: ``KEY PGID START``."""
     return ws.parent / f"{ws.name}.pid"
+
+
+def _awaits_adoption(pidfile: Path, common_dir: str | os.PathLike[str]) -> bool:
+    """Whether the slot holds a finished command of a runner that died before recording
+    it (``KEY exit RC STAGE CLAIM``, the claim's runner gone, the experiment still in
+    ``running/``): the slot is left as it is for the runner that adopts the result."""
+    try:
+        words = pidfile.read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if len(words) != 5 or words[1] != "exit":
+        return False
+    runner = words[4].partition(".")[0]
+    if not runner.isdigit() or int(runner) == os.getpid():
+        return False  # this runner's own: it records it itself
+    try:
+        os.kill(int(runner), 0)
+        return False  # alive: it records it (or noted the result in its journal)
+    except ProcessLookupError:
+        pass
+    except OSError:
+        return False
+    ref = RUNNING + words[0]
+    # Rare (a slot whose last command was a dead runner's): a git call is affordable.
+    return bool(run_git(["rev-parse", "--verify", "-q", ref], common_dir, check=False).strip())
 
 
 def in_place_pid_file(common_dir: str | os.PathLike[str]) -> Path:
