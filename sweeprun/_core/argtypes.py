@@ -39,6 +39,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def nonnegative_seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (``--idle-timeout``: 0 ends when nothing is queued)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
 def slot_list(text: str) -> str:
     """A comma-separated list of device ids (``--slots 0,1``), none of them empty."""
     items = text.split(",")

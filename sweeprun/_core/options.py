@@ -4,9 +4,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sweeprun._core.argtypes import nonnegative_int, positive_int, positive_seconds, slot_list
+from sweeprun._core.argtypes import (
+    nonnegative_int,
+    nonnegative_seconds,
+    positive_int,
+    positive_seconds,
+    slot_list,
+)
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import BACKENDS, RunOptions
@@ -71,6 +77,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--rev",
         metavar="CKPT",
         help="resume from this checkpoint (NAME@N as 'show' prints it, or a commit)",
+    )
+
+
+def add_idle_timeout(group: Any, help: str | None = None) -> None:
+    """``--idle-timeout S``: a background worker ends after S seconds with nothing queued."""
+    group.add_argument(
+        "--idle-timeout",
+        type=nonnegative_seconds,
+        metavar="S",
+        help=help
+        or "end after S seconds with nothing queued (0: once the queue is empty; "
+        "default: run until 'queue stop')",
     )
 
 
@@ -208,6 +226,9 @@ def sweeprun_addoption(parser: argparse.ArgumentParser, commands: CommandRegistr
     r = parser.add_argument_group("running")
     r.add_argument("--run", action="store_true", help="queue, then run what was collected")
     r.add_argument("--run-all", action="store_true", help="run everything queued")
+    # A background worker's (``queue start`` starts it with these; see _core/worker.py).
+    r.add_argument("--worker", metavar="ID", help=argparse.SUPPRESS)
+    add_idle_timeout(r, help=argparse.SUPPRESS)
     r.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N", help="parallel jobs")
     r.add_argument("-x", "--exitfirst", action="store_true", help="stop after the first failure")
     r.add_argument(

@@ -11,21 +11,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun._core import specpaths
+from sweeprun._core import specpaths, worker
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
 from sweeprun._core.selection import check_fan_out
 from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES, QUEUE, Record
-from sweeprun.run.adopt import adopter
-from sweeprun.run.workspace import kill_leftovers
 from sweeprun.spec import names, yamlio
 from sweeprun.spec.collect import (
     Experiment,
@@ -365,15 +362,14 @@ def _main(session: Session) -> int:
         return ExitCode.NO_TESTS_COLLECTED
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
     session.queued = queued
+    if config.getoption("idle_timeout") is not None and not config.getoption("worker"):
+        raise UsageError("--idle-timeout: an option of 'sweeprun queue start' (a worker's)")
+    if run_all and config.getoption("worker"):
+        return worker.serve(session, config.getoption("worker"))
     if run_all:
         # Experiments whose runner died: adopted when their command had finished, else
         # run again.
-        common = config.repo.common_dir
-        session.store.reclaim(partial(kill_leftovers, common), adopter(session))
-        records = sorted(
-            session.store.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id)
-        )
-        session.store.set_aside_damaged()  # what can never run is said, not left there
+        records = worker.queued_now(session)
     elif run_now:
         # Points that were queued already (not just now, not twice in this batch) run too.
         fresh = {rec.key for rec in queued}

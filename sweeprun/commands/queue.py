@@ -1,4 +1,5 @@
-"""``sweeprun queue status | logs | kill | retry``: managing the queue while it drains."""
+"""``sweeprun queue status | logs | kill | retry | remove | start | stop``: managing the queue
+while it drains, and the background workers that drain it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from sweeprun._core import worker
+from sweeprun._core.argtypes import positive_seconds
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.registry import examples_epilog
 from sweeprun.commands.results import remove_records, resolve
@@ -58,6 +61,8 @@ def _status(config: Config, store: ExpStore) -> int:
         else:
             since = now - float(r.meta.get("queued_at", now))
         out.write(shown(f"{r.state:8s} {r.name:14s} {_age(since):>4s}  {r.id}{runner}") + "\n")
+    for info in worker.live_workers(config.repo.state_dir):
+        out.write(worker.describe(info) + "\n")
     return ExitCode.OK
 
 
@@ -182,6 +187,10 @@ def _remove_queued(config: Config, store: ExpStore) -> int:
 def _run(config: Config) -> int:
     store = ExpStore(config.repo)
     try:
+        if config.getoption("action") == "start":
+            return worker.start(config)
+        if config.getoption("action") == "stop":
+            return worker.stop(config, config.getoption("kill"), config.getoption("wait"))
         action = {
             "status": _status,
             "logs": _logs,
@@ -253,6 +262,29 @@ def _args(p: argparse.ArgumentParser) -> None:
         "sweeprun queue retry exp-1a2b3c4",
     )
     retry.add_argument("names", nargs="*")
+    start = action(
+        "start",
+        "a background worker: drains the queue, runs what is queued later (DVC's queue start)",
+        "sweeprun queue start -j 4",
+        "sweeprun queue start -j 2 --idle-timeout 600  # ends after 10 idle minutes",
+    )
+    worker.add_start_options(start)
+    stop = action(
+        "stop",
+        "stop the background workers: running experiments finish, nothing new starts",
+        "sweeprun queue stop",
+        "sweeprun queue stop --kill   # interrupt them too: back in the queue, as Ctrl+C",
+    )
+    stop.add_argument(
+        "--kill", action="store_true", help="interrupt running experiments (they are requeued)"
+    )
+    stop.add_argument(
+        "--wait",
+        type=positive_seconds,
+        default=3600.0,
+        metavar="S",
+        help="wait this long for them to end (default 3600)",
+    )
     retry.add_argument("--failed", action="store_true", help="every failed experiment")
 
 
@@ -261,7 +293,7 @@ def sweeprun_add_commands(commands: CommandRegistry) -> None:
     """Register ``sweeprun queue``."""
     commands.add(
         "queue",
-        "queue status, logs, kill, retry and remove",
+        "queue status, logs, kill, retry, remove; start and stop a background worker",
         _args,
         _run,
         examples=(
