@@ -202,3 +202,20 @@ def test_queue_start_refuses_bad_options(project: SweepProject, args: list[str],
 def test_idle_timeout_is_a_workers_option(project: SweepProject) -> None:
     res = project.run("--run-all", "--idle-timeout", "5")
     assert res.ret == 4 and "--idle-timeout" in res.stderr, res.stdout + res.stderr
+
+
+def test_a_busy_worker_takes_new_work_in_a_free_slot(project: SweepProject, tmp_path: Path) -> None:
+    """-j 2, one long experiment running: one queued meanwhile runs in the other slot at
+    once, not after the long one ends."""
+    p = project
+    (tmp_path / "hold-1").touch()
+    queue(p, 1)
+    assert p.run_subprocess("queue", "start", "-j", "2").ret == 0
+    until(lambda: (tmp_path / "started-1").exists(), "experiment 1 to start")
+    time.sleep(1)  # the worker's batch has handed out all it had
+    queue(p, 2)
+    until(lambda: done(tmp_path) == ["2"], "experiment 2, beside the running 1", timeout=30)
+    (tmp_path / "hold-1").unlink()
+    until(lambda: done(tmp_path) == ["1", "2"], "experiment 1")
+    until(lambda: "done 2" in p.run("queue", "status").stdout, "the worker's count")
+    assert p.run_subprocess("queue", "stop", timeout=60).ret == 0

@@ -4,7 +4,8 @@
 options, detached (a session of its own, stdin from ``/dev/null``, output to
 ``.git/sweeprun/workers/ID.log``), so it survives the terminal that started it. The worker
 drains the queue, then waits for more (a look at the queue refs every half second) and runs
-what is queued later, until ``queue stop`` or ``--idle-timeout`` seconds with nothing
+what is queued later — in a slot that frees, or in one that waits for work while others
+run (see ``run.scheduler``) — until ``queue stop`` or ``--idle-timeout`` seconds with nothing
 queued. Each batch is an ordinary ``--run-all``: dead runners' claims are adopted or put
 back first, experiments are claimed exactly once (so several workers and a foreground
 ``--run-all`` share one queue), and results are published as they come.
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sweeprun._core.argtypes import positive_int
 from sweeprun._core.options import add_idle_timeout, add_run_options
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import QUEUE, JobReport, Record
+from sweeprun.model import JobReport, Record
 from sweeprun.run.adopt import adopter
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.store.leases import journal_locked
@@ -115,7 +116,7 @@ def queued_now(session: Session) -> list[Record]:
     then every queued record, oldest first."""
     common = session.config.repo.common_dir
     session.store.reclaim(partial(kill_leftovers, common), adopter(session))
-    records = sorted(session.store.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id))
+    records = session.store.queued()
     session.store.set_aside_damaged()  # what can never run is said, not left there
     return records
 

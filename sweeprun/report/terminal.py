@@ -169,7 +169,7 @@ class TerminalReporter:
         return result
 
     def _end_progress_line(self) -> None:
-        pct = 100 * self._done // max(1, self._total)
+        pct = 100 * self._done // max(1, self._total, self._done)
         pad = max(1, self.width - self._line_len - 7)
         self.write(" " * pad + f"[{pct:3d}%]\n")
         self._line_len = 0
@@ -184,7 +184,7 @@ class TerminalReporter:
             )
             return
         if self.verbosity > 0:
-            pct = 100 * self._done // max(1, self._total)
+            pct = 100 * self._done // max(1, self._total, self._done)
             self.line(
                 shown(
                     f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "

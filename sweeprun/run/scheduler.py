@@ -150,6 +150,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     setup, ident_env = job_setup(config.repo.root, config.repo.common_dir)
     common = config.repo.common_dir
     url = (options.worker_url or "") if options.backend == "dask" else ""
+    follow = bool(config.getoption("worker", None))
     dispatch = None
     if url:
         remote = configured_remote(config.repo.root)
@@ -163,8 +164,29 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         token = procs.job_token(key, common)
         watchdog.started(token) if sign == "+" else watchdog.ended(token)
 
+    seen = {r.key for r in records}
+
+    def queued() -> Iterator[Record | None]:
+        """``records``; for a background worker, then what was queued since, looked at
+        each time a slot asks for work and the list is used up. ``None``: nothing yet,
+        but jobs still run: the slot waits for work (threads) rather than idle until
+        the batch ends."""
+        yield from records
+        while follow and not session.shouldstop:
+            fresh = [r for r in session.store.queued() if r.key not in seen]
+            seen.update(r.key for r in fresh)
+            if fresh:
+                yield from fresh
+            elif session.running and backend == "threading":
+                yield None
+            else:
+                return
+
     def jobs() -> Iterator[Any]:
-        for record in records:
+        for record in queued():
+            if record is None:
+                yield joblib.delayed(_await_work)(session, seen)
+                continue
             if session.shouldstop:
                 return
             try:
@@ -268,6 +290,19 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     return True
 
 
+#: How often a background worker's idle slot looks at the queue.
+FOLLOW_POLL = 0.5
+
+
+def _await_work(session: Session, seen: set[str]) -> None:
+    """A background worker's free slot, in a thread: back once something new is queued
+    (the slot then takes it), the run stops, or nothing of this batch runs any more."""
+    while not session.shouldstop and session.running:
+        if any(r.key not in seen for r in session.store.queued()):
+            return
+        time.sleep(FOLLOW_POLL)
+
+
 def _notify(session: Session) -> Callable[[Record, str, int], None]:
     def notify(record: Record, sha: str, step: int) -> None:
         session.hook.sweeprun_checkpoint(session=session, record=record, commit=sha, step=step)
@@ -349,6 +384,8 @@ def _drain(
         )
         failures = 0
         for report in parallel(jobs()):
+            if report is None:  # a slot that waited for work (see _await_work)
+                continue
             watch("-", report.key)
             running = session.running.get(report.key)
             if report.interrupted:

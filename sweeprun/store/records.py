@@ -97,6 +97,10 @@ class ExpStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def queued(self) -> list[Record]:
+        """The queued records in the order they run: oldest first."""
+        return sorted(self.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id))
+
     def records(self, *namespaces: str) -> list[Record]:
         """Every record under ``namespaces`` (default: queue, running and results).
 
