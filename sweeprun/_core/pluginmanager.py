@@ -24,6 +24,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "options": "sweeprun._core.options",
     "selection": "sweeprun._core.selection",
     "spec": "sweeprun.spec.loader",
+    "optimize": "sweeprun.sweepers.optimize",
     "grid": "sweeprun.sweepers.grid",
     "gitstore": "sweeprun._core.queueing",
     "scheduler": "sweeprun.run.scheduler",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun._core import specpaths, worker
+from sweeprun._core import specpaths, studies, worker
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
 from sweeprun._core.selection import check_fan_out
@@ -63,6 +63,12 @@ class Session:
         self.running: dict[str, Record] = {}
         self.reports: list[JobReport] = []
         self.shouldstop: str | None = None
+        #: The collected ``optimize:`` sweeps (see _core/studies.py).
+        self.studies: list[studies.OpenStudy] = []
+        self._studies_of: dict[str, list[studies.OpenStudy]] = {}
+        #: Asked for more work when a run's list is used up (a worker, a study): the
+        #: queued records then (see run/scheduler.py); ``None``: the list is all.
+        self.more: Callable[[], list[Record]] | None = None
         #: ids of collected experiments to queue again even if they ran (--lf/--ff)
         self.force_keys: set[int] = set()
         #: Warnings about a sweep, said once selection is done: (spec, sweep) → text.
@@ -135,9 +141,14 @@ class Session:
                 )  # (an ad-hoc point's own id, SPEC::run[…], is run by that id again)
                 loaded[path] = self._collect_spec(spec, overrides, adhoc)
             got = loaded[path]
+            self.studies += [
+                s
+                for s in self._studies_of.get(path.relative_to(repo.root).as_posix(), [])
+                if selector in (None, s.sweep.name) and s not in self.studies
+            ]
             if selector is not None:
                 want = [i for i in got if i.id == selector or i.sweep == selector]
-                if not want:
+                if not want and not any(s.sweep.name == selector for s in self.studies):
                     rel = path.relative_to(repo.root).as_posix()
                     raise UsageError(
                         f"{rel}::{selector}: no such sweep or experiment (see --collect-only)"
@@ -175,7 +186,7 @@ class Session:
         fixed, cli_points = spec_overrides(spec, params, overrides)
         sweeps = spec.sweeps or [Sweep(name=DEFAULT_SWEEP, groups=[])]
         if overrides:
-            self.origins.append(_origin(spec, adhoc))
+            self.origins.append(specpaths.set_origin(spec, adhoc))
         if adhoc:
             sweeps = [Sweep(name=DEFAULT_SWEEP, groups=[])]
         items: list[Experiment] = []
@@ -198,6 +209,10 @@ class Session:
         cli_points: list[dict[str, Any]],
         app: Composer | None,
     ) -> list[Experiment]:
+        study = studies.study_of(self, spec, sweep, params)
+        if study is not None:  # its points come as results do (see _core/studies.py)
+            self._studies_of.setdefault(spec.path, []).append(study)
+            return []
         items = []
         self._check_size(spec, sweep, max(1, len(cli_points)))
         points = self._expand(spec, sweep, params) if sweep.groups else [{}]
@@ -228,6 +243,12 @@ class Session:
             )
             items.append(exp)
         return items
+
+    def collect_points(
+        self, spec: Spec, sweep: Sweep, params: ParamsSet, point: dict[str, Any]
+    ) -> list[Experiment]:
+        """The experiment of one given point of ``sweep`` (a study's trial)."""
+        return self._collect_sweep(spec, sweep, params, point, [], None)
 
     def _check_size(self, spec: Spec, sweep: Sweep, times: int) -> None:
         """Refuse a sweep with more points than ``--max-points``, counted before it is
@@ -293,18 +314,6 @@ class Session:
         return out
 
 
-def _origin(spec: Spec, adhoc: bool) -> str:
-    """Where -S points of ``spec`` came from, for the "collected" line."""
-    if not adhoc:
-        return f"-S inside the selected sweeps of {spec.path}"
-    if not spec.sweeps:
-        return f"-S against the params of {spec.path}"
-    return (
-        f"-S against the base params of {spec.path}, not inside its sweeps; to set it "
-        f"inside one: {spec.path}::{spec.sweeps[0].name} -S …"
-    )
-
-
 # -- hooks --------------------------------------------------------------------------------
 
 
@@ -357,10 +366,11 @@ def _main(session: Session) -> int:
         session.items = items
     config.hook.sweeprun_collection_finish(session=session)
     if config.getoption("collect_only"):
-        return ExitCode.OK if items else ExitCode.NO_TESTS_COLLECTED
-    if not items and not run_all:
+        return ExitCode.OK if items or session.studies else ExitCode.NO_TESTS_COLLECTED
+    if not items and not session.studies and not run_all:
         return ExitCode.NO_TESTS_COLLECTED
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []
+    queued += studies.start(session, session.options.jobs) if session.studies else []
     session.queued = queued
     if config.getoption("idle_timeout") is not None and not config.getoption("worker"):
         raise UsageError("--idle-timeout: an option of 'sweeprun queue start' (a worker's)")
@@ -378,7 +388,7 @@ def _main(session: Session) -> int:
             for _, rec in session.skipped_duplicates
             if rec.ref.startswith(QUEUE) and rec.commit and rec.key not in fresh
         }
-        records = list(queued) + list(skipped.values())
+        records = studies.with_pending(session, list(queued) + list(skipped.values()))
     else:
         return ExitCode.OK
     # The exit code reflects every collected experiment's recorded outcome: a rerun of
@@ -392,6 +402,7 @@ def _main(session: Session) -> int:
         if failed_before:
             return ExitCode.TESTS_FAILED
         return ExitCode.NO_TESTS_COLLECTED if not items else ExitCode.OK
+    session.more = studies.more(session) if session.studies else None
     config.hook.sweeprun_runloop(session=session, records=records)
     if session.shouldstop == "interrupted":
         return ExitCode.INTERRUPTED

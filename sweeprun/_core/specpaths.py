@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sweeprun.exceptions import UsageError
 from sweeprun.spec.dvcproject import find_pipelines
-from sweeprun.spec.loader import SPEC_NAMES, default_spec
+from sweeprun.spec.loader import SPEC_NAMES, Spec, default_spec
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -79,3 +79,15 @@ def _below(root: Path, directory: Path, arg: str) -> list[Path]:
     if not found:
         raise UsageError(f"{arg}: no sweeps.yaml, *.sweeps.yaml or dvc.yaml below it")
     return found
+
+
+def set_origin(spec: Spec, adhoc: bool) -> str:
+    """Where -S points of ``spec`` came from, for the "collected" line."""
+    if not adhoc:
+        return f"-S inside the selected sweeps of {spec.path}"
+    if not spec.sweeps:
+        return f"-S against the params of {spec.path}"
+    return (
+        f"-S against the base params of {spec.path}, not inside its sweeps; to set it "
+        f"inside one: {spec.path}::{spec.sweeps[0].name} -S …"
+    )

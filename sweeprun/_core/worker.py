@@ -38,8 +38,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sweeprun._core import studies
 from sweeprun._core.argtypes import positive_int
 from sweeprun._core.options import add_idle_timeout, add_run_options
+from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import JobReport, Record
 from sweeprun.run.adopt import adopter
@@ -116,6 +118,8 @@ def queued_now(session: Session) -> list[Record]:
     then every queued record, oldest first."""
     common = session.config.repo.common_dir
     session.store.reclaim(partial(kill_leftovers, common), adopter(session))
+    studies.open_from_records(session)  # and their next trials, a slot's worth each
+    studies.top_up(session, max(1, session.options.jobs - len(session.store.queued())))
     records = session.store.queued()
     session.store.set_aside_damaged()  # what can never run is said, not left there
     return records
@@ -168,6 +172,8 @@ def serve(session: Session, ident: str) -> int:
         started=time.time(),
         log=str(base / f"{ident}.log"),
     )
+    # Each free slot asks for work: what is queued meanwhile, the studies' next trials.
+    session.more = studies.more(session, everything=True)
     progress = _Progress(path, info)
     config.pluginmanager.register(progress, name="sweeprun-worker-progress")
     idle: float | None = config.getoption("idle_timeout")
@@ -324,8 +330,6 @@ def start(config: Config) -> int:
 
 
 def _start_failed(log: Path, tail: list[str]) -> Exception:
-    from sweeprun.exceptions import UsageError
-
     said = " / ".join(tail) or "no output"
     return UsageError(f"queue start: the worker ended at once ({said}); its log: {log}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -14,7 +15,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands import listing, selecting, showtable
 from sweeprun.commands.diff import _workspace
 from sweeprun.commands.listing import checkpoint_records
-from sweeprun.exceptions import UsageError
+from sweeprun.exceptions import SweepValueError, UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import EXPS, FAILED_STATES
 from sweeprun.report import table
@@ -23,6 +24,7 @@ from sweeprun.spec.loader import default_spec
 from sweeprun.store import resultsindex
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
+from sweeprun.sweepers.optimize import parse_optimize
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -242,7 +244,8 @@ _NEEDS_RECORDS = ("sweep", "keyword", "best", "junitxml", "all_checkpoints", "so
 
 
 def _declared(config: Config) -> dict[str, str]:
-    """Metric directions the workspace's spec declares through ``expect:``."""
+    """Metric directions the workspace's spec declares through ``expect:`` and the
+    objectives of its ``optimize:`` sweeps."""
     path = default_spec(config.repo.root)
     if path is None:
         return {}
@@ -250,7 +253,15 @@ def _declared(config: Config) -> dict[str, str]:
         spec = config.hook.sweeprun_load_spec(path=path, config=config)
     except UsageError:
         return {}
-    return selecting.directions(s.expect for s in spec.sweeps)
+    out = selecting.directions(s.expect for s in spec.sweeps)
+    for kind, block, _ in (b for s in spec.sweeps for g in s.groups for b in g):
+        if kind == "optimize":
+            with contextlib.suppress(SweepValueError):
+                goal = parse_optimize(block)
+                for metric, way in zip(goal.metrics, goal.directions, strict=True):
+                    out.setdefault(metric, way[:3])
+                    out.setdefault(metric.rpartition(":")[2], way[:3])
+    return out
 
 
 def _write_junit(config: Config, shown: list[dict[str, Any]]) -> None:

@@ -59,6 +59,10 @@ class QueueRecord:
     #: A Hydra app's primary config: ``params[hydra_app]`` is its composed config ("": the
     #: experiment edits params files instead).
     hydra_app: str = ""
+    #: An ``optimize:`` sweep's study this trial belongs to (its block's digest; "": none).
+    study: str = ""
+    #: Its number in the study (0, 1, …: the order it was proposed in).
+    trial: int = 0
 
     state: ClassVar[State] = State.QUEUED
 
@@ -69,7 +73,10 @@ class QueueRecord:
             value = getattr(self, f.name)
             if f.name == "stages":
                 value = [s.to_json() for s in value]
-            elif f.name in ("replaces", "in_place", "params_default", "hydra_app") and not value:
+            elif (
+                f.name in ("replaces", "in_place", "params_default", "hydra_app", "study", "trial")
+                and not value
+            ):
                 continue  # rare: keep messages short
             elif f.name == "changed":
                 if value is None:
@@ -334,6 +341,8 @@ def public_record(rec: Record) -> dict[str, Any]:
         "commit": rec.commit,
         # Only on records a rerun replaced (show --all-records): rows stay as they were.
         **({"replaced": True} if rec.ref.startswith(REPLACED) else {}),
+        # Only on trials of an optimize: sweep.
+        **({"study": m["study"], "trial": m.get("trial", 0)} if m.get("study") else {}),
     }
 
 

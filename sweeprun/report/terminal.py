@@ -110,8 +110,14 @@ class TerminalReporter:
         if self.verbosity >= 0:
             n = len(items)
             origin = f" ({'; '.join(session.origins)})" if session.origins else ""
-            self.line(f"collected {n} experiment{'s' if n != 1 else ''}{origin}")
+            k = len(session.studies)
+            studies = f" and {k} stud{'ies' if k != 1 else 'y'} (optimize:)" if k else ""
+            self.line(f"collected {n} experiment{'s' if n != 1 else ''}{studies}{origin}")
         if self.config.getoption("collect_only"):
+            records = session.store.records() if session.studies else []
+            for study in session.studies:
+                for line in study.lines(records):
+                    self.line(shown(line))
             for item in items:
                 if self.verbosity < 0:
                     self.line(shown(item.id))

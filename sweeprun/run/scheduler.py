@@ -150,7 +150,7 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     setup, ident_env = job_setup(config.repo.root, config.repo.common_dir)
     common = config.repo.common_dir
     url = (options.worker_url or "") if options.backend == "dask" else ""
-    follow = bool(config.getoption("worker", None))
+    more = session.more
     dispatch = None
     if url:
         remote = configured_remote(config.repo.root)
@@ -172,8 +172,8 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
         but jobs still run: the slot waits for work (threads) rather than idle until
         the batch ends."""
         yield from records
-        while follow and not session.shouldstop:
-            fresh = [r for r in session.store.queued() if r.key not in seen]
+        while more is not None and not session.shouldstop:
+            fresh = [r for r in more() if r.key not in seen]
             seen.update(r.key for r in fresh)
             if fresh:
                 yield from fresh
@@ -297,8 +297,8 @@ FOLLOW_POLL = 0.5
 def _await_work(session: Session, seen: set[str]) -> None:
     """A background worker's free slot, in a thread: back once something new is queued
     (the slot then takes it), the run stops, or nothing of this batch runs any more."""
-    while not session.shouldstop and session.running:
-        if any(r.key not in seen for r in session.store.queued()):
+    while not session.shouldstop and session.running and session.more is not None:
+        if any(r.key not in seen for r in session.more()):
             return
         time.sleep(FOLLOW_POLL)
 

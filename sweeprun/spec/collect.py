@@ -43,6 +43,9 @@ class Experiment:
     #: A Hydra app's experiment: its composed config and group choices (the recorded
     #: params); its point goes to the program as overrides and edits no file.
     composed: dict[str, Any] | None = None
+    #: A trial of an ``optimize:`` sweep: its study's digest.
+    study: str = ""
+    trial: int = 0
     _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, dict[str, Any]]:
@@ -108,6 +111,8 @@ class Experiment:
             changed=tuple(sorted(self.rendered_files())),
             params_default=self.params.default.path if self.params.default else "",
             hydra_app=self.spec.hydra.config if self.spec.hydra else "",
+            study=self.study,
+            trial=self.trial,
         )
 
     def name_error(self, message: str) -> UsageError:

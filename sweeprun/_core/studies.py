@@ -1,0 +1,230 @@
+"""Studies: ``optimize:`` sweeps queued a few trials at a time, as slots free.
+
+Collecting an ``optimize:`` sweep yields no experiments but a :class:`OpenStudy`. Queueing
+it (``sweeprun sweeps.yaml::tune``) proposes as many trials as ``-j`` can run at once;
+running (``--run``, ``--run-all``, a background worker) proposes the next one each time a
+slot asks for work, until the study holds ``trials`` trials. ``--run-all`` finds the open
+studies from the records (a trial's record names its spec, sweep and study), loading
+the sweep from the spec as it is in the work tree: if its objective or space changed
+since, that is another study, and the old one is left as it is.
+
+The study's trials are its records (see :mod:`sweeprun.sweepers.optimize`): counted and
+proposed under a lock per study, so two runners never propose past ``trials`` together,
+and a kill -9 between proposing and running leaves a queued trial that the next run
+runs — each proposal is recorded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sweeprun.exceptions import SweepValueError
+from sweeprun.model import FAILED_STATES, QUEUE, RUNNING, Record, State
+from sweeprun.spec.collect import params_of
+from sweeprun.spec.expect import lookup
+from sweeprun.spec.sweeps import Sweep, locate
+from sweeprun.sweepers.optimize import OptimizeConfig, Trial, parse_optimize, propose
+from sweeprun.system.damage import ensure_dir
+
+if TYPE_CHECKING:
+    from sweeprun._core.session import Session
+    from sweeprun.spec.collect import Experiment
+    from sweeprun.spec.loader import Spec
+    from sweeprun.spec.params import ParamsSet
+
+
+@dataclass
+class OpenStudy:
+    """An ``optimize:`` sweep of a loaded spec."""
+
+    spec: Spec
+    sweep: Sweep
+    config: OptimizeConfig
+    params: ParamsSet
+    #: Space key as written → qualified param key (as records store points).
+    keys: dict[str, str]
+
+    @property
+    def where(self) -> str:
+        """``SPEC::SWEEP``."""
+        return f"{self.spec.path}::{self.sweep.name}"
+
+    def lines(self, records: list[Record]) -> list[str]:
+        """``--collect-only`` lines: its objective, space and trials so far."""
+        history = self.trials(records)
+        done = sum(1 for _, t in history if t.values is not None)
+        out = [
+            f"  <Study {self.where}> {self.config.describe()}: {len(history)} proposed, "
+            f"{done} finished",
+            *(f"      {d.key}: {d.kind}({', '.join(map(str, d.args))})" for d in self.config.space),
+        ]
+        for rec, trial in history:
+            point = ", ".join(f"{k}={v!r}" for k, v in trial.point.items())
+            value = "" if not trial.values else " -> " + ", ".join(f"{v:g}" for v in trial.values)
+            out.append(f"    {rec.name} ({rec.state}) {point}{value}")
+        return out
+
+    def trials(self, records: list[Record]) -> list[tuple[Record, Trial]]:
+        """This study's trials among ``records``, oldest first."""
+        out = []
+        for rec in records:
+            data = rec.data
+            if data.study != self.config.digest or data.sweep != self.sweep.name:
+                continue
+            if data.spec != self.spec.path or rec.state is State.CHECKPOINT:
+                continue
+            if not (rec.ref.startswith((QUEUE, RUNNING)) or rec.finished):
+                continue
+            point = {k: data.point[q] for k, q in self.keys.items() if q in data.point}
+            out.append((rec, Trial(point, _values(rec, self.config))))
+        out.sort(key=lambda t: (t[0].data.trial, t[0].meta.get("queued_at", 0)))
+        return out
+
+
+def _values(rec: Record, config: OptimizeConfig) -> tuple[float, ...] | None:
+    """A finished trial's metric values (empty: failed, or a metric missing)."""
+    if not rec.finished:
+        return None
+    result = rec.result
+    if result is None or rec.state in FAILED_STATES:
+        return ()
+    got = [lookup(result.metrics, m) for m in config.metrics]
+    if not all(found and isinstance(v, (int, float)) for found, v in got):
+        return ()
+    return tuple(float(v) for _, v in got)
+
+
+def study_of(session: Session, spec: Spec, sweep: Sweep, params: ParamsSet) -> OpenStudy | None:
+    """The study of ``sweep`` if it is an ``optimize:`` sweep (a located error if its
+    block is wrong, or beside other blocks)."""
+    blocks = [b for group in sweep.groups for b in group]
+    if not any(kind == "optimize" for kind, _, _ in blocks):
+        return None
+    _, block, mark = next(b for b in blocks if b[0] == "optimize")
+    if len(blocks) > 1:
+        raise spec.error(mark, f"sweep {sweep.name!r}: 'optimize' is the sweep's only block")
+    if spec.hydra is not None:
+        raise spec.error(mark, f"sweep {sweep.name!r}: 'optimize' does not run Hydra apps yet")
+    try:
+        config = parse_optimize(block)
+    except SweepValueError as exc:
+        where = locate(block, exc.keypath, mark)
+        raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
+    keys = {}
+    for dim in config.space:
+        try:
+            pf, inner = params.resolve(dim.key)
+            pf.check_key(inner, "", add_hint=False)
+        except Exception as exc:
+            where = locate(block, ("space", dim.key), mark)
+            raise spec.error(where, f"sweep {sweep.name!r}: {str(exc).lstrip(': ')}") from None
+        keys[dim.key] = params.qualify(dim.key)
+    return OpenStudy(spec, sweep, config, params, keys)
+
+
+@contextlib.contextmanager
+def _locked(session: Session, study: OpenStudy) -> Iterator[None]:
+    """One proposer at a time per study in this repository."""
+    base = session.config.repo.state_dir / "studies"
+    ensure_dir(base, base.parent)
+    fd = os.open(base / f"{study.config.digest}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def top_up(session: Session, limit: int) -> list[Record]:
+    """Propose and queue up to ``limit`` trials of each open study (fewer when a study is
+    near its ``trials``); the records queued."""
+    queued: list[Record] = []
+    for study in session.studies:
+        with _locked(session, study):
+            history = study.trials(session.store.records())
+            n = min(limit, study.config.trials - len(history))
+            if n <= 0:
+                continue
+            points = propose(study.config, [t for _, t in history], n)
+            items = [_experiment(session, study, p) for p in points]
+            for number, item in enumerate(items, len(history)):
+                item.trial = number
+            queued += session.store.enqueue(items).queued
+    return queued
+
+
+def _experiment(session: Session, study: OpenStudy, point: dict[str, Any]) -> Experiment:
+    """The experiment of one proposed point (its record names the study)."""
+    qualified = {study.keys[k]: v for k, v in point.items()}
+    plain = Sweep(
+        name=study.sweep.name,
+        groups=[],
+        name_template=study.sweep.name_template,
+        expect=study.sweep.expect,
+        raw=study.sweep.raw,
+        mark=study.sweep.mark,
+    )
+    (item,) = session.collect_points(study.spec, plain, study.params, qualified)
+    item.study = study.config.digest
+    return item
+
+
+def open_from_records(session: Session) -> None:
+    """Add to ``session.studies`` the studies the records name that are not full yet
+    (``--run-all`` and workers: nothing collected them)."""
+    known = {(s.spec.path, s.sweep.name, s.config.digest) for s in session.studies}
+    named: dict[tuple[str, str, str], None] = {}
+    for rec in session.store.records():
+        data = rec.data
+        if data.study and (data.spec, data.sweep, data.study) not in known:
+            named[(data.spec, data.sweep, data.study)] = None
+    root = session.config.repo.root
+    for spec_path, sweep_name, digest in named:
+        path = root / spec_path
+        if not path.is_file():
+            continue
+        with contextlib.suppress(Exception):  # a spec that no longer loads: left as it is
+            spec = session.hook.sweeprun_load_spec(path=path, config=session.config)
+            for sweep in spec.sweeps:
+                if sweep.name == sweep_name:
+                    study = study_of(session, spec, sweep, params_of(spec))
+                    if study is not None and study.config.digest == digest:
+                        session.studies.append(study)
+                        known.add((spec_path, sweep_name, digest))
+
+
+def start(session: Session, jobs: int) -> list[Record]:
+    """Queue the first trials of the collected studies: as many as ``-j`` runs at once."""
+    queued = top_up(session, max(1, jobs))
+    for study in session.studies:
+        n = len(study.trials(session.store.records()))
+        session.config.stdout.write(
+            f"study {study.where}: {n} of {study.config.trials} trials proposed "
+            f"({study.config.describe()})\n"
+        )
+    return queued
+
+
+def with_pending(session: Session, records: list[Record]) -> list[Record]:
+    """``records`` and the collected studies' trials queued before (``--run``)."""
+    have = {r.key for r in records}
+    queued = session.store.queued()
+    return records + [r for s in session.studies for r, _ in s.trials(queued) if r.key not in have]
+
+
+def more(session: Session, everything: bool = False) -> Callable[[], list[Record]]:
+    """What a run asks when a slot wants work and its list is used up: the next trial of
+    each open study, then the studies' queued trials (``everything``: a worker's, every
+    queued record)."""
+
+    def ask() -> list[Record]:
+        top_up(session, 1)
+        queued = session.store.queued()
+        return queued if everything else [r for s in session.studies for r, _ in s.trials(queued)]
+
+    return ask

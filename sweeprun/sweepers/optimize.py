@@ -1,0 +1,235 @@
+"""``optimize:`` sweeps: points proposed from finished results, Optuna as the engine.
+
+The study is not kept anywhere but in git: every time a point is wanted, an in-memory
+Optuna study is rebuilt from the sweep's records — finished trials added with their
+metric (``add_trial``), queued and running ones as running trials (the sampler's constant
+liar keeps them from being proposed again) — and asked for the next point. So a run
+killed with ``kill -9``, another machine after ``pull`` or a background worker continue
+the same study. The sampler's seed is the sweep's ``seed`` plus the number of trials the
+study holds, so a given seed and completion order propose the same points.
+
+This module is pure (no store, no session): :mod:`sweeprun._core.studies` reads the
+records and queues what is proposed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sweeprun.exceptions import SweepValueError, UsageError
+from sweeprun.hookspec import hookimpl
+from sweeprun.sweepers.random import Dimension, parse_dimension
+
+OPTIMIZE_KEYS = ("trials", "seed", "sampler", "metric", "direction", "space", "prune")
+SAMPLERS = ("tpe", "cmaes", "gp", "random", "qmc", "nsga2")
+DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+#: Where Optuna comes from, said when it is missing.
+INSTALL = "pip install 'sweeprun[optimize]' (Optuna)"
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """One ``optimize:`` block, checked."""
+
+    trials: int
+    seed: int
+    sampler: str
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]  # "minimize" | "maximize", one per metric
+    space: tuple[Dimension, ...]
+    #: A digest of the block: the study is the sweep's records with this digest (a changed
+    #: space or objective starts another study; a changed ``trials`` continues it).
+    digest: str
+
+    def describe(self) -> str:
+        """One line: sampler, objective and budget."""
+        goal = ", ".join(f"{d[:3]} {m}" for m, d in zip(self.metrics, self.directions, strict=True))
+        return f"{self.sampler}, {goal}, {self.trials} trials, seed {self.seed}"
+
+
+def parse_optimize(block: Any) -> OptimizeConfig:
+    """Check an ``optimize:`` block; :class:`SweepValueError` (located by key) if wrong."""
+    if not isinstance(block, Mapping):
+        raise SweepValueError("'optimize' must be a mapping", ())
+    for key in block:
+        if key not in OPTIMIZE_KEYS:
+            raise SweepValueError(
+                f"unknown key {key!r} in 'optimize' (valid: {', '.join(OPTIMIZE_KEYS)})", (key,)
+            )
+    trials = block.get("trials")
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise SweepValueError("'trials' must be a whole number >= 1", ("trials",))
+    seed = block.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SweepValueError("'seed' must be an integer", ("seed",))
+    sampler = block.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise SweepValueError(
+            f"'sampler' {sampler!r} is not one of: {', '.join(SAMPLERS)}", ("sampler",)
+        )
+    raw_metric = block.get("metric")
+    metrics = tuple(raw_metric) if isinstance(raw_metric, list) else (raw_metric,)
+    if not metrics or not all(isinstance(m, str) and m for m in metrics):
+        raise SweepValueError(
+            "'metric' must name a metric (as in 'show --best'; file:key when ambiguous), "
+            "or be a list of them",
+            ("metric",),
+        )
+    raw_dir = block.get("direction", "min")
+    dirs = tuple(raw_dir) if isinstance(raw_dir, list) else (raw_dir,) * len(metrics)
+    if len(dirs) != len(metrics) or not all(d in DIRECTIONS for d in dirs):
+        raise SweepValueError(
+            f"'direction' must be min or max (a list of them for {len(metrics)} metrics)",
+            ("direction",),
+        )
+    if len(metrics) > 1 and sampler not in ("nsga2", "random", "qmc", "tpe"):
+        raise SweepValueError(
+            f"sampler {sampler!r} optimizes one metric; for several use nsga2 or tpe",
+            ("sampler",),
+        )
+    if block.get("prune") is not None:
+        raise SweepValueError(
+            "'prune' is not supported yet: trials run to the end (remove it)", ("prune",)
+        )
+    space = block.get("space")
+    if not isinstance(space, Mapping) or not space:
+        raise SweepValueError(
+            "'optimize' needs 'space', a mapping of param → distribution",
+            ("space",) if "space" in block else (),
+        )
+    dims = []
+    for key, value in space.items():
+        try:
+            dim = parse_dimension(str(key), value)
+        except SweepValueError as exc:
+            raise SweepValueError(exc.message, ("space", str(key))) from None
+        if dim.kind == "normal":
+            raise SweepValueError(
+                f"space key {key!r}: normal() has no bounds to search; use uniform(low, "
+                "high) or loguniform(low, high)",
+                ("space", str(key)),
+            )
+        dims.append(dim)
+    plain = {k: block[k] for k in ("seed", "sampler", "metric", "direction", "space") if k in block}
+    digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+    return OptimizeConfig(
+        trials=trials,
+        seed=seed,
+        sampler=str(sampler),
+        metrics=tuple(str(m) for m in metrics),
+        directions=tuple(DIRECTIONS[str(d)] for d in dirs),
+        space=tuple(dims),
+        digest=digest[:12],
+    )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A trial as the records tell it: its point, and its metric values once finished
+    (``None``: queued or running; an empty tuple: finished without the metric)."""
+
+    point: Mapping[str, Any]
+    values: tuple[float, ...] | None
+
+
+def _optuna() -> Any:
+    try:
+        import optuna  # deferred: optional, and ~0.5 s to import
+    except ImportError:
+        raise UsageError(f"optimize: Optuna is not installed: {INSTALL}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _distributions(optuna: Any, config: OptimizeConfig) -> dict[str, Any]:
+    d = optuna.distributions
+    out: dict[str, Any] = {}
+    for dim in config.space:
+        a = dim.args
+        if dim.kind == "choice":
+            out[dim.key] = d.CategoricalDistribution(list(a))
+        elif dim.kind == "randint":
+            out[dim.key] = d.IntDistribution(int(a[0]), int(a[1]))
+        else:
+            out[dim.key] = d.FloatDistribution(a[0], a[1], log=dim.kind == "loguniform")
+    return out
+
+
+def _sampler(optuna: Any, name: str, seed: int) -> Any:
+    s = optuna.samplers
+    try:
+        if name == "tpe":
+            return s.TPESampler(seed=seed, constant_liar=True)
+        if name == "random":
+            return s.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return s.CmaEsSampler(seed=seed)
+        if name == "gp":
+            return s.GPSampler(seed=seed)
+        if name == "qmc":
+            return s.QMCSampler(seed=seed)
+        return s.NSGAIISampler(seed=seed)
+    except ImportError as exc:
+        raise UsageError(f"optimize: sampler {name!r} needs {exc.name or exc}") from None
+
+
+def _fits(dist: Any, value: Any) -> bool:
+    """Whether ``value`` lies in Optuna distribution ``dist``."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def propose(config: OptimizeConfig, history: Sequence[Trial], n: int) -> list[dict[str, Any]]:
+    """The next ``n`` points of the study that ``history`` is (see the module docstring)."""
+    optuna = _optuna()
+    dists = _distributions(optuna, config)
+    sampler = _sampler(optuna, config.sampler, config.seed + len(history))
+    study = optuna.create_study(directions=list(config.directions), sampler=sampler, storage=None)
+    ts = optuna.trial.TrialState
+    for trial in history:
+        params = {k: trial.point[k] for k in dists if k in trial.point}
+        if len(params) != len(dists) or not all(_fits(dists[k], v) for k, v in params.items()):
+            continue  # a point outside this space (queued by hand): not this study's
+        if trial.values is None:
+            study.enqueue_trial(params, skip_if_exists=False)
+            study.ask(dists)  # running: the constant liar keeps its neighbourhood free
+        elif len(trial.values) == len(config.metrics) and all(
+            math.isfinite(v) for v in trial.values
+        ):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, values=list(trial.values)
+                )
+            )
+        else:
+            study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=dists, state=ts.FAIL)
+            )
+    return [_readable(study.ask(dists).params, dists) for _ in range(n)]
+
+
+def _readable(params: Mapping[str, Any], dists: Mapping[str, Any]) -> dict[str, Any]:
+    """Floats to 6 significant digits (ids and names stay readable, as in ``random:``),
+    unless rounding would leave the space."""
+    out = dict(params)
+    for key, value in params.items():
+        if isinstance(value, float):
+            short = float(f"{value:.6g}")
+            out[key] = short if _fits(dists[key], short) else value
+    return out
+
+
+# -- plugin -------------------------------------------------------------------------------
+
+
+@hookimpl
+def sweeprun_block_types() -> list[str]:
+    """``optimize``: a sweep whose points are proposed as results come in."""
+    return ["optimize"]

@@ -1,0 +1,242 @@
+"""Issue 25, item 3: ``optimize:`` sweeps — Optuna proposes from recorded results, the
+study lives in git (rebuilt from records), exactly ``trials`` trials whatever happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeprun.testing import SweepProject
+
+pytest.importorskip("optuna")
+
+TRAIN = """
+import json, math, os, pathlib, time, yaml
+p = yaml.safe_load(open("params.yaml"))["train"]
+time.sleep(float(os.environ.get("TRAIN_SLEEP", "0")))
+loss = (math.log10(p["lr"]) + 2) ** 2 + (p["units"] - 128) ** 2 / 1e4
+with open({log!r}, "a") as f:
+    f.write(json.dumps(p, sort_keys=True) + "\\n")
+json.dump({{"loss": loss}}, open("m.json", "w"))
+"""
+SPEC = """
+params: params.yaml
+cmd: {python} train.py
+metrics: [m.json]
+sweeps:
+  tune:
+    optimize:
+      trials: {trials}
+      seed: 0
+      metric: loss
+      direction: min
+      space:
+        train.lr: loguniform(1e-4, 1e-1)
+        train.units: choice(64, 128, 256)
+"""
+
+
+def make(p: SweepProject, tmp: Path, trials: int = 8, extra: str = "") -> Path:
+    """A project with one ``optimize:`` sweep; returns the file each run appends to."""
+    log = tmp / f"runs-{p.path.name}.jsonl"
+    p.write("params.yaml", "train:\n  lr: 0.1\n  units: 64\n")
+    p.write("train.py", TRAIN.format(log=str(log)))
+    p.write("sweeps.yaml", SPEC.format(python=sys.executable, trials=trials) + extra)
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    return log
+
+
+def trials(p: SweepProject) -> list[dict[str, Any]]:
+    """The study's finished trials, in trial order."""
+    found = [r for r in p.records() if r.get("sweep") == "tune"]
+    return sorted(found, key=lambda r: r.get("trial", 0))
+
+
+def ran(log: Path) -> list[str]:
+    """Every completed run of the program, as its params."""
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_study_runs_exactly_its_trials_and_learns(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    log = make(p, tmp_path, trials=16)
+    res = p.run("sweeps.yaml::tune", "--run", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "study sweeps.yaml::tune: 2 of 16 trials proposed" in res.stdout
+    got = trials(p)
+    assert len(got) == 16 and {r["state"] for r in got} == {"success"}
+    assert sorted(r.get("trial", 0) for r in got) == list(range(16))
+    assert len(ran(log)) == 16 and len(set(ran(log))) == 16  # each point once
+    losses = [r["metrics"]["m.json"]["loss"] for r in got]
+    best = p.run("show", "--sweep", "tune", "--best", "loss")  # direction from the block
+    assert best.ret == 0 and f"{min(losses):.6g}"[:4] in best.stdout, best.stdout + best.stderr
+    listed = p.run("sweeps.yaml", "--collect-only")
+    assert "collected 0 experiments and 1 study" in listed.stdout
+    assert "<Study sweeps.yaml::tune> tpe, min loss, 16 trials" in listed.stdout
+    assert "16 proposed, 16 finished" in listed.stdout, listed.stdout
+    again = p.run("sweeps.yaml::tune", "--run", "-j", "2")  # full: nothing more runs
+    assert again.ret in (0, 5) and len(trials(p)) == 16, again.stdout
+
+
+def test_the_same_seed_proposes_the_same_points_and_learns(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """-j 1 (one completion order): a study from scratch proposes the same sequence; after
+    TPE's 10 random start-up trials, its proposals are better than those."""
+    p = sweepproject
+    log = make(p, tmp_path, trials=24)
+    assert p.run("sweeps.yaml::tune", "--run").ret == 0
+    first = ran(log)
+    losses = [r["metrics"]["m.json"]["loss"] for r in trials(p)]
+    assert sorted(losses[10:])[7] < sorted(losses[:10])[5] / 2, losses  # medians
+    for ref in p.refs("refs/sweeprun/"):
+        p.git("update-ref", "-d", ref)
+    log.unlink()
+    assert p.run("sweeps.yaml::tune", "--run").ret == 0
+    assert ran(log) == first and len(first) == 24
+
+
+def test_kill_9_mid_study_then_run_all_ends_with_exactly_its_trials(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    log = make(p, tmp_path, trials=10)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "sweeprun", "sweeps.yaml::tune", "--run", "-j", "2"],
+        cwd=p.path, env=dict(os.environ, TRAIN_SLEEP="0.3"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(ran(log)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    assert 3 <= len(ran(log)) < 10, "the kill came too late to mean anything"
+    res = p.run_subprocess("--run-all", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    got = trials(p)
+    assert len(got) == 10 and {r["state"] for r in got} == {"success"}, got
+    assert sorted(r.get("trial", 0) for r in got) == list(range(10))  # each proposal once
+    assert len(ran(log)) == 10 and len(set(ran(log))) == 10  # no point ran twice
+    assert not p.refs("refs/sweeprun/queue/") and not p.refs("refs/sweeprun/running/")
+
+
+def test_two_runners_on_one_study_stop_at_its_trials(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    log = make(p, tmp_path, trials=8)
+    assert p.run("sweeps.yaml::tune").ret == 0  # queued: its first trial
+    env = dict(os.environ, TRAIN_SLEEP="0.2")
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sweeprun", "--run-all", "-j", "2"],
+            cwd=p.path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for runner in both:
+        out, err = runner.communicate(timeout=300)
+        assert runner.returncode in (0, 5), out + err
+    p.run("--run-all")  # whatever a runner left queued when it ended
+    got = trials(p)
+    assert len(got) == 8 and sorted(r.get("trial", 0) for r in got) == list(range(8))
+    assert len(ran(log)) == 8
+
+
+def test_a_background_worker_runs_a_study_queued_later(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    log = make(p, tmp_path, trials=6)
+    assert p.run_subprocess("queue", "start", "-j", "2").ret == 0
+    try:
+        assert p.run("sweeps.yaml::tune").ret == 0
+        deadline = time.monotonic() + 120
+        while len(trials(p)) < 6 or p.refs("refs/sweeprun/running/"):
+            assert time.monotonic() < deadline, trials(p)
+            time.sleep(0.1)
+        time.sleep(1)  # nothing more comes
+        assert len(trials(p)) == 6 and len(ran(log)) == 6
+    finally:
+        assert p.run_subprocess("queue", "stop", "--kill", timeout=60).ret == 0
+
+
+@pytest.mark.parametrize(
+    ("block", "said"),
+    [
+        ("      prune: {pruner: median}\n", "'prune' is not supported yet"),
+        ("      trials_: 3\n", "unknown key 'trials_' in 'optimize'"),
+    ],
+)
+def test_bad_optimize_blocks_are_located_errors(
+    sweepproject: SweepProject, tmp_path: Path, block: str, said: str
+) -> None:
+    p = sweepproject
+    make(p, tmp_path, extra=block)
+    res = p.run("sweeps.yaml::tune")
+    assert res.ret == 4 and said in res.stderr, res.stdout + res.stderr
+    assert "sweeps.yaml:" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not p.refs("refs/sweeprun/")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("sampler: tpe", "sampler: bayes", "'sampler' 'bayes' is not one of"),
+        ("loguniform(1e-4, 1e-1)", "normal(0, 1)", "normal() has no bounds"),
+        ("train.units:", "train.nope:", "train.nope"),
+        ("direction: min", "direction: down", "'direction' must be min or max"),
+    ],
+)
+def test_bad_values_in_an_optimize_block_are_located(
+    sweepproject: SweepProject, tmp_path: Path, old: str, new: str, said: str
+) -> None:
+    p = sweepproject
+    make(p, tmp_path)
+    text = p.read("sweeps.yaml").replace("      seed: 0", "      seed: 0\n      sampler: tpe")
+    p.write("sweeps.yaml", text.replace(old, new))
+    p.commit("bad")
+    res = p.run("sweeps.yaml::tune")
+    assert res.ret == 4 and said in res.stderr, res.stdout + res.stderr
+    assert "sweeps.yaml:" in res.stderr and not p.refs("refs/sweeprun/")
+
+
+def test_without_optuna_the_error_says_how_to_get_it(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    make(p, tmp_path)
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "optuna.py").write_text("raise ImportError('no optuna here')\n")
+    res = p.run_subprocess(
+        "sweeps.yaml::tune", env={"PYTHONPATH": os.pathsep.join([str(shim), *sys.path])}
+    )
+    assert res.ret == 4, res.stdout + res.stderr
+    assert "pip install 'sweeprun[optimize]'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not p.refs("refs/sweeprun/")
+
+
+def test_records_name_their_study(sweepproject: SweepProject, tmp_path: Path) -> None:
+    p = sweepproject
+    make(p, tmp_path, trials=2)
+    assert p.run("sweeps.yaml::tune", "--run", "-j", "2").ret == 0
+    shown = json.loads(p.run("show", "--json").stdout)
+    assert {len(r["study"]) for r in shown} == {12} and {r["sweep"] for r in shown} == {"tune"}
