@@ -240,3 +240,15 @@ def test_records_name_their_study(sweepproject: SweepProject, tmp_path: Path) ->
     assert p.run("sweeps.yaml::tune", "--run", "-j", "2").ret == 0
     shown = json.loads(p.run("show", "--json").stdout)
     assert {len(r["study"]) for r in shown} == {12} and {r["sweep"] for r in shown} == {"tune"}
+
+
+def test_the_schema_knows_optimize_blocks(sweepproject: SweepProject) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    schema = json.loads(sweepproject.run("--schema").stdout)
+    spec = yaml.safe_load(SPEC.format(python="python", trials=5))
+    jsonschema.validate(spec, schema)
+    spec["sweeps"]["tune"]["optimize"]["sampler"] = "bayes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(spec, schema)

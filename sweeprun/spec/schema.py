@@ -132,6 +132,42 @@ _BLOCKS: dict[str, Any] = {
             },
         },
     },
+    "optimize": {
+        "type": "object",
+        "description": "Adaptive search (Optuna): points proposed from recorded results.",
+        "required": ["trials", "metric", "space"],
+        "additionalProperties": False,
+        "properties": {
+            "trials": {"type": "integer", "minimum": 1},
+            "seed": {"type": "integer"},
+            "sampler": {"enum": ["tpe", "cmaes", "gp", "random", "qmc", "nsga2"]},
+            "metric": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ]
+            },
+            "direction": {
+                "oneOf": [
+                    {"enum": ["min", "max", "minimize", "maximize"]},
+                    {
+                        "type": "array",
+                        "items": {"enum": ["min", "max", "minimize", "maximize"]},
+                    },
+                ]
+            },
+            "space": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "oneOf": [
+                        {"type": "array", "minItems": 1},
+                        {"type": "string", "pattern": _DIST},
+                    ]
+                },
+            },
+        },
+    },
 }
 _BLOCK_GROUP = {
     "type": "object",
