@@ -180,7 +180,8 @@ def test_a_background_worker_runs_a_study_queued_later(
 @pytest.mark.parametrize(
     ("block", "said"),
     [
-        ("      prune: {pruner: median}\n", "'prune' is not supported yet"),
+        ("      prune: {pruner: asha}\n", "'pruner' 'asha' is not one of"),
+        ("      prune: {min_steps: -1}\n", "'min_steps' must be a whole number"),
         ("      trials_: 3\n", "unknown key 'trials_' in 'optimize'"),
     ],
 )
@@ -252,3 +253,73 @@ def test_the_schema_knows_optimize_blocks(sweepproject: SweepProject) -> None:
     spec["sweeps"]["tune"]["optimize"]["sampler"] = "bayes"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(spec, schema)
+
+
+CURVES = """
+import json, math, os, pathlib, yaml
+from sweeprun.api import make_checkpoint
+p = yaml.safe_load(open("params.yaml"))["train"]
+final = (math.log10(p["lr"]) + 2) ** 2 + (p["units"] - 128) ** 2 / 1e4
+state = json.load(open("state.json")) if os.path.exists("state.json") else {{"step": 0}}
+for step in range(state["step"] + 1, 9):
+    json.dump({{"step": step}}, open("state.json", "w"))
+    json.dump({{"loss": final + 4.0 / step}}, open("m.json", "w"))
+    with open({log!r}, "a") as f:
+        f.write(f"{{p['lr']}} {{step}}\\n")
+    make_checkpoint()
+"""
+CURVES_SPEC = """
+params: params.yaml
+stages:
+  train:
+    cmd: {python} train.py
+    outs: [state.json: {{checkpoint: true}}]
+    metrics: [m.json]
+sweeps:
+  tune:
+    optimize:
+      trials: 10
+      seed: 0
+      metric: loss
+      direction: min
+      space:
+        train.lr: loguniform(1e-4, 1e-1)
+        train.units: choice(64, 128, 256)
+      prune:
+        pruner: median
+        min_steps: 2
+"""
+
+
+def test_a_pruned_trial_stops_at_its_checkpoint_and_is_recorded_pruned(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    p = sweepproject
+    log = tmp_path / "steps.txt"
+    p.write("params.yaml", "train:\n  lr: 0.1\n  units: 64\n")
+    p.write("train.py", CURVES.format(log=str(log)))
+    p.write("sweeps.yaml", CURVES_SPEC.format(python=sys.executable))
+    p.write(".gitignore", "__pycache__/\nstate.json\nm.json\n")
+    p.commit()
+    res = p.run("sweeps.yaml::tune", "--run")  # -j 1: one completion order
+    assert res.ret == 0, res.stdout + res.stderr  # pruned is finished, not failed
+    got = trials(p)
+    assert len(got) == 10, got
+    pruned = [r for r in got if r["state"] == "pruned"]
+    assert pruned and len(pruned) < 10, [r["state"] for r in got]
+    assert {r["state"] for r in got} <= {"success", "pruned"}
+    steps: dict[str, list[int]] = {}
+    for line in log.read_text().splitlines():
+        lr, step = line.split()
+        steps.setdefault(lr, []).append(int(step))
+    for r in pruned:
+        k = r["checkpoints"]
+        assert 2 <= k < 8 and "pruned" in r["message"] and f"checkpoint {k}" in r["message"]
+        # The program went no further than checkpoint k: stopped while it waited there.
+        assert max(steps[str(r["params"]["params.yaml"]["train"]["lr"])]) == k, r
+        chain = p.git("log", "--first-parent", "--format=%s", r["commit"]).splitlines()
+        assert sum("checkpoint" in s for s in chain) == k, chain
+    for r in got:
+        if r["state"] == "success":
+            assert r["checkpoints"] == 8
+    assert "pruned" in p.run("show", "--sweep", "tune").stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,8 @@ class Session:
         #: Asked for more work when a run's list is used up (a worker, a study): the
         #: queued records then (see run/scheduler.py); ``None``: the list is all.
         self.more: Callable[[], list[Record]] | None = None
+        #: Asked at each checkpoint of a study's trial whether to stop it (``prune:``).
+        self.prune: Callable[[str, int, Mapping[str, Any]], str] | None = None
         #: ids of collected experiments to queue again even if they ran (--lf/--ff)
         self.force_keys: set[int] = set()
         #: Warnings about a sweep, said once selection is done: (spec, sweep) → text.
@@ -403,6 +405,7 @@ def _main(session: Session) -> int:
             return ExitCode.TESTS_FAILED
         return ExitCode.NO_TESTS_COLLECTED if not items else ExitCode.OK
     session.more = studies.more(session) if session.studies else None
+    session.prune = studies.pruner(session)
     config.hook.sweeprun_runloop(session=session, records=records)
     if session.shouldstop == "interrupted":
         return ExitCode.INTERRUPTED

@@ -19,16 +19,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeprun.exceptions import SweepValueError
-from sweeprun.model import FAILED_STATES, QUEUE, RUNNING, Record, State
+from sweeprun.model import EXPS, FAILED_STATES, QUEUE, RUNNING, Record, State
+from sweeprun.run import checkpoint
 from sweeprun.spec.collect import params_of
 from sweeprun.spec.expect import lookup
 from sweeprun.spec.sweeps import Sweep, locate
-from sweeprun.sweepers.optimize import OptimizeConfig, Trial, parse_optimize, propose
+from sweeprun.sweepers.optimize import OptimizeConfig, Pruning, Trial, parse_optimize, propose
 from sweeprun.system.damage import ensure_dir
 
 if TYPE_CHECKING:
@@ -81,7 +83,8 @@ class OpenStudy:
             if not (rec.ref.startswith((QUEUE, RUNNING)) or rec.finished):
                 continue
             point = {k: data.point[q] for k, q in self.keys.items() if q in data.point}
-            out.append((rec, Trial(point, _values(rec, self.config))))
+            pruned = rec.state is State.PRUNED
+            out.append((rec, Trial(point, _values(rec, self.config), pruned)))
         out.sort(key=lambda t: (t[0].data.trial, t[0].meta.get("queued_at", 0)))
         return out
 
@@ -228,3 +231,59 @@ def more(session: Session, everything: bool = False) -> Callable[[], list[Record
         return queued if everything else [r for s in session.studies for r, _ in s.trials(queued)]
 
     return ask
+
+
+def pruner(session: Session) -> Callable[[str, int, Mapping[str, Any]], str] | None:
+    """What jobs ask at each checkpoint of a trial of a study with ``prune:`` (see
+    ``Shared.prune``): why to stop it, or ""; ``None`` when no study prunes."""
+    pruned = [s for s in session.studies if s.config.prune is not None]
+    if not pruned:
+        return None
+    kept: dict[str, Pruning] = {}
+    lock = threading.Lock()
+
+    def ask(key: str, step: int, metrics: Mapping[str, Any]) -> str:
+        rec = session.running.get(key)
+        data = rec.data if rec is not None else None
+        study = next(
+            (
+                s
+                for s in pruned
+                if data and (s.config.digest, s.sweep.name) == (data.study, data.sweep)
+            ),
+            None,
+        )
+        if study is None or data is None:
+            return ""
+        metric = study.config.metrics[0]
+        found, value = lookup(metrics, metric)
+        if not found or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return ""
+        with lock:
+            pruning = kept.get(study.config.digest)
+            if pruning is None:
+                pruning = kept[study.config.digest] = Pruning(study.config)
+            if key not in pruning.live:  # a trial's first checkpoint here: catch up first
+                _catch_up(session, study, pruning)
+        point = {k: data.point[q] for k, q in study.keys.items() if q in data.point}
+        if not pruning.should_stop(key, point, step, float(value)):
+            return ""
+        assert study.config.prune is not None
+        return f"{metric} = {value:g} at checkpoint {step} ({study.config.prune.pruner} pruner)"
+
+    return ask
+
+
+def _catch_up(session: Session, study: OpenStudy, pruning: Pruning) -> None:
+    """Give ``pruning`` the study's trials that finished since it last looked, with the
+    metric at each of their checkpoints (their chains)."""
+    metric = study.config.metrics[0]
+    for rec, trial in study.trials(session.store.records(EXPS)):
+        if rec.key in pruning.known and rec.key not in pruning.live:
+            continue
+        steps = {}
+        for _, meta in checkpoint.chain(session.store.cwd, rec.commit, rec.baseline):
+            found, value = lookup(meta.get("metrics") or {}, metric)
+            if found and isinstance(value, (int, float)) and not isinstance(value, bool):
+                steps[int(meta.get("step", 0))] = float(value)
+        pruning.add(rec.key, trial, steps, pruned=trial.pruned)

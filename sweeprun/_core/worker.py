@@ -197,6 +197,7 @@ def serve(session: Session, ident: str) -> int:
         since = time.monotonic()
         while not draining.is_set():
             records = queued_now(session)
+            session.prune = studies.pruner(session)  # the studies found so far
             if not records:
                 info.state = "idle"
                 _write(path, info)

@@ -143,7 +143,9 @@ class JobReport:
             key=result.key,
             name=result.name,
             exp_id=result.id,
-            outcome=Outcome.PASSED if result.state is State.SUCCESS else Outcome.FAILED,
+            outcome=(
+                Outcome.PASSED if result.state in (State.SUCCESS, State.PRUNED) else Outcome.FAILED
+            ),
             returncode=result.returncode,
             started=result.started,
             finished=result.finished,

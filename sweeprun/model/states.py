@@ -15,6 +15,9 @@ class State(str, Enum):
     TIMEOUT = "timeout"
     #: The command succeeded but a metric missed the sweep's ``expect:``.
     EXPECT_FAILED = "expect-failed"
+    #: A trial of an ``optimize:`` sweep stopped early on its checkpoint metrics: finished,
+    #: not failed (``expect:`` does not apply).
+    PRUNED = "pruned"
     CHECKPOINT = "checkpoint"
     UNKNOWN = "unknown"
 

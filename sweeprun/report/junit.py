@@ -67,7 +67,7 @@ def write_cases(path: Path, cases: Sequence[Case], started: float) -> None:
         tests=str(len(cases)),
         failures=str(sum(c.outcome == "failed" for c in cases)),
         errors=str(sum(c.outcome == "error" for c in cases)),
-        skipped="0",
+        skipped=str(sum(c.state == "pruned" for c in cases)),
         time=f"{sum(c.seconds for c in cases):.3f}",
         hostname=socket.gethostname(),
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
@@ -81,7 +81,9 @@ def write_cases(path: Path, cases: Sequence[Case], started: float) -> None:
             time=f"{c.seconds:.3f}",
         )
         _props(case, c)
-        if c.outcome != "passed":
+        if c.state == "pruned":  # stopped early by design: neither passed nor failed
+            ET.SubElement(case, "skipped", message=c.message or "pruned")
+        elif c.outcome != "passed":
             tag = "error" if c.outcome == "error" else "failure"
             el = ET.SubElement(case, tag, message=c.message or c.outcome, type=c.state)
             el.text = c.tail
@@ -121,7 +123,7 @@ def result_cases(records: Iterable[Record]) -> list[Case]:
         result = rec.result
         if result is None:
             continue
-        passed = result.state == "success"
+        passed = result.state in ("success", "pruned")
         cases.append(
             Case(
                 spec=result.spec or "sweeps.yaml",

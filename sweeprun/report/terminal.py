@@ -27,6 +27,11 @@ OUTCOME_CHAR = {"passed": ".", "failed": "F", "error": "E"}
 OUTCOME_WORD = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}
 
 
+def _word(report: JobReport) -> str:
+    """PASSED, FAILED, ERROR — or PRUNED (an optimize: trial stopped early)."""
+    return "PRUNED" if report.state == "pruned" else OUTCOME_WORD[report.outcome]
+
+
 class TerminalReporter:
     """Writes the session to a text stream; registered as plugin ``terminalreporter``."""
 
@@ -184,7 +189,7 @@ class TerminalReporter:
     def sweeprun_report(self, session: Session, report: JobReport) -> None:
         self._done += 1
         if self._live is not None:
-            word = OUTCOME_WORD[report.outcome]
+            word = _word(report)
             self._live.print(
                 shown(f"{word:7s} {report.exp_id} ({report.name}, {report.duration:.1f}s)")
             )
@@ -193,12 +198,12 @@ class TerminalReporter:
             pct = 100 * self._done // max(1, self._total, self._done)
             self.line(
                 shown(
-                    f"{report.exp_id} {OUTCOME_WORD[report.outcome]} "
+                    f"{report.exp_id} {_word(report)} "
                     f"({report.name}, {report.duration:.2f}s) [{pct:3d}%]"
                 )
             )
             return
-        self.write(OUTCOME_CHAR[report.outcome])
+        self.write("p" if report.state == "pruned" else OUTCOME_CHAR[report.outcome])
         self._line_len += 1
         if self._line_len >= self.width - 8:
             self._end_progress_line()
@@ -238,12 +243,12 @@ class TerminalReporter:
             self.sep("!", "interrupted: unfinished experiments were queued again")
         counts: dict[str, int] = {}
         for r in reports:
-            kind = "expect-failed" if r.state == "expect-failed" else r.outcome
+            kind = r.state if r.state in ("expect-failed", "pruned") else r.outcome
             counts[kind] = counts.get(kind, 0) + 1
         skipped = len(session.skipped_duplicates) if self.config.getoption("run") else 0
         parts = [
             f"{counts[k]} {k}"
-            for k in ("passed", "failed", "expect-failed", "error")
+            for k in ("passed", "pruned", "failed", "expect-failed", "error")
             if counts.get(k)
         ]
         if skipped:

@@ -292,6 +292,14 @@ def run_with_checkpoints(
         commit = commit_tree(ws, task, format_message(subject, record), parent)
         if task.shared.relay is not None:
             task.shared.relay(commit, step)  # a git-only worker: out to the URL first
+        if task.shared.prune is not None and not pid.get("pruned"):
+            why = task.shared.prune(task.key, step, metrics)
+            if why:
+                # Stopped as a timeout is: the whole tree, before the program goes on.
+                pid["pruned"] = why
+                proc = pid.get("proc")
+                if proc is not None:
+                    proc.signal_tree(signal.SIGKILL)
         return commit
 
     env = dict(env, **{ENV: str(signal_path(common, task.key))})

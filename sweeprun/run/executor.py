@@ -102,6 +102,8 @@ def execute_pipeline(
         )
     if pid.get("timeout") and outcomes and outcomes[-1].status == "failed":
         outcomes[-1].message = f"timeout: stage {outcomes[-1].name!r} ran longer than {timeout:g} s"
+    if pid.get("pruned") and outcomes and outcomes[-1].status == "failed":
+        outcomes[-1].message = f"pruned: {pid['pruned']}"
     return outcomes
 
 
@@ -266,6 +268,8 @@ def _state(rc: int, message: str) -> State:
     # record's state (show, junit, the summary).
     if rc == 0:
         return State.EXPECT_FAILED if message else State.SUCCESS
+    if message.startswith("pruned:"):
+        return State.PRUNED
     return State.TIMEOUT if message.startswith("timeout:") else State.FAILED
 
 
@@ -364,7 +368,7 @@ def _in_workspace(
         key=task.key,
         name=task.name,
         exp_id=task.exp_id,
-        outcome=Outcome.PASSED if state is State.SUCCESS else Outcome.FAILED,
+        outcome=Outcome.PASSED if state in (State.SUCCESS, State.PRUNED) else Outcome.FAILED,
         returncode=rc,
         started=started,
         finished=finished,

@@ -241,7 +241,9 @@ def sweeprun_runloop(session: Session, records: list[Record]) -> bool:
     run: Callable[[Job], JobReport] = (
         run_remote
         if url
-        else FailFast(session, options.maxfail, Shared(reader, watchdog, warm=warm))
+        else FailFast(
+            session, options.maxfail, Shared(reader, watchdog, warm=warm, prune=session.prune)
+        )
         if backend == "threading"
         else run_job_once
         if backend == "dask"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sweeprun.model import Job, QueueRecord, Stage, parse_message, parse_record
 from sweeprun.run.warm import WarmPool
@@ -77,6 +78,9 @@ class Shared:
     relay: Callable[[str, int], None] | None = None
     #: The run's warm Python workers (``call:`` and ``warm: true`` stages), if it keeps any.
     warm: WarmPool | None = None
+    #: Asked at each checkpoint ``(key, step, metrics)`` of an ``optimize:`` trial whether
+    #: to stop it: why (it is then pruned), or "" to go on.
+    prune: Callable[[str, int, Mapping[str, Any]], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,18 @@ from sweeprun.sweepers.random import Dimension, parse_dimension
 
 OPTIMIZE_KEYS = ("trials", "seed", "sampler", "metric", "direction", "space", "prune")
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "qmc", "nsga2")
+PRUNERS = ("median", "hyperband", "successive-halving", "none")
 DIRECTIONS = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 #: Where Optuna comes from, said when it is missing.
 INSTALL = "pip install 'sweeprun[optimize]' (Optuna)"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """``prune:``: stop a trial whose checkpoint metric is worse than the others' there."""
+
+    pruner: str  # median | hyperband | successive-halving
+    min_steps: int  # no trial is stopped before this many checkpoints
 
 
 @dataclass(frozen=True)
@@ -43,8 +53,10 @@ class OptimizeConfig:
     directions: tuple[str, ...]  # "minimize" | "maximize", one per metric
     space: tuple[Dimension, ...]
     #: A digest of the block: the study is the sweep's records with this digest (a changed
-    #: space or objective starts another study; a changed ``trials`` continues it).
+    #: space or objective starts another study; a changed ``trials`` or ``prune``
+    #: continues it).
     digest: str
+    prune: PruneConfig | None = None
 
     def describe(self) -> str:
         """One line: sampler, objective and budget."""
@@ -92,10 +104,7 @@ def parse_optimize(block: Any) -> OptimizeConfig:
             f"sampler {sampler!r} optimizes one metric; for several use nsga2 or tpe",
             ("sampler",),
         )
-    if block.get("prune") is not None:
-        raise SweepValueError(
-            "'prune' is not supported yet: trials run to the end (remove it)", ("prune",)
-        )
+    prune = _parse_prune(block.get("prune"), len(metrics))
     space = block.get("space")
     if not isinstance(space, Mapping) or not space:
         raise SweepValueError(
@@ -125,7 +134,36 @@ def parse_optimize(block: Any) -> OptimizeConfig:
         directions=tuple(DIRECTIONS[str(d)] for d in dirs),
         space=tuple(dims),
         digest=digest[:12],
+        prune=prune,
     )
+
+
+def _parse_prune(block: Any, metrics: int) -> PruneConfig | None:
+    """The ``prune:`` mapping (``None``: no pruning)."""
+    if block is None:
+        return None
+    if not isinstance(block, Mapping):
+        raise SweepValueError(
+            "'prune' must be a mapping: {pruner: median, min_steps: 2}", ("prune",)
+        )
+    for key in block:
+        if key not in ("pruner", "min_steps"):
+            raise SweepValueError(
+                f"unknown key {key!r} in 'prune' (valid: pruner, min_steps)", ("prune", key)
+            )
+    pruner = block.get("pruner", "median")
+    if pruner not in PRUNERS:
+        raise SweepValueError(
+            f"'pruner' {pruner!r} is not one of: {', '.join(PRUNERS)}", ("prune", "pruner")
+        )
+    steps = block.get("min_steps", 1)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise SweepValueError("'min_steps' must be a whole number >= 0", ("prune", "min_steps"))
+    if metrics > 1 and pruner != "none":
+        raise SweepValueError(
+            "pruning needs one metric (Optuna prunes single objectives)", ("prune",)
+        )
+    return None if pruner == "none" else PruneConfig(str(pruner), steps)
 
 
 @dataclass(frozen=True)
@@ -135,6 +173,8 @@ class Trial:
 
     point: Mapping[str, Any]
     values: tuple[float, ...] | None
+    #: Stopped by the pruner (``values``: the metric where it stopped).
+    pruned: bool = False
 
 
 def _optuna() -> Any:
@@ -200,6 +240,14 @@ def propose(config: OptimizeConfig, history: Sequence[Trial], n: int) -> list[di
         if trial.values is None:
             study.enqueue_trial(params, skip_if_exists=False)
             study.ask(dists)  # running: the constant liar keeps its neighbourhood free
+        elif trial.pruned and len(trial.values) == 1:
+            # As Optuna keeps a pruned trial: its last reported value, for TPE to rank.
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, state=ts.PRUNED,
+                    intermediate_values={0: trial.values[0]},
+                )
+            )  # fmt: skip
         elif len(trial.values) == len(config.metrics) and all(
             math.isfinite(v) for v in trial.values
         ):
@@ -224,6 +272,75 @@ def _readable(params: Mapping[str, Any], dists: Mapping[str, Any]) -> dict[str, 
             short = float(f"{value:.6g}")
             out[key] = short if _fits(dists[key], short) else value
     return out
+
+
+class Pruning:
+    """One study's pruner, kept for a runner's life: finished trials are added as they
+    are seen (with the metric at each of their checkpoints), running ones report their
+    checkpoints and are asked whether to stop. Thread-safe (jobs ask from their threads)."""
+
+    def __init__(self, config: OptimizeConfig) -> None:
+        assert config.prune is not None
+        optuna = _optuna()
+        self.config = config
+        self._dists = _distributions(optuna, config)
+        self._ts = optuna.trial.TrialState
+        self._create = optuna.trial.create_trial
+        prune = config.prune
+        p = optuna.pruners
+        pruner = (
+            p.MedianPruner(n_startup_trials=1, n_warmup_steps=prune.min_steps)
+            if prune.pruner == "median"
+            else p.SuccessiveHalvingPruner(min_resource=max(1, prune.min_steps))
+            if prune.pruner == "successive-halving"
+            else p.HyperbandPruner(min_resource=max(1, prune.min_steps))
+        )
+        self._study = optuna.create_study(
+            direction=config.directions[0], sampler=optuna.samplers.RandomSampler(0), pruner=pruner
+        )
+        #: Trials running in this process, by experiment key.
+        self.live: dict[str, Any] = {}
+        self.known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, trial: Trial, steps: Mapping[int, float], pruned: bool) -> None:
+        """A finished trial: its final value (if any) and its value at each checkpoint."""
+        with self._lock:
+            self.known.add(key)
+            params = {k: trial.point[k] for k in self._dists if k in trial.point}
+            if len(params) != len(self._dists):
+                return
+            live = self.live.pop(key, None)
+            state = (
+                self._ts.PRUNED if pruned else self._ts.COMPLETE if trial.values else self._ts.FAIL
+            )
+            if live is not None:  # ran here: its trial is told how it ended
+                values = list(trial.values or ()) if state == self._ts.COMPLETE else None
+                self._study.tell(live, values, state=state)
+                return
+            value = trial.values[0] if state == self._ts.COMPLETE and trial.values else None
+            self._study.add_trial(
+                self._create(
+                    params=params, distributions=self._dists, value=value, state=state,
+                    intermediate_values=dict(steps),
+                )
+            )  # fmt: skip
+
+    def should_stop(self, key: str, point: Mapping[str, Any], step: int, value: float) -> bool:
+        """Report a running trial's metric at checkpoint ``step``; whether to stop it."""
+        with self._lock:
+            trial = self.live.get(key)
+            if trial is None:
+                params = {k: point[k] for k in self._dists if k in point}
+                self._study.enqueue_trial(params, skip_if_exists=False)
+                trial = self.live[key] = self._study.ask(self._dists)
+            trial.report(value, step)
+            if not trial.should_prune():
+                return False
+            del self.live[key]
+            self._study.tell(trial, state=self._ts.PRUNED)
+            self.known.add(key)
+            return True
 
 
 # -- plugin -------------------------------------------------------------------------------
