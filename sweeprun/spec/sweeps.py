@@ -8,6 +8,7 @@ from typing import Any
 from sweeprun.spec.expect import parse_expectation
 from sweeprun.spec.names import is_ref_safe
 from sweeprun.spec.reader import Loader
+from sweeprun.spec.wandb import is_wandb, translate
 from sweeprun.spec.yamlio import LocatedDict, LocatedList, Mark
 
 #: Keys of a sweep mapping besides its blocks; block types come from the expander plugins.
@@ -40,6 +41,8 @@ def load_sweep(ld: Loader, name: str, sd: Any, mark: Mark, block_types: tuple[st
             f"sweep name {name!r} is not usable in ids and refs (letters, digits, '-', '_', '.')",
         )
     kinds = ", ".join(block_types)
+    if is_wandb(sd):  # a W&B sweep config, as it is: the block that does the same
+        sd = translate(ld, name, sd)
 
     def group(d: Any, gmark: Mark, meta: bool) -> list[tuple[str, Any, Mark]]:
         if not isinstance(d, LocatedDict):

@@ -61,7 +61,9 @@ class OptimizeConfig:
     def describe(self) -> str:
         """One line: sampler, objective and budget."""
         goal = ", ".join(f"{d[:3]} {m}" for m, d in zip(self.metrics, self.directions, strict=True))
-        return f"{self.sampler}, {goal}, {self.trials} trials, seed {self.seed}"
+        prune = self.prune
+        pruning = f", prune: {prune.pruner} from step {prune.min_steps}" if prune else ""
+        return f"{self.sampler}, {goal}, {self.trials} trials, seed {self.seed}{pruning}"
 
 
 def parse_optimize(block: Any) -> OptimizeConfig:
