@@ -323,3 +323,5 @@ def test_a_pruned_trial_stops_at_its_checkpoint_and_is_recorded_pruned(
         if r["state"] == "success":
             assert r["checkpoints"] == 8
     assert "pruned" in p.run("show", "--sweep", "tune").stdout
+    kept = p.run("show", "--sweep", "tune", "--hide-pruned", "--json").stdout
+    assert {r["state"] for r in json.loads(kept)} == {"success"}

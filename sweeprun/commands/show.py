@@ -96,6 +96,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hide-queued", action="store_true", help="hide queued experiments")
     parser.add_argument("--hide-failed", action="store_true", help="hide failed experiments")
     parser.add_argument(
+        "--hide-pruned", action="store_true", help="hide trials an optimize: sweep stopped early"
+    )
+    parser.add_argument(
         "--precision",
         type=positive_int,
         default=6,
@@ -159,6 +162,8 @@ def _show(config: Config) -> int:
     hide = {"queued"} if config.getoption("hide_queued") else set()
     if config.getoption("hide_failed"):
         hide.update(FAILED_STATES)
+    if config.getoption("hide_pruned"):
+        hide.add("pruned")
     found, done = listing.rows(
         config.repo, all_baselines=True, replaced=bool(config.getoption("all_records"))
     )
@@ -230,7 +235,7 @@ def _nothing(config: Config, why: str, elsewhere: int, hidden: bool) -> str:
     if why:
         return why
     if hidden:
-        return "no experiments left to show (--hide-queued/--hide-failed hid them)"
+        return "no experiments left to show (--hide-queued/-failed/-pruned hid them)"
     if elsewhere:
         return (
             f"no experiments at this baseline; {elsewhere} experiment"
