@@ -325,3 +325,22 @@ def test_a_pruned_trial_stops_at_its_checkpoint_and_is_recorded_pruned(
     assert "pruned" in p.run("show", "--sweep", "tune").stdout
     kept = p.run("show", "--sweep", "tune", "--hide-pruned", "--json").stdout
     assert {r["state"] for r in json.loads(kept)} == {"success"}
+
+
+def test_a_small_discrete_space_ends_when_every_point_was_tried(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """No point runs twice: 2 x 2 points, 6 trials asked → 4 trials and a line that says
+    why (before, a repeat was skipped as a duplicate and the study stalled silently)."""
+    p = sweepproject
+    log = make(p, tmp_path, trials=6)
+    p.write(
+        "sweeps.yaml",
+        p.read("sweeps.yaml").replace("loguniform(1e-4, 1e-1)", "choice(0.001, 0.01)")
+        .replace("choice(64, 128, 256)", "choice(64, 128)"),
+    )  # fmt: skip
+    p.commit("a small space")
+    res = p.run("sweeps.yaml::tune", "--run", "-j", "2")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "no untried point left in its space after 4 trials" in res.stdout, res.stdout
+    assert len(trials(p)) == 4 and len(set(ran(log))) == 4 == len(ran(log))

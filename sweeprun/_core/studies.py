@@ -50,6 +50,8 @@ class OpenStudy:
     params: ParamsSet
     #: Space key as written → qualified param key (as records store points).
     keys: dict[str, str]
+    #: Its space has no untried point left (said once).
+    exhausted: bool = False
 
     @property
     def where(self) -> str:
@@ -154,6 +156,14 @@ def top_up(session: Session, limit: int) -> list[Record]:
             if n <= 0:
                 continue
             points = propose(study.config, [t for _, t in history], n)
+            if not points:
+                if not study.exhausted:  # said once; the study ends short of its budget
+                    study.exhausted = True
+                    session.config.stdout.write(
+                        f"study {study.where}: no untried point left in its space after "
+                        f"{len(history)} trials: it ends there ({study.config.trials} asked)\n"
+                    )
+                continue
             items = [_experiment(session, study, p) for p in points]
             for number, item in enumerate(items, len(history)):
                 item.trial = number

@@ -15,6 +15,7 @@ records and queues what is proposed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import threading
@@ -262,7 +263,45 @@ def propose(config: OptimizeConfig, history: Sequence[Trial], n: int) -> list[di
             study.add_trial(
                 optuna.trial.create_trial(params=params, distributions=dists, state=ts.FAIL)
             )
-    return [_readable(study.ask(dists).params, dists) for _ in range(n)]
+    # A point tried before (or twice in this batch) is not proposed again: the sampler is
+    # asked again (the repeat stays in the study as running, pushing it elsewhere) a few
+    # times; fewer points than asked means the space has no new one to give.
+    seen = {_signature(t.point) for t in history}
+    out: list[dict[str, Any]] = []
+    for _ in range(n + REASKS):
+        if len(out) == n or (space_size(config) or math.inf) <= len(seen):
+            break
+        point = _readable(study.ask(dists).params, dists)
+        if _signature(point) not in seen:
+            seen.add(_signature(point))
+            out.append(point)
+    size = space_size(config)
+    if len(out) < n and size is not None and size <= 100_000:
+        # A small discrete space the sampler keeps repeating points of: its untried
+        # points in order, so that none is left out and none runs twice.
+        for values in itertools.product(*(d.args if d.kind == "choice" else
+                                          range(int(d.args[0]), int(d.args[1]) + 1)
+                                          for d in config.space)):  # fmt: skip
+            point = dict(zip((d.key for d in config.space), values, strict=True))
+            if len(out) < n and _signature(point) not in seen:
+                seen.add(_signature(point))
+                out.append(point)
+    return out
+
+
+#: How many repeated points ``propose`` asks past before it says the space is used up.
+REASKS = 20
+
+
+def _signature(point: Mapping[str, Any]) -> str:
+    return repr(sorted(point.items()))
+
+
+def space_size(config: OptimizeConfig) -> int | None:
+    """How many points the space has, when every dimension is discrete (else ``None``)."""
+    if not all(d.discrete for d in config.space):
+        return None
+    return math.prod(d.size for d in config.space)
 
 
 def _readable(params: Mapping[str, Any], dists: Mapping[str, Any]) -> dict[str, Any]:
