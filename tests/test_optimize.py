@@ -21,11 +21,16 @@ pytest.importorskip("optuna")
 TRAIN = """
 import json, math, os, pathlib, time, yaml
 p = yaml.safe_load(open("params.yaml"))["train"]
+tmp = pathlib.Path({log!r}).parent
+with open(tmp / "started.txt", "a") as f:
+    f.write("started\\n")
+while (tmp / "hold").exists():
+    time.sleep(0.01)
 time.sleep(float(os.environ.get("TRAIN_SLEEP", "0")))
 loss = (math.log10(p["lr"]) + 2) ** 2 + (p["units"] - 128) ** 2 / 1e4
-with open({log!r}, "a") as f:
-    f.write(json.dumps(p, sort_keys=True) + "\\n")
 json.dump({{"loss": loss}}, open("m.json", "w"))
+with open({log!r}, "a") as f:  # its last act: a run that logged has finished
+    f.write(json.dumps(p, sort_keys=True) + "\\n")
 """
 SPEC = """
 params: params.yaml
@@ -114,14 +119,23 @@ def test_kill_9_mid_study_then_run_all_ends_with_exactly_its_trials(
     log = make(p, tmp_path, trials=10)
     runner = subprocess.Popen(
         [sys.executable, "-m", "sweeprun", "sweeps.yaml::tune", "--run", "-j", "2"],
-        cwd=p.path, env=dict(os.environ, TRAIN_SLEEP="0.3"),
+        cwd=p.path, env=dict(os.environ, TRAIN_SLEEP="0.1"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while len(ran(log)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    started = tmp_path / "started.txt"
+
+    def until(check: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not check():
+            assert time.monotonic() < deadline and runner.poll() is None
+            time.sleep(0.02)
+
+    until(lambda: len(ran(log)) >= 3)
+    (tmp_path / "hold").touch()  # the next trials wait at their start: kill -9 then
+    until(lambda: len(started.read_text().split()) - len(ran(log)) == 2)
     runner.send_signal(signal.SIGKILL)
     runner.wait()
+    (tmp_path / "hold").unlink()
     assert 3 <= len(ran(log)) < 10, "the kill came too late to mean anything"
     res = p.run_subprocess("--run-all", "-j", "2")
     assert res.ret == 0, res.stdout + res.stderr
@@ -344,3 +358,21 @@ def test_a_small_discrete_space_ends_when_every_point_was_tried(
     assert res.ret == 0, res.stdout + res.stderr
     assert "no untried point left in its space after 4 trials" in res.stdout, res.stdout
     assert len(trials(p)) == 4 and len(set(ran(log))) == 4 == len(ran(log))
+
+
+def test_the_budget_is_counted_in_the_ledger_not_by_listing_records(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """A record moving from running/ to exps/ while records are listed can be missed by
+    the listing (git lists exps/ before running/): counting trials that way proposed one
+    too many (11 of 10, once in 8 runs of the kill -9 test). The ledger's refs never move.
+    Here the listing's miss is made plain: a finished trial's ref is taken away."""
+    p = sweepproject
+    make(p, tmp_path, trials=3)
+    assert p.run("sweeps.yaml::tune", "--run").ret == 0
+    assert len(p.refs("refs/sweeprun/studies/")) == 3
+    gone = next(iter(p.refs("refs/sweeprun/exps/")))
+    p.git("update-ref", "-d", gone)
+    res = p.run("sweeps.yaml::tune", "--run")
+    assert res.ret in (0, 5), res.stdout + res.stderr
+    assert len(trials(p)) == 2 and "3 of 3 trials proposed" in res.stdout, res.stdout

@@ -152,7 +152,8 @@ def top_up(session: Session, limit: int) -> list[Record]:
     for study in session.studies:
         with _locked(session, study):
             history = study.trials(session.store.records())
-            n = min(limit, study.config.trials - len(history))
+            taken = _taken(session, study, history)
+            n = min(limit, study.config.trials - len(taken))
             if n <= 0:
                 continue
             points = propose(study.config, [t for _, t in history], n)
@@ -161,14 +162,22 @@ def top_up(session: Session, limit: int) -> list[Record]:
                     study.exhausted = True
                     session.config.stdout.write(
                         f"study {study.where}: no untried point left in its space after "
-                        f"{len(history)} trials: it ends there ({study.config.trials} asked)\n"
+                        f"{len(taken)} trials: it ends there ({study.config.trials} asked)\n"
                     )
                 continue
             items = [_experiment(session, study, p) for p in points]
-            for number, item in enumerate(items, len(history)):
+            for number, item in enumerate(items, max(taken, default=-1) + 1):
                 item.trial = number
             queued += session.store.enqueue(items).queued
     return queued
+
+
+def _taken(session: Session, study: OpenStudy, history: list[tuple[Record, Trial]]) -> set[int]:
+    """The trial numbers the study has used. Counted in its ledger, not by listing records:
+    a record moving from running/ to exps/ while they are listed can be missed (a proposal
+    too many, as a test with kill -9 found); the records add what a ledger pulled from
+    elsewhere lacks."""
+    return session.store.ledger(study.config.digest) | {rec.data.trial for rec, _ in history}
 
 
 def _experiment(session: Session, study: OpenStudy, point: dict[str, Any]) -> Experiment:
@@ -215,7 +224,7 @@ def start(session: Session, jobs: int) -> list[Record]:
     """Queue the first trials of the collected studies: as many as ``-j`` runs at once."""
     queued = top_up(session, max(1, jobs))
     for study in session.studies:
-        n = len(study.trials(session.store.records()))
+        n = len(_taken(session, study, study.trials(session.store.records())))
         session.config.stdout.write(
             f"study {study.where}: {n} of {study.config.trials} trials proposed "
             f"({study.config.describe()})\n"

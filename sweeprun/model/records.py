@@ -211,6 +211,10 @@ PREFIX = "refs/sweeprun/"
 QUEUE = PREFIX + "queue/"
 RUNNING = PREFIX + "running/"
 EXPS = PREFIX + "exps/"
+#: A study's ledger: ``studies/<study>/<trial>`` → the trial's queued commit, created with
+#: the queue ref in one transaction and never moved: how many trials a study has proposed
+#: is counted here, where no ref moves between namespaces while it is listed.
+STUDIES = PREFIX + "studies/"
 #: Records that an explicit rerun replaced (``-f``, ``--force``, ``--lf``, a re-used
 #: ``-n``): ``replaced/<baseline>/<name>/<commit>``, kept reachable (``show --all-records``).
 REPLACED = PREFIX + "replaced/"

@@ -27,6 +27,7 @@ from sweeprun.model import (
     QUEUE,
     REPLACED,
     RUNNING,
+    STUDIES,
     QueueRecord,
     Record,
     format_message,
@@ -100,6 +101,11 @@ class ExpStore:
     def queued(self) -> list[Record]:
         """The queued records in the order they run: oldest first."""
         return sorted(self.records(QUEUE), key=lambda r: (r.meta.get("queued_at", 0), r.id))
+
+    def ledger(self, study: str) -> set[int]:
+        """The trial numbers ``study`` has taken (see ``STUDIES``)."""
+        out = run_git(["for-each-ref", "--format=%(refname)", STUDIES + study], self.cwd)
+        return {int(n) for line in out.split() if (n := line.rsplit("/", 1)[-1]).isdigit()}
 
     def records(self, *namespaces: str) -> list[Record]:
         """Every record under ``namespaces`` (default: queue, running and results).
@@ -235,6 +241,12 @@ class ExpStore:
         author = commit_identity(self.cwd).committer_pair
         shas = fast_import_commits(self.cwd, commits, author)
         ops = [RefOp(QUEUE + r.key, sha, ZERO) for r, sha in zip(records, shas, strict=True)]
+        # A study's trial takes its number in the study's ledger in the same transaction.
+        ops += [
+            RefOp(f"{STUDIES}{r.study}/{r.trial}", sha, ZERO)
+            for r, sha in zip(records, shas, strict=True)
+            if r.study
+        ]
         try:
             self.updater.transaction(ops)
         except RefConflict as exc:
