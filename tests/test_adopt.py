@@ -198,8 +198,9 @@ def test_a_dead_runners_claims_wait_for_its_supervisor(
 ) -> None:
     """The runner is killed while its supervisor has not yet written the exit of a command
     that finished (frozen here; in CI's two-runner fault case it was merely slow): another
-    runner must not take the claim until the supervisor has written it and exited. Before,
-    the claim was free the moment the runner died, and the command ran a second time."""
+    runner must not take the claim until the supervisor has written it and exited — a
+    ``--run-all`` waits for it, then adopts the result. Before, the claim was free the
+    moment the runner died, and the command ran a second time."""
     p = sweepproject
     done, go, started = tmp_path / "done.txt", tmp_path / "go", tmp_path / "started"
     p.write(
@@ -227,17 +228,18 @@ def test_a_dead_runners_claims_wait_for_its_supervisor(
             time.sleep(0.02)
         assert done.read_text() == "completed\n"
         time.sleep(0.2)  # the command has exited; its exit is not written yet
-        res = p.run("--run-all")
-        assert done.read_text() == "completed\n", res.stdout + res.stderr
+        # The next run waits for the supervisor rather than take the claim now (or find
+        # it still claimed and run nothing).
+        rerun = p.popen("--run-all")
+        time.sleep(1.0)
+        assert rerun.poll() is None, rerun.communicate()
+        assert done.read_text() == "completed\n"
         assert [r["state"] for r in p.records()] == ["running"]
     finally:
         os.kill(supervisor, signal.SIGCONT)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{supervisor}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    res = p.run("--run-all")
-    assert res.ret == 0, res.stdout + res.stderr
-    assert "adopted once" in res.stdout
+    out, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, out + err
+    assert "adopted once" in out
     assert done.read_text().splitlines() == ["completed"]
     (rec,) = p.records()
     assert rec["state"] == "success"

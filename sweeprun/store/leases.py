@@ -174,6 +174,31 @@ def dead_journals(directory: Path) -> list[Path]:
     return out
 
 
+def await_supervisors(directory: Path, timeout: float = 30.0) -> None:
+    """Wait (``timeout`` at most) for the journals of dead runners on this host whose lock
+    their supervisor still holds: it is writing their last exits and killing what they
+    left, usually for milliseconds. A ``--run-all`` right after a ``kill -9`` then takes
+    the dead runner's experiments back instead of finding them all still claimed."""
+    host, deadline = socket.gethostname(), time.monotonic() + timeout
+    for path in directory.glob(f"*{SUFFIX}") if directory.is_dir() else ():
+        header = _header(path)
+        if header is None or header[0] != host or not _gone(header[1]):
+            continue
+        while journal_locked(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def _gone(pid: int) -> bool:
+    """Whether no process has this pid (a reused pid reads as alive: then nothing waits)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _header(path: Path) -> tuple[str, int] | None:
     try:
         with open(path, encoding="utf-8") as f:

@@ -307,6 +307,7 @@ class ExpStore:
         workspace that another job is about to take. ``adopt`` may record an orphan
         instead (its command had finished): it returns whether it did.
         """
+        leases.await_supervisors(self.journal.directory)
         found = self.orphans()
         for rec in found:
             kill(rec.key)
