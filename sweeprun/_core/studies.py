@@ -150,6 +150,8 @@ def top_up(session: Session, limit: int) -> list[Record]:
     near its ``trials``); the records queued."""
     queued: list[Record] = []
     for study in session.studies:
+        if len(session.store.ledger(study.config.digest)) >= study.config.trials:
+            continue  # full: its records need not be read (a look that is cheap and often)
         with _locked(session, study):
             history = study.trials(session.store.records())
             taken = _taken(session, study, history)
@@ -196,12 +198,15 @@ def _experiment(session: Session, study: OpenStudy, point: dict[str, Any]) -> Ex
     return item
 
 
-def open_from_records(session: Session) -> None:
-    """Add to ``session.studies`` the studies the records name that are not full yet
-    (``--run-all`` and workers: nothing collected them)."""
+def open_from_records(session: Session, results: bool = True) -> None:
+    """Add to ``session.studies`` the studies the records name (``--run-all`` and
+    workers: nothing collected them). ``results=False``: only queued and running records
+    are read (an idle worker's look every half second: a new study always has a queued
+    trial, and reading every result that often would cost with many of them)."""
     known = {(s.spec.path, s.sweep.name, s.config.digest) for s in session.studies}
     named: dict[tuple[str, str, str], None] = {}
-    for rec in session.store.records():
+    listed = session.store.records() if results else session.store.records(QUEUE, RUNNING)
+    for rec in listed:
         data = rec.data
         if data.study and (data.spec, data.sweep, data.study) not in known:
             named[(data.spec, data.sweep, data.study)] = None

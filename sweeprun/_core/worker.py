@@ -113,12 +113,13 @@ def live_workers(state_dir: Path) -> list[WorkerInfo]:
     return found
 
 
-def queued_now(session: Session) -> list[Record]:
+def queued_now(session: Session, results: bool = True) -> list[Record]:
     """What ``--run-all`` runs now: dead runners' experiments adopted or put back first,
-    then every queued record, oldest first."""
+    then every queued record, oldest first (``results=False``: studies are looked for
+    among queued and running records only)."""
     common = session.config.repo.common_dir
     session.store.reclaim(partial(kill_leftovers, common), adopter(session))
-    studies.open_from_records(session)  # and their next trials, a slot's worth each
+    studies.open_from_records(session, results)  # and their next trials, a slot's worth each
     studies.top_up(session, max(1, session.options.jobs - len(session.store.queued())))
     records = session.store.queued()
     session.store.set_aside_damaged()  # what can never run is said, not left there
@@ -194,9 +195,11 @@ def serve(session: Session, ident: str) -> int:
     old = {s: signal.signal(s, h) for s, h in ((DRAIN, drain), (signal.SIGTERM, stop))}
     status = 0
     try:
-        since = time.monotonic()
+        since, polls = time.monotonic(), 0
         while not draining.is_set():
-            records = queued_now(session)
+            # Every result is read at the start and then once a minute, not every poll.
+            records = queued_now(session, results=polls % 120 == 0)
+            polls += 1
             session.prune = studies.pruner(session)  # the studies found so far
             if not records:
                 info.state = "idle"
