@@ -376,3 +376,25 @@ def test_the_budget_is_counted_in_the_ledger_not_by_listing_records(
     res = p.run("sweeps.yaml::tune", "--run")
     assert res.ret in (0, 5), res.stdout + res.stderr
     assert len(trials(p)) == 2 and "3 of 3 trials proposed" in res.stdout, res.stdout
+
+
+def test_two_studies_of_one_space_each_run_their_own_trials(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Two optimize: sweeps of one spec over one small discrete space (seeds 0 and 1):
+    the second proposes points the first ran, with the same inputs; they are its own
+    trials (before, each was skipped as "already recorded" and the second stalled)."""
+    p = sweepproject
+    make(p, tmp_path, trials=3)
+    small = p.read("sweeps.yaml").replace("loguniform(1e-4, 1e-1)", "choice(0.001, 0.01)")
+    small = small.replace("choice(64, 128, 256)", "choice(64, 128)")
+    second = (
+        small[small.index("  tune:") :].replace("  tune:", "  tune2:").replace("seed: 0", "seed: 1")
+    )
+    p.write("sweeps.yaml", small + second)
+    p.commit("two studies")
+    assert p.run("sweeps.yaml::tune", "--run").ret == 0
+    res = p.run("sweeps.yaml::tune2", "--run")
+    assert res.ret == 0, res.stdout + res.stderr
+    got = [r["sweep"] for r in p.records()]
+    assert sorted(got) == ["tune"] * 3 + ["tune2"] * 3, got

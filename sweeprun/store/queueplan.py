@@ -53,11 +53,16 @@ class QueuePlan:
 
 
 def content_key(
-    baseline: str, tree: str, files: dict[str, str], stages: list[dict[str, Any]]
+    baseline: str, tree: str, files: dict[str, str], stages: list[dict[str, Any]], study: str = ""
 ) -> str:
-    """The identity of an experiment: same inputs → same key."""
+    """The identity of an experiment: same inputs → same key. A study's trial is also
+    its study's: another study (another seed, say) proposing the same point must run it as
+    its own trial, not find it "already recorded" and stall (the run-cache still answers
+    its stages if nothing changed)."""
     h = hashlib.sha256()
     h.update(f"{baseline}\0{tree}\0".encode())
+    if study:
+        h.update(f"study {study}\0".encode())
     for path in sorted(files):
         h.update(f"{path}\0{hashlib.sha256(files[path].encode()).hexdigest()}\0".encode())
     h.update(json.dumps(stages, sort_keys=True).encode())
@@ -96,7 +101,7 @@ def plan(
     batch: dict[str, Record] = {}
     for item in items:
         files = item.rendered_files()
-        key = content_key(baseline, tree, files, item.stages_record())
+        key = content_key(baseline, tree, files, item.stages_record(), item.study)
         if key in batch:
             out.skipped.append((item, batch[key]))  # the same point twice
             continue
