@@ -45,6 +45,25 @@ def _wait_for(runner: subprocess.Popen[str], path: Path) -> None:
         time.sleep(0.02)
 
 
+def _waiting_job(p: SweepProject, tmp: Path) -> tuple[Path, Path, Path]:
+    """One queued experiment (``once``) whose command touches ``started``, waits for
+    ``go``, then writes its metric and appends to ``done`` as its last act."""
+    done, go, started = tmp / "done.txt", tmp / "go", tmp / "started"
+    p.write(
+        "job.py",
+        "import json, pathlib, time\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.01)\n"
+        "json.dump({'ok': 1}, open('m.json', 'w'))\n"
+        f"open({str(done)!r}, 'a').write('completed\\n')\n",
+    )
+    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nmetrics: [m.json]\n")
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    assert p.run("sweeps.yaml", "-n", "once").ret == 0
+    return done, go, started
+
+
 @pytest.mark.parametrize("made", ["result-commit", "command-only"])
 def test_a_result_finished_under_a_killed_runner_is_adopted_not_rerun(
     sweepproject: SweepProject, tmp_path: Path, made: str
@@ -124,21 +143,7 @@ def test_a_command_that_ends_while_its_runner_cannot_record_it_is_adopted(
     killed after it: a runner that recorded exits itself never could, and the next one ran
     the command to completion a second time."""
     p = sweepproject
-    done = tmp_path / "done.txt"
-    go = tmp_path / "go"
-    started = tmp_path / "started"
-    p.write(
-        "job.py",
-        "import json, pathlib, time\n"
-        f"pathlib.Path({str(started)!r}).touch()\n"
-        f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.01)\n"
-        "json.dump({'ok': 1}, open('m.json', 'w'))\n"
-        f"open({str(done)!r}, 'a').write('completed\\n')\n",
-    )
-    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nmetrics: [m.json]\n")
-    p.write(".gitignore", "__pycache__/\n")
-    p.commit()
-    assert p.run("sweeps.yaml", "-n", "once").ret == 0
+    done, go, started = _waiting_job(p, tmp_path)
     runner = p.popen("--run-all")
     _wait_for(runner, started)
     runner.send_signal(signal.SIGSTOP)  # the runner can record nothing from now on
@@ -202,19 +207,7 @@ def test_a_dead_runners_claims_wait_for_its_supervisor(
     ``--run-all`` waits for it, then adopts the result. Before, the claim was free the
     moment the runner died, and the command ran a second time."""
     p = sweepproject
-    done, go, started = tmp_path / "done.txt", tmp_path / "go", tmp_path / "started"
-    p.write(
-        "job.py",
-        "import json, pathlib, time\n"
-        f"pathlib.Path({str(started)!r}).touch()\n"
-        f"while not pathlib.Path({str(go)!r}).exists():\n    time.sleep(0.01)\n"
-        "json.dump({'ok': 1}, open('m.json', 'w'))\n"
-        f"open({str(done)!r}, 'a').write('completed\\n')\n",
-    )
-    p.write("sweeps.yaml", f"cmd: {sys.executable} job.py\nmetrics: [m.json]\n")
-    p.write(".gitignore", "__pycache__/\n")
-    p.commit()
-    assert p.run("sweeps.yaml", "-n", "once").ret == 0
+    done, go, started = _waiting_job(p, tmp_path)
     runner = p.popen("--run-all")
     _wait_for(runner, started)
     supervisor = _supervisor_of(runner)

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -80,7 +80,6 @@ class WorkerInfo:
     running: int = 0
     done: int = 0
     failed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ref(self) -> procs.ProcessRef:
@@ -243,11 +242,8 @@ def _argv_of(args: Any, parser_actions: list[Any]) -> list[str]:
         value = getattr(args, action.dest, action.default)
         if value is None or value == action.default or value is False:
             continue
-        flag = (
-            action.option_strings[-1]
-            if action.option_strings[-1].startswith("--")
-            else (action.option_strings[0])
-        )
+        longest = action.option_strings[-1]
+        flag = longest if longest.startswith("--") else action.option_strings[0]
         if value is True:
             words.append(flag)
         else:
@@ -275,20 +271,6 @@ def add_start_options(parser: argparse.ArgumentParser) -> None:
     )
     add_idle_timeout(parser)
     add_run_options(parser)
-
-
-def describe(info: WorkerInfo) -> str:
-    """One line of ``queue status`` about a worker."""
-    up = time.time() - info.started
-    up_text = next(
-        (f"{up / size:.0f}{unit}" for unit, size in (("d", 86400), ("h", 3600), ("m", 60))
-         if up >= size),
-        f"{up:.0f}s",
-    )  # fmt: skip
-    return (
-        f"worker pid {info.pid}  -j {info.jobs}  {info.backend}  up {up_text}  "
-        f"running {info.running}  done {info.done}  failed {info.failed}  {info.state}"
-    )
 
 
 def start(config: Config) -> int:

@@ -61,8 +61,11 @@ def _status(config: Config, store: ExpStore) -> int:
         else:
             since = now - float(r.meta.get("queued_at", now))
         out.write(shown(f"{r.state:8s} {r.name:14s} {_age(since):>4s}  {r.id}{runner}") + "\n")
-    for info in worker.live_workers(config.repo.state_dir):
-        out.write(worker.describe(info) + "\n")
+    for w in worker.live_workers(config.repo.state_dir):
+        out.write(
+            f"worker pid {w.pid}  -j {w.jobs}  {w.backend}  up {_age(now - w.started)}  "
+            f"running {w.running}  done {w.done}  failed {w.failed}  {w.state}\n"
+        )
     return ExitCode.OK
 
 
