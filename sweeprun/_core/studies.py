@@ -17,8 +17,6 @@ runs — each proposal is recorded once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from sweeprun.spec.collect import params_of
 from sweeprun.spec.expect import lookup
 from sweeprun.spec.sweeps import Sweep, locate
 from sweeprun.sweepers.optimize import OptimizeConfig, Pruning, Trial, parse_optimize, propose
-from sweeprun.system.damage import ensure_dir
+from sweeprun.system.damage import held
 
 if TYPE_CHECKING:
     from sweeprun._core.session import Session
@@ -135,14 +133,9 @@ def study_of(session: Session, spec: Spec, sweep: Sweep, params: ParamsSet) -> O
 @contextlib.contextmanager
 def _locked(session: Session, study: OpenStudy) -> Iterator[None]:
     """One proposer at a time per study in this repository."""
-    base = session.config.repo.state_dir / "studies"
-    ensure_dir(base, base.parent)
-    fd = os.open(base / f"{study.config.digest}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    state = session.config.repo.state_dir
+    with held(state / "studies" / f"{study.config.digest}.lock", state):
         yield
-    finally:
-        os.close(fd)
 
 
 def top_up(session: Session, limit: int) -> list[Record]:
@@ -150,11 +143,12 @@ def top_up(session: Session, limit: int) -> list[Record]:
     near its ``trials``); the records queued."""
     queued: list[Record] = []
     for study in session.studies:
-        if len(session.store.ledger(study.config.digest)) >= study.config.trials:
-            continue  # full: its records need not be read (a look that is cheap and often)
         with _locked(session, study):
+            ledger = session.store.ledger(study.config.digest)
+            if len(ledger) >= study.config.trials:
+                continue  # full: its records need not be read (a look that is cheap and often)
             history = study.trials(session.store.records())
-            taken = _taken(session, study, history)
+            taken = _taken(ledger, history)
             n = min(limit, study.config.trials - len(taken))
             if n <= 0:
                 continue
@@ -174,12 +168,12 @@ def top_up(session: Session, limit: int) -> list[Record]:
     return queued
 
 
-def _taken(session: Session, study: OpenStudy, history: list[tuple[Record, Trial]]) -> set[int]:
-    """The trial numbers the study has used. Counted in its ledger, not by listing records:
+def _taken(ledger: set[int], history: list[tuple[Record, Trial]]) -> set[int]:
+    """The trial numbers a study has used. Counted in its ledger, not by listing records:
     a record moving from running/ to exps/ while they are listed can be missed (a proposal
     too many, as a test with kill -9 found); the records add what a ledger pulled from
     elsewhere lacks."""
-    return session.store.ledger(study.config.digest) | {rec.data.trial for rec, _ in history}
+    return ledger | {rec.data.trial for rec, _ in history}
 
 
 def _experiment(session: Session, study: OpenStudy, point: dict[str, Any]) -> Experiment:
@@ -198,11 +192,12 @@ def _experiment(session: Session, study: OpenStudy, point: dict[str, Any]) -> Ex
     return item
 
 
-def open_from_records(session: Session, results: bool = True) -> None:
+def open_from_records(session: Session, results: bool = True) -> list[OpenStudy]:
     """Add to ``session.studies`` the studies the records name (``--run-all`` and
     workers: nothing collected them). ``results=False``: only queued and running records
     are read (an idle worker's look every half second: a new study always has a queued
-    trial, and reading every result that often would cost with many of them)."""
+    trial, and reading every result that often would cost with many of them). Returns
+    ``session.studies``."""
     known = {(s.spec.path, s.sweep.name, s.config.digest) for s in session.studies}
     named: dict[tuple[str, str, str], None] = {}
     listed = session.store.records() if results else session.store.records(QUEUE, RUNNING)
@@ -223,13 +218,15 @@ def open_from_records(session: Session, results: bool = True) -> None:
                     if study is not None and study.config.digest == digest:
                         session.studies.append(study)
                         known.add((spec_path, sweep_name, digest))
+    return session.studies
 
 
 def start(session: Session, jobs: int) -> list[Record]:
     """Queue the first trials of the collected studies: as many as ``-j`` runs at once."""
     queued = top_up(session, max(1, jobs))
     for study in session.studies:
-        n = len(_taken(session, study, study.trials(session.store.records())))
+        history = study.trials(session.store.records())
+        n = len(_taken(session.store.ledger(study.config.digest), history))
         session.config.stdout.write(
             f"study {study.where}: {n} of {study.config.trials} trials proposed "
             f"({study.config.describe()})\n"

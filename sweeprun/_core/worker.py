@@ -48,7 +48,7 @@ from sweeprun.run.adopt import adopter
 from sweeprun.run.workspace import kill_leftovers
 from sweeprun.store.leases import journal_locked
 from sweeprun.system import procs
-from sweeprun.system.damage import ensure_dir
+from sweeprun.system.damage import close, ensure_dir, held, open_lock
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -118,9 +118,10 @@ def queued_now(session: Session, results: bool = True) -> list[Record]:
     among queued and running records only)."""
     common = session.config.repo.common_dir
     session.store.reclaim(partial(kill_leftovers, common), adopter(session))
-    studies.open_from_records(session, results)  # and their next trials, a slot's worth each
-    studies.top_up(session, max(1, session.options.jobs - len(session.store.queued())))
     records = session.store.queued()
+    if studies.open_from_records(session, results):  # their next trials: a slot's worth
+        # Proposed now, so the newest: after what was queued before.
+        records += studies.top_up(session, max(1, session.options.jobs - len(records)))
     session.store.set_aside_damaged()  # what can never run is said, not left there
     return records
 
@@ -157,7 +158,7 @@ def serve(session: Session, ident: str) -> int:
         argv = []
     base = workers_dir(config.repo.state_dir)
     ensure_dir(base, base.parent)
-    lock = os.open(base / f"{ident}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    lock = open_lock(base / f"{ident}.lock", base.parent)
     fcntl.flock(lock, fcntl.LOCK_EX)  # held until this process ends: "this worker lives"
     path = base / f"{ident}.json"
     options = session.options
@@ -229,7 +230,7 @@ def serve(session: Session, ident: str) -> int:
         config.pluginmanager.unregister(progress)
         for done in (path, base / f"{ident}.lock"):
             done.unlink(missing_ok=True)
-        os.close(lock)
+        close(lock)
     return status
 
 
@@ -254,14 +255,8 @@ def _argv_of(args: Any, parser_actions: list[Any]) -> list[str]:
 @contextlib.contextmanager
 def _start_lock(state_dir: Path) -> Iterator[None]:
     """One ``queue start`` at a time in a repository (so two of them start one worker)."""
-    base = workers_dir(state_dir)
-    ensure_dir(base, base.parent)
-    fd = os.open(base / "start.lock", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with held(workers_dir(state_dir) / "start.lock", state_dir):
         yield
-    finally:
-        os.close(fd)
 
 
 def add_start_options(parser: argparse.ArgumentParser) -> None:

@@ -108,13 +108,8 @@ def admin_lock(common_dir: str | os.PathLike[str]) -> Iterator[None]:
     slot is created once), so one pool-wide lock, held across processes, costs nothing.
     """
     base = pool_dir(common_dir)
-    damage.ensure_dir(base, base.parent)
-    lock = damage.open_lock(base / "admin.lock", base.parent)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with damage.held(base / "admin.lock", base.parent):
         yield
-    finally:
-        damage.close(lock)  # closing drops the lock
 
 
 def pid_file(ws: Path) -> Path:
@@ -135,13 +130,8 @@ def _awaits_adoption(pidfile: Path, common_dir: str | os.PathLike[str]) -> bool:
     runner = words[4].partition(".")[0]
     if not runner.isdigit() or int(runner) == os.getpid():
         return False  # this runner's own: it records it itself
-    try:
-        os.kill(int(runner), 0)
+    if not procs.gone(int(runner)):
         return False  # alive: it records it (or noted the result in its journal)
-    except ProcessLookupError:
-        pass
-    except OSError:
-        return False
     ref = RUNNING + words[0]
     # Rare (a slot whose last command was a dead runner's): a git call is affordable.
     return bool(run_git(["rev-parse", "--verify", "-q", ref], common_dir, check=False).strip())

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -334,13 +333,8 @@ class Cache:
     def stage_lock(self, key: str) -> Iterator[None]:
         """Exclusive while a stage with ``key`` is being computed (across processes)."""
 
-        damage.ensure_dir(self.locks, self.root)
-        fd = damage.open_lock(self.locks / f"{key}.lock", self.root)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with damage.held(self.locks / f"{key}.lock", self.root):
             yield
-        finally:
-            damage.close(fd)
 
     def unused(self, used: set[str]) -> list[Reapable]:
         """For ``gc``: objects none of the ``used`` digests (or their manifests) names,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sweeprun.model import Reapable, unlink_later
+from sweeprun.system import procs
 from sweeprun.system.damage import ensure_dir
 
 SUFFIX = ".lease"
@@ -182,21 +183,10 @@ def await_supervisors(directory: Path, timeout: float = 30.0) -> None:
     host, deadline = socket.gethostname(), time.monotonic() + timeout
     for path in directory.glob(f"*{SUFFIX}") if directory.is_dir() else ():
         header = _header(path)
-        if header is None or header[0] != host or not _gone(header[1]):
+        if header is None or header[0] != host or not procs.gone(header[1]):
             continue
         while journal_locked(path) and time.monotonic() < deadline:
             time.sleep(0.02)
-
-
-def _gone(pid: int) -> bool:
-    """Whether no process has this pid (a reused pid reads as alive: then nothing waits)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def _header(path: Path) -> tuple[str, int] | None:

@@ -9,9 +9,11 @@ Nothing is deleted: the damaged thing can be looked at later.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -62,3 +64,16 @@ def close(fd: int) -> None:
     """Close a descriptor from :func:`open_lock`."""
     with contextlib.suppress(OSError):
         os.close(fd)
+
+
+@contextlib.contextmanager
+def held(path: Path, state_dir: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the lock file ``path`` (made, or set aside and made anew
+    if damaged: see :func:`open_lock`), held across processes while the block runs."""
+    ensure_dir(path.parent, state_dir)
+    fd = open_lock(path, state_dir)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        close(fd)  # closing drops the lock

@@ -44,6 +44,18 @@ _PR_SET_CHILD_SUBREAPER = 36
 TOKEN_ENV = "SWEEPRUN_JOB"
 
 
+def gone(pid: int) -> bool:
+    """Whether no process has this pid (a pid reused since reads as alive: callers that
+    wait or keep things for a dead process then do the cautious thing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, someone else's
+    return False
+
+
 def job_token(key: str, common_dir: str | os.PathLike[str]) -> str:
     """The token of experiment ``key``'s processes in the repository at ``common_dir``."""
     repo = hashlib.sha1(os.fsencode(os.path.realpath(common_dir))).hexdigest()[:10]
