@@ -282,27 +282,20 @@ for step in range(state["step"] + 1, 9):
         f.write(f"{{p['lr']}} {{step}}\\n")
     make_checkpoint()
 """
-CURVES_SPEC = """
+#: The program above as a checkpointing stage (what a W&B config is pasted under too).
+CURVES_STAGES = """
 params: params.yaml
 stages:
   train:
     cmd: {python} train.py
     outs: [state.json: {{checkpoint: true}}]
     metrics: [m.json]
-sweeps:
-  tune:
-    optimize:
-      trials: 10
-      seed: 0
-      metric: loss
-      direction: min
-      space:
-        train.lr: loguniform(1e-4, 1e-1)
-        train.units: choice(64, 128, 256)
-      prune:
-        pruner: median
-        min_steps: 2
 """
+CURVES_SPEC = (
+    CURVES_STAGES
+    + SPEC[SPEC.index("sweeps:") :].replace("{trials}", "10")
+    + "      prune:\n        pruner: median\n        min_steps: 2\n"
+)
 
 
 def test_a_pruned_trial_stops_at_its_checkpoint_and_is_recorded_pruned(

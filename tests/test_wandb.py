@@ -7,18 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_optimize import CURVES, trials
+from test_optimize import CURVES, CURVES_STAGES
 
 from sweeprun.testing import SweepProject
 
-BAYES = """
-params: params.yaml
-stages:
-  train:
-    cmd: {python} train.py
-    outs: [state.json: {{checkpoint: true}}]
-    metrics: [m.json]
-sweeps:
+BAYES = (
+    CURVES_STAGES
+    + """sweeps:
   wb:
     method: bayes
     name: my-wandb-sweep
@@ -40,6 +35,7 @@ sweeps:
       min_iter: 2
     run_cap: 8
 """
+)
 
 
 def project(p: SweepProject, tmp: Path, spec: str) -> Path:
@@ -71,7 +67,6 @@ def test_a_wandb_bayes_config_with_early_terminate_runs_as_an_optimize_sweep(
     units = {r["params"]["params.yaml"]["train"]["units"] for r in got}
     assert units <= {64, 128, 256}
     assert all(1e-4 <= r["params"]["params.yaml"]["train"]["lr"] <= 0.1 for r in got)
-    assert trials is not None
 
 
 @pytest.mark.parametrize(
