@@ -25,7 +25,7 @@ from sweeprun.spec.dag import LOCK_FILE
 from sweeprun.spec.hydra import RUN_OVERRIDES
 from sweeprun.store.cache import Cache, CacheObjectError
 from sweeprun.store.files import remove
-from sweeprun.store.git import ZERO, RefOp, run_git
+from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
 from sweeprun.store.tiered import configured_remote, fetch_missing
 from sweeprun.system.paths import guarded, guarded_entry
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun._core.registry import CommandRegistry
 
-STASH_REF = "refs/sweeprun/stash"
 #: Where ``apply`` of a Hydra app's experiment writes its overrides (in the app's wdir).
 OVERRIDES_FILE = "hydra-overrides.txt"
 #: How a stash records an ignored symlink that apply replaces.
@@ -125,14 +124,14 @@ def stash_workspace(store: ExpStore, paths: set[str], cache: Cache) -> tuple[str
             before[path] = cache.save(full)  # ignored: the snapshot cannot hold it
         else:
             before[path] = None  # apply creates it: undo removes it
-    previous = run_git(["rev-parse", "-q", "--verify", STASH_REF], store.cwd, check=False).strip()
+    previous = store.stash()
     meta = {"kind": "stash", "previous": previous or None, "at": time.time(), "before": before}
     commit = run_git(
         ["commit-tree", tree, "-p", head],
         store.cwd,
         input=f"sweeprun: stash before apply\n\n{json.dumps(meta)}\n",
     ).strip()
-    store.updater.transaction([RefOp(STASH_REF, commit, previous or ZERO)])
+    store.set_stash(commit, previous)
     return commit, bool(status.strip())
 
 
@@ -204,9 +203,7 @@ def _apply(config: Config) -> int:
     out = config.stdout
     try:
         if config.getoption("undo"):
-            stash = run_git(
-                ["rev-parse", "-q", "--verify", STASH_REF], store.cwd, check=False
-            ).strip()
+            stash = store.stash()
             if not stash:
                 raise UsageError("apply --undo: nothing to undo (no saved workspace)")
             restored, removed = undo_apply(store, stash, cache)

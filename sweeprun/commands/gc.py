@@ -23,7 +23,7 @@ from sweeprun.run import checkpoint, workspace
 from sweeprun.spec.dag import LOCK_FILE
 from sweeprun.store import leases
 from sweeprun.store.cache import Cache
-from sweeprun.store.git import ZERO, RefOp, run_git
+from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def _gc(config: Config) -> int:
         if dry:
             return ExitCode.TESTS_FAILED if corrupt else ExitCode.OK
         if doomed:
-            store.updater.transaction([RefOp(r.ref, ZERO, r.commit) for r in doomed])
+            store.remove(doomed)
         # Kills what their dead runners left running, then requeues.
         store.reclaim(partial(workspace.kill_leftovers, common))
         for item in items:

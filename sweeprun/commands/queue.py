@@ -15,10 +15,10 @@ from sweeprun._core.registry import examples_epilog
 from sweeprun.commands.results import remove_records, resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import EXPS, FAILED_STATES, QUEUE, replaced_ref
+from sweeprun.model import FAILED_STATES, QUEUE
 from sweeprun.report.safe import shown
 from sweeprun.run.workspace import running_command
-from sweeprun.store.git import ZERO, RefConflict, RefOp
+from sweeprun.store.git import RefConflict
 from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
@@ -145,20 +145,14 @@ def _retry(config: Config, store: ExpStore) -> int:
         if not names:
             raise UsageError("queue retry: name experiments or use --failed")
         chosen = resolve(store, names, records)
-    ops = []
     for rec in chosen:
         if rec.state in ("queued", "running"):
             raise UsageError(f"queue retry: {rec.name} is {rec.state} already")
-        queued = str(rec.meta.get("queue_commit") or "")
-        if not queued:
+        if not rec.meta.get("queue_commit"):
             raise UsageError(f"queue retry: {rec.name} has no queued commit to run again")
-        ops += [RefOp(QUEUE + rec.key, queued, ZERO)]
-        if rec.ref.startswith(EXPS):
-            # The result gives way to the rerun's, and is kept (show --all-records).
-            keep = replaced_ref(rec.baseline, rec.name, rec.commit)
-            ops += [RefOp(rec.ref, ZERO, rec.commit), RefOp(keep, rec.commit, ZERO)]
     try:
-        store.updater.transaction(ops)
+        # A result gives way to the rerun's, and is kept (show --all-records).
+        store.requeue(chosen)
     except RefConflict as exc:
         raise UsageError(
             f"queue retry: the queue changed meanwhile, nothing queued: {exc}"

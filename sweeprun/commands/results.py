@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record, replaced_ref
+from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record
 from sweeprun.report.safe import shown
-from sweeprun.run.checkpoint import REF_PREFIX, at_step, journal_path
+from sweeprun.run.checkpoint import at_step, journal_path
 from sweeprun.spec.names import is_ref_safe
-from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
+from sweeprun.store.git import RefConflict, run_git
 from sweeprun.store.records import ExpStore
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def _branch(config: Config) -> int:
         if not proc.strip():
             raise UsageError(f"branch: {branch!r} is not a valid branch name")
         try:
-            store.updater.transaction([RefOp(f"refs/heads/{branch}", rec.commit, ZERO)])
+            store.create_branch(branch, rec.commit)
         except RefConflict:
             raise UsageError(f"branch: a branch named {branch!r} already exists") from None
         config.stdout.write(f"branch {branch} now points at {rec.name} ({rec.commit[:7]})\n")
@@ -113,22 +113,11 @@ def _rename(config: Config) -> int:
         taken = [r for r in store.records(EXPS) if r.baseline == rec.baseline and r.name == new]
         if taken:
             raise UsageError(f"rename: {new!r} already names an experiment of that baseline")
-        target = f"{EXPS}{rec.baseline}/{new}"
-        ops = [RefOp(target, rec.commit, ZERO), RefOp(rec.ref, ZERO, rec.commit)]
-        for old in history(store, [rec]):  # the records it replaced go with it
-            moved = replaced_ref(old.baseline, new, old.commit)
-            ops += [RefOp(moved, old.commit, ZERO), RefOp(old.ref, ZERO, old.commit)]
-        store.updater.transaction(ops)
+        store.rename(rec, new)  # the records it replaced go with it
         config.stdout.write(f"renamed {rec.name} to {new}\n")
         return ExitCode.OK
     finally:
         store.close()
-
-
-def history(store: ExpStore, records: list[Record]) -> list[Record]:
-    """The records that reruns replaced under the names of ``records`` (results)."""
-    names = {(r.baseline, r.name) for r in records if r.finished}
-    return [r for r in store.replaced() if (r.baseline, r.name) in names] if names else []
 
 
 # -- remove ---------------------------------------------------------------------------------
@@ -208,30 +197,15 @@ def remove_records(config: Config, store: ExpStore, doomed: list[Record]) -> int
                 raise UsageError(f"remove -g {remote}: the remote refused: {out.strip()}")
         config.stdout.write(f"removed {len(refs)} experiments from {remote}\n")
         return ExitCode.OK
-    # An experiment's name goes with the records its reruns replaced.
-    earlier = history(store, doomed)
-    ops = [RefOp(r.ref, ZERO, r.commit) for r in (*doomed, *earlier)]
-    ckpts = {
-        ref.split("/")[-1]: sha
-        for ref, sha in (
-            line.split()
-            for line in run_git(
-                ["for-each-ref", "--format=%(refname) %(objectname)", REF_PREFIX], store.cwd
-            ).splitlines()
-        )
-    }
-    for r in doomed:
-        if r.key in ckpts and not any(
-            o.key == r.key for o in store.records() if o.ref not in {d.ref for d in doomed}
-        ):
-            ops.append(RefOp(REF_PREFIX + r.key, ZERO, ckpts[r.key]))
+    # An experiment's name goes with the records its reruns replaced, and its checkpoint
+    # chain with the last record of its key.
+    earlier = store.earlier(doomed)
     try:
-        store.updater.transaction(ops)
+        chains = store.remove(doomed, earlier, chains=True)
     except RefConflict as exc:
         raise UsageError(f"remove: experiments changed meanwhile, nothing removed: {exc}") from None
-    for r in doomed:
-        if any(op.ref == REF_PREFIX + r.key for op in ops):
-            journal_path(store.repo.common_dir, r.key).unlink(missing_ok=True)
+    for key in chains:
+        journal_path(store.repo.common_dir, key).unlink(missing_ok=True)
     config.stdout.write(
         f"removed {len(doomed)} experiment{'s' if len(doomed) != 1 else ''}"
         + (

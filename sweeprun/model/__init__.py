@@ -7,11 +7,13 @@ records written by earlier versions are migrated when read (see :mod:`.records`)
 from sweeprun.model.job import BACKENDS, CHECKPOINT_ENV, Job, JobReport, JobSetup, RunOptions
 from sweeprun.model.reap import Reapable, size_of, unlink_later
 from sweeprun.model.records import (
+    CHECKPOINTS,
     EXPS,
     QUEUE,
     REPLACED,
     RUNNING,
     SCHEMA,
+    STASH,
     STUDIES,
     CheckpointRecord,
     ExpRecord,
@@ -31,6 +33,7 @@ from sweeprun.model.states import FAILED_STATES, Outcome, State
 
 __all__ = [
     "BACKENDS",
+    "CHECKPOINTS",
     "CHECKPOINT_ENV",
     "EXPS",
     "FAILED_STATES",
@@ -38,6 +41,7 @@ __all__ = [
     "REPLACED",
     "RUNNING",
     "SCHEMA",
+    "STASH",
     "STUDIES",
     "CheckpointRecord",
     "ExpRecord",

@@ -218,6 +218,10 @@ STUDIES = PREFIX + "studies/"
 #: Records that an explicit rerun replaced (``-f``, ``--force``, ``--lf``, a re-used
 #: ``-n``): ``replaced/<baseline>/<name>/<commit>``, kept reachable (``show --all-records``).
 REPLACED = PREFIX + "replaced/"
+#: A running or finished experiment's checkpoint chain: ``checkpoints/<key>`` → its last.
+CHECKPOINTS = PREFIX + "checkpoints/"
+#: ``apply``'s stash of the workspace as it was (``apply --undo`` restores it).
+STASH = PREFIX + "stash"
 
 
 class Record:

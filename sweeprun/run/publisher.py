@@ -17,7 +17,7 @@ from pathlib import Path
 from sweeprun.exceptions import UsageError
 from sweeprun.model import EXPS, Record, parse_message, parse_record
 from sweeprun.run import checkpoint
-from sweeprun.store.git import ZERO, RefConflict, RefOp, run_git
+from sweeprun.store.git import RefConflict, run_git
 from sweeprun.store.records import ExpStore
 
 #: Where ``apply NAME@N`` and in-place checkpoints leave the checkpoint that the user's
@@ -48,11 +48,10 @@ class CheckpointPublisher:
         with self._lock:
             if not chain or self.seen.get(key) == len(chain):
                 return
-            ref = checkpoint.REF_PREFIX + key
-            current = run_git(["rev-parse", "-q", "--verify", ref], store.cwd, check=False)
-            if current.strip() != chain[-1][0]:
+            current = store.checkpoint_tip(key)
+            if current != chain[-1][0]:
                 with contextlib.suppress(RefConflict):
-                    store.updater.transaction([RefOp(ref, chain[-1][0], current.strip() or ZERO)])
+                    store.move_checkpoints(key, chain[-1][0], current)
             if record is not None:
                 for sha, step in chain[self.seen.get(key, 0) :]:
                     self._pending.append((record, sha, step))
@@ -119,13 +118,12 @@ def prepare_checkpoints(
     them to one of its own or seeds them from another experiment's. An in-place run
     continues from the checkpoint the workspace holds (``apply NAME@N``, or its last one)."""
     common = store.repo.common_dir
-    ref = checkpoint.REF_PREFIX + record.key
     marker = store.repo.state_dir / WORKSPACE_CHECKPOINT
     if reset:
         checkpoint.journal_path(common, record.key).unlink(missing_ok=True)
-        current = run_git(["rev-parse", "-q", "--verify", ref], store.cwd, check=False).strip()
+        current = store.checkpoint_tip(record.key)
         if current:
-            store.updater.transaction([RefOp(ref, ZERO, current)])
+            store.move_checkpoints(record.key, "", current)
         return
     if not any(s.checkpoint_outs for s in record.data.stages):
         return  # nothing of this experiment checkpoints: no chain to continue

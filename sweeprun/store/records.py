@@ -14,10 +14,8 @@ only through compare-and-swap transactions, and only in the parent process.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,8 +31,6 @@ from sweeprun.model import (
     format_message,
     is_record,
     parse_message,
-    replaced_ref,
-    result_ref,
 )
 from sweeprun.store import leases, queueplan, refdamage, written
 from sweeprun.store.git import (
@@ -51,7 +47,7 @@ from sweeprun.store.git import (
 )
 from sweeprun.store.queueplan import QueuePlan
 from sweeprun.store.snapshots import snapshot_tree
-from sweeprun.system.faults import storage_error
+from sweeprun.store.transitions import RefTransitions
 
 if TYPE_CHECKING:
     from sweeprun.spec.collect import Experiment
@@ -65,13 +61,9 @@ class QueueOutcome:
     skipped: list[tuple[Experiment, Record]] = field(default_factory=list)
 
 
-#: Space kept free for ref bookkeeping on a full disk (see :meth:`ExpStore.release`).
-RESERVE = "reserve"
-RESERVE_BYTES = 256 * 1024
-
-
-class ExpStore:
-    """Reads and writes experiment refs of one repository."""
+class ExpStore(RefTransitions):
+    """Reads and writes experiment refs of one repository: the only door to them (its
+    ref transitions are :class:`~sweeprun.store.transitions.RefTransitions`')."""
 
     def __init__(self, repo: RepoPaths) -> None:
         self.repo = repo
@@ -83,12 +75,6 @@ class ExpStore:
         self.listed: set[str] = set()
         #: This process's claims (see :mod:`sweeprun.store.leases`).
         self.journal = leases.LeaseJournal(repo.state_dir / "leases")
-
-    @property
-    def updater(self) -> RefUpdater:
-        if self._updater is None:
-            self._updater = RefUpdater(self.cwd)
-        return self._updater
 
     def close(self) -> None:
         """Stop helper processes; end this runner's lease journal."""
@@ -263,25 +249,6 @@ class ExpStore:
         """Every standing claim by experiment key, the latest first."""
         return leases.read_all(self.journal.directory)
 
-    def claim(self, record: Record) -> Record | None:
-        """Move a queued record to running; ``None`` if another runner took it first."""
-        running = RUNNING + record.key
-        # The claim is journalled first, so a running ref never exists without a claimant.
-        self.journal.claiming(record.key)
-        try:
-            self.updater.transaction(
-                [
-                    RefOp(record.ref, ZERO, record.commit),
-                    RefOp(running, record.commit, ZERO),
-                ]
-            )
-        except RefConflict as exc:
-            self.journal.failed(record.key)
-            if storage_error(exc):
-                raise  # not a lost race: git could not write (a full disk)
-            return None
-        return Record(ref=running, commit=record.commit, data=record.data, raw=record.raw)
-
     def orphans(self) -> list[Record]:
         """Running records whose runner is gone (a dead process on this host, or none).
 
@@ -317,89 +284,6 @@ class ExpStore:
         for journal in leases.dead_journals(self.journal.directory):
             journal.unlink(missing_ok=True)  # all it named is back in the queue now
         return found
-
-    def release(self, records: Iterable[Record]) -> None:
-        """Put running records back in the queue (after an interrupt or internal error).
-
-        On a full disk git cannot write the refs' lock files: the space the store keeps in
-        reserve is given up for this, so that the queue is right when the run ends.
-        """
-        for rec in records:
-            ops = [RefOp(rec.ref, ZERO, rec.commit), RefOp(QUEUE + rec.key, rec.commit, ZERO)]
-            try:
-                self.updater.transaction(ops)
-            except RefConflict as exc:
-                if not (storage_error(exc) and self._free_reserve()):
-                    continue  # another runner moved it (or no room at all: reclaimed later)
-                with contextlib.suppress(RefConflict):
-                    self.updater.transaction(ops)
-
-    def keep_reserve(self) -> None:
-        """Keep :data:`RESERVE_BYTES` of disk for the refs a full disk would leave
-        running (best effort: a read-only or full disk gets none)."""
-        path = self.repo.state_dir / RESERVE
-        if path.exists():
-            return
-        tmp = path.with_name(RESERVE + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(b"\0" * RESERVE_BYTES)
-                f.flush()
-                os.fsync(f.fileno())  # really allocated, not promised
-            tmp.replace(path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-    def _free_reserve(self) -> bool:
-        """Give the reserve's room back to the disk; whether there was one."""
-        try:
-            (self.repo.state_dir / RESERVE).unlink()
-        except OSError:
-            return False
-        return True
-
-    def drop_queued(self, records: Iterable[Record]) -> None:
-        """Delete queue entries, each only if it still holds the same commit."""
-        for rec in records:
-            with contextlib.suppress(RefConflict):
-                self.updater.transaction([RefOp(QUEUE + rec.key, ZERO, rec.commit)])
-
-    def finish(self, running: Record, result_commit: str, name: str) -> str:
-        """Publish a result and drop the running ref, in one transaction.
-
-        Append-only: the result takes its name's ref only when the ref is free, or holds
-        the record this run was queued to replace (that one moves to
-        ``refs/sweeprun/replaced/…``, still reachable). Any other holder (a name taken
-        meanwhile by another runner) keeps its ref and the result lands under
-        ``NAME-2`` (``-3``, …) instead. Returns the ref written.
-        """
-        drop = RefOp(running.ref, ZERO, running.commit)
-        replaces = running.data.replaces
-        baseline = running.baseline
-        candidate = name
-        for n in range(2, 1000):
-            ref = result_ref(baseline, candidate)
-            try:
-                # The common case: a free name.
-                self.updater.transaction([RefOp(ref, result_commit, ZERO), drop])
-                return ref
-            except RefConflict:
-                current = run_git(["rev-parse", "-q", "--verify", ref], self.cwd, check=False)
-                current = current.strip()
-                if not current:
-                    raise  # not the name: the running ref moved, or git could not write
-            if current == result_commit:  # recorded already (an adopted report, again)
-                with contextlib.suppress(RefConflict):
-                    self.updater.transaction([drop])
-                return ref
-            if replaces and current == replaces and candidate == name:
-                keep = RefOp(replaced_ref(baseline, name, current), current, ZERO)
-                self.updater.transaction([RefOp(ref, result_commit, current), keep, drop])
-                return ref
-            candidate = f"{name}-{n}"
-        raise RefConflict(f"{name}: no free name for the result")
 
     def replaced(self) -> list[Record]:
         """Records that explicit reruns replaced (``show --all-records``)."""
