@@ -25,25 +25,30 @@ SIZES = {"1 KB": 40, "14 KB": 500, "140 KB": 5000}  # lines of ~28 bytes
 # Runs in a subprocess, against either package layout.
 MEASURE = r"""
 import io, json, os, pickle, sys
-try:  # today's layout
+try:  # the layered package
     from sweeprun._core.cli import _prepare
     from sweeprun._core.session import Session
     from sweeprun.model import QUEUE
-    from sweeprun.run.scheduler import job_setup, make_job
-    new = True
+    try:  # today's: a job made from the store
+        from sweeprun.run.jobs import job_setup, make_job
+        layout = "runner"
+    except ImportError:  # before the Runner: from the session
+        from sweeprun.run.scheduler import job_setup, make_job
+        layout = "session"
 except ImportError:  # the flat package of earlier versions
     from sweeprun.cli import _prepare
     from sweeprun.session import Session
     from sweeprun.gitstore import QUEUE
     from sweeprun.scheduler import make_job
-    new = False
+    layout = "flat"
 session = Session(_prepare(["--run-all"], io.StringIO()))
 (record,) = session.store.records(QUEUE)
-if new:
-    setup, env = job_setup(session.config.repo.root, session.config.repo.common_dir)
-    job = make_job(session, record, session.options, setup, env)
-else:
+if layout == "flat":
     job = make_job(session, record, {})
+else:
+    setup, env = job_setup(session.config.repo.root, session.config.repo.common_dir)
+    owner = session.store if layout == "runner" else session
+    job = make_job(owner, record, session.options, setup, env)
 session.close()
 message = os.popen(f"git log -1 --format=%B {record.commit}").read()
 print(json.dumps({"job": len(pickle.dumps(job)), "message": len(message.encode())}))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sweeprun.spec.collect import Experiment
     from sweeprun.spec.loader import Spec
     from sweeprun.spec.sweeps import Sweep
+    from sweeprun.sweepers.optimize import OptimizeConfig, Trial
 
 hookspec = pluggy.HookspecMarker("sweeprun")
 #: The one marker of hook implementations: built-in plugins, ``sweepconf.py`` and
@@ -116,6 +117,30 @@ def sweeprun_expand_block(
 
 
 @hookspec(firstresult=True)
+def sweeprun_count_block(kind: str, block: Any) -> int | None:
+    """How many points a block of ``kind`` makes, counted without making them, so that
+    ``--max-points`` refuses a huge sweep before anything is built. First result wins;
+    ``None`` everywhere: the block bounds itself.
+    """
+
+
+@hookspec(firstresult=True)
+def sweeprun_propose(
+    config: OptimizeConfig, history: list[Trial], n: int
+) -> list[dict[str, Any]] | None:
+    """Propose up to ``n`` next points of an ``optimize:`` study, lazily: called each time a
+    slot of a run frees (ask/tell), with every trial the study has so far. First result
+    wins.
+
+    :param config: the sweep's parsed ``optimize:`` block (objective, space, seed).
+    :param history: its trials: finished ones with their objective values, pending ones
+        (queued or running) without, in the order they were proposed.
+    :return: points keyed as the space is written; fewer than ``n`` (or none) when the
+        space has no untried point left.
+    """
+
+
+@hookspec(firstresult=True)
 def sweeprun_make_name(experiment: Experiment, template: str | None, config: Config) -> str | None:
     """Return the experiment's name before its content key is known, or ``None``.
 
@@ -154,8 +179,11 @@ def sweeprun_job_env(config: Config, record: Record) -> dict[str, str] | None:
 
 
 @hookspec(firstresult=True)
-def sweeprun_store_result(session: Session, report: JobReport) -> str | None:
-    """Publish a finished job's result (write its ref); return the ref name."""
+def sweeprun_store_result(session: Session, report: JobReport, record: Record) -> str | None:
+    """Publish a finished job's result (write its ref); return the ref name.
+
+    :param record: the running record the result finishes (its claim).
+    """
 
 
 @hookspec

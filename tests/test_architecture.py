@@ -71,3 +71,39 @@ def test_imports_inside_functions_only_defer_heavy_dependencies_and_say_why() ->
             elif not explained:
                 problems.append(f"{rel}:{line}: {module} (say why it is deferred)")
     assert problems == []
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, under ``TYPE_CHECKING`` too."""
+    out = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.ImportFrom) and n.module:
+            out.add(("sweeprun." if n.level else "") + n.module)
+        elif isinstance(n, ast.Import):
+            out.update(a.name for a in n.names)
+    return out
+
+
+def test_the_run_layer_knows_no_session() -> None:
+    """The runner gets run options, the store, a stop token, an event sink and a source:
+    nothing of ``_core`` — not even for type hints (which the import contract ignores)."""
+    knows = {
+        str(p.relative_to(PACKAGE)): sorted(
+            m for m in _imported(p) if m.startswith("sweeprun._core")
+        )
+        for p in _modules()
+        if p.parent.name == "run"
+    }
+    assert {k: v for k, v in knows.items() if v} == {}
+
+
+def test_only_the_store_writes_ref_transactions() -> None:
+    """Commands and the runner ask the store for a transition by name (see
+    ``store/transitions.py``); none builds an ``update-ref`` transaction itself."""
+    words = ("RefOp", ".updater", "RefUpdater", '"update-ref"')
+    found = {
+        str(p.relative_to(PACKAGE)): [w for w in words if w in p.read_text()]
+        for p in _modules()
+        if p.parent.name != "store"
+    }
+    assert {k: v for k, v in found.items() if v} == {}

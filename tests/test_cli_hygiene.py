@@ -99,13 +99,16 @@ def test_the_live_display_prints_log_lines_literally(
     from sweeprun._core.session import Session
     from sweeprun.model import RUNNING, QueueRecord, Record
     from sweeprun.report.live import LiveProgress
+    from sweeprun.run.runner import Runner
+    from sweeprun.run.sources import QueueSource
 
     p = sweepproject
     p.quickstart()
     monkeypatch.chdir(p.path)
     session = Session(_prepare(["--run-all"], io.StringIO()))
     key = "k" * 20
-    session.running[key] = Record(
+    session.runner = Runner(session.options, session.store, QueueSource([]))
+    session.runner.running[key] = Record(
         RUNNING + key, "0" * 40, QueueRecord(key=key, name="exp-x", id="run", baseline="")
     )
     logs = p.path / ".git" / "sweeprun" / "logs"

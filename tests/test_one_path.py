@@ -25,7 +25,7 @@ from sweeprun.model import (
     parse_message,
     parse_record,
 )
-from sweeprun.run.scheduler import job_setup, make_job
+from sweeprun.run.jobs import job_setup, make_job
 from sweeprun.testing import SweepProject
 
 pytestmark = pytest.mark.both_git_modes
@@ -272,7 +272,7 @@ def test_a_job_is_a_small_reference_whatever_the_params_weigh(
     session = Session(_prepare(["--run-all"], sys.stdout))
     (record,) = session.store.records(QUEUE)
     setup, env = job_setup(session.config.repo.root, session.config.repo.common_dir)
-    job = make_job(session, record, session.options, setup, env)
+    job = make_job(session.store, record, session.options, setup, env)
     session.close()
     assert isinstance(job, Job) and len(pickle.dumps(job)) < 1024
     assert str(p.path) in (job.repo_root, job.common_dir[: len(str(p.path))])

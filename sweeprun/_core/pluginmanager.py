@@ -27,7 +27,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "optimize": "sweeprun.sweepers.optimize",
     "grid": "sweeprun.sweepers.grid",
     "gitstore": "sweeprun._core.queueing",
-    "scheduler": "sweeprun.run.scheduler",
+    "scheduler": "sweeprun._core.runloop",
     "terminal": "sweeprun.report.terminal",
     "show": "sweeprun.commands.show",
     "demo": "sweeprun.commands.demo",

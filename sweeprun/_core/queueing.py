@@ -23,12 +23,8 @@ def sweeprun_queue(session: Session, items: list[Experiment]) -> list[Record]:
 
 
 @hookimpl(trylast=True)
-def sweeprun_store_result(session: Session, report: JobReport) -> str | None:
+def sweeprun_store_result(session: Session, report: JobReport, record: Record) -> str | None:
     """Write the result ref of a finished job (parent process only)."""
-    running = session.running.pop(report.key, None)
-    if running is None:
-        return None
     if report.result_commit is None:
-        session.store.release([running])
         return None
-    return session.store.finish(running, report.result_commit, report.name)
+    return session.store.finish(record, report.result_commit, report.name)

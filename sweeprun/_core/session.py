@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun._core import specpaths, studies, worker
+from sweeprun._core import expansion, specpaths, studies, worker
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
 from sweeprun._core.selection import check_fan_out
-from sweeprun.exceptions import SweepValueError, UsageError
+from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import FAILED_STATES, QUEUE, Record
-from sweeprun.spec import names, yamlio
+from sweeprun.spec import names
 from sweeprun.spec.collect import (
     Experiment,
     check_overlap,
     composer,
-    find_key_mark,
     interpolate_stages,
     params_of,
     spec_overrides,
@@ -38,14 +37,15 @@ from sweeprun.spec.loader import Spec
 from sweeprun.spec.overrides import Override, parse_override
 from sweeprun.spec.params import ParamsSet
 from sweeprun.spec.schema import schema_text
-from sweeprun.spec.sweeps import Sweep, locate
+from sweeprun.spec.sweeps import Sweep
 from sweeprun.store.git import refuse_sparse, run_git
 from sweeprun.store.records import ExpStore
-from sweeprun.sweepers.grid import count_block, product
+from sweeprun.system.stopping import StopToken
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
     from sweeprun.model import JobReport
+    from sweeprun.run.runner import Runner
 
 
 DEFAULT_SWEEP = "run"
@@ -60,17 +60,16 @@ class Session:
         self.specs: list[Spec] = []
         self.queued: list[Record] = []
         self.skipped_duplicates: list[tuple[Experiment, Record]] = []
-        self.running: dict[str, Record] = {}
         self.reports: list[JobReport] = []
-        self.shouldstop: str | None = None
+        #: Why the run stops dispatching (``shouldstop``), shared with its runner.
+        self.stop = StopToken()
+        #: The run's runner, once it runs (see ``_core.runloop``).
+        self.runner: Runner | None = None
         #: The collected ``optimize:`` sweeps (see _core/studies.py).
         self.studies: list[studies.OpenStudy] = []
         self._studies_of: dict[str, list[studies.OpenStudy]] = {}
-        #: Asked for more work when a run's list is used up (a worker, a study): the
-        #: queued records then (see run/scheduler.py); ``None``: the list is all.
-        self.more: Callable[[], list[Record]] | None = None
-        #: Asked at each checkpoint of a study's trial whether to stop it (``prune:``).
-        self.prune: Callable[[str, int, Mapping[str, Any]], str] | None = None
+        #: A background worker's: a run also takes what is queued meanwhile.
+        self.follow = False
         #: ids of collected experiments to queue again even if they ran (--lf/--ff)
         self.force_keys: set[int] = set()
         #: Warnings about a sweep, said once selection is done: (spec, sweep) → text.
@@ -100,6 +99,20 @@ class Session:
         if self._store is None:
             self._store = ExpStore(self.config.repo)
         return self._store
+
+    @property
+    def shouldstop(self) -> str | None:
+        """Why the run stops dispatching, or ``None``."""
+        return self.stop.reason
+
+    @shouldstop.setter
+    def shouldstop(self, reason: str | None) -> None:
+        self.stop.reason = reason
+
+    @property
+    def running(self) -> dict[str, Record]:
+        """The run's claimed records by key (none before it runs)."""
+        return self.runner.running if self.runner is not None else {}
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -216,8 +229,8 @@ class Session:
             self._studies_of.setdefault(spec.path, []).append(study)
             return []
         items = []
-        self._check_size(spec, sweep, max(1, len(cli_points)))
-        points = self._expand(spec, sweep, params) if sweep.groups else [{}]
+        expansion.check_size(self.config, spec, sweep, max(1, len(cli_points)))
+        points = expansion.expand(self.config, spec, sweep, params) if sweep.groups else [{}]
         keys = {*fixed, *(k for c in cli_points for k in c)}
         warning = check_overlap(spec, sweep, points, keys, max(1, len(cli_points)))
         if warning:
@@ -251,69 +264,6 @@ class Session:
     ) -> list[Experiment]:
         """The experiment of one given point of ``sweep`` (a study's trial)."""
         return self._collect_sweep(spec, sweep, params, point, [], None)
-
-    def _check_size(self, spec: Spec, sweep: Sweep, times: int) -> None:
-        """Refuse a sweep with more points than ``--max-points``, counted before it is
-        expanded (sizes multiply; nothing is built), so that it fails in well under a second."""
-
-        limit = int(self.config.getoption("max_points"))
-        total = 0
-        for group in sweep.groups:
-            size = 1
-            for kind, block, _ in group:
-                n = count_block(kind, block)
-                if n is None:
-                    return  # a plugin's kind: it bounds itself
-                size *= n
-            total += size
-        total *= times
-        if total > limit:
-            raise spec.error(
-                sweep.mark,
-                f"sweep {sweep.name!r} has {total:,} points, more than --max-points "
-                f"{limit:,} (narrow it, or raise the limit with --max-points N)",
-            )
-
-    def _expand(self, spec: Spec, sweep: Sweep, params: ParamsSet) -> list[dict[str, Any]]:
-
-        points: list[dict[str, Any]] = []
-        for group in sweep.groups:
-            group_points: list[dict[str, Any]] = []
-            for kind, block, mark in group:
-                try:
-                    got = self.hook.sweeprun_expand_block(
-                        kind=kind, block=block, sweep=sweep, spec=spec, config=self.config
-                    )
-                except SweepValueError as exc:
-                    where = locate(block, exc.keypath, mark)
-                    raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
-                if got is None:
-                    raise spec.error(mark, f"no plugin expands '{kind}' blocks")
-                # Values as plain data: a list or mapping read from the spec still carries
-                # its source positions (a subclass no YAML or JSON writer knows).
-                got = [{k: yamlio.plain(v) for k, v in p.items()} for p in got]
-                group_points = product(group_points, got)
-            points.extend(group_points)
-        if spec.hydra is not None:  # Hydra's overrides, as written: composing checks them
-            return points
-        checked: dict[str, str] = {}  # key as written → qualified key
-        out = []
-        for point in points:
-            qualified = {}
-            for key, value in point.items():
-                q = checked.get(key)
-                if q is None:
-                    try:
-                        pf, inner = params.resolve(key)
-                        pf.check_key(inner, "", add_hint=False)
-                    except UsageError as exc:
-                        where = find_key_mark(sweep.raw, key) or sweep.mark
-                        detail = str(exc).lstrip(": ")
-                        raise spec.error(where, f"sweep {sweep.name!r}: {detail}") from None
-                    q = checked[key] = params.qualify(key)
-                qualified[q] = value
-            out.append(qualified)
-        return out
 
 
 # -- hooks --------------------------------------------------------------------------------
@@ -404,8 +354,6 @@ def _main(session: Session) -> int:
         if failed_before:
             return ExitCode.TESTS_FAILED
         return ExitCode.NO_TESTS_COLLECTED if not items else ExitCode.OK
-    session.more = studies.more(session) if session.studies else None
-    session.prune = studies.pruner(session)
     config.hook.sweeprun_runloop(session=session, records=records)
     if session.shouldstop == "interrupted":
         return ExitCode.INTERRUPTED

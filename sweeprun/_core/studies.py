@@ -28,7 +28,7 @@ from sweeprun.run import checkpoint
 from sweeprun.spec.collect import params_of
 from sweeprun.spec.expect import lookup
 from sweeprun.spec.sweeps import Sweep, locate
-from sweeprun.sweepers.optimize import OptimizeConfig, Pruning, Trial, parse_optimize, propose
+from sweeprun.sweepers.optimize import OptimizeConfig, Pruning, Trial, parse_optimize
 from sweeprun.system.damage import held
 
 if TYPE_CHECKING:
@@ -152,7 +152,9 @@ def top_up(session: Session, limit: int) -> list[Record]:
             n = min(limit, study.config.trials - len(taken))
             if n <= 0:
                 continue
-            points = propose(study.config, [t for _, t in history], n)
+            points = session.hook.sweeprun_propose(
+                config=study.config, history=[t for _, t in history], n=n
+            )
             if not points:
                 if not study.exhausted:  # said once; the study ends short of its budget
                     study.exhausted = True
@@ -241,40 +243,34 @@ def with_pending(session: Session, records: list[Record]) -> list[Record]:
     return records + [r for s in session.studies for r, _ in s.trials(queued) if r.key not in have]
 
 
-def more(session: Session, everything: bool = False) -> Callable[[], list[Record]]:
-    """What a run asks when a slot wants work and its list is used up: the next trial of
-    each open study, then the studies' queued trials (``everything``: a worker's, every
-    queued record)."""
+def more(session: Session) -> Callable[[], list[Record]]:
+    """A run's proposer (see ``run.sources.ProposerSource``): the next trial of each open
+    study, then the studies' queued trials."""
 
     def ask() -> list[Record]:
         top_up(session, 1)
         queued = session.store.queued()
-        return queued if everything else [r for s in session.studies for r, _ in s.trials(queued)]
+        return [r for s in session.studies for r, _ in s.trials(queued)]
 
     return ask
 
 
-def pruner(session: Session) -> Callable[[str, int, Mapping[str, Any]], str] | None:
-    """What jobs ask at each checkpoint of a trial of a study with ``prune:`` (see
-    ``Shared.prune``): why to stop it, or ""; ``None`` when no study prunes."""
+def pruner(session: Session) -> Callable[[Record, int, Mapping[str, Any]], str] | None:
+    """What a run asks at each checkpoint of a running trial of a study with ``prune:``
+    (see ``Runner.prune``): why to stop it, or ""; ``None`` when no study prunes."""
     pruned = [s for s in session.studies if s.config.prune is not None]
     if not pruned:
         return None
     kept: dict[str, Pruning] = {}
     lock = threading.Lock()
 
-    def ask(key: str, step: int, metrics: Mapping[str, Any]) -> str:
-        rec = session.running.get(key)
-        data = rec.data if rec is not None else None
+    def ask(rec: Record, step: int, metrics: Mapping[str, Any]) -> str:
+        key, data = rec.key, rec.data
         study = next(
-            (
-                s
-                for s in pruned
-                if data and (s.config.digest, s.sweep.name) == (data.study, data.sweep)
-            ),
+            (s for s in pruned if (s.config.digest, s.sweep.name) == (data.study, data.sweep)),
             None,
         )
-        if study is None or data is None:
+        if study is None:
             return ""
         metric = study.config.metrics[0]
         found, value = lookup(metrics, metric)

@@ -5,7 +5,7 @@ options, detached (a session of its own, stdin from ``/dev/null``, output to
 ``.git/sweeprun/workers/ID.log``), so it survives the terminal that started it. The worker
 drains the queue, then waits for more (a look at the queue refs every half second) and runs
 what is queued later — in a slot that frees, or in one that waits for work while others
-run (see ``run.scheduler``) — until ``queue stop`` or ``--idle-timeout`` seconds with nothing
+run (see ``run.runner``) — until ``queue stop`` or ``--idle-timeout`` seconds with nothing
 queued. Each batch is an ordinary ``--run-all``: dead runners' claims are adopted or put
 back first, experiments are claimed exactly once (so several workers and a foreground
 ``--run-all`` share one queue), and results are published as they come.
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sweeprun._core import studies
 from sweeprun._core.argtypes import positive_int
 from sweeprun._core.options import add_idle_timeout, add_run_options
+from sweeprun._core.runloop import SessionEvents
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.model import JobReport, Record
@@ -117,7 +118,10 @@ def queued_now(session: Session, results: bool = True) -> list[Record]:
     then every queued record, oldest first (``results=False``: studies are looked for
     among queued and running records only)."""
     common = session.config.repo.common_dir
-    session.store.reclaim(partial(kill_leftovers, common), adopter(session))
+    session.store.reclaim(
+        partial(kill_leftovers, common),
+        adopter(session.store, session.options, SessionEvents(session)),
+    )
     records = session.store.queued()
     if studies.open_from_records(session, results):  # their next trials: a slot's worth
         # Proposed now, so the newest: after what was queued before.
@@ -174,7 +178,7 @@ def serve(session: Session, ident: str) -> int:
         log=str(base / f"{ident}.log"),
     )
     # Each free slot asks for work: what is queued meanwhile, the studies' next trials.
-    session.more = studies.more(session, everything=True)
+    session.follow = True
     progress = _Progress(path, info)
     config.pluginmanager.register(progress, name="sweeprun-worker-progress")
     idle: float | None = config.getoption("idle_timeout")
@@ -187,7 +191,7 @@ def serve(session: Session, ident: str) -> int:
             _write(path, info)
         # Within a batch: no new claim, jobs already handed out go back to the queue;
         # running ones finish and are recorded.
-        session.shouldstop = session.shouldstop or "queue stop: running experiments finish"
+        session.stop.stop("queue stop: running experiments finish")
 
     def stop(signum: int, frame: FrameType | None) -> None:
         draining.set()  # between batches: SIGINT/SIGTERM end the worker
@@ -200,7 +204,6 @@ def serve(session: Session, ident: str) -> int:
             # Every result is read at the start and then once a minute, not every poll.
             records = queued_now(session, results=polls % 120 == 0)
             polls += 1
-            session.prune = studies.pruner(session)  # the studies found so far
             if not records:
                 info.state = "idle"
                 _write(path, info)
@@ -217,7 +220,7 @@ def serve(session: Session, ident: str) -> int:
                 status = 2
                 break
             if not draining.is_set():
-                session.shouldstop = None  # -x ends a batch, not the worker
+                session.stop.clear()  # -x ends a batch, not the worker
             since = time.monotonic()
         if any(not r.passed for r in session.reports) and status == 0:
             status = 1

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import add_run_options, add_set_param
+from sweeprun._core.runloop import SessionEvents
 from sweeprun._core.session import DEFAULT_SWEEP, Session
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
@@ -207,7 +208,10 @@ def _run_one(config: Config, session: Session, exp: Experiment, in_place: bool) 
         ]
         # What a killed 'sweeprun run' left: its job killed, its entry back in the queue —
         # to be run here again, not by a later --run-all in a pooled workspace.
-        store.reclaim(partial(kill_leftovers, config.repo.common_dir), adopter(session))
+        store.reclaim(
+            partial(kill_leftovers, config.repo.common_dir),
+            adopter(store, session.options, SessionEvents(session)),
+        )
         store.drop_queued([r for r in store.records(QUEUE) if r.data.in_place])
     # -f, --reset and --rev ask for a run of an experiment that may be recorded: its new
     # record replaces the old one, which stays reachable (show --all-records).

@@ -22,23 +22,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from sweeprun.exceptions import GitError
-from sweeprun.model import JobReport, Record
+from sweeprun.model import JobReport, Record, RunOptions
 from sweeprun.run import workspace
 from sweeprun.run.executor import adopt_job
-from sweeprun.run.scheduler import claim_token, job_setup, make_job
+from sweeprun.run.jobs import claim_token, job_setup, make_job
+from sweeprun.run.runner import Events
 from sweeprun.run.snapshot import read_result
-
-if TYPE_CHECKING:
-    from sweeprun._core.session import Session
+from sweeprun.store.records import ExpStore
 
 
-def adopter(session: Session) -> Callable[[Record], bool]:
-    """A function that records an orphan's finished result; ``True`` when it did."""
-    store = session.store
-    repo = session.config.repo
+def adopter(store: ExpStore, options: RunOptions, events: Events) -> Callable[[Record], bool]:
+    """A function that records an orphan's finished result; ``True`` when it did (and
+    tells ``events``)."""
+    repo = store.repo
 
     def publish(rec: Record, commit: str) -> bool:
         """The job had made its result commit: publish it as it is."""
@@ -60,11 +58,7 @@ def adopter(session: Session) -> Callable[[Record], bool]:
             store.finish(rec, report.result_commit, report.name)
         except GitError:
             return False  # it goes back to the queue: running it again is the safe side
-        session.reports.append(report)
-        session.config.stdout.write(
-            f"adopted {rec.name}: its command had finished under a runner that died "
-            f"({report.outcome}); it does not run again\n"
-        )
+        events.adopted(rec, report)
         return True
 
     def adopt(rec: Record) -> bool:
@@ -86,7 +80,7 @@ def adopter(session: Session) -> Callable[[Record], bool]:
             ) != (ws, rc, stage):
                 return False
             setup, env = job_setup(repo.root, repo.common_dir)
-            job = make_job(session, rec, session.options, setup, env)
+            job = make_job(store, rec, options, setup, {**env, **events.job_env(rec)})
             report = adopt_job(job, ws, rc, stage)
             workspace.forget(ws)  # its index no longer tells the truth: check out next time
         return done(rec, report)

@@ -159,7 +159,8 @@ def sweeprun_expand_block(kind: str, block: Any) -> list[Point] | None:
     return None
 
 
-def count_block(kind: str, block: Any) -> int | None:
+@hookimpl(trylast=True)
+def sweeprun_count_block(kind: str, block: Any) -> int | None:
     """How many points a built-in block gives, without building them (an upper bound for
     a matrix with ``exclude``); ``None`` for a kind this does not know."""
     try:

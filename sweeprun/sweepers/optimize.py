@@ -391,3 +391,11 @@ class Pruning:
 def sweeprun_block_types() -> list[str]:
     """``optimize``: a sweep whose points are proposed as results come in."""
     return ["optimize"]
+
+
+@hookimpl(trylast=True)
+def sweeprun_propose(
+    config: OptimizeConfig, history: list[Trial], n: int
+) -> list[dict[str, Any]] | None:
+    """Optuna's proposal (see :func:`propose`)."""
+    return propose(config, history, n)

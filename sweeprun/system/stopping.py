@@ -128,3 +128,26 @@ def _grace() -> float:
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
     """A handler that does nothing: the signal stays ignored here, not in children."""
+
+
+class StopToken:
+    """Why a run stops dispatching (``-x``, a full disk, a signal, ``queue stop``), set
+    from any thread; the first reason stands unless one is forced (an interrupt)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.reason is not None
+
+    def stop(self, reason: str, force: bool = False) -> None:
+        """Stop with ``reason`` (kept if a reason stands already, unless ``force``)."""
+        with self._lock:
+            if force or self.reason is None:
+                self.reason = reason
+
+    def clear(self) -> None:
+        """Dispatch again (a worker's next batch)."""
+        with self._lock:
+            self.reason = None
