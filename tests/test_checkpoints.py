@@ -254,3 +254,40 @@ def test_a_resumed_run_with_nothing_left_keeps_the_last_checkpoints_metrics(
     assert not steps.exists()
     (rec,) = sp.records()
     assert rec["metrics"] == {"m.json": {"step": 4}}
+
+
+def test_a_checkpoint_names_its_experiment_instead_of_repeating_its_params(
+    sweepproject: SweepProject,
+) -> None:
+    """Each fact once: a 14 KB params file is in the result's message, not in each of
+    its checkpoints' (they were 17 KB each); a checkpoint still diffs and shows with its
+    experiment's params."""
+    big = "".join(f"key_{i:04d}: {'v' * 20}\n" for i in range(500))
+    sweepproject.write("params.yaml", "steps: 3\n" + big)
+    sweepproject.write("train.sh", BASH)
+    sweepproject.write("sweeps.yaml", spec("bash train.sh", "state.txt"))
+    sweepproject.commit()
+    assert sweepproject.run("--run", "-S", "steps=3").ret == 0
+    (rec,) = sweepproject.records()
+    commits = chain(sweepproject, rec["commit"])
+    result = sweepproject.git("log", "-1", "--format=%B", commits[0])
+    assert len(big) < len(result) < len(big) * 1.6  # the params once, in the result
+    for sha in commits[1:4]:
+        message = sweepproject.git("log", "-1", "--format=%B", sha)
+        assert "sweeprun-record:" in message and len(message) < 1000, len(message)
+        data = json.loads(message.split("sweeprun-record:", 1)[1])
+        assert data["key"] == rec["key"] and data["queue_commit"]
+    name = rec["name"]
+    res = sweepproject.run("diff", f"{name}@1", name, "--json")
+    assert res.ret == 0, res.stderr
+    assert [r["key"] for r in json.loads(res.stdout)] == ["m.json:step"]  # params alike
+    res = sweepproject.run("diff", f"{name}@1", name, "--json", "--all")
+    rows = {(r["section"], r["key"]): r for r in json.loads(res.stdout)}
+    # Its experiment's params, on the checkpoint's side too (its message has none).
+    assert rows["params", "params.yaml:key_0499"][f"{name}@1"] == "v" * 20
+    assert rows["params", "params.yaml:key_0499"][name] == "v" * 20
+    assert rows["metrics", "m.json:step"][f"{name}@1"] == 1
+    assert rows["metrics", "m.json:step"][name] == 3
+    shown = sweepproject.run("show", "--json", "--all-checkpoints")
+    rows = {r["name"]: r for r in json.loads(shown.stdout)}
+    assert rows[f"{rec['name']}@1"]["params"]["params.yaml"]["key_0499"] == "v" * 20

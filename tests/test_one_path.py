@@ -18,6 +18,7 @@ from sweeprun._core.cli import _prepare
 from sweeprun._core.session import Session
 from sweeprun.model import (
     QUEUE,
+    SCHEMA,
     Job,
     QueueRecord,
     Result,
@@ -228,7 +229,7 @@ def test_records_of_schema_1_are_read_and_run(sweepproject: SweepProject) -> Non
     assert res.ret == 0, res.stdout + res.stderr
     (rec,) = [r for r in p.records() if r["name"] == meta["name"]]
     result = full(p, rec)
-    assert result["state"] == "success" and result["version"] == 2 and "files" not in result
+    assert result["state"] == "success" and result["version"] == SCHEMA and "files" not in result
     assert result["queue_commit"] == v1
 
 
@@ -328,3 +329,30 @@ def test_a_run_without_checkpoints_does_not_continue_an_earlier_chain(
     assert p.run("run", "-n", "plain").ret == 0
     (plain,) = [r for r in p.records() if r["name"] == "plain"]
     assert p.git("rev-parse", f"{plain['commit']}^").strip() == head
+
+
+def test_a_schema_2_checkpoint_with_its_params_is_read_as_before() -> None:
+    """Checkpoints written before schema 3 repeat their experiment's params: read as they
+    are, and :meth:`CheckpointRecord.of` gives any checkpoint its experiment's facts."""
+    from sweeprun.model import CheckpointRecord
+
+    fat = {
+        "version": 2,
+        "state": "checkpoint",
+        "key": "k1",
+        "name": "exp-1",
+        "id": "run",
+        "baseline": "b" * 40,
+        "params": {"params.yaml": {"lr": 0.1}},
+        "step": 2,
+        "metrics": {"m.json": {"loss": 0.5}},
+    }
+    old = parse_record(fat)
+    assert isinstance(old, CheckpointRecord) and old.params == {"params.yaml": {"lr": 0.1}}
+    stored = parse_message(format_message("s", old))
+    assert stored is not None and "params" not in stored and stored["version"] == SCHEMA
+    thin = parse_record(stored)
+    assert isinstance(thin, CheckpointRecord) and thin.params == {} and thin.step == 2
+    exp = QueueRecord(key="k1", name="exp-1", id="run", baseline="b" * 40, params=old.params)
+    whole = thin.of(exp)
+    assert whole.params == old.params and whole.step == 2 and whole.metrics == old.metrics

@@ -20,6 +20,7 @@ from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands.results import resolve
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
+from sweeprun.model import CheckpointRecord
 from sweeprun.report.safe import for_stream, shown
 from sweeprun.run.metrics import parse_metrics_file
 from sweeprun.spec.collect import composer, hydra_composer
@@ -132,7 +133,10 @@ def _run(config: Config) -> int:
         recs = resolve(store, names) if names else []
         sides: list[Side] = []
         for rec in recs:
-            sides.append((rec.name, rec.meta.get("params", {}), rec.meta.get("metrics", {})))
+            # A checkpoint (NAME@N) is labelled as it was named, not as its experiment.
+            step = rec.data.step if isinstance(rec.data, CheckpointRecord) else None
+            label = rec.name if step is None else f"{rec.name}@{step}"
+            sides.append((label, rec.meta.get("params", {}), rec.meta.get("metrics", {})))
         if not recs:
             sides = [_workspace(config), _commit(config, "HEAD", "baseline")]
         elif len(recs) == 1:

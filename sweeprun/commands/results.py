@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.model import EXPS, FAILED_STATES, Record, parse_record
+from sweeprun.model import EXPS, FAILED_STATES, CheckpointRecord, Record, parse_record
 from sweeprun.report.safe import shown
 from sweeprun.run.checkpoint import at_step, journal_path
 from sweeprun.spec.names import is_ref_safe
@@ -69,7 +69,10 @@ def checkpoint_commit(store: ExpStore, rec: Record, step: str) -> Record | None:
     if found is None:
         return None
     data = parse_record(found[1])
-    return Record(ref=rec.ref, commit=found[0], data=data) if data is not None else None
+    if not isinstance(data, CheckpointRecord):
+        return None
+    # Its queued facts (params, stages) are its experiment's: the message names them.
+    return Record(ref=rec.ref, commit=found[0], data=data.of(rec.data))
 
 
 # -- branch / rename --------------------------------------------------------------------------

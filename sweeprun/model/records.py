@@ -8,20 +8,29 @@ Schema history (``version`` in the JSON):
 
 1. the first records; a queue record also carried every changed params file's text
    (``files``), which the tree already holds. Read as version 2 without it.
-2. this module.
+2. a checkpoint record repeated its experiment's queued facts (the merged params, the
+   stages: a 14 KB params file made every checkpoint message 17 KB).
+3. this module: a checkpoint names its experiment (``key``, ``queue_commit``) and keeps only
+   what is its own (step, metrics, outs) and what identifies it (name, id, point); its
+   queued facts are its experiment's (:meth:`CheckpointRecord.of`). A schema 2 checkpoint
+   is read as it is.
+
+A result still carries its queued facts: once it is published its queue ref is gone, so
+the result commit is the one durable holder of its params (and ``show`` reads 100,000 of
+them with one ``for-each-ref``, never a second object per row).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Union
 
 from sweeprun.model.stage import Stage
 from sweeprun.model.states import State
 
-SCHEMA = 2
+SCHEMA = 3
 MESSAGE_MARK = "sweeprun-record:"
 #: Keys of earlier schemas that are dropped when read (see the module docstring).
 _RETIRED = frozenset({"files", "force", "version"})
@@ -91,6 +100,10 @@ class QueueRecord:
             out["state"] = self.state.value
         return out
 
+    def stored_json(self) -> dict[str, Any]:
+        """The JSON its commit message stores (see :func:`format_message`)."""
+        return self.to_json()
+
     def queued(self) -> QueueRecord:
         """The queue record this record grew from."""
         return QueueRecord(**{f.name: getattr(self, f.name) for f in fields(QueueRecord)})
@@ -126,15 +139,43 @@ class Result(QueueRecord):
 
 @dataclass(frozen=True)
 class CheckpointRecord(QueueRecord):
-    """One checkpoint of a running experiment (written by the checkpoint watcher)."""
+    """One checkpoint of a running experiment (written by the checkpoint watcher).
+
+    Its message keeps :data:`CHECKPOINT_OWN` only; the queued facts (params, stages, …)
+    are its experiment's: :meth:`of` puts them back from the experiment's record.
+    """
 
     step: int = 0
     metrics: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_at: float = 0.0
     #: Checkpoint out path → cache digest.
     checkpoint_outs: Mapping[str, str] = field(default_factory=dict)
+    #: The experiment's queued commit (its queue record).
+    queue_commit: str = ""
 
     state: ClassVar[State] = State.CHECKPOINT
+
+    def stored_json(self) -> dict[str, Any]:
+        """The message's form: what is the checkpoint's own, and what names its
+        experiment."""
+        return {k: v for k, v in self.to_json().items() if k in CHECKPOINT_OWN}
+
+    def of(self, experiment: QueueRecord) -> CheckpointRecord:
+        """This checkpoint with its experiment's queued facts (``experiment``: its queue
+        record, result or running record)."""
+        queued = {
+            f.name: getattr(experiment, f.name)
+            for f in fields(QueueRecord)
+            if f.name not in CHECKPOINT_OWN
+        }
+        return replace(self, **queued)
+
+
+#: The fields a checkpoint's message keeps (see :class:`CheckpointRecord`).
+CHECKPOINT_OWN = frozenset(
+    {"version", "state", "key", "name", "id", "baseline", "sweep", "spec", "point"}
+    | {"study", "trial", "step", "metrics", "checkpoint_at", "checkpoint_outs", "queue_commit"}
+)
 
 
 ExpRecord = Union[QueueRecord, Result, CheckpointRecord]  # noqa: UP007 (a runtime alias on 3.10)
@@ -183,7 +224,7 @@ def parse_record(data: Mapping[str, Any]) -> ExpRecord | None:
 
 def format_message(subject: str, record: ExpRecord) -> str:
     """A commit message: a readable subject line and the JSON record."""
-    body = json.dumps(record.to_json(), sort_keys=True, default=str)
+    body = json.dumps(record.stored_json(), sort_keys=True, default=str)
     return f"{subject}\n\n{MESSAGE_MARK} {body}\n"
 
 

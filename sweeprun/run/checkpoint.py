@@ -283,6 +283,7 @@ def run_with_checkpoints(
         )
         record = CheckpointRecord(
             **vars(task.record),
+            queue_commit=task.commit,
             step=step,
             metrics=metrics,
             checkpoint_at=time.time(),
