@@ -81,3 +81,49 @@ def test_a_huge_spec_is_refused_before_parsing(sweepproject: SweepProject) -> No
     assert time.monotonic() - start < 10
     assert res.ret == 4
     assert "too large for a spec" in res.stderr
+
+
+LINSPACE = """
+import sweeprun
+
+@sweeprun.hookimpl
+def sweeprun_block_types():
+    return ["linspace"]
+
+@sweeprun.hookimpl
+def sweeprun_count_block(kind, block):
+    return int(block["n"]) if kind == "linspace" else None
+
+@sweeprun.hookimpl
+def sweeprun_expand_block(kind, block):
+    if kind != "linspace":
+        return None
+    with open("expanded.txt", "a") as f:  # the test reads what was expanded
+        f.write(f"{block['n']}\\n")
+    n, lo, hi = int(block["n"]), float(block["from"]), float(block["to"])
+    return [{block["key"]: lo + (hi - lo) * i / (n - 1)} for i in range(n)]
+"""
+
+
+def test_a_plugins_block_is_counted_by_its_hook_before_it_is_expanded(
+    sweepproject: SweepProject,
+) -> None:
+    """``sweeprun_count_block``: a plugin's block kind says its size, so ``--max-points``
+    refuses it (multiplied by the rest of its group) without expanding it."""
+    p = sweepproject
+    p.write("params.yaml", "a: 0\nb: 0\n")
+    p.write("sweepconf.py", LINSPACE)
+    p.write(
+        "sweeps.yaml",
+        "cmd: echo ${a} ${b}\nsweeps:\n  s:\n    linspace: {key: a, from: 0, to: 1, n: 5000}\n"
+        "    matrix: {b: [1, 2, 3]}\n  ok:\n    linspace: {key: a, from: 0, to: 1, n: 3}\n",
+    )
+    p.commit()
+    res = p.run("sweeps.yaml", "--collect-only", "--max-points", "10000")
+    assert res.ret == 4, res.stdout + res.stderr
+    assert "sweep 's' has 15,000 points, more than --max-points 10,000" in res.stderr
+    assert not (p.path / "expanded.txt").exists()  # refused before any block was expanded
+    res = p.run("sweeps.yaml", "--collect-only")
+    assert res.ret == 0, res.stdout + res.stderr
+    assert "ok[a=0.5]" in res.stdout
+    assert (p.path / "expanded.txt").read_text().split() == ["5000", "3"]

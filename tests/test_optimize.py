@@ -391,3 +391,39 @@ def test_two_studies_of_one_space_each_run_their_own_trials(
     assert res.ret == 0, res.stdout + res.stderr
     got = [r["sweep"] for r in p.records()]
     assert sorted(got) == ["tune"] * 3 + ["tune2"] * 3, got
+
+
+PROPOSER = """
+import json, pathlib
+import sweeprun
+
+@sweeprun.hookimpl
+def sweeprun_propose(config, history, n):
+    # A hand-written proposer in place of Optuna's: each call notes what it was shown.
+    with open({calls!r}, "a") as f:
+        f.write(json.dumps([len(history), sum(t.values is not None for t in history), n]) + "\\n")
+    k = len(history)
+    return [{{"train.lr": 10.0 ** -(1 + (k + i) % 4), "train.units": 128}} for i in range(n)]
+"""
+
+
+def test_a_sweepconf_proposer_is_asked_lazily_as_results_come_in(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Sweepers are a hook family: ``sweeprun_propose`` in sweepconf.py replaces Optuna's
+    proposal, and is asked one trial at a time as slots free, each time with every trial
+    so far (finished ones with their values)."""
+    p = sweepproject
+    calls = tmp_path / "calls.jsonl"
+    log = make(p, tmp_path, trials=4)
+    p.write("sweepconf.py", PROPOSER.format(calls=str(calls)))
+    p.commit()
+    res = p.run("sweeps.yaml::tune", "--run", "-j", "1")
+    assert res.ret == 0, res.stdout + res.stderr
+    got = [json.loads(line) for line in calls.read_text().splitlines()]
+    # -j 1: the first trial is proposed with nothing known, each next one once the one
+    # before has finished (its value known): lazily, never the whole budget at once.
+    assert got == [[0, 0, 1], [1, 1, 1], [2, 2, 1], [3, 3, 1]]
+    lrs = [json.loads(line)["lr"] for line in ran(log)]
+    assert lrs == [0.1, 0.01, 0.001, 0.0001]
+    assert [t["params"]["params.yaml"]["train"]["lr"] for t in trials(p)] == lrs

@@ -277,10 +277,7 @@ def run_with_checkpoints(
     def snapshot(step: int, parent: str) -> str:
         digests = {p: cache.save(ws / p) for p in ckpt_outs if (ws / p).exists()}
         metrics = read_metrics(ws, task.stages)
-        guarded(ws, pipeline.LOCK_FILE).write_text(
-            json.dumps({"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2)
-            + "\n"
-        )
+        lock = json.dumps({"schema": 1, "checkpoint": step, "checkpoint_outs": digests}, indent=2)
         record = CheckpointRecord(
             **vars(task.record),
             queue_commit=task.commit,
@@ -290,7 +287,10 @@ def run_with_checkpoints(
             checkpoint_outs=digests,
         )
         subject = f"sweeprun: checkpoint {step} {task.name} {task.exp_id}"
-        commit = commit_tree(ws, task, format_message(subject, record), parent)
+        message = format_message(subject, record)
+        commit = commit_tree(
+            ws, task, message, parent, {pipeline.LOCK_FILE: (lock + "\n").encode()}
+        )
         if task.shared.relay is not None:
             task.shared.relay(commit, step)  # a git-only worker: out to the URL first
         if task.shared.prune is not None and not pid.get("pruned"):

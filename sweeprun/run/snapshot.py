@@ -51,13 +51,26 @@ def commit_result(
     parent: str = "",
     extra: dict[str, bytes] | None = None,
 ) -> str:
-    """Record the workspace as a commit (parent: the baseline, or the last checkpoint).
+    """Record the workspace as the result's commit (parent: the baseline, or the last
+    checkpoint); see :func:`commit_workspace`."""
+    message = format_message(f"sweeprun: {result.state} {task.name} {task.exp_id}", result)
+    return commit_workspace(ws, task, message, parent, extra)
+
+
+def commit_workspace(
+    ws: Path,
+    task: Task,
+    message: str,
+    parent: str = "",
+    extra: dict[str, bytes] | None = None,
+) -> str:
+    """Record a pooled workspace as a commit with ``message`` (parent: ``parent``, else
+    the baseline): a result, or a checkpoint while the command runs.
 
     ``extra`` files (``sweeprun.lock``) join the commit as they would if written into the
     workspace first; on the in-process path they go straight into the object store, so
     the workspace stays as the command left it and the next experiment has less to undo.
     """
-    message = format_message(f"sweeprun: {result.state} {task.name} {task.exp_id}", result)
     extra = extra or {}
     setup = task.job.setup
     if setup.fast_objects and setup.author and setup.committer:
@@ -98,13 +111,14 @@ def write_files(ws: Path, files: dict[str, bytes]) -> None:
         guarded(ws, rel).write_bytes(data)
 
 
-def commit_tree(ws: Path, task: Task, message: str, parent: str) -> str:
-    """Commit the workspace as it is (cached outs excluded) with ``parent``."""
-    if task.job.in_place:
-        tree = _in_place_tree(task)
-    else:
-        add_all(ws, task)
-        tree = run_git(["write-tree"], ws).strip()
+def commit_tree(ws: Path, task: Task, message: str, parent: str, extra: dict[str, bytes]) -> str:
+    """Commit the workspace as it is (cached outs excluded) with ``parent`` and ``extra``
+    files: a checkpoint, in-process where a result would be (a few ms, not three git
+    processes: a trial checkpointing every step waits for each)."""
+    if not task.job.in_place:
+        return commit_workspace(ws, task, message, parent, extra)
+    write_files(ws, extra)
+    tree = _in_place_tree(task)
     return run_git(
         ["commit-tree", tree, "-p", parent], ws, input=message, env=dict(task.job.env)
     ).strip()
