@@ -52,7 +52,7 @@ def _vl() -> Any:
     return vl_convert
 
 
-def _bundle(config: Config) -> str:
+def javascript_bundle(config: Config) -> str:
     """Vega, Vega-Lite and Vega-Embed as one script (built once per vl-convert version)."""
     vlc = _vl()
     cache = config.repo.common_dir / "sweeprun" / f"vega-bundle-{vlc.__version__}.js"
@@ -196,7 +196,7 @@ def _draw(config: Config) -> int:
     specs: dict[str, Any] = {}
     body = page.charts_html("chart-", all_charts, specs)
     index = out / "index.html"
-    index.write_text(page.page("sweeprun plots", [("", body)], specs, _bundle(config)))
+    index.write_text(page.page("sweeprun plots", [("", body)], specs, javascript_bundle(config)))
     config.stdout.write(f"wrote {len(all_charts)} charts (SVG, PNG) and {index}\n")
     if config.getoption("open"):
         webbrowser.open(index.as_uri())
@@ -244,7 +244,7 @@ def _write_report(config: Config) -> int:
     sections.append(("Sweep definitions", _definitions(config)))
     target = _target(config, "report.html")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page.page("sweeprun report", sections, specs, _bundle(config)))
+    target.write_text(page.page("sweeprun report", sections, specs, javascript_bundle(config)))
     written.note(config.repo, [target])
     config.stdout.write(f"wrote {target} ({len(records)} experiments)\n")
     if config.getoption("open"):

@@ -22,7 +22,7 @@ def wanted(out: IO[str]) -> bool:
     return out.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
 
 
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -72,7 +72,7 @@ class LiveProgress:
             table.add_row(
                 Text(rec.name),
                 f"{now - since:.0f}s",
-                Text(_last_line(state / "logs" / f"{key}.log")),
+                Text(last_line(state / "logs" / f"{key}.log")),
             )
         return Group(head, table)
 
