@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,18 +69,34 @@ def test_plots_writes_svg_png_and_an_offline_page(swept: SweepProject) -> None:
     assert res.ret == 4 and "'nope': no such experiment" in res.stderr
 
 
+def _state(text: str) -> dict[str, Any]:
+    """The experiments a report page holds (its inlined state)."""
+    start = text.index('<script type="application/json" id="state">') + len(
+        '<script type="application/json" id="state">'
+    )
+    data: dict[str, Any] = json.loads(text[start : text.index("</script>", start)])
+    return data
+
+
 def test_report_is_one_file_with_failures_and_definitions(swept: SweepProject) -> None:
     res = swept.run("report", "-o", "sweep.html")
     assert res.ret == 0, res.stderr
     text = (swept.path / "sweep.html").read_text()
     assert len(text) < 5_000_000
-    assert text.count('<tr class="') == 6
+    assert "<script src" not in text and "https://cdn" not in text
+    state = _state(text)
+    assert state["n"] == 6 and sorted(state["fields"]["state"]).count("failed") == 2
+    drawn = {r["experiment"] for spec in state["curves"] for r in spec["data"]["values"]}
+    assert drawn == set(state["fields"]["name"])  # each one's loss.csv, to select from
     assert "diverged: lr too large" in text  # a failure's log tail
     assert "matrix:" in text and "lr: [0.1, 0.2, 0.3]" in text  # the sweep definitions
-    assert "Params → metrics" in text
+    assert "Parallel coordinates" in text and "read-only" in text
 
 
 def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> None:
+    """The static page draws the ui's views from its inlined state, with nothing from the
+    network: table (sorting, filtering), parallel coordinates, the mean ± std band, the
+    curves of selected experiments."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (test extra)")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -95,26 +113,29 @@ def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> Non
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("request", lambda r: requests.append(r.url))
         page.goto(url)
-        page.wait_for_selector("#pc-0 svg", timeout=30_000)
-        page.wait_for_selector("#chart-0 svg", timeout=30_000)
-        rows = page.locator("#results tbody tr")
-        assert rows.count() == 6
-        # the charts drew their marks: a line per experiment across the axes, and points
-        assert page.locator("#pc-0 .mark-line path").count() == 6
-        assert page.locator("#chart-0 .mark-symbol path, #chart-0 .mark-line path").count() > 0
-        header = page.locator("#results th", has_text="acc").first
+        page.wait_for_function("document.getElementById('count').textContent.startsWith('6 of 6')")
+        assert page.locator("#tbody tr").count() == 6
+        # parallel coordinates: an axis per varying param and metric, with ticks
+        assert page.locator("#pc g.axis").count() == 4
+        assert page.locator('#pc g.axis[data-column="params.yaml:lr"] text').count() > 2
+        page.select_option("#metric", "metrics.json:acc")
+        page.select_option("#param", "params.yaml:lr")
+        page.wait_for_selector("#bands .mark-area path")
+        header = page.locator("#thead th", has_text="metrics.json:acc").first
+        column = page.locator("#thead th").all_inner_texts().index("metrics.json:acc") + 1
+        cells = f"#tbody tr td:nth-child({column})"
         header.click()
-        values = [
-            float(v) for v in page.locator("#results tbody tr td:nth-child(6)").all_inner_texts()
-        ]
+        values = [float(v.split()[0]) for v in page.locator(cells).all_inner_texts()]
         assert values == sorted(values), values
         header.click()
-        values = [
-            float(v) for v in page.locator("#results tbody tr td:nth-child(6)").all_inner_texts()
-        ]
+        values = [float(v.split()[0]) for v in page.locator(cells).all_inner_texts()]
         assert values == sorted(values, reverse=True), values
         page.fill("#filter", "failed")
-        assert page.locator("#results tbody tr:not([hidden])").count() == 2
+        page.wait_for_function("document.getElementById('count').textContent.startsWith('2 of')")
+        page.fill("#filter", "")
+        for box in page.locator("#tbody input[type=checkbox]").all()[:2]:
+            box.check()
+        page.wait_for_selector("#curves svg")
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
@@ -125,8 +146,7 @@ def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> Non
 
 def test_sweep_charts_of_many_experiments_draw_means_or_a_sample() -> None:
     """Beyond MAX_POINTS experiments a chart draws each point's mean (said in a subtitle),
-    or a seeded sample when even the points are too many; parallel coordinates draw
-    MAX_LINES lines but scale their axes over every experiment."""
+    or a seeded sample when even the points are too many."""
     from sweeprun.report import charts
 
     n = charts.MAX_POINTS * 4
@@ -152,23 +172,14 @@ def test_sweep_charts_of_many_experiments_draw_means_or_a_sample() -> None:
     assert charts.metric_vs_param(records, "acc", "seed", None) == by_seed  # the same one
     small = charts.metric_vs_param(records[:100], "acc", "lr", None)
     assert small["title"] == "acc by lr" and len(small["data"]["values"]) == 100
-    pc = charts.parallel_coordinates(records, ["lr"], ["acc"])
-    assert pc is not None and "sampled" in pc["title"]["subtitle"]
-    lines = {row["experiment"] for row in pc["data"]["values"]}
-    assert len(lines) == charts.MAX_LINES
-    accs = [r["metrics"]["m.json"]["acc"] for r in records]
-    low, high = min(accs), max(accs)
-    for row in pc["data"]["values"]:
-        if row["axis"] == "acc":  # scaled over every experiment, drawn or not
-            assert row["scaled"] == pytest.approx((row["value"] - low) / (high - low))
 
 
 def test_report_lists_at_most_max_rows_and_says_so(swept: SweepProject) -> None:
     res = swept.run("report", "-o", "small.html", "--max-rows", "2")
     assert res.ret == 0, res.stderr
     page = (swept.path / "small.html").read_text()
-    assert "Experiments (the first 2 of 6: --max-rows)" in page
-    assert page.count("<tr class=") == 2
+    assert "the first 2 of 6 experiments: --max-rows" in page
+    assert _state(page)["n"] == 2
     assert "diverged: lr too large" in page  # failures are listed whatever the table shows
 
 

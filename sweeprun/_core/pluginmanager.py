@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "demo": "sweeprun.commands.demo",
     "init": "sweeprun.commands.init",
     "plots": "sweeprun.commands.plots",
+    "report": "sweeprun.commands.report",
     "ui": "sweeprun.commands.ui",
     "run": "sweeprun.commands.run",
     "results": "sweeprun.commands.results",

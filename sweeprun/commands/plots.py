@@ -17,12 +17,10 @@ import io
 import itertools
 import json
 import re
-import time
 import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeprun._core.argtypes import nonnegative_int
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands import listing
 from sweeprun.commands.listing import checkpoint_records
@@ -30,9 +28,7 @@ from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
 from sweeprun.report import charts, page
 from sweeprun.report.draw import Drawer
-from sweeprun.report.table import MISSING, column, fmt, subset, value
-from sweeprun.run.metrics import log_tail
-from sweeprun.spec.dvcproject import find_pipelines
+from sweeprun.report.table import subset, value
 from sweeprun.spec.loader import default_spec
 from sweeprun.store import resultsindex, written
 from sweeprun.store.git import run_git
@@ -68,7 +64,7 @@ def javascript_bundle(config: Config) -> str:
     return text
 
 
-def _records(config: Config) -> list[dict[str, Any]]:
+def records_of(config: Config) -> list[dict[str, Any]]:
     found = listing.rows(config.repo, all_baselines=bool(config.getoption("all_baselines")))
     records = listing.frame(*found)  # the index's columns: no record of 100,000 decoded
     names = config.getoption("names") or []
@@ -181,8 +177,8 @@ def _draw(config: Config) -> int:
     _vl()  # a one-line error now if vl-convert is not installed
     # Started first: the helper starts vl-convert's engine on the other core meanwhile.
     with Drawer() as drawer:
-        records = _records(config)
-        out = _target(config, "plots")
+        records = records_of(config)
+        out = target(config, "plots")
         out.mkdir(parents=True, exist_ok=True)
         written.note(config.repo, [out])
         all_charts = []
@@ -203,118 +199,13 @@ def _draw(config: Config) -> int:
     return ExitCode.OK
 
 
-def _report(config: Config) -> int:
-    with resultsindex.no_gc(freeze=True):
-        return _write_report(config)
-
-
-def _write_report(config: Config) -> int:
-    records = _records(config)
-    params = charts.swept(records)
-    metrics = charts.numeric_metrics(records)
-    header = ["Experiment", "State", "Sweep", *params, *metrics]
-    limit = int(config.getoption("max_rows"))
-    listed = subset(records, range(min(limit, len(records)))) if limit > 0 else records
-    columns = [
-        [(r["name"], r["name"]) for r in listed],
-        [(str(r["state"]), str(r["state"])) for r in listed],
-        [(str(r.get("sweep") or "-"), str(r.get("sweep") or "")) for r in listed],
-        *([(fmt(v), None if v is MISSING else v) for v in column(listed, "params", c)]
-          for c in params),
-        *([(fmt(v), None if v is MISSING else v) for v in column(listed, "metrics", c)]
-          for c in metrics),
-    ]  # fmt: skip
-    rows = [list(row) for row in zip(*columns, strict=True)]
-    failed = {i for i, r in enumerate(listed) if str(r["state"]) in _FAILED}
-    specs: dict[str, Any] = {}
-    sections = [("", _summary(config, records))]
-    heading = f"Experiments ({len(records)})"
-    if len(listed) < len(records):
-        heading = f"Experiments (the first {len(listed)} of {len(records)}: --max-rows)"
-    sections.append((heading, page.results_table(header, rows, failed)))
-    pc = charts.parallel_coordinates(records, params, metrics)
-    if pc is not None:
-        sections.append(("Params → metrics", page.charts_html("pc-", [pc], specs)))
-    plotted = [*charts.sweep_charts(records), *curve_charts(config, records)]
-    if plotted:
-        sections.append(("Plots", page.charts_html("chart-", plotted, specs)))
-    failures = [r for r in records if str(r["state"]) in _FAILED]
-    if failures:
-        sections.append(("Failures", _failures(config, failures)))
-    sections.append(("Sweep definitions", _definitions(config)))
-    target = _target(config, "report.html")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page.page("sweeprun report", sections, specs, javascript_bundle(config)))
-    written.note(config.repo, [target])
-    config.stdout.write(f"wrote {target} ({len(records)} experiments)\n")
-    if config.getoption("open"):
-        webbrowser.open(target.as_uri())
-    return ExitCode.OK
-
-
-_FAILED = ("failed", "timeout", "expect-failed", "error")
-
-
-def _target(config: Config, default: str) -> Path:
+def target(config: Config, default: str) -> Path:
     """Where to write: ``-o``, or by default inside ``.git/sweeprun/`` — never where the
     next queue would snapshot it into every experiment."""
     given = config.getoption("output")
     if given is None:
         return config.repo.state_dir / default
     return (config.invocation_dir / str(given)).resolve()
-
-
-def _summary(config: Config, records: list[dict[str, Any]]) -> str:
-    import html  # deferred: only the report needs it
-
-    head = run_git(["log", "-1", "--format=%h %s (%an, %ad)", "--date=short"], config.repo.root,
-                   check=False).strip()  # fmt: skip
-    states: dict[str, int] = {}
-    for r in records:
-        states[str(r["state"])] = states.get(str(r["state"]), 0) + 1
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime())
-    return (
-        f"<p>Baseline <code>{html.escape(head)}</code> · {html.escape(counts)} · "
-        f"generated {when} by sweeprun</p>"
-    )
-
-
-def _failures(config: Config, records: list[dict[str, Any]]) -> str:
-    import html  # deferred: only the report needs it
-
-    logs = config.repo.common_dir / "sweeprun" / "logs"
-    parts = []
-    for r in records[:MAX_FAILURES]:
-        tail = log_tail(logs / f"{r['key']}.log") or "(no log)"
-        why = r.get("message") or r["state"]
-        parts.append(
-            f"<details open><summary><b>{html.escape(r['name'])}</b> {html.escape(str(why))}"
-            f"</summary><pre>{html.escape(tail)}</pre></details>"
-        )
-    if len(records) > MAX_FAILURES:
-        more = len(records) - MAX_FAILURES
-        parts.append(f"<p>… and {more} more failures (sweeprun show lists them all)</p>")
-    return "".join(parts)
-
-
-#: Failures whose log tails the report shows.
-MAX_FAILURES = 50
-
-
-def _definitions(config: Config) -> str:
-    import html  # deferred: only the report needs it
-
-    path = default_spec(config.repo.root)
-    if path is None:
-        return "<p>(no spec in the repository's root)</p>"
-    root = config.repo.root
-    files = find_pipelines(root, path) if path.is_dir() else [path]  # a DVC project: each
-    return "".join(
-        f"<p><code>{html.escape(f.relative_to(root).as_posix())}</code></p>"
-        f"<pre>{html.escape(f.read_text())}</pre>"
-        for f in files
-    )
 
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
@@ -324,25 +215,9 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--open", action="store_true", help="open index.html in a browser")
 
 
-def _report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", metavar="NAME", help="experiments (default: all)")
-    parser.add_argument(
-        "-o", "--output", help="the page to write (default: .git/sweeprun/report.html)"
-    )
-    parser.add_argument(
-        "--max-rows",
-        type=nonnegative_int,
-        default=5000,
-        metavar="N",
-        help="rows of the experiments table, in show's order (default 5000; 0: all)",
-    )
-    parser.add_argument("-A", "--all-baselines", action="store_true", help="every baseline")
-    parser.add_argument("--open", action="store_true", help="open it in a browser")
-
-
 @hookimpl
 def sweeprun_add_commands(commands: CommandRegistry) -> None:
-    """Register ``sweeprun plots`` and ``sweeprun report``."""
+    """Register ``sweeprun plots`` (``sweeprun report``: see ``commands.report``)."""
     commands.add(
         "plots",
         "charts of the experiments: SVG, PNG and an offline page",
@@ -351,15 +226,5 @@ def sweeprun_add_commands(commands: CommandRegistry) -> None:
         examples=(
             "sweeprun plots                    # into .git/sweeprun/plots",
             "sweeprun plots -o charts --open",
-        ),
-    )
-    commands.add(
-        "report",
-        "one self-contained HTML page of the experiments",
-        _report_arguments,
-        _report,
-        examples=(
-            "sweeprun report --open            # .git/sweeprun/report.html",
-            "sweeprun report -o reports/sweep.html --max-rows 500",
         ),
     )

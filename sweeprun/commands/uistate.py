@@ -47,8 +47,12 @@ def frame(repo: RepoPaths) -> list[dict[str, Any]]:
 
 def state(config: Config) -> dict[str, Any]:
     """The page's state: fields and columns of every experiment, baselines, what runs."""
+    return state_of(config, frame(config.repo))
+
+
+def state_of(config: Config, recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The page's state of the experiments ``recs`` (as :func:`frame` gives them)."""
     repo = config.repo
-    recs = frame(repo)
     head = run_git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], repo.root, check=False)
     columns = (
         [

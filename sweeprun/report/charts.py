@@ -20,8 +20,6 @@ MAX_POINTS = 1_000
 #: Points of a chart whose points are too many even as means: a sample (each point costs
 #: drawing time, and a few hundred show how the experiments spread).
 MAX_SAMPLE = 500
-#: Lines of the parallel-coordinates chart (a seeded sample beyond).
-MAX_LINES = 500
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"  # names the version; never fetched
 # DVC's templates (dvc-render) and the mark each one draws.
@@ -252,56 +250,3 @@ def curve(
         "width": 320,
         "height": 220,
     }  # fmt: skip
-
-
-def parallel_coordinates(
-    records: list[dict[str, Any]], params: list[str], metrics: list[str]
-) -> dict[str, Any] | None:
-    """Params → metrics as parallel coordinates (each axis scaled to its own range).
-
-    The long form is built here, scaled: column names hold dots, which Vega-Lite would read
-    as nested fields in its own fold.
-    """
-    axes = [("params", c) for c in params] + [("metrics", c) for c in metrics]
-    cols = [c for _, c in axes]
-    values = [_values(records, section, c) for section, c in axes]
-    table = [
-        (r["name"], dict(zip(cols, row, strict=True)))
-        for r, *row in zip(records, *values, strict=True)
-        if all(_numeric(v) for v in row)
-    ]
-    if len(cols) < 2 or not table:
-        return None
-    low = {c: min(row[c] for _, row in table) for c in cols}
-    high = {c: max(row[c] for _, row in table) for c in cols}
-    title: Any = "params → metrics"
-    if len(table) > MAX_LINES:  # the axes' ranges still come from every experiment
-        note = f"{MAX_LINES} of {len(table)} experiments, sampled"
-        title = {"text": title, "subtitle": note}
-        table = thin(table, MAX_LINES)
-    rows = [
-        {
-            "experiment": name,
-            "axis": c,
-            "value": row[c],
-            "scaled": (row[c] - low[c]) / ((high[c] - low[c]) or 1),
-            "colour": row[cols[-1]],
-        }
-        for name, row in table
-        for c in cols
-    ]
-    return {
-        "$schema": SCHEMA,
-        "title": title,
-        "data": {"values": rows},
-        "width": max(320, 110 * len(cols)),
-        "height": 260,
-        "mark": {"type": "line", "opacity": 0.7, "point": True},
-        "encoding": {
-            "x": {"field": "axis", "type": "nominal", "sort": cols, "title": None},
-            "y": {"field": "scaled", "type": "quantitative", "axis": None},
-            "detail": {"field": "experiment", "type": "nominal"},
-            "color": {"field": "colour", "type": "quantitative", "title": cols[-1]},
-            "tooltip": [{"field": "experiment"}, {"field": "axis"}, {"field": "value"}],
-        },
-    }

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -58,14 +60,44 @@ def _asset(name: str) -> str:
 
 
 def script_json(data: Any) -> str:
-    """JSON safe inside a ``<script>`` element."""
-    return json.dumps(data, default=str, allow_nan=False).replace("</", "<\\/")
+    """JSON safe inside a ``<script>`` element (and for ``JSON.parse``: no NaN)."""
+    try:
+        text = json.dumps(data, default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(data), default=str, allow_nan=False)
+    return text.replace("</", "<\\/")
 
 
-def ui_page(title: str, bundle: str, state: dict[str, Any] | None = None) -> str:
+def _finite(data: Any) -> Any:
+    """``data`` with NaN and infinities as ``null``."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def ui_page(
+    title: str,
+    bundle: str,
+    state: dict[str, Any] | None = None,
+    before: Sequence[tuple[str, str]] = (),
+    after: Sequence[tuple[str, str]] = (),
+) -> str:
     """The page: served (``state`` None: it fetches its state) or static (``state``
-    inlined)."""
+    inlined); ``before`` and ``after`` the views: ``(heading, HTML)`` sections, their HTML
+    escaped by the caller."""
     live = state is None
+    body = _BODY.format(title=html.escape(title), read_only=READ_ONLY)
+    extra = [
+        "".join(f"<section><h2>{html.escape(h)}</h2>{inner}</section>" for h, inner in part)
+        for part in (before, after)
+    ]
+    body = body.replace("<main>\n", "<main>\n" + extra[0], 1).replace(
+        "</main>", extra[1] + "</main>", 1
+    )
     inline = (
         "" if live else f'<script type="application/json" id="state">{script_json(state)}</script>'
     )
@@ -74,6 +106,6 @@ def ui_page(title: str, bundle: str, state: dict[str, Any] | None = None) -> str
         f"<title>{html.escape(title)}</title><style>{_asset('ui.css')}</style>"
         f"<script>{bundle}</script>"
         f"<script>window.SWEEPRUN_LIVE = {'true' if live else 'false'};</script>"
-        f"</head><body>{_BODY.format(title=html.escape(title), read_only=READ_ONLY)}"
+        f"</head><body>{body}"
         f"{inline}<script>(() => {{{_asset('ui.js')}}})();</script></body></html>\n"
     )

@@ -314,8 +314,11 @@ function selectionChanged() {
 }
 
 function fetchJSON(what, keys) {
-  if (!SW.live) { const pre = (SW.state.curves || {}); return Promise.resolve(keys.flatMap(k => pre[k] || [])
-    .filter((s, i, a) => a.indexOf(s) === i)); }
+  if (!SW.live) {  // a static page: the curves of its first experiments, kept to the chosen
+    const names = new Set(SW.rows.filter(i => keys.includes(field("key", i))).map(i => field("name", i)));
+    return Promise.resolve((SW.state.curves || []).map(spec => {
+      const values = ((spec.data || {}).values || []).filter(r => names.has(r.experiment));
+      return values.length ? {...spec, data: {values}} : null; }).filter(s => s)); }
   const q = keys.map(k => "key=" + encodeURIComponent(k)).join("&");
   return fetch(`/api/${what}?${q}`).then(r => r.json());
 }
