@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +170,79 @@ def test_the_page_in_headless_chromium(project: SweepProject, served: str) -> No
         browser.close()
     assert errors == []
     assert outside == []  # nothing from the network
+
+
+HOLD = """
+import json, os, pathlib, time
+from sweeprun.api import make_checkpoint
+print("epoch 1/3: warming up", flush=True)
+json.dump({"loss": 0.75}, open("m.json", "w"))
+open("state.txt", "w").write("1")
+make_checkpoint()
+print("epoch 2/3: waiting for go", flush=True)
+while not pathlib.Path(os.environ["GO"]).exists():
+    time.sleep(0.02)
+json.dump({"loss": 0.5}, open("m.json", "w"))
+"""
+
+
+def test_a_running_experiment_shows_its_last_log_line_and_checkpoint(
+    sweepproject: SweepProject, tmp_path: Path
+) -> None:
+    """Live: what runs now is in the state with its latest log line and checkpoint
+    metrics, and the events stream says "changed" when it finishes."""
+    p = sweepproject
+    go = tmp_path / "go"
+    p.write("params.yaml", "x: 1\n")
+    p.write("hold.py", HOLD)
+    p.write(
+        "sweeps.yaml",
+        f"params: params.yaml\nstages:\n  train:\n    cmd: {sys.executable} hold.py\n"
+        "    outs:\n      - state.txt: {checkpoint: true}\n    metrics: [m.json]\n",
+    )
+    p.write(".gitignore", "__pycache__/\n")
+    p.commit()
+    runner = p.popen("--run", "-q", env={**os.environ, "GO": str(go)})
+    server = p.popen("ui", "--port", "0")
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[2]
+        deadline = time.monotonic() + 60
+        while True:
+            state = _get(url + "api/state")
+            running = list(state["running"].values())
+            if running and running[0].get("step") and "waiting" in running[0]["log"]:
+                break
+            assert time.monotonic() < deadline, state["running"]
+            time.sleep(0.1)
+        assert running[0]["log"] == "epoch 2/3: waiting for go"
+        assert running[0]["step"] == 1 and running[0]["metrics"] == {"m.json": {"loss": 0.75}}
+        assert state["fields"]["state"] == ["running"]
+        events = urllib.request.urlopen(url + "api/events", timeout=60)
+        go.touch()
+        assert runner.wait(timeout=60) == 0
+        lines = iter(events)
+        assert next(lines) == b"event: changed\n"  # the result's ref moved
+        events.close()
+        state = _get(url + "api/state")
+        assert state["fields"]["state"] == ["success"] and state["running"] == {}
+        server.send_signal(signal.SIGINT)  # Ctrl+C ends it, exit 0
+        out, _ = server.communicate(timeout=30)
+        assert server.returncode == 0 and "stopped" in out
+    finally:
+        for proc in (runner, server):
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+
+
+def test_another_host_is_served_with_a_warning(project: SweepProject) -> None:
+    proc = project.popen("ui", "--port", "0", "--host", "0.0.0.0")
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line.startswith("sweeprun ui: http://0.0.0.0:"), line
+        assert "anyone who can reach this machine can read these results" in proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
