@@ -91,6 +91,7 @@ def test_report_is_one_file_with_failures_and_definitions(swept: SweepProject) -
     assert "diverged: lr too large" in text  # a failure's log tail
     assert "matrix:" in text and "lr: [0.1, 0.2, 0.3]" in text  # the sweep definitions
     assert "Parallel coordinates" in text and "read-only" in text
+    assert state["importance"] == {}  # only with --importance (see below)
 
 
 def test_report_in_headless_chromium(swept: SweepProject, tmp_path: Path) -> None:
@@ -233,3 +234,13 @@ def test_charts_are_drawn_by_a_helper_process_that_reports_a_bad_chart(tmp_path:
     with pytest.raises(KeyError), Drawer() as drawer:
         raise KeyError("an error before drawing")
     assert drawer._proc.poll() is not None  # not left running
+
+
+def test_report_importance_only_when_asked(swept: SweepProject) -> None:
+    """fANOVA loads Optuna and scikit-learn (seconds): the report computes it with
+    ``--importance`` only, and the page says how to get it otherwise."""
+    pytest.importorskip("optuna")
+    assert swept.run("report", "-o", "imp.html", "--importance").ret == 0
+    got = _state((swept.path / "imp.html").read_text())["importance"]
+    assert "fANOVA" in got["metrics.json:acc"]["method"], got
+    assert set(got["metrics.json:acc"]["importances"]) == {"params.yaml:lr", "params.yaml:depth"}

@@ -3,8 +3,9 @@
 summary, the failures' log tails and the sweep definitions.
 
 The experiments are the first ``--max-rows`` in ``show``'s order; the step curves are
-those of the first experiments (select them in the table), and the parameter importance is
-computed for the first few metrics when Optuna is installed.
+those of the first experiments (select them in the table); the parameter importance of the
+first few metrics is computed with ``--importance`` (a few seconds: Optuna and
+scikit-learn load).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _write_report(config: Config) -> int:
     listed = subset(records, range(min(limit, len(records)))) if limit > 0 else records
     state = uistate.state_of(config, listed)
     state["curves"] = curve_charts(config, subset(listed, range(min(MAX_CURVES, len(listed)))))
-    state["importance"] = _importance(config, state)
+    state["importance"] = _importance(config, state) if config.getoption("importance") else {}
     shown = f"{len(listed)} experiments"
     if len(listed) < len(records):
         shown = f"the first {len(listed)} of {len(records)} experiments: --max-rows"
@@ -138,6 +139,12 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
         help="experiments in the page, in show's order (default 5000; 0: all)",
     )
     parser.add_argument("-A", "--all-baselines", action="store_true", help="every baseline")
+    parser.add_argument(
+        "--importance",
+        action="store_true",
+        help="compute the parameter importance of the first metrics (fANOVA; needs Optuna; "
+        "a few seconds)",
+    )
     parser.add_argument("--open", action="store_true", help="open it in a browser")
 
 

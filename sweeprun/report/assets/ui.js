@@ -328,7 +328,8 @@ function renderImportance() {
   const box = byId("importance"); box.textContent = "";
   const m = byId("imp-metric").value; if (!m) return;
   const got = SW.live ? fetch("/api/importance?metric=" + encodeURIComponent(m) + "&baseline=" + encodeURIComponent(SW.baseline)).then(r => r.json())
-    : Promise.resolve((SW.state.importance || {})[m] || {error: "not computed for the static page"});
+    : Promise.resolve((SW.state.importance || {})[m] ||
+      {error: "not in this page: written without --importance (sweeprun report --importance, or sweeprun ui)"});
   got.then(res => {
     box.textContent = "";
     if (res.error) { box.appendChild(el("p", res.error, "note")); return; }
