@@ -16,7 +16,8 @@ from sweeprun.model import EXPS
 from sweeprun.store.cache import Cache
 from sweeprun.store.git import run_git
 from sweeprun.store.records import ExpStore
-from sweeprun.store.tiered import configured_remote, copy_objects, remote_root
+from sweeprun.store.remotes import Remote, open_remote
+from sweeprun.store.tiered import configured_remote
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -29,9 +30,9 @@ def _check_remote(store: ExpStore, remote: str) -> None:
         raise UsageError(f"{remote}: no such git remote (remotes: {', '.join(known) or 'none'})")
 
 
-def _cache_remote(config: Config, store: ExpStore) -> Path | None:
+def _cache_remote(config: Config, store: ExpStore) -> Remote | None:
     given = config.getoption("cache_remote")
-    return remote_root(given, "--cache-remote") if given else configured_remote(store.cwd)
+    return open_remote(given, "--cache-remote") if given else configured_remote(store.cwd)
 
 
 def lock_digests(store: ExpStore, commits: list[str]) -> set[str]:
@@ -81,6 +82,16 @@ def _sync(config: Config, push: bool) -> int:
             config.stdout.write("nothing to push\n")
             return ExitCode.OK
 
+        cache_remote = _cache_remote(config, store)
+        local = Cache.for_repo(store.repo.common_dir)
+        copied = 0
+        if push and cache_remote is not None:
+            # The outs first: a ref on the remote never names an object its cache lacks
+            # (a refused upload leaves the remote's refs as they were).
+            wanted = set(refs)
+            commits = [r.commit for r in store.records(EXPS) if r.ref in wanted]
+            digests = lock_digests(store, commits)
+            copied = cache_remote.send(local, [d for d in digests if local.exists(d)])
         # Without "+", git refuses to overwrite a diverged ref: that is the safety we want.
         cmd = ["push", "--porcelain", remote, *specs] if push else ["fetch", remote, *specs]
         res = subprocess.run(
@@ -92,18 +103,9 @@ def _sync(config: Config, push: bool) -> int:
             for ln in (proc_out + err).splitlines()
             if ln.startswith("!") or "[rejected]" in ln or "non-fast-forward" in ln
         ]
-        cache_remote = _cache_remote(config, store)
-        copied = 0
-        if cache_remote is not None:
-            local = Cache.for_repo(store.repo.common_dir)
-            remote_cache = Cache(cache_remote)
+        if not push and cache_remote is not None:
             commits = [r.commit for r in store.records(EXPS)]
-            digests = lock_digests(store, commits)
-            copied = (
-                copy_objects(local, remote_cache, digests)
-                if push
-                else copy_objects(remote_cache, local, digests)
-            )
+            copied = cache_remote.fetch(local, lock_digests(store, commits))
         verb = "pushed to" if push else "pulled from"
         config.stdout.write(
             f"{verb} {remote}: {len(specs) - len(rejected)} ref update(s)"
@@ -132,7 +134,8 @@ def _sync_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-remote",
         metavar="DIR",
-        help="also copy cache objects to/from DIR (git config sweeprun.cacheRemote)",
+        help="also copy cache objects to/from DIR or an object store URL such as "
+        "s3://bucket/prefix (git config sweeprun.cacheRemote)",
     )
 
 

@@ -66,8 +66,8 @@ class JobSetup:
     #: empty: the repository's own.
     cache_dir: str = ""
     cache_types: tuple[str, ...] = ("reflink", "copy")
-    #: ``sweeprun.cacheRemote`` (a directory every machine mounts): the cache that
-    #: git-only workers share, behind their own.
+    #: ``sweeprun.cacheRemote`` (a directory every machine mounts, or an object store
+    #: URL): the cache that git-only workers share, behind their own.
     cache_remote: str = ""
 
 

@@ -210,7 +210,8 @@ class Dispatch:
                 raise UsageError(
                     f"--worker-url {self.url}: {cached[0].name} has cached outs, which "
                     "git-only workers keep in a cache remote: set git config "
-                    "sweeprun.cacheRemote DIR (a directory every machine mounts)"
+                    "sweeprun.cacheRemote DIR (a directory every machine mounts) or an "
+                    "object store URL such as s3://bucket/prefix"
                 )
         try:
             transport.push(

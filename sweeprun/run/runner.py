@@ -154,7 +154,7 @@ class Runner:
         if url:
             remote = configured_remote(store.repo.root)
             # The job names no path of this machine: the worker's cache is its mirror's.
-            setup = replace(setup, cache_dir="", cache_remote=str(remote or ""))
+            setup = replace(setup, cache_dir="", cache_remote=remote.url if remote else "")
             dispatch = Dispatch(common, url, setup)
             dispatch.publish(first)  # before any claim: a refusal leaves the queue as it is
 

@@ -19,6 +19,7 @@ from sweeprun.run.warm import WarmPool
 from sweeprun.spec.dag import committed_results
 from sweeprun.store.cache import Cache
 from sweeprun.store.catfile import ObjectReader
+from sweeprun.store.remotes import open_remote
 from sweeprun.store.tiered import TieredCache
 from sweeprun.system import procs
 from sweeprun.system.supervisor import Supervisor
@@ -179,7 +180,7 @@ class Task:
         root = Path(setup.cache_dir) if setup.cache_dir else self.state_dir / "cache"
         if self.job.url and setup.cache_remote:
             # A git-only worker: its own cache, then the one every machine shares.
-            return TieredCache(root, setup.cache_types, remote=Path(setup.cache_remote))
+            return TieredCache(root, setup.cache_types, remote=open_remote(setup.cache_remote))
         return Cache(root, setup.cache_types)
 
     def env(self, ws: Path) -> dict[str, str]:
