@@ -47,6 +47,7 @@ class Experiment:
     study: str = ""
     trial: int = 0
     _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+    _rendered: dict[str, str] | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, dict[str, Any]]:
         """Point values grouped by params file: path → {dotted key: value}."""
@@ -62,13 +63,15 @@ class Experiment:
 
     def rendered_files(self) -> dict[str, str]:
         """New text of each params file this experiment changes (unchanged ones omitted)."""
-        out = {}
-        for path, changes in self.changes().items():
-            pf = self.params.by_path[path]
-            text = pf.render(changes)
-            if text != pf.text:
-                out[path] = text
-        return out
+        if self._rendered is None:
+            out = {}
+            for path, changes in self.changes().items():
+                pf = self.params.by_path[path]
+                text = pf.render(changes)
+                if text != pf.text:
+                    out[path] = text
+            self._rendered = out
+        return dict(self._rendered)
 
     def full_params(self) -> dict[str, Any]:
         """Every params file merged with the point (OmegaConf, see ``ParamsFile.merged``)."""

@@ -7,6 +7,7 @@ Errors must say ``file:line:col``, so the spec loader builds :class:`LocatedDict
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -177,6 +178,19 @@ def compose(text: str) -> yaml.Node | None:
 
 def dump_scalar(value: Any) -> str:
     """Render ``value`` as a one-line YAML flow value that round-trips to the same value."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        # A sweep's values repeat over its points (100,000 points, a few hundred values):
+        # each is rendered once. The type is part of the key (1, 1.0 and True are equal).
+        return _dump_plain(type(value).__name__, value)
+    return _dump(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _dump_plain(kind: str, value: Any) -> str:
+    return _dump(value)
+
+
+def _dump(value: Any) -> str:
     text: str = yaml.dump(
         plain(value),
         Dumper=yaml.SafeDumper,

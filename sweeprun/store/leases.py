@@ -110,7 +110,14 @@ class LeaseJournal:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
             # Held until this process (and its supervisor) ends: "this runner lives".
             fcntl.flock(self._fd, fcntl.LOCK_EX)
-            header = {"host": self._host, "pid": pid, "started": time.time()}
+            # The process's start time too: a pid reused by another process (a dead
+            # runner's, say) is not this runner.
+            header = {
+                "host": self._host,
+                "pid": pid,
+                "started": time.time(),
+                "start": procs.start_time(pid),
+            }
             os.write(self._fd, (json.dumps(header) + "\n").encode())
         return self._fd
 
@@ -183,18 +190,27 @@ def await_supervisors(directory: Path, timeout: float = 30.0) -> None:
     host, deadline = socket.gethostname(), time.monotonic() + timeout
     for path in directory.glob(f"*{SUFFIX}") if directory.is_dir() else ():
         header = _header(path)
-        if header is None or header[0] != host or not procs.gone(header[1]):
+        if header is None or header[0] != host or not _runner_gone(header[1], header[2]):
             continue
         while journal_locked(path) and time.monotonic() < deadline:
             time.sleep(0.02)
 
 
-def _header(path: Path) -> tuple[str, int] | None:
+def _runner_gone(pid: int, start: str | None) -> bool:
+    """Whether the runner of a journal is gone: no process has its pid, or the one that
+    has it started at another time (its pid reused)."""
+    if procs.gone(pid):
+        return True
+    return start is not None and procs.start_time(pid) not in (None, start)
+
+
+def _header(path: Path) -> tuple[str, int, str | None] | None:
     try:
         with open(path, encoding="utf-8") as f:
             head = json.loads(f.readline())
-        return str(head["host"]), int(head["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+        start = head.get("start")
+        return str(head["host"]), int(head["pid"]), None if start is None else str(start)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
