@@ -267,7 +267,7 @@ def test_slots_give_each_job_a_device(sweepproject: SweepProject) -> None:
 def test_bench_script_is_runnable() -> None:
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "bench_queue.py"), "--n", "30"],
+        [sys.executable, str(root / "benchmarks" / "bench_queue.py"), "--n", "30", "--drain", "20"],
         capture_output=True,
         text=True,
         check=False,
@@ -275,7 +275,8 @@ def test_bench_script_is_runnable() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "peak RSS" in out.stdout
-    json.loads(out.stdout.splitlines()[-1])
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["n"] == 30 and got["queue_s"] > 0 and got["raw_refs_s"] > 0 and got["drain_s"] > 0
 
 
 def test_second_ctrl_c_kills_stubborn_jobs(sweepproject: SweepProject, tmp_path: Path) -> None:

@@ -243,3 +243,29 @@ def test_a_killed_writer_s_temporary_index_is_removed(project: SweepProject) -> 
     project.git("update-ref", "-d", truth(project)[0]["ref"])  # so that show refreshes
     assert shown(project) == truth(project)
     assert not old.exists() and young.exists()  # a younger one may be being written
+
+
+def test_results_are_packed_as_they_accumulate(
+    sweepproject: SweepProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PACK_AFTER loose result refs a run packs them (git pack-refs): listing
+    100,000 loose refs takes seconds, packed ones a tenth of one; nothing is lost."""
+    from sweeprun.store import transitions
+
+    monkeypatch.setattr(transitions, "PACK_AFTER", 2)
+    p = sweepproject
+    p.write("params.yaml", "lr: 0\n")
+    p.write(
+        "sweeps.yaml",
+        "params: params.yaml\ncmd: echo ${lr}\nsweeps:\n  g:\n"
+        "    values: [{lr: 1}, {lr: 2}, {lr: 3}, {lr: 4}]\n",
+    )
+    p.commit()
+    assert p.run("--run", "-q").ret == 0
+    exps = p.path / ".git/refs/sweeprun/exps"
+    assert not [f for d in exps.iterdir() for f in d.iterdir()] if exps.exists() else True
+    packed = (p.path / ".git/packed-refs").read_text()
+    assert packed.count("refs/sweeprun/exps/") == 4
+    assert len(p.records()) == 4
+    assert p.run("sweeps.yaml::g", "--run", "-q", "-S", "lr=5").ret == 0  # one more, loose
+    assert len(p.records()) == 5 and len(list(exps.rglob("*"))) >= 1

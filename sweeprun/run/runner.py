@@ -267,6 +267,8 @@ class Runner:
             if self.in_place:
                 for record in first:
                     remember_workspace_checkpoint(store, record.key)
+        # Results accumulate as loose refs: packed now and then, listing them stays quick.
+        store.pack_results()
 
     def _work(self, first: list[Record], backend: str) -> Iterator[Record | None]:
         """The source's records; for a following source, then what it offers since,
