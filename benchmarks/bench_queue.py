@@ -109,7 +109,7 @@ def main() -> None:
         base = Path(tmp)
         took, peak = queue_time(base, opts.n, env, None)
         raw = raw_refs(base, opts.n, env)
-        out.update(queue_s=round(took, 2), queue_peak_mb=round(peak), raw_refs_s=round(raw, 2))
+        out.update(queue_s=round(took, 3), queue_peak_mb=round(peak), raw_refs_s=round(raw, 3))
         print(
             f"(a) queue {opts.n:,} points: {took:.1f} s, peak {peak:.0f} MB (target < 500 MB); "
             f"git update-ref of {opts.n:,} refs in the same run: {raw:.1f} s; "
@@ -122,7 +122,7 @@ def main() -> None:
                   f"this / that: {took / old:.2f}")  # fmt: skip
         if opts.drain:
             took, peak = drain(base, opts.drain, env)
-            out.update(drain_s=round(took, 2), drain_peak_mb=round(peak))
+            out.update(drain_s=round(took, 3), drain_peak_mb=round(peak))
             print(
                 f"(b) --run-all -j 2 of {opts.drain:,} queued trivial experiments: {took:.1f} s "
                 f"({opts.drain / took:.0f} per second); runner peak RSS {peak:.0f} MB"

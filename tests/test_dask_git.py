@@ -325,9 +325,13 @@ MARK = {mark!r}
 
 class DieAfterFirst(WorkerPlugin):
     def transition(self, key, start, finish, **kwargs):
-        if finish == "memory" and not os.path.exists(MARK):
-            open(MARK, "w").close()
-            os.kill(os.getpid(), signal.SIGKILL)
+        if finish != "memory":
+            return
+        try:  # one worker dies, whichever finishes first: O_EXCL, not exists-then-open
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # (two workers finishing at once both died before: the run hung)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 async def dask_setup(worker):
     await worker.plugin_add(DieAfterFirst(), name="die-after-first")
