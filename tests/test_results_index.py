@@ -269,3 +269,18 @@ def test_results_are_packed_as_they_accumulate(
     assert len(p.records()) == 4
     assert p.run("sweeps.yaml::g", "--run", "-q", "-S", "lr=5").ret == 0  # one more, loose
     assert len(p.records()) == 5 and len(list(exps.rglob("*"))) >= 1
+
+
+def test_queueing_does_not_make_show_read_the_results_again(project: SweepProject) -> None:
+    """The index is stamped on what result refs change, not on refs/sweeprun/ (whose time
+    moves whenever queue/ appears or empties): queueing and then show reuse the index;
+    a new result refreshes it."""
+    assert shown(project) == truth(project)
+    before = index(project).stat()
+    assert project.run("-S", "x=9", "-q").ret == 0  # queued: refs/sweeprun/queue/ made
+    assert [r for r in shown(project) if r["state"] != "queued"] == truth(project)
+    after = index(project).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert project.run("--run-all", "-q").ret == 0
+    assert shown(project) == truth(project) and len(truth(project)) == 6
+    assert index(project).stat().st_ino != before.st_ino  # rewritten for the new result

@@ -147,7 +147,9 @@ def _stat(path: Path) -> list[int] | None:
 
 def _stamp(common: Path, fs_now: int) -> dict[str, list[int] | None]:
     """Stamps of everything a change to a result ref touches."""
-    paths = ["packed-refs", "reftable/tables.list", "refs", "refs/sweeprun", EXPS.rstrip("/")]
+    # Not refs/ or refs/sweeprun/: their times move whenever queue/ or running/ appears or
+    # empties (every queue and run), and exps/ itself is stamped (absent, then present).
+    paths = ["packed-refs", "reftable/tables.list", EXPS.rstrip("/")]
     top = common / EXPS
     for dirpath, _dirs, _files in os.walk(top):
         rel = Path(dirpath).relative_to(common).as_posix()
