@@ -244,3 +244,12 @@ def test_report_importance_only_when_asked(swept: SweepProject) -> None:
     got = _state((swept.path / "imp.html").read_text())["importance"]
     assert "fANOVA" in got["metrics.json:acc"]["method"], got
     assert set(got["metrics.json:acc"]["importances"]) == {"params.yaml:lr", "params.yaml:depth"}
+
+
+def test_inlined_json_cannot_end_or_escape_its_script_element() -> None:
+    from sweeprun.report.uipage import script_json
+
+    nasty = {"a": "</script><script>alert(1)</script>", "b": "<!--<script>", "c": float("nan")}
+    text = script_json(nasty)
+    assert "<" not in text
+    assert json.loads(text) == {**nasty, "c": None}

@@ -65,7 +65,9 @@ def script_json(data: Any) -> str:
         text = json.dumps(data, default=str, allow_nan=False)
     except ValueError:
         text = json.dumps(_finite(data), default=str, allow_nan=False)
-    return text.replace("</", "<\\/")
+    # Every "<" as \u003c (JSON has it only inside strings): no "</script>" and no
+    # "<!--" that would send the HTML parser into a state where the element never ends.
+    return text.replace("<", "\\u003c")
 
 
 def _finite(data: Any) -> Any:
