@@ -200,9 +200,9 @@ def test_force_in_a_sweep_replaces_and_keeps(sweepproject: SweepProject) -> None
 
 # -- the state machine --------------------------------------------------------------------
 
-#: Sequences the machine tries (SWEEPRUN_APPEND_ONLY_SEQUENCES=N for more or fewer; 80
+#: Sequences the machine tries (SWEEPRUN_APPEND_ONLY_SEQUENCES=N for more or fewer; 60
 #: keeps the whole suite within its time budget, the long runs are a setting away).
-SEQUENCES = int(os.environ.get("SWEEPRUN_APPEND_ONLY_SEQUENCES", "80"))
+SEQUENCES = int(os.environ.get("SWEEPRUN_APPEND_ONLY_SEQUENCES", "60"))
 FAST = """
 params: params.yaml
 cmd: python3 train.py

@@ -215,7 +215,7 @@ def test_a_stage_lock_of_a_killed_holder_is_taken_over(
     holder is killed with -9, the lease runs out and the next one takes it over."""
     from sweeprun.store.remotes import open_remote
 
-    monkeypatch.setenv("SWEEPRUN_LOCK_LEASE", "1.5")
+    monkeypatch.setenv("SWEEPRUN_LOCK_LEASE", "3")
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, s3], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
@@ -227,13 +227,14 @@ def test_a_stage_lock_of_a_killed_holder_is_taken_over(
 
         taker = threading.Thread(target=take, daemon=True)
         taker.start()
-        # Three leases long: the living holder renews it, so it is never taken.
-        assert not got.wait(4.5)
+        # Longer than a lease (it would have expired by then): the living holder renews it,
+        # every second, so it is not taken (2 s of slack for a busy machine).
+        assert not got.wait(4.0)
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
         killed = time.monotonic()
         assert got.wait(30)
-        assert time.monotonic() - killed < 10  # the lease (1.5 s) ran out, then taken
+        assert time.monotonic() - killed < 10  # the lease (3 s) ran out, then taken
         taker.join(timeout=30)
         assert not _fs().exists(s3.removeprefix("s3://") + "/locks/shared-stage")  # released
     finally:
