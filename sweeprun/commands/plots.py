@@ -43,7 +43,7 @@ def _vl() -> Any:
         import vl_convert  # deferred: an optional extra, ~15 MB of native code
     except ImportError:
         raise UsageError(
-            "plots and report need vl-convert-python: pip install 'sweeprun[plots]'"
+            "plots, report and ui need vl-convert-python: pip install 'sweeprun[plots]'"
         ) from None
     return vl_convert
 
