@@ -132,22 +132,37 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
 
 class StopToken:
     """Why a run stops dispatching (``-x``, a full disk, a signal, ``queue stop``), set
-    from any thread; the first reason stands unless one is forced (an interrupt)."""
+    from any thread or a signal handler; the first reason stands, an interrupt overrides.
+
+    No lock: a signal handler runs in the main thread, possibly while that thread is
+    inside :meth:`stop` itself, and would deadlock on one. Each call is one attribute
+    assignment (atomic); a forced reason lives apart, so a plain reason set at the same
+    moment can never hide it.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reason: str | None = None
+        self._first: str | None = None
+        self._forced: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """The interrupt, else the first reason, else ``None``."""
+        return self._forced or self._first
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self._forced, self._first = None, value
 
     def __bool__(self) -> bool:
         return self.reason is not None
 
     def stop(self, reason: str, force: bool = False) -> None:
         """Stop with ``reason`` (kept if a reason stands already, unless ``force``)."""
-        with self._lock:
-            if force or self.reason is None:
-                self.reason = reason
+        if force:
+            self._forced = reason
+        elif self._first is None:
+            self._first = reason
 
     def clear(self) -> None:
         """Dispatch again (a worker's next batch)."""
-        with self._lock:
-            self.reason = None
+        self._forced = self._first = None
