@@ -303,3 +303,20 @@ def test_a_run_that_ends_normally_leaves_a_daemon_its_command_started(
         assert alive(daemon)
     finally:
         os.kill(daemon, signal.SIGKILL)
+
+
+def test_a_stop_token_keeps_the_first_reason_and_an_interrupt_overrides() -> None:
+    from sweeprun.system.stopping import StopToken
+
+    token = StopToken()
+    assert not token and token.reason is None
+    token.stop("stopping after 1 failures")
+    token.stop("disk full: stopped dispatching")
+    assert token and token.reason == "stopping after 1 failures"
+    token.stop("interrupted", force=True)
+    token.stop("queue stop: running experiments finish")  # (from a handler, say)
+    assert token.reason == "interrupted"
+    token.clear()
+    assert token.reason is None
+    token.reason = "set by a plugin"  # Session.shouldstop's setter
+    assert token.reason == "set by a plugin"
