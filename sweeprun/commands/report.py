@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sweeprun._core.argtypes import nonnegative_int
 from sweeprun._core.exitcode import ExitCode
 from sweeprun.commands import uistate
-from sweeprun.commands.plots import MAX_CURVES, curve_charts, javascript_bundle, records_of, target
+from sweeprun.commands.plots import curve_charts, javascript_bundle, records_of, target
 from sweeprun.hookspec import hookimpl
 from sweeprun.report.table import subset
 from sweeprun.report.uipage import ui_page
@@ -50,7 +50,7 @@ def _write_report(config: Config) -> int:
     limit = int(config.getoption("max_rows"))
     listed = subset(records, range(min(limit, len(records)))) if limit > 0 else records
     state = uistate.state_of(config, listed)
-    state["curves"] = curve_charts(config, subset(listed, range(min(MAX_CURVES, len(listed)))))
+    state["curves"] = curve_charts(config, listed)  # (of its first MAX_CURVES)
     state["importance"] = _importance(config, state) if config.getoption("importance") else {}
     shown = f"{len(listed)} experiments"
     if len(listed) < len(records):
@@ -73,10 +73,11 @@ def _write_report(config: Config) -> int:
 def _importance(config: Config, state: dict[str, Any]) -> dict[str, Any]:
     """fANOVA importance of the first metrics, over the current baseline's results."""
     metrics = [c for c in state["columns"] if c["section"] == "metrics"][:MAX_IMPORTANCE]
+    recs = uistate.frame(config.repo) if metrics else []  # read once for every metric
     out = {}
     for c in metrics:
         name = f"{c['file']}:{c['key']}" if c["file"] else c["key"]
-        out[name] = uistate.importance(config, name, state["head"] or "*")
+        out[name] = uistate.importance(config, name, state["head"] or "*", recs)
         if "needs Optuna" in str(out[name].get("error", "")):
             break  # said once is enough
     return out

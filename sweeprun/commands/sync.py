@@ -88,8 +88,7 @@ def _sync(config: Config, push: bool) -> int:
         if push and cache_remote is not None:
             # The outs first: a ref on the remote never names an object its cache lacks
             # (a refused upload leaves the remote's refs as they were).
-            wanted = set(refs)
-            commits = [r.commit for r in store.records(EXPS) if r.ref in wanted]
+            commits = [r.commit for r in recs if r.ref.startswith(EXPS)]
             digests = lock_digests(store, commits)
             copied = cache_remote.send(local, [d for d in digests if local.exists(d)])
         # Without "+", git refuses to overwrite a diverged ref: that is the safety we want.

@@ -9,7 +9,6 @@ then fetches the state again. The server reads only: no request changes the repo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from sweeprun.commands import uistate
 from sweeprun.commands.plots import javascript_bundle
 from sweeprun.exceptions import UsageError
 from sweeprun.hookspec import hookimpl
-from sweeprun.report.uipage import ui_page
+from sweeprun.report.uipage import script_json, ui_page
 
 if TYPE_CHECKING:
     from sweeprun._core.config import Config
@@ -53,7 +52,7 @@ class UiServer(ThreadingHTTPServer):
         now = uistate.stamp(self.config.repo)
         with self._lock:
             if self._cached[0] != now:
-                self._cached = (now, json.dumps(uistate.state(self.config)).encode())
+                self._cached = (now, script_json(uistate.state(self.config)).encode())
             return self._cached[1]
 
 
@@ -74,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, data: Any) -> None:
-        self._send(json.dumps(data, default=str).encode(), "application/json")
+        self._send(script_json(data).encode(), "application/json")
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 FIELDS = (
     "name", "state", "sweep", "baseline", "queued_at", "started", "duration", "commit", "key",
 )  # fmt: skip
-#: Experiments whose step curves one request may ask for.
-MAX_CURVES = 20
 
 
 def _plain(v: Any) -> Any:
@@ -79,7 +77,8 @@ def state_of(config: Config, recs: list[dict[str, Any]]) -> dict[str, Any]:
 def _baselines(repo: RepoPaths, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     counts: dict[str, int] = {}
     for r in recs:
-        counts[str(r.get("baseline") or "")] = counts.get(str(r.get("baseline") or ""), 0) + 1
+        sha = str(r.get("baseline") or "")
+        counts[sha] = counts.get(sha, 0) + 1
     shas = [s for s in counts if s]
     subjects: dict[str, str] = {}
     if shas:
@@ -178,19 +177,22 @@ def _names(top: Path) -> list[str]:
 def curves(config: Config, keys: list[str]) -> list[dict[str, Any]]:
     """Step curves (plots files, checkpoint metrics) of the experiments of ``keys``."""
     recs = frame(config.repo)
-    wanted = set(keys[:MAX_CURVES])
+    wanted = set(keys)  # (curve_charts draws the first MAX_CURVES of them)
     picked = subset(recs, [i for i, r in enumerate(recs) if r.get("key") in wanted])
     return curve_charts(config, picked) if picked else []
 
 
-def importance(config: Config, metric: str, baseline: str) -> dict[str, Any]:
+def importance(
+    config: Config, metric: str, baseline: str, recs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Each varying param's importance for ``metric`` (``file:key``) over the finished
-    experiments of ``baseline`` ("*": all): Optuna's fANOVA evaluator."""
+    experiments of ``baseline`` ("*": all) among ``recs`` (default: every experiment, as
+    :func:`frame` reads them): Optuna's fANOVA evaluator."""
     try:
         import optuna  # deferred: an optional extra, ~0.5 s to import
     except ImportError:
         return {"error": "parameter importance needs Optuna: pip install 'sweeprun[optimize]'"}
-    recs = frame(config.repo)
+    recs = frame(config.repo) if recs is None else recs
     if not isinstance(recs, RecordList):
         return {"error": "no finished experiments"}
     cols = {f"{f}:{k}" if f else k: (s, v) for (s, f, k), v in recs.columns.items()}

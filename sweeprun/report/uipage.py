@@ -28,7 +28,7 @@ _BODY = """
 <input id="filter" placeholder="filter rows (any text)">
 <span id="count"></span><span class="ro">{read_only}</span></header>
 <main>
-<section><h2>Experiments</h2>
+{before}<section><h2>Experiments</h2>
 <div class="bar"><details><summary>columns</summary><div id="cols" class="cols"></div></details>
 <button id="diffcmd" disabled title="select two experiments">copy diff command</button>
 <input id="cmd" readonly placeholder="a copied command shows here"></div>
@@ -51,7 +51,7 @@ the other views follow)</span></div><div id="pc"></div></section>
 <div class="bar"><label>metric <select id="imp-metric"></select></label>
 <button id="imp-go">compute</button></div><div id="importance"></div></section>
 <section><h2>Optimisation history</h2><div id="history" class="charts"></div></section>
-</main>
+{after}</main>
 """
 
 
@@ -92,13 +92,12 @@ def ui_page(
     inlined); ``before`` and ``after`` the views: ``(heading, HTML)`` sections, their HTML
     escaped by the caller."""
     live = state is None
-    body = _BODY.format(title=html.escape(title), read_only=READ_ONLY)
-    extra = [
+    opening, closing = (
         "".join(f"<section><h2>{html.escape(h)}</h2>{inner}</section>" for h, inner in part)
         for part in (before, after)
-    ]
-    body = body.replace("<main>\n", "<main>\n" + extra[0], 1).replace(
-        "</main>", extra[1] + "</main>", 1
+    )
+    body = _BODY.format(
+        title=html.escape(title), read_only=READ_ONLY, before=opening, after=closing
     )
     inline = (
         "" if live else f'<script type="application/json" id="state">{script_json(state)}</script>'

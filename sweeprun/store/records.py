@@ -217,7 +217,8 @@ class ExpStore(RefTransitions):
             raw = {"key": ref.rsplit("/", 1)[-1], "name": words[2], "baseline": baseline}
             out.append(Record(ref=ref, commit=sha, raw=raw))
         if unsure:
-            out += [r for r in self.records(QUEUE, RUNNING) if r.ref in set(unsure)]
+            wanted = set(unsure)
+            out += [r for r in self.records(QUEUE, RUNNING) if r.ref in wanted]
         done = resultsindex.results(self.repo)
         names = resultsindex.FIELDS
         for row in done.rows:

@@ -159,9 +159,7 @@ class ObjectRemote:
         """A refusal of the store (credentials, a missing bucket) as one line."""
         try:
             yield
-        except (PermissionError, FileNotFoundError, OSError) as exc:
-            if isinstance(exc, CacheObjectError):
-                raise
+        except OSError as exc:  # (a missing object is a CacheObjectError, said as it is)
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"cache remote {self.url}: {why}") from None
 

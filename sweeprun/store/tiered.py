@@ -27,10 +27,7 @@ def configured_remote(cwd: str | os.PathLike[str]) -> Remote | None:
 
 def fetch_missing(cache: Cache, remote: Remote | None, digests: Iterable[str]) -> int:
     """Bring the objects ``cache`` lacks from the cache remote (if any); the count."""
-    if remote is None:
-        return 0
-    wanted = [d for d in digests if not cache.exists(d)]
-    return remote.fetch(cache, wanted) if wanted else 0
+    return remote.fetch(cache, digests) if remote is not None else 0  # (it skips what is here)
 
 
 class TieredCache(Cache):
