@@ -48,6 +48,7 @@ class Experiment:
     trial: int = 0
     _changes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
     _rendered: dict[str, str] | None = field(default=None, repr=False)
+    _full: dict[str, Any] | None = field(default=None, repr=False)
 
     def changes(self) -> dict[str, dict[str, Any]]:
         """Point values grouped by params file: path → {dotted key: value}."""
@@ -77,8 +78,10 @@ class Experiment:
         """Every params file merged with the point (OmegaConf, see ``ParamsFile.merged``)."""
         if self.composed is not None:
             return self.composed
-        changes = self.changes()
-        return {pf.path: pf.merged(changes.get(pf.path, {})) for pf in self.params}
+        if self._full is None:  # (asked for by the stages' interpolation and the record)
+            changes = self.changes()
+            self._full = {pf.path: pf.merged(changes.get(pf.path, {})) for pf in self.params}
+        return self._full
 
     def stages_record(self) -> list[dict[str, Any]]:
         """The stages as stored in the queue record (commands already interpolated)."""
