@@ -63,7 +63,7 @@ def frame(found: list[Row], done: Results) -> list[dict[str, Any]]:
             for r in found
         ]
         positions = [r.pos for r in found]
-        n = len(done.rows)
+        n = done.size  # positions, rows gone since the index was written whole too
         columns: dict[tuple[str, str, str], list[Any]] = {}
         for c in done.columns:
             full = c.values
