@@ -344,3 +344,8 @@ def test_appended_segments_are_folded_in_past_a_share_of_the_rows(
         inodes.add(path.stat().st_ino)
         columns_agree(project)
     assert 2 <= len(inodes) <= 3  # appended to, then rewritten, then appended to again
+    monkeypatch.setattr(resultsindex, "COMPACT_SEGMENTS", 2)  # and past so many segments
+    before = path.stat().st_ino
+    project.git("update-ref", "-d", refs[1]["ref"])
+    assert shown(project) == truth(project)
+    assert path.stat().st_ino != before

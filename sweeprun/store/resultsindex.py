@@ -70,6 +70,8 @@ MAGIC = b"sweeprun-results-index 3 marshal %d\n" % marshal.version
 #: the refresh write one whole index again (every reader applies each segment).
 COMPACT_MIN_ROWS = 1024
 COMPACT_SHARE = 0.125
+#: Nor more segments than this (a refresh that found only a new stamp appends one too).
+COMPACT_SEGMENTS = 256
 #: A stamp that equals nothing: a path changed too recently to be trusted.
 RACY = [-1]
 
@@ -235,7 +237,8 @@ def _refresh(repo: RepoPaths, path: Path, raw: _Raw) -> Results:
         if stamp is None:
             return build(old, [*_kept(old, gone), *new])
         share = max(COMPACT_MIN_ROWS, COMPACT_SHARE * len(old.rows))
-        if read.whole and old is not _EMPTY and read.appended + len(new) + len(gone) <= share:
+        small = read.appended + len(new) + len(gone) <= share
+        if read.whole and old is not _EMPTY and small and len(raw.heads) < COMPACT_SEGMENTS:
             fresh = [(old.size + i, pub) for i, (_row, pub) in enumerate(new)]
             found: dict[tuple[str, str, str], tuple[list[int], list[Any]]] = {}
             add_columns(found, fresh)
