@@ -3,6 +3,7 @@ then expanded by the sweeper plugins (``sweeprun_count_block``, ``sweeprun_expan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sweeprun.exceptions import SweepValueError, UsageError
@@ -47,37 +48,50 @@ def expand(config: Config, spec: Spec, sweep: Sweep, params: ParamsSet) -> list[
     for group in sweep.groups:
         group_points: list[dict[str, Any]] = []
         for kind, block, mark in group:
-            try:
-                got = config.hook.sweeprun_expand_block(
-                    kind=kind, block=block, sweep=sweep, spec=spec, config=config
-                )
-            except SweepValueError as exc:
-                where = locate(block, exc.keypath, mark)
-                raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
-            if got is None:
-                raise spec.error(mark, f"no plugin expands '{kind}' blocks")
-            # Values as plain data: a list or mapping read from the spec still carries
-            # its source positions (a subclass no YAML or JSON writer knows).
-            got = [{k: yamlio.plain(v) for k, v in p.items()} for p in got]
-            group_points = product(group_points, got)
+            group_points = product(
+                group_points, expand_block(config, spec, sweep, kind, block, mark)
+            )
         points.extend(group_points)
     if spec.hydra is not None:  # Hydra's overrides, as written: composing checks them
         return points
-    checked: dict[str, str] = {}  # key as written → qualified key
-    out = []
-    for point in points:
-        qualified = {}
-        for key, value in point.items():
-            q = checked.get(key)
-            if q is None:
-                try:
-                    pf, inner = params.resolve(key)
-                    pf.check_key(inner, "", add_hint=False)
-                except UsageError as exc:
-                    where = find_key_mark(sweep.raw, key) or sweep.mark
-                    detail = str(exc).lstrip(": ")
-                    raise spec.error(where, f"sweep {sweep.name!r}: {detail}") from None
-                q = checked[key] = params.qualify(key)
-            qualified[q] = value
-        out.append(qualified)
-    return out
+    qualify = qualifier(spec, sweep, params)
+    return [{qualify(key): value for key, value in point.items()} for point in points]
+
+
+def expand_block(
+    config: Config, spec: Spec, sweep: Sweep, kind: str, block: Any, mark: Any
+) -> list[dict[str, Any]]:
+    """One block's points, by its plugin; a plugin's refusal located in the spec."""
+    try:
+        got = config.hook.sweeprun_expand_block(
+            kind=kind, block=block, sweep=sweep, spec=spec, config=config
+        )
+    except SweepValueError as exc:
+        where = locate(block, exc.keypath, mark)
+        raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
+    if got is None:
+        raise spec.error(mark, f"no plugin expands '{kind}' blocks")
+    # Values as plain data: a list or mapping read from the spec still carries its source
+    # positions (a subclass no YAML or JSON writer knows).
+    return [{k: yamlio.plain(v) for k, v in p.items()} for p in got]
+
+
+def qualifier(spec: Spec, sweep: Sweep, params: ParamsSet) -> Callable[[str], str]:
+    """A point key as written → its canonical form (``key`` or ``file:key``), each key
+    checked against the params files once (a located error for one they do not have)."""
+    checked: dict[str, str] = {}
+
+    def qualify(key: str) -> str:
+        q = checked.get(key)
+        if q is None:
+            try:
+                pf, inner = params.resolve(key)
+                pf.check_key(inner, "", add_hint=False)
+            except UsageError as exc:
+                where = find_key_mark(sweep.raw, key) or sweep.mark
+                detail = str(exc).lstrip(": ")
+                raise spec.error(where, f"sweep {sweep.name!r}: {detail}") from None
+            q = checked[key] = params.qualify(key)
+        return q
+
+    return qualify

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from sweeprun._core import expansion, specpaths, studies, worker
+from sweeprun._core import expansion, specpaths, streaming, studies, worker
 from sweeprun._core.exitcode import ExitCode
 from sweeprun._core.options import run_options
 from sweeprun._core.selection import check_fan_out
@@ -57,7 +57,10 @@ class Session:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.items: list[Experiment] = []
+        #: ``--collect-only`` streamed instead (see _core/streaming.py).
+        self.listed: streaming.Listing | None = None
         self.specs: list[Spec] = []
+        self._loaded: dict[Path, Spec] = {}
         self.queued: list[Record] = []
         self.skipped_duplicates: list[tuple[Experiment, Record]] = []
         self.reports: list[JobReport] = []
@@ -141,7 +144,7 @@ class Session:
         for path, selector in paths:
             if path not in loaded:
                 self.config.pluginmanager.load_conftests(repo.root, path.parent)
-                spec = self.hook.sweeprun_load_spec(path=path, config=self.config)
+                spec = self.load_spec(path)
                 self.specs.append(spec)
                 # -S without SPEC::SWEEP or -k: the points -S makes, against the base
                 # params (DVC's `exp run -S`), not -S inside every sweep of the spec.
@@ -175,6 +178,12 @@ class Session:
                     items.append(item)
         self.items = items
         return items
+
+    def load_spec(self, path: Path) -> Spec:
+        """The spec at ``path``, loaded once (by its plugin) however often asked for."""
+        if path not in self._loaded:
+            self._loaded[path] = self.hook.sweeprun_load_spec(path=path, config=self.config)
+        return self._loaded[path]
 
     def warn_selected(self, items: list[Experiment]) -> None:
         """Say the collection's warnings about sweeps that still have a selected point
@@ -310,7 +319,10 @@ def _main(session: Session) -> int:
     if (run_all or run_now) and not config.getoption("collect_only"):
         refuse_sparse(config.repo.root)
     items: list[Experiment] = []
-    if config.getoption("specs") or not run_all:
+    collecting = bool(config.getoption("specs")) or not run_all
+    if collecting and config.getoption("collect_only"):
+        session.listed = streaming.collect(session)  # None: collected as usual
+    if collecting and session.listed is None:
         items = session.collect()
         config.hook.sweeprun_collection_modifyitems(session=session, config=config, items=items)
         session.warn_selected(items)
@@ -318,7 +330,8 @@ def _main(session: Session) -> int:
         session.items = items
     config.hook.sweeprun_collection_finish(session=session)
     if config.getoption("collect_only"):
-        return ExitCode.OK if items or session.studies else ExitCode.NO_TESTS_COLLECTED
+        found = items or session.listed or session.studies
+        return ExitCode.OK if found else ExitCode.NO_TESTS_COLLECTED
     if not items and not session.studies and not run_all:
         return ExitCode.NO_TESTS_COLLECTED
     queued = config.hook.sweeprun_queue(session=session, items=items) if items else []

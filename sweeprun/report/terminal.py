@@ -6,11 +6,12 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from sweeprun import __version__
 from sweeprun._core.session import recorded_failures
+from sweeprun._core.streaming import Listed, Listing
 from sweeprun.hookspec import hookimpl
 from sweeprun.report import live
 from sweeprun.report.safe import shown
@@ -32,6 +33,18 @@ def _word(report: JobReport) -> str:
     return "PRUNED" if report.state == "pruned" else OUTCOME_WORD[report.outcome]
 
 
+def _collected(item: Experiment | Listed, verbosity: int) -> str:
+    """An experiment's line in ``--collect-only``."""
+    if verbosity < 0:
+        return item.id
+    if isinstance(item, Listed):  # streamed: its params' text was made once per value
+        params = item.params_text
+    else:
+        params = ", ".join(f"{k}={v!r}" for k, v in item.point.items())
+    name = f" name={item.name}" if item.name else ""
+    return f"  <Experiment {item.spec.path}::{item.id}{name}> {params}"
+
+
 class TerminalReporter:
     """Writes the session to a text stream; registered as plugin ``terminalreporter``."""
 
@@ -51,6 +64,21 @@ class TerminalReporter:
     def write(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
+
+    def lines(self, texts: Iterable[str]) -> None:
+        """Many lines, written in chunks (a million lines, one write and flush each,
+        took seconds of system time)."""
+        if self._line_len:
+            self.write("\n")
+            self._line_len = 0
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == 4096:
+                self.write("\n".join(chunk) + "\n")
+                chunk.clear()
+        if chunk:
+            self.write("\n".join(chunk) + "\n")
 
     def line(self, text: str = "") -> None:
         if self._line_len:
@@ -112,8 +140,11 @@ class TerminalReporter:
             return
         if not self.config.getoption("specs") and self.config.getoption("run_all"):
             return
+        listed: Sequence[Experiment] | Listing = items
+        if session.listed is not None:  # streamed: made as they are printed
+            listed = session.listed
         if self.verbosity >= 0:
-            n = len(items)
+            n = len(listed)
             origin = f" ({'; '.join(session.origins)})" if session.origins else ""
             k = len(session.studies)
             studies = f" and {k} stud{'ies' if k != 1 else 'y'} (optimize:)" if k else ""
@@ -123,13 +154,7 @@ class TerminalReporter:
             for study in session.studies:
                 for line in study.lines(records):
                     self.line(shown(line))
-            for item in items:
-                if self.verbosity < 0:
-                    self.line(shown(item.id))
-                else:
-                    params = ", ".join(f"{k}={v!r}" for k, v in item.point.items())
-                    name = f" name={item.name}" if item.name else ""
-                    self.line(shown(f"  <Experiment {item.spec.path}::{item.id}{name}> {params}"))
+            self.lines(shown(_collected(item, self.verbosity)) for item in listed)
 
     @hookimpl(wrapper=True)
     def sweeprun_queue(

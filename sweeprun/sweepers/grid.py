@@ -32,8 +32,9 @@ def _entries(block: Mapping[str, Any], word: str) -> list[Mapping[str, Any]]:
     return list(raw)
 
 
-def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
-    """Expand a ``matrix:`` block into points, in a stable order."""
+def matrix_axes(block: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
+    """A ``matrix:`` block's keys and their values (``include``, ``exclude``, ``zip`` left
+    out): its points are their product, in this order, when it has none of those."""
     axes: list[tuple[str, list[Any]]] = []
     for key, values in block.items():
         if key in MATRIX_RESERVED:
@@ -43,6 +44,12 @@ def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
         if not values:
             raise SweepValueError(f"matrix key {key!r} has no values", (key,))
         axes.append((str(key), list(values)))
+    return axes
+
+
+def expand_matrix(block: Mapping[str, Any]) -> list[Point]:
+    """Expand a ``matrix:`` block into points, in a stable order."""
+    axes = matrix_axes(block)
     paired: list[Point] = []
     if "zip" in block:
         if not isinstance(block["zip"], Mapping):
