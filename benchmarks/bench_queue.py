@@ -6,9 +6,12 @@ the queueing process's peak memory, and the runner draining queued trivial exper
     same run; the ratio (target <= 2.5x at 100,000) and the queueing's peak RSS (target
     < 500 MB);
 (b) ``--run-all -j 2`` of ``--drain`` queued trivial experiments (default 2,000): the
-    drain rate and the runner's peak RSS (issue 7's target: < 200 MB at 10,000).
+    drain rate and the runner's peak RSS (issue 7's target: < 200 MB at 10,000);
+(c) ``--collect-only -q`` of a ``--collect`` point matrix (default 1,000,000; 0: skip):
+    seconds and peak RSS (target < 5 s, < 500 MB), with ``--against`` too.
 
-Run: ``python benchmarks/bench_queue.py [--n 100000] [--drain 2000] [--against SRC]``
+Run: ``python benchmarks/bench_queue.py [--n 100000] [--drain 2000] [--collect 1000000]
+[--against SRC]``
 (``--against`` a ``git worktree`` of an older commit queues with that sweeprun too). The
 last line is JSON.
 """
@@ -46,11 +49,14 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
     return float(took), float(peak)
 
 
-def queue_time(base: Path, n: int, env: dict[str, str], src: str | None) -> tuple[float, float]:
-    """Queue an A x B matrix of ``n`` points in a fresh repository; (seconds, MB)."""
+def queue_time(
+    base: Path, n: int, env: dict[str, str], src: str | None, collect: bool = False
+) -> tuple[float, float]:
+    """Queue (or ``collect``: list) an A x B matrix of ``n`` points in a fresh repository;
+    (seconds, MB)."""
     a = 100 if n >= 1000 else 10
     b = max(1, n // a)
-    repo = base / f"queue-{src is not None}"
+    repo = base / f"{'collect' if collect else 'queue'}-{src is not None}"
     repo.mkdir()
     spec = (
         "params: params.yaml\ncmd: echo ${a} ${b}\nsweeps:\n  g:\n    matrix:\n"
@@ -59,11 +65,9 @@ def queue_time(base: Path, n: int, env: dict[str, str], src: str | None) -> tupl
     )
     commit_repo(repo, {"params.yaml": "a: 0\nb: 0\n", "sweeps.yaml": spec})
     run_env = dict(env, PYTHONPATH=src) if src else env
-    return _timed(
-        [sys.executable, "-m", "sweeprun", "sweeps.yaml", "-q", "--max-points", str(a * b)],
-        repo,
-        run_env,
-    )
+    args = ["sweeps.yaml", "-q", "--max-points", str(a * b)]
+    args += ["--collect-only"] if collect else []
+    return _timed([sys.executable, "-m", "sweeprun", *args], repo, run_env)
 
 
 def raw_refs(base: Path, n: int, env: dict[str, str]) -> float:
@@ -101,6 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=100_000, help="points to queue")
     ap.add_argument("--drain", type=int, default=2_000, help="experiments to drain (0: skip)")
+    ap.add_argument("--collect", type=int, default=1_000_000, help="points to list (0: skip)")
     ap.add_argument("--against", metavar="SRC", help="also queue with the sweeprun in SRC")
     opts = ap.parse_args()
     env = bench_env()
@@ -127,6 +132,18 @@ def main() -> None:
                 f"(b) --run-all -j 2 of {opts.drain:,} queued trivial experiments: {took:.1f} s "
                 f"({opts.drain / took:.0f} per second); runner peak RSS {peak:.0f} MB"
             )
+        if opts.collect:
+            took, peak = queue_time(base, opts.collect, env, None, collect=True)
+            out.update(collect_s=round(took, 3), collect_peak_mb=round(peak))
+            line = f"(c) --collect-only -q of {opts.collect:,} points: {took:.1f} s, "
+            line += f"peak {peak:.0f} MB"
+            if opts.against:
+                old, old_peak = queue_time(
+                    base, opts.collect, env, os.path.abspath(opts.against), collect=True
+                )
+                out.update(collect_against_s=round(old, 2), collect_against_peak_mb=round(old_peak))
+                line += f"; with {opts.against}: {old:.1f} s, peak {old_peak:.0f} MB"
+            print(line + " (target < 5 s, < 500 MB)")
     print(json.dumps(out))
 
 

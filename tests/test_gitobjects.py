@@ -138,3 +138,57 @@ def test_untracked_paths_is_what_git_clean_removes(tmp_path: Path) -> None:
         line.split(" ", 2)[-1].rstrip("/") for line in git(repo, "clean", "-ndffx").splitlines()
     )
     assert ours == theirs == ["d/junk", "d/sub", "e", "junk"]
+
+
+def _fast_repo(tmp: Path) -> tuple[Path, str, str]:
+    repo = make_repo(tmp, {"a": b"a\n"})
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    return repo, head, git(repo, "rev-parse", "HEAD^{tree}").strip()
+
+
+def test_fast_import_streams_many_commits_in_order(tmp_path: Path) -> None:
+    """Thousands of commits, streamed to git a MB at a time: each sha in order, each
+    message and file as given, one blob for a content many commits share."""
+    from sweeprun.store.git import FastCommit, fast_import_commits
+
+    repo, head, tree = _fast_repo(tmp_path)
+    n = 3000
+    made = []
+
+    def commits():  # a generator: read once, as git takes them
+        for i in range(n):
+            files = {"p.yaml": f"i: {i % 7}\n".encode(), "d/x y": b"same\n"}
+            made.append(i)
+            yield FastCommit(head, tree, f"c{i}\n\n" + "x" * 1000, files, 1_700_000_000 + i)
+
+    shas = fast_import_commits(repo, commits(), ("t", "t@t"))
+    assert len(shas) == n == len(made) and len(set(shas)) == n
+    for i in (0, 1, 1234, n - 1):
+        assert git(repo, "log", "-1", "--format=%s %P", shas[i]).split() == [f"c{i}", head]
+        assert git(repo, "show", f"{shas[i]}:p.yaml") == f"i: {i % 7}\n"
+        assert git(repo, "show", f"{shas[i]}:a") == "a\n"  # the base tree's files kept
+    blobs = {git(repo, "rev-parse", f"{s}:d/x y").strip() for s in shas[:50]}
+    assert len(blobs) == 1
+    assert git(repo, "for-each-ref", "refs/sweeprun") == ""  # no scratch ref left
+    assert fast_import_commits(repo, iter([]), ("t", "t@t")) == []
+
+
+def test_fast_import_failing_midway_is_one_error_and_no_ref(tmp_path: Path) -> None:
+    from sweeprun.exceptions import GitError
+    from sweeprun.store.git import FastCommit, fast_import_commits
+
+    repo, head, tree = _fast_repo(tmp_path)
+    good = [FastCommit(head, tree, "ok", {"p": b"1\n"}, 1_700_000_000)] * 2000
+    bad = FastCommit("f" * 40, tree, "no such parent", {"p": b"2\n"}, 1_700_000_000)
+    with pytest.raises(GitError, match="fast-import failed"):
+        fast_import_commits(repo, [*good, bad, *good], ("t", "t@t"))
+    assert git(repo, "for-each-ref", "refs/sweeprun") == ""
+
+    def interrupted():
+        yield from good
+        raise KeyboardInterrupt  # Ctrl+C while the stream is being made
+
+    with pytest.raises(KeyboardInterrupt):
+        fast_import_commits(repo, interrupted(), ("t", "t@t"))  # git killed, not waited on
+    assert git(repo, "for-each-ref", "refs/sweeprun") == ""

@@ -26,7 +26,6 @@ from sweeprun.model import (
     REPLACED,
     RUNNING,
     STUDIES,
-    QueueRecord,
     Record,
     format_message,
     is_record,
@@ -233,10 +232,8 @@ class ExpStore(RefTransitions):
         if not plan.planned:
             return outcome
         now = int(time.time())
-        commits: list[FastCommit] = []
-        records: list[QueueRecord] = []
-        for p in plan.planned:
-            record = p.item.record(
+        records = [
+            p.item.record(
                 key=p.key,
                 name=p.name,
                 baseline=plan.baseline,
@@ -245,16 +242,19 @@ class ExpStore(RefTransitions):
                 replaces=p.replaces.commit if p.replaces is not None else None,
                 in_place=in_place,
             )
-            records.append(record)
-            commits.append(
-                FastCommit(
-                    parent=plan.baseline,
-                    tree=plan.tree,
-                    message=format_message(f"sweeprun: queue {p.name} {p.item.id}", record),
-                    files={path: t.encode() for path, t in p.files.items()},
-                    timestamp=now,
-                )
+            for p in plan.planned
+        ]
+        # Made as git takes them: 100,000 messages are not held at once.
+        commits = (
+            FastCommit(
+                parent=plan.baseline,
+                tree=plan.tree,
+                message=format_message(f"sweeprun: queue {p.name} {p.item.id}", record),
+                files={path: t.encode() for path, t in p.files.items()},
+                timestamp=now,
             )
+            for p, record in zip(plan.planned, records, strict=True)
+        )
         author = commit_identity(self.cwd).committer_pair
         shas = fast_import_commits(self.cwd, commits, author)
         ops = [RefOp(QUEUE + r.key, sha, ZERO) for r, sha in zip(records, shas, strict=True)]
