@@ -262,6 +262,13 @@ class FastCommit:
     timestamp: int
 
 
+#: For fast-import: glibc's allocator maps zlib's state (~256 KB, one per object written)
+#: and hands it back to the kernel each time; page faults and TLB flushes were half of
+#: fast-import's time (30,000 commits: 3.6 s, 1.9 s with these). Ignored by other C
+#: libraries; a user's own GLIBC_TUNABLES win.
+GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=8388608:glibc.malloc.trim_threshold=67108864"
+
+
 def fast_import_commits(
     cwd: str | os.PathLike[str], commits: Iterable[FastCommit], identity: tuple[str, str]
 ) -> list[str]:
@@ -317,6 +324,7 @@ def fast_import_commits(
             proc = subprocess.Popen(
                 ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks_file}"],
                 cwd=cwd,
+                env={"GLIBC_TUNABLES": GLIBC_TUNABLES, **os.environ},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
