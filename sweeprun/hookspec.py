@@ -157,7 +157,9 @@ def sweeprun_collection_modifyitems(
 
 @hookspec
 def sweeprun_collection_finish(session: Session) -> None:
-    """Called after collection; ``session.items`` holds the experiments."""
+    """Called after collection; ``session.items`` holds the experiments. (A
+    ``--collect-only`` of built-in hooks alone streams them instead, see
+    ``session.listed``; a plugin implementing this hook gets them collected.)"""
 
 
 # -- queue and run ------------------------------------------------------------------------

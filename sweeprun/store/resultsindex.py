@@ -306,9 +306,9 @@ def _kept(old: Results, gone: list[int]) -> list[Row]:
 
 
 def _append(path: Path, read: _Read, segment: bytes) -> None:
-    # The lock orders appenders; readers need none (each segment has its checksum).
     """Append ``segment`` if the file is still the one read, ending where it was read
-    (another refresh may have appended or replaced it meanwhile: then its work stands)."""
+    (another refresh may have appended or replaced it meanwhile: then its work stands).
+    The lock orders appenders; readers need none (each segment has its checksum)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     except OSError:
