@@ -349,3 +349,45 @@ def test_appended_segments_are_folded_in_past_a_share_of_the_rows(
     project.git("update-ref", "-d", refs[1]["ref"])
     assert shown(project) == truth(project)
     assert path.stat().st_ino != before
+
+
+def test_readers_and_writers_at_once_never_see_a_torn_index(project: SweepProject) -> None:
+    """Processes refreshing the index while refs change (each appending, or writing it
+    whole, or finding the file changed under them): every read says a state the refs had,
+    and the last one says what they say."""
+    import subprocess
+    import sys
+
+    refs = truth(project)
+    every = {r["ref"] for r in refs}
+    reader = (
+        "import json, sys\n"
+        "from sweeprun.commands import listing\n"
+        "from sweeprun.store.git import discover\n"
+        "for _ in range(25):\n"
+        "    rows = listing.load_records(discover('.'), all_baselines=True)\n"
+        "    print(json.dumps(sorted(r['ref'] for r in rows)))\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", reader], cwd=project.path, stdout=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    i = 0
+    while any(proc.poll() is None for proc in procs) and i < 300:  # change refs meanwhile
+        ref = f"{refs[0]['ref']}-busy{i}"
+        every.add(ref)
+        project.git("update-ref", ref, refs[i % 5]["commit"])
+        if i % 4 == 3:
+            project.git("pack-refs", "--all")
+        i += 1
+    states = set()
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        for line in out.decode().splitlines():
+            seen = json.loads(line)
+            assert set(seen) <= every and len(seen) >= 5
+            states.add(len(seen))
+    assert len(states) > 1  # the reads did see the refs change
+    assert shown(project) == truth(project) and len(truth(project)) == 5 + i
+    columns_agree(project)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -133,7 +133,7 @@ def collect(session: Session) -> Listing | None:
     if len({p for p, _ in paths}) != len(paths):  # the same spec twice: deduplicated
         return None
     streamed: list[StreamedSweep] = []
-    specs = []
+    specs: list[Spec] = []
     for path, selector in paths:
         config.pluginmanager.load_conftests(config.repo.root, path.parent)
         spec = session.load_spec(path)
@@ -190,7 +190,7 @@ def stream_sweep(
     return StreamedSweep(spec, sweep.name, groups)
 
 
-def _part(point: Mapping[str, Any], qualify: Any) -> Part:
+def _part(point: Mapping[str, Any], qualify: Callable[[str], str]) -> Part:
     got = {qualify(k): v for k, v in point.items()}
     id_text = ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}" for k, v in got.items())
     return Part(got, id_text, ", ".join(f"{k}={v!r}" for k, v in got.items()))
