@@ -14,7 +14,8 @@ import bisect
 import contextlib
 import gc
 import json
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from sweeprun.model import Record, public_record
@@ -50,27 +51,43 @@ class Column(NamedTuple):
     values: list[Any]
 
 
+class Lines(NamedTuple):
+    """The records' JSON lines of ``n`` positions from ``first``, as stored: checked
+    against ``crc`` (``None``: made by this process) when first asked for."""
+
+    text: bytes | memoryview
+    crc: int | None
+    first: int
+    n: int
+
+
+#: Re-reads the lines of some positions from the refs (a damaged stored blob).
+Reread = Callable[["Results", range], list[str]]
+
+
 class Results:
     """Every finished experiment: rows, their scalar :data:`FIELDS`, and their params and
     metrics as columns (so a table of 100,000 builds no per-experiment dicts). A row's
     ``pos`` is its place in :attr:`fields`, the columns and :attr:`lines` (positions of
     rows gone since the index was last written whole stay there, unlisted: :attr:`size`
-    counts them). Each record's JSON (:meth:`line`) is only cut out of the index when
-    asked for."""
+    counts them). Each record's JSON (:meth:`line`) is only decoded, and its stored
+    checksum only checked, when asked for: tables and charts never need it."""
 
     def __init__(
         self,
         rows: list[Row],
         fields: list[list[Any]],
         columns: list[Column],
-        blobs: list[bytes] | None = None,
+        blobs: list[Lines] | None = None,
         lines: list[str] | None = None,
+        reread: Reread | None = None,
     ) -> None:
         self.rows = rows
         self.fields = fields
         self.columns = columns
         self._lines = lines
         self._blobs = blobs or []
+        self._reread = reread
 
     @property
     def size(self) -> int:
@@ -81,7 +98,17 @@ class Results:
     def lines(self) -> list[str]:
         """Each position's record as one line of JSON."""
         if self._lines is None:
-            self._lines = [s for b in self._blobs for s in b.decode().split("\n")[:-1]]
+            out: list[str] = []
+            for b in self._blobs:
+                got = []
+                if b.crc is None or zlib.crc32(b.text) == b.crc:
+                    got = str(b.text, "utf-8").split("\n")[: b.n]
+                if len(got) != b.n:  # damaged where it is kept: read from the refs
+                    if self._reread is None:
+                        raise ValueError("damaged results lines and no refs to read")
+                    got = self._reread(self, range(b.first, b.first + b.n))
+                out += got
+            self._lines = out
         return self._lines
 
     def line(self, row: Row) -> str:
@@ -118,13 +145,18 @@ def row_of(f: list[Any], pos: int) -> Row:
 
 
 def apply_segment(
-    got: Results, fields: list[list[Any]], columns: list[Any], blob: bytes
+    got: Results,
+    fields: list[list[Any]],
+    columns: list[Any],
+    blob: bytes | memoryview,
+    crc: int | None = None,
 ) -> list[Row]:
-    """Add an appended segment's ``fields`` (with their ``columns``, at positions from
-    ``got.size`` on) to ``got`` in place; their rows are returned for :func:`place`."""
+    """Add an appended segment's ``fields`` (with their ``columns`` and their records'
+    lines ``blob``, at positions from ``got.size`` on) to ``got`` in place; their rows are
+    returned for :func:`place`."""
     base = got.size
     got.fields.extend(fields)
-    got._blobs.append(blob)
+    got._blobs.append(Lines(blob, crc, base, len(fields)))
     got._lines = None
     if not fields:
         return []

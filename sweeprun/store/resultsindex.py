@@ -50,6 +50,8 @@ from sweeprun.store.git import RepoPaths, for_each_ref
 from sweeprun.store.resultrows import (
     FIELDS,
     Column,
+    Lines,
+    Reread,
     Results,
     Row,
     add_columns,
@@ -64,8 +66,8 @@ from sweeprun.store.resultrows import (
 __all__ = ["FIELDS", "NAME", "Column", "Results", "Row", "no_gc", "results", "row"]
 
 NAME = "results.idx"
-# 1, 2: earlier layouts on main (4edbecf.., JSON), rebuilt
-MAGIC = b"sweeprun-results-index 3 marshal %d\n" % marshal.version
+# 1, 2: earlier layouts on main (4edbecf.., JSON), 3: lines inside marshal; rebuilt
+MAGIC = b"sweeprun-results-index 4 marshal %d\n" % marshal.version
 #: Appended rows (new and gone) past this many, and past COMPACT_SHARE of the rows, make
 #: the refresh write one whole index again (every reader applies each segment).
 COMPACT_MIN_ROWS = 1024
@@ -82,7 +84,7 @@ def results(repo: RepoPaths) -> Results:
     with no_gc():
         raw = _Raw.load(path)
         if raw.stamp is not None and raw.stamp == _restamp(repo.common_dir, raw.stamp):
-            read = raw.decode()
+            read = raw.decode(_rereader(repo))
             if read.whole:  # every segment's checksum matched too
                 return read.results
         return _refresh(repo, path, raw)
@@ -165,10 +167,12 @@ class _Raw(NamedTuple):
             try:
                 head_end = data.index(b"\n", at)
                 head = json.loads(data[at:head_end])
-                start, end = head_end + 1, head_end + 1 + head["size"]
+                start, end = head_end + 1, head_end + 1 + head["size"] + head["lines"]
                 if end > len(data) or head["base"] is not (not heads):
                     raise ValueError("torn or out of place")
                 if not isinstance(head["stamp"], dict) or not isinstance(head["crc"], int):
+                    raise ValueError("not a header")
+                if not isinstance(head["lines_crc"], int):
                     raise ValueError("not a header")
             except (ValueError, KeyError, TypeError):
                 break  # torn (a writer killed mid-append) or foreign: the refs decide the rest
@@ -176,25 +180,28 @@ class _Raw(NamedTuple):
             at = end
         return cls(data, (st.st_dev, st.st_ino), heads)
 
-    def decode(self) -> _Read:
+    def decode(self, reread: Reread) -> _Read:
         """The whole index and the segments appended to it, each checked by its checksum;
-        empty if the whole index is damaged (it is rebuilt from the refs)."""
+        empty if the whole index is damaged (it is rebuilt from the refs). The records'
+        JSON lines are checked only when asked for (``reread`` if damaged)."""
         got, end, appended = _EMPTY, 0, 0
         gone, new = set[int](), list[Row]()
         data = memoryview(self.data)
         for head, start, stop in self.heads:
-            body = data[start:stop]
+            cut = start + head["size"]
+            body, lines = data[start:cut], data[cut:stop]  # views: nothing copied
             try:
                 if zlib.crc32(body) != head["crc"]:
                     raise ValueError("checksum")
                 if got is _EMPTY:
-                    rows, fields, columns, blob = marshal.loads(body)
+                    rows, fields, columns = marshal.loads(body)
+                    blob = Lines(lines, head["lines_crc"], 0, len(fields))
                     # map(Row._make): no Python frame per row (100,000 of them)
                     got = Results(list(map(Row._make, rows)), fields,
-                                  [*map(Column._make, columns)], [blob])  # fmt: skip
+                                  [*map(Column._make, columns)], [blob], reread=reread)  # fmt: skip
                 else:
-                    went, fields, columns, blob = marshal.loads(body)
-                    new += apply_segment(got, fields, columns, blob)
+                    went, fields, columns = marshal.loads(body)
+                    new += apply_segment(got, fields, columns, lines, head["lines_crc"])
                     gone.update(went)
                     appended += len(fields) + len(went)
             except (ValueError, TypeError, EOFError):
@@ -206,10 +213,13 @@ class _Raw(NamedTuple):
         return _Read(got, end, end == len(self.data), self.ident, appended)
 
 
-def _encode(base: bool, stamp: dict[str, Any], parts: tuple[Any, ...]) -> bytes:
+def _encode(base: bool, stamp: dict[str, Any], parts: tuple[Any, ...], lines: bytes) -> bytes:
+    """A segment: a JSON header line, the ``marshal`` body, then the records' lines (kept
+    apart with their own checksum: only ``show --json`` and the like read them)."""
     body = marshal.dumps(parts)
     head = {"base": base, "size": len(body), "crc": zlib.crc32(body), "stamp": stamp}
-    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + body
+    head |= {"lines": len(lines), "lines_crc": zlib.crc32(lines)}
+    return json.dumps(head, separators=(",", ":")).encode() + b"\n" + body + lines
 
 
 def _lines_blob(lines: list[str]) -> bytes:
@@ -231,7 +241,7 @@ def _refresh(repo: RepoPaths, path: Path, raw: _Raw) -> Results:
         pass
     try:
         with _Listing(repo) as listing:  # git lists the refs on the other core meanwhile
-            read = raw.decode()
+            read = raw.decode(_rereader(repo))
             old = read.results
             new, gone = _changes(repo, old, listing.text())
         if stamp is None:
@@ -245,16 +255,15 @@ def _refresh(repo: RepoPaths, path: Path, raw: _Raw) -> Results:
             fields = [[pub.get(f) for f in FIELDS] for _, pub in fresh]
             columns = [[*k, rows, values] for k, (rows, values) in found.items()]
             blob = _lines_blob([r.line for r, _ in new])
-            _append(path, read, _encode(False, stamp, (gone, fields, columns, blob)))
+            _append(path, read, _encode(False, stamp, (gone, fields, columns), blob))
             old.rows = place(old.rows, set(gone), apply_segment(old, fields, columns, blob))
             return old
         got = build(old, [*_kept(old, gone), *new])
         try:
             lines = _lines_blob(got.lines)
             whole = ([tuple(r) for r in got.rows], got.fields, [tuple(c) for c in got.columns])
-            parts = (*whole, lines)
             with os.fdopen(fd, "wb", closefd=False) as f:
-                f.write(MAGIC + _encode(True, stamp, parts))
+                f.write(MAGIC + _encode(True, stamp, whole, lines))
             os.close(fd)
             fd = -1
             os.replace(tmp, path)
@@ -372,6 +381,30 @@ def _changes(
 
 
 _REF_COMMIT = itemgetter(0, 1)
+
+
+def _rereader(repo: RepoPaths) -> Reread:
+    """Reads the records of some positions from their commits, for lines found damaged
+    in the index (a changed byte on disk); the index is removed, so the next read
+    rebuilds it."""
+
+    def reread(got: Results, positions: range) -> list[str]:
+        with contextlib.suppress(OSError):
+            (repo.state_dir / NAME).unlink()
+        fields = [got.fields[p] for p in positions]
+        shas = [f[FIELDS.index("commit")] for f in fields]
+        with ObjectReader(repo.common_dir) as reader:
+            bodies = [b for i in range(0, len(shas), 256) for b in reader.read(shas[i : i + 256])]
+        out = []
+        for f, sha, body in zip(fields, shas, bodies, strict=True):
+            message = body.partition(b"\n\n")[2].decode(errors="replace") if body else ""
+            parsed = _parse(f[FIELDS.index("ref")], sha, message)
+            # A commit gone meanwhile: what the index's fields say of it.
+            said = dict(zip(FIELDS, f, strict=True))
+            out.append(parsed[0].line if parsed else json.dumps(said, default=str))
+        return out
+
+    return reread
 
 
 def _parse(ref: str, sha: str, message: str) -> tuple[Row, dict[str, Any]] | None:
