@@ -3,7 +3,8 @@ then expanded by the sweeper plugins (``sweeprun_count_block``, ``sweeprun_expan
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sweeprun.exceptions import SweepValueError, UsageError
@@ -62,18 +63,26 @@ def expand_block(
     config: Config, spec: Spec, sweep: Sweep, kind: str, block: Any, mark: Any
 ) -> list[dict[str, Any]]:
     """One block's points, by its plugin; a plugin's refusal located in the spec."""
-    try:
+    with located(spec, sweep, block, mark):
         got = config.hook.sweeprun_expand_block(
             kind=kind, block=block, sweep=sweep, spec=spec, config=config
         )
-    except SweepValueError as exc:
-        where = locate(block, exc.keypath, mark)
-        raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
     if got is None:
         raise spec.error(mark, f"no plugin expands '{kind}' blocks")
     # Values as plain data: a list or mapping read from the spec still carries its source
     # positions (a subclass no YAML or JSON writer knows).
     return [{k: yamlio.plain(v) for k, v in p.items()} for p in got]
+
+
+@contextlib.contextmanager
+def located(spec: Spec, sweep: Sweep, block: Any, mark: Any) -> Iterator[None]:
+    """A block's :class:`SweepValueError` as a spec error at the place in ``block`` it
+    names (``mark``: where the block starts)."""
+    try:
+        yield
+    except SweepValueError as exc:
+        where = locate(block, exc.keypath, mark)
+        raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
 
 
 def qualifier(spec: Spec, sweep: Sweep, params: ParamsSet) -> Callable[[str], str]:

@@ -30,12 +30,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sweeprun._core import expansion
-from sweeprun.exceptions import SweepValueError
 from sweeprun.spec import yamlio
 from sweeprun.spec.collect import Experiment, check_overlap, interpolate_stages, params_of
-from sweeprun.spec.names import format_value
-from sweeprun.spec.overrides import DELETE
-from sweeprun.spec.sweeps import locate
+from sweeprun.spec.names import id_text
 from sweeprun.sweepers.grid import MATRIX_RESERVED, matrix_axes
 
 if TYPE_CHECKING:
@@ -172,11 +169,8 @@ def stream_sweep(
             if kind == "matrix" and isinstance(block, Mapping):
                 if any(word in block for word in MATRIX_RESERVED):
                     return None  # include/exclude/zip: its points are not a plain product
-                try:
+                with expansion.located(spec, sweep, block, mark):
                     found = matrix_axes(block)
-                except SweepValueError as exc:
-                    where = locate(block, exc.keypath, mark)
-                    raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
                 axes += [[_part({key: yamlio.plain(v)}, qualify) for v in vs] for key, vs in found]
             else:
                 points = expansion.expand_block(config, spec, sweep, kind, block, mark)
@@ -192,8 +186,7 @@ def stream_sweep(
 
 def _part(point: Mapping[str, Any], qualify: Callable[[str], str]) -> Part:
     got = {qualify(k): v for k, v in point.items()}
-    id_text = ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}" for k, v in got.items())
-    return Part(got, id_text, ", ".join(f"{k}={v!r}" for k, v in got.items()))
+    return Part(got, id_text(got), ", ".join(f"{k}={v!r}" for k, v in got.items()))
 
 
 def _independent(axes: list[list[Part]]) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeprun.exceptions import SweepValueError
+from sweeprun._core import expansion
 from sweeprun.model import EXPS, FAILED_STATES, QUEUE, RUNNING, Record, State
 from sweeprun.run import checkpoint
 from sweeprun.spec.collect import params_of
@@ -113,11 +113,8 @@ def study_of(session: Session, spec: Spec, sweep: Sweep, params: ParamsSet) -> O
         raise spec.error(mark, f"sweep {sweep.name!r}: 'optimize' is the sweep's only block")
     if spec.hydra is not None:
         raise spec.error(mark, f"sweep {sweep.name!r}: 'optimize' does not run Hydra apps yet")
-    try:
+    with expansion.located(spec, sweep, block, mark):
         config = parse_optimize(block)
-    except SweepValueError as exc:
-        where = locate(block, exc.keypath, mark)
-        raise spec.error(where, f"sweep {sweep.name!r}: {exc.message}") from None
     keys = {}
     for dim in config.space:
         try:

@@ -43,8 +43,12 @@ def make_id(sweep: str, point: Mapping[str, Any]) -> str:
 
     if not point:
         return sweep
-    inner = ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}" for k, v in point.items())
-    return f"{sweep}[{inner}]"
+    return f"{sweep}[{id_text(point)}]"
+
+
+def id_text(point: Mapping[str, Any]) -> str:
+    """The inside of a point's id: ``train.lr=0.1,train.units=64`` (``~key``: deleted)."""
+    return ",".join(f"~{k}" if v is DELETE else f"{k}={format_value(v)}" for k, v in point.items())
 
 
 def is_ref_safe(name: str) -> bool:

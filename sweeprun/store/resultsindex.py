@@ -368,10 +368,7 @@ def _changes(
             if f"{ref} {sha}" not in known and (got := _parse(ref, sha, message)) is not None:
                 new.append(got)
     elif fresh:
-        with ObjectReader(repo.common_dir) as reader:
-            # In batches: names written ahead of reading must fit the pipe (no deadlock).
-            bodies = [b for i in range(0, len(fresh), 256)
-                      for b in reader.read([sha for _, sha in fresh[i : i + 256]])]  # fmt: skip
+        bodies = _bodies(repo, [sha for _, sha in fresh])
         for (ref, sha), body in zip(fresh, bodies, strict=True):
             if body is not None:
                 message = body.partition(b"\n\n")[2].decode(errors="replace")
@@ -381,6 +378,13 @@ def _changes(
 
 
 _REF_COMMIT = itemgetter(0, 1)
+
+
+def _bodies(repo: RepoPaths, shas: list[str]) -> list[bytes | None]:
+    """The commits' raw bodies, in order (``None``: missing), through one ``cat-file``."""
+    with ObjectReader(repo.common_dir) as reader:
+        # In batches: names written ahead of reading must fit the pipe (no deadlock).
+        return [b for i in range(0, len(shas), 256) for b in reader.read(shas[i : i + 256])]
 
 
 def _rereader(repo: RepoPaths) -> Reread:
@@ -393,8 +397,7 @@ def _rereader(repo: RepoPaths) -> Reread:
             (repo.state_dir / NAME).unlink()
         fields = [got.fields[p] for p in positions]
         shas = [f[FIELDS.index("commit")] for f in fields]
-        with ObjectReader(repo.common_dir) as reader:
-            bodies = [b for i in range(0, len(shas), 256) for b in reader.read(shas[i : i + 256])]
+        bodies = _bodies(repo, shas)
         out = []
         for f, sha, body in zip(fields, shas, bodies, strict=True):
             message = body.partition(b"\n\n")[2].decode(errors="replace") if body else ""
